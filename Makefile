@@ -1,0 +1,49 @@
+# One command each on a fresh Debian 12 machine: `make demo`, `make test`. Both run `make setup`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.clap-ros-setup
+REQS := requirements/runtime.txt requirements/training.txt requirements/dev.txt requirements/constraints.txt
+# DDS stays on loopback; tests pick their own ROS_DOMAIN_ID per run.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= egl
+
+.PHONY: setup test test-fast demo bench lock clean help
+help:
+	@echo "make setup   build $(VENV) from the pinned requirements (run by demo/test when needed)"
+	@echo "make demo    run the main job on the simulated robot"
+	@echo "make test    run the whole test suite"
+	@echo "make bench   print the benchmark figures"
+
+setup: $(STAMP)
+
+$(STAMP): $(REQS) setup.py training/pyproject.toml
+	./scripts/install_system_deps.sh
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch is pinned in this same command (training.txt) so nothing pulls a CUDA build.
+	$(PY) -m pip install -q -r requirements/runtime.txt -r requirements/training.txt \
+		-r requirements/dev.txt -c requirements/constraints.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . -e training
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest tests
+
+test-fast: setup
+	$(PY) -m pytest tests -m "not slow"
+
+demo: setup
+	$(VENV)/bin/clap-ros demo
+
+bench: setup
+	$(VENV)/bin/clap-ros bench
+
+# Regenerate the lock file from the current venv (after changing requirements/*.txt).
+lock:
+	$(PY) -m pip freeze --exclude-editable | grep -vE '^(clap[-_]ros|clap[-_]train)' > requirements/constraints.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info training/*.egg-info
