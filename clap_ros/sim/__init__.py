@@ -1,1 +1,12 @@
-"""clap_ros.sim."""
+"""clap_ros.sim: the MuJoCo world that stands in for the robot, its camera and human videos.
+
+``SimWorld`` (robot + scene + task, reset per seed), ``TASKS`` (the task registry),
+``make_expert`` (scripted IK experts with open-loop joint-space plans) and ``run_plan`` (execute a
+plan directly, without ROS). See docs/INTERFACES.md.
+"""
+from clap_ros.sim.tasks import TASKS, Task, get_task, register_task
+from clap_ros.sim.world import SimWorld
+from clap_ros.sim.expert import ArmExpert, ExpertError, HandExpert, Plan, make_expert, run_plan
+
+__all__ = ["SimWorld", "TASKS", "Task", "get_task", "register_task", "make_expert", "run_plan",
+           "Plan", "ArmExpert", "HandExpert", "ExpertError"]

@@ -10,6 +10,11 @@ import importlib
 
 # name -> (module, one-line help). Order is the order in `clap-ros sim --help`.
 SIM_SUBCOMMANDS = {
+    "record": ("clap_ros.data.record", "record expert demonstrations as MCAP rosbags"),
+    "human-videos": ("clap_ros.sim.human_video",
+                     "render tasks done by a floating hand: mp4 clips + labels, no actions"),
+    "render": ("clap_ros.sim.render", "render a picture of a robot, task and seed"),
+    "bench": ("clap_ros.sim.bench", "images/s, physics steps/s and real-time factor per robot"),
 }
 
 
