@@ -1,0 +1,188 @@
+"""Helpers every clap_ros node shares: QoS chosen on purpose, declared parameters, clean exits.
+
+Only imported by node processes (it imports rclpy); the logic the nodes wrap lives elsewhere.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import rclpy
+from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+# Cameras: best effort, keep last 5 (rclpy's sensor-data profile), as real camera drivers publish.
+SENSOR_QOS = qos_profile_sensor_data
+# Latched facts (instruction, sim status): a late subscriber still gets the latest one.
+LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# Commands and joint states: reliable, volatile, like the ros2_control controllers' topics.
+COMMAND_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+STATE_QOS = COMMAND_QOS
+# /clock like rclcpp::ClockQoS, which rclpy's TimeSource subscribes with: best effort, last 1.
+CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+class ParameterError(ValueError):
+    """A node parameter has a value the node cannot work with."""
+
+
+def declare(node: Node, name: str, default: Any, description: str,
+            choices: Optional[Sequence[str]] = None,
+            min_value: Optional[float] = None, max_value: Optional[float] = None,
+            read_only: bool = False) -> Any:
+    """Declare a parameter with a description (shown by `ros2 param describe`) and return its
+    value, validated against ``choices`` / ``min_value`` / ``max_value``."""
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+    desc = ParameterDescriptor(description=description, read_only=read_only)
+    if choices:
+        desc.additional_constraints = "one of: %s" % ", ".join(choices)
+    is_float = isinstance(default, float)
+    if min_value is not None and max_value is not None and not isinstance(default, bool):
+        if isinstance(default, int):
+            desc.integer_range = [IntegerRange(from_value=int(min_value), to_value=int(max_value),
+                                               step=0)]
+        else:
+            desc.additional_constraints = "%g .. %g" % (min_value, max_value)
+    # `-p rate:=15` arrives as an integer; a float parameter takes it (checked below) instead of
+    # failing with a type error.
+    desc.dynamic_typing = is_float
+    try:
+        value = node.declare_parameter(name, default, desc).value
+    except (InvalidParameterValueException, InvalidParameterTypeException) as e:
+        raise ParameterError("parameter '%s': %s" % (name, e)) from None
+    if is_float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParameterError("parameter '%s' = %r: must be a number" % (name, value))
+        value = float(value)
+    check_value(name, value, choices, min_value, max_value)
+    return value
+
+
+def check_value(name: str, value: Any, choices: Optional[Sequence[str]] = None,
+                min_value: Optional[float] = None, max_value: Optional[float] = None) -> None:
+    if choices is not None and value not in choices:
+        raise ParameterError("parameter '%s' = %r: must be one of %s"
+                             % (name, value, ", ".join(map(str, choices))))
+    if min_value is not None and value < min_value:
+        raise ParameterError("parameter '%s' = %r: must be >= %s" % (name, value, min_value))
+    if max_value is not None and value > max_value:
+        raise ParameterError("parameter '%s' = %r: must be <= %s" % (name, value, max_value))
+
+
+class RateLimitedLog:
+    """Log a repeating problem at most once per ``period_s`` per key, counting what was skipped,
+    so a 1 kHz stream of bad commands cannot flood the log."""
+
+    def __init__(self, logger, period_s: float = 1.0, clock: Callable[[], float] = None):
+        import time
+        self._logger = logger
+        self._period = period_s
+        self._clock = clock or time.monotonic
+        self._last: Dict[str, float] = {}
+        self._skipped: Dict[str, int] = {}
+
+    def __call__(self, key: str, text: str, level: str = "warning") -> bool:
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._period:
+            self._skipped[key] = self._skipped.get(key, 0) + 1
+            return False
+        skipped = self._skipped.pop(key, 0)
+        self._last[key] = now
+        if skipped:
+            text += " (%d similar messages suppressed)" % skipped
+        getattr(self._logger, level)(text)
+        return True
+
+
+def stamp_from_s(t: float):
+    """builtin_interfaces/Time from seconds."""
+    from builtin_interfaces.msg import Time
+    sec = int(t // 1)
+    nsec = int(round((t - sec) * 1e9))
+    if nsec >= 1_000_000_000:
+        sec, nsec = sec + 1, nsec - 1_000_000_000
+    return Time(sec=sec, nanosec=nsec)
+
+
+def duration_from_s(t: float):
+    from builtin_interfaces.msg import Duration
+    sec = int(t // 1)
+    nsec = int(round((t - sec) * 1e9))
+    if nsec >= 1_000_000_000:
+        sec, nsec = sec + 1, nsec - 1_000_000_000
+    return Duration(sec=sec, nanosec=nsec)
+
+
+def run_node(make_node: Callable[[], Node], spin: Optional[Callable[[Node], Optional[int]]] = None,
+             args: Optional[Sequence[str]] = None) -> int:
+    """Init rclpy, build the node, spin until SIGINT/SIGTERM (or ``spin`` returns), clean up.
+
+    A ParameterError at construction prints one line and exits 2 rather than a traceback; the
+    node's ``shutdown()`` (if any) runs on every exit path so threads and files are closed.
+    """
+    argv = list(args) if args is not None else list(sys.argv)
+    user_args = argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv
+    want_help = any(a in ("-h", "--help") for a in user_args[1:])
+    rclpy.init(args=argv)
+    node = None
+    code = 0
+    try:
+        try:
+            node = make_node()
+        except ParameterError as e:
+            print("error: %s" % e, file=sys.stderr)
+            return 2
+        if want_help:
+            print_node_help(node, make_node)
+            return 0
+        if spin is not None:
+            code = int(spin(node) or 0)
+        else:
+            rclpy.spin(node)
+        code = code or int(getattr(node, "exit_code", 0) or 0)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        code = int(getattr(node, "exit_code", 0) or 0)
+    except Exception:
+        # A signal can invalidate the context between two executor steps; rclpy then raises
+        # RCLError ("context is not valid") instead of ExternalShutdownException.
+        if rclpy.ok():
+            raise
+        code = int(getattr(node, "exit_code", 0) or 0)
+    finally:
+        if node is not None:
+            stop = getattr(node, "shutdown", None)
+            if callable(stop):
+                stop()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return code
+
+
+def ignore_sigpipe() -> None:
+    # A parent that closed our log pipe must not kill us mid-cleanup.
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
+def print_node_help(node: Node, make_node) -> None:
+    """`<node> --help`: the node's purpose and its declared parameters with their descriptions and
+    current values, read from the node itself so the text cannot drift from the code."""
+    import inspect
+    doc = inspect.getmodule(make_node).__doc__ or ""
+    print(doc.strip())
+    print("\nusage: ros2 run clap_ros %s [--ros-args -p NAME:=VALUE ...]\n\nparameters:"
+          % node.get_name())
+    names = sorted(node.list_parameters([], 0).names)
+    for name, desc in zip(names, node.describe_parameters(names)):
+        value = node.get_parameter(name).value
+        extra = (" [%s]" % desc.additional_constraints) if desc.additional_constraints else ""
+        print("  %-40s %-14r %s%s" % (name, value, desc.description, extra))
