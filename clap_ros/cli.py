@@ -15,6 +15,9 @@ from typing import List, Optional
 SUBCOMMAND_MODULES = [
     "clap_ros.sim.cli",            # clap-ros sim {record,human-videos,render,bench}
     "clap_ros.robots.cli",         # clap-ros robots
+    "clap_ros.data.bag2dataset",   # clap-ros bag2dataset
+    "clap_ros.demo",               # clap-ros demo
+    "clap_ros.bench",              # clap-ros bench
 ]
 
 DESCRIPTION = """\

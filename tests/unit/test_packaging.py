@@ -71,8 +71,9 @@ def installed_prefix(tmp_path_factory):
     deps_site = [p for p in sys.path if p.endswith("site-packages")]
     (site / "zz_deps.pth").write_text("\n".join(deps_site) + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(prefix),
-         str(wheel)],
+        # --ignore-installed: without it pip would first uninstall the running venv's clap_ros.
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed",
+         "--prefix", str(prefix), str(wheel)],
         check=True, cwd=tmp,
     )
     return wheel, prefix
