@@ -78,7 +78,7 @@ def record_episode_direct(world, seed: int, bag_path: Path, cfg: DirectConfig) -
     and write the episode bag. Returns the outcome dict (also written to /clap/episode_outcome)."""
     from clap_ros.control.trajectory import TrajectoryFollower, TrajectoryRejected
     from clap_ros.data import bags
-    from clap_ros.nodes.expert_node import trajectory_chunk
+    from clap_ros.control.trajectory import trajectory_chunk
     from clap_ros.sim import make_expert
 
     world.reset(seed=seed)
