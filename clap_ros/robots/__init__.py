@@ -142,33 +142,34 @@ class RobotProfile:
         for i in range(self.dof):
             th = q[i] + k.theta_offset[i]
             if k.convention == "modified":
-                T = T @ _rotx(k.alpha[i]) @ _trans(k.a[i], 0, 0) @ _rotz(th) @ _trans(0, 0, k.d[i])
+                T = T @ rotx(k.alpha[i]) @ trans(k.a[i], 0, 0) @ rotz(th) @ trans(0, 0, k.d[i])
             else:
-                T = T @ _rotz(th) @ _trans(0, 0, k.d[i]) @ _trans(k.a[i], 0, 0) @ _rotx(k.alpha[i])
+                T = T @ rotz(th) @ trans(0, 0, k.d[i]) @ trans(k.a[i], 0, 0) @ rotx(k.alpha[i])
             frames.append(T.copy())
         return frames
 
     def flange_pose(self, q: Sequence[float]) -> np.ndarray:
         """World-from-flange transform (the tool mounting plate)."""
         k = self.kinematics
-        return self.joint_frames(q)[-1] @ _trans(0, 0, k.flange_d) @ _rotz(k.flange_yaw)
+        return self.joint_frames(q)[-1] @ trans(0, 0, k.flange_d) @ rotz(k.flange_yaw)
 
     def tcp_pose(self, q: Sequence[float]) -> np.ndarray:
         """World-from-TCP transform (between the fingertips, z pointing out of the gripper)."""
-        return self.flange_pose(q) @ _trans(0, 0, self.kinematics.tcp_offset)
+        return self.flange_pose(q) @ trans(0, 0, self.kinematics.tcp_offset)
 
 
-def _rotx(a: float) -> np.ndarray:
+# Homogeneous 4x4 transforms: the one copy the kinematics and the MJCF builder share.
+def rotx(a: float) -> np.ndarray:
     c, s = math.cos(a), math.sin(a)
     return np.array([[1, 0, 0, 0], [0, c, -s, 0], [0, s, c, 0], [0, 0, 0, 1.0]])
 
 
-def _rotz(a: float) -> np.ndarray:
+def rotz(a: float) -> np.ndarray:
     c, s = math.cos(a), math.sin(a)
     return np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
 
 
-def _trans(x: float, y: float, z: float) -> np.ndarray:
+def trans(x: float, y: float, z: float) -> np.ndarray:
     T = np.eye(4)
     T[:3, 3] = (x, y, z)
     return T

@@ -1,10 +1,11 @@
 """Small helpers for writing MJCF text: number formatting, poses, look-at cameras."""
 from __future__ import annotations
 
-import math
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from clap_ros.robots import rotx, rotz, trans  # noqa: F401  (re-exported for the scene builders)
 
 
 def fmt(values: Iterable[float]) -> str:
@@ -33,20 +34,6 @@ def pose_attrs(T: np.ndarray) -> str:
     return 'pos="%s" quat="%s"' % (fmt(T[:3, 3]), fmt(mat2quat(T[:3, :3])))
 
 
-def rotx(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[1, 0, 0, 0], [0, c, -s, 0], [0, s, c, 0], [0, 0, 0, 1.0]])
-
-
-def rotz(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
-
-
-def trans(x: float, y: float, z: float) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, 3] = (x, y, z)
-    return T
 
 
 def lookat_quat(pos: Sequence[float], target: Sequence[float]) -> np.ndarray:
