@@ -324,7 +324,10 @@ def export_bundle(policy, act_vae, out_dir, *, stats: Dict[str, Any], tokenizer,
                                                         out_dir / "engines", "fp16"))
         manifest["provenance"]["tensorrt_engines"] = engines
     B.write_manifest(out_dir, manifest)
-    return B.load_manifest(out_dir)
+    # the runtime's own loader checks what the robot will check (graph headers against the
+    # manifest, sizes consistent across graphs), so a bad export fails here, not at start-up
+    from clap_ros.inference.bundle import load_bundle
+    return load_bundle(out_dir, check_robot=False).manifest
 
 
 def export_from_checkpoint(checkpoint, out_dir, act_vae_checkpoint=None, **kwargs) -> Dict[str, Any]:
