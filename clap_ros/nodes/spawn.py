@@ -50,7 +50,7 @@ def node_command(module: str, params: Optional[Mapping] = None,
     return cmd
 
 
-def _child_setup(nice: int):
+def _child_setup(nice: int, own_group: bool = False):
     def setup():
         # Linux: the child gets SIGTERM if the process that spawned it dies (crashed test
         # runner), so no orphaned sim keeps a core busy.
@@ -61,6 +61,9 @@ def _child_setup(nice: int):
             pass
         if nice:
             os.nice(nice)
+        if own_group:
+            # A terminal's Ctrl-C then reaches only the launcher, which forwards it once.
+            os.setpgid(0, 0)
     return setup
 
 
@@ -68,16 +71,19 @@ class NodeProcess:
     """One node in its own process. Use as a context manager or call start()/stop().
 
     ``nice`` lowers the child's CPU priority (e.g. for a helper whose start-up burst must not
-    starve a real-time sim on a small machine).
+    starve a real-time sim on a small machine). ``own_group`` puts the child in its own process
+    group, so signals sent to the parent's group (Ctrl-C) reach it only through the parent.
     """
 
     def __init__(self, module: str, params: Optional[Mapping] = None,
                  params_file: Optional[Union[str, Path]] = None, name: Optional[str] = None,
                  remaps: Optional[Mapping[str, str]] = None,
                  domain_id: Optional[int] = None, env: Optional[Mapping[str, str]] = None,
-                 log_path: Optional[Union[str, Path]] = None, nice: int = 0):
+                 log_path: Optional[Union[str, Path]] = None, nice: int = 0,
+                 own_group: bool = False):
         self.module = module
         self.nice = int(nice)
+        self.own_group = bool(own_group)
         self.name = name or module.rsplit(".", 1)[-1]
         self.cmd = node_command(module, params, params_file, name, remaps)
         self.env: Dict[str, str] = dict(os.environ)
@@ -107,7 +113,7 @@ class NodeProcess:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=self.env,
-                                     preexec_fn=_child_setup(self.nice))
+                                     preexec_fn=_child_setup(self.nice, self.own_group))
         _RUNNING.append(self)
         return self
 
@@ -128,6 +134,16 @@ class NodeProcess:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+
+    def send_signal(self, sig: int) -> bool:
+        """Send ``sig`` if the process still runs; False if it had already exited."""
+        if not self.running():
+            return False
+        try:
+            self.proc.send_signal(sig)
+        except ProcessLookupError:
+            return False
+        return True
 
     def log_text(self, tail: Optional[int] = None) -> str:
         try:

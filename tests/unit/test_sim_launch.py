@@ -1,64 +1,133 @@
-"""launch/sim.launch.py and config/sim_driver.yaml agree with setup.py and the nodes' parameters.
+"""launch/*.launch.py build their graphs from clap_ros.launching.graph, and config/sim_driver.yaml
+agrees with the nodes' parameters.
 
-launch/launch_ros are not installed in the venv, so the file is checked by parsing it; the real
-import test runs wherever launch_ros exists (a Jazzy workspace) and is skipped only without it.
+launch/launch_ros are not installed in the venv: the launch files are checked by parsing them, the
+translation (clap_ros.launching.ros_launch) by running it against small recording stand-ins for
+the launch API classes it calls; the real import test runs wherever launch_ros exists (a Jazzy
+workspace) and is skipped only without it.
 """
 import ast
 import dataclasses
 import importlib.util
+import sys
+import types
 from pathlib import Path
 
 import pytest
 import yaml
 
+from clap_ros.launching.graph import GRAPHS, SIM, PackageFile
+
 ROOT = Path(__file__).resolve().parents[2]
-LAUNCH = ROOT / "launch" / "sim.launch.py"
+LAUNCH_DIR = ROOT / "launch"
+LAUNCH = LAUNCH_DIR / "sim.launch.py"
 CONFIG = ROOT / "config" / "sim_driver.yaml"
+TRANSLATION = ROOT / "clap_ros" / "launching" / "ros_launch.py"
+
+# The launch / launch_ros names the translation may use: stable API present in Jazzy.
+STANDARD_API = {
+    "launch": {"LaunchDescription"},
+    "launch.actions": {"DeclareLaunchArgument"},
+    "launch.conditions": {"IfCondition", "UnlessCondition"},
+    "launch.substitutions": {"LaunchConfiguration", "PathJoinSubstitution"},
+    "launch_ros.actions": {"Node"},
+    "launch_ros.parameter_descriptions": {"ParameterValue"},
+    "launch_ros.substitutions": {"FindPackageShare"},
+}
 
 
-def setup_nodes():
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "NODES" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise AssertionError("setup.py has no NODES dict")
+def test_every_launch_file_is_a_shared_graph():
+    files = sorted(LAUNCH_DIR.glob("*.launch.py"))
+    assert LAUNCH in files
+    for path in files:
+        tree = ast.parse(path.read_text())
+        imports = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert any(n.module == "clap_ros.launching.ros_launch"
+                   and "launch_description" in [a.name for a in n.names] for n in imports), path
+        graph = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                 and any(getattr(t, "id", "") == "GRAPH" for t in n.targets)]
+        assert graph and graph[0] == path.name[:-len(".launch.py")] and graph[0] in GRAPHS
+        funcs = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+        assert "generate_launch_description" in funcs
+        # one source of truth: no node or argument declared in the file itself
+        calls = {getattr(n.func, "id", "") for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        assert not calls & {"Node", "DeclareLaunchArgument"}, path
 
 
-def launch_calls(name):
-    tree = ast.parse(LAUNCH.read_text())
-    return [n for n in ast.walk(tree)
-            if isinstance(n, ast.Call) and getattr(n.func, "id", "") == name]
+def test_translation_uses_only_the_standard_launch_api():
+    tree = ast.parse(TRANSLATION.read_text())
+    for n in ast.walk(tree):
+        if isinstance(n, ast.ImportFrom) and n.module.split(".")[0] in ("launch", "launch_ros"):
+            names = {a.name for a in n.names}
+            assert names <= STANDARD_API.get(n.module, set()), (n.module, names)
 
 
-def test_launch_node_executables_are_installed_by_setup_py():
-    nodes = setup_nodes()
-    calls = launch_calls("Node")
-    assert len(calls) == 2
-    for call in calls:
-        kw = {k.arg: k.value for k in call.keywords}
-        assert ast.literal_eval(kw["package"]) == "clap_ros"
-        exe = ast.literal_eval(kw["executable"])
-        assert exe in nodes, "%s is not an executable in setup.py NODES %s" % (exe, nodes)
-        # the node name matches the params file section, so the YAML applies
-        assert ast.literal_eval(kw["name"]) in yaml.safe_load(CONFIG.read_text())
+class _Recorded:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def __eq__(self, other):
+        return type(self) is type(other) and (self.args, self.kwargs) == (other.args, other.kwargs)
+
+    def __repr__(self):
+        return "%s%r%r" % (type(self).__name__, self.args, self.kwargs)
+
+
+@pytest.fixture
+def launch_stand_ins(monkeypatch):
+    """Minimal recording versions of the launch API classes, installed as the launch modules."""
+    classes = {}
+    for module, names in STANDARD_API.items():
+        mod = types.ModuleType(module)
+        for name in names:
+            cls = type(name, (_Recorded,), {})
+            setattr(mod, name, cls)
+            classes[name] = cls
+        monkeypatch.setitem(sys.modules, module, mod)
+    return types.SimpleNamespace(**classes)
+
+
+def test_translation_builds_the_sim_graph(launch_stand_ins):
+    from clap_ros.launching.ros_launch import launch_description
+    L = launch_stand_ins
+    ld = launch_description("sim")
+    entities = ld.args[0]
+    decls = [e for e in entities if isinstance(e, L.DeclareLaunchArgument)]
+    nodes = [e for e in entities if isinstance(e, L.Node)]
+    assert [d.args[0] for d in decls] == [a.name for a in SIM.arguments]
+    by_name = {d.args[0]: d.kwargs for d in decls}
+    assert by_name["robot"] == {"default_value": "fr3",
+                                "description": SIM.argument("robot").description}
+    assert by_name["command_mode"]["choices"] == ["joint_trajectory", "forward_position"]
+    assert by_name["params_file"]["default_value"] == L.PathJoinSubstitution(
+        [L.FindPackageShare("clap_ros"), "config", "sim_driver.yaml"])
+    assert [n.kwargs["name"] for n in nodes] == ["sim_driver", "expert_node"]
+    driver, expert = (n.kwargs for n in nodes)
+    assert driver["package"] == "clap_ros" and driver["executable"] == "sim_driver"
+    assert driver["condition"] is None
+    assert expert["condition"] == L.IfCondition(L.LaunchConfiguration("expert"))
+    params_file, overrides = driver["parameters"]
+    assert params_file == L.LaunchConfiguration("params_file")
+    assert overrides["seed"] == L.ParameterValue(L.LaunchConfiguration("seed"), value_type=int)
+    assert overrides["randomize"] == L.ParameterValue(L.LaunchConfiguration("randomize"),
+                                                      value_type=bool)
+    assert overrides["camera_rate_hz"] == L.ParameterValue(
+        L.LaunchConfiguration("camera_rate_hz"), value_type=float)
+    assert set(overrides) == set(SIM.nodes[0].parameters)
+    assert expert["parameters"][1]["command_mode"] == L.ParameterValue(
+        L.LaunchConfiguration("command_mode"), value_type=str)
 
 
 def test_launch_arguments_cover_the_documented_ones():
-    tree = ast.parse(LAUNCH.read_text())
-    args = None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets):
-            args = {a[0]: a[1] for a in ast.literal_eval(node.value)}
-    assert args is not None
+    names = [a.name for a in SIM.arguments]
     for name in ("robot", "task", "seed", "use_sim_time", "camera_width", "camera_height",
-                 "camera_rate_hz"):
-        assert name in args
-    assert "params_file" in LAUNCH.read_text()
-    # defaults agree with the params file
+                 "camera_rate_hz", "expert", "params_file"):
+        assert name in names
+    assert SIM.argument("params_file").default == PackageFile("config", "sim_driver.yaml")
     cfg = yaml.safe_load(CONFIG.read_text())["sim_driver"]["ros__parameters"]
-    assert args["robot"] == cfg["robot"] and args["task"] == cfg["task"]
-    assert int(args["camera_width"]) == cfg["camera_width"] == 128
-    assert float(args["camera_rate_hz"]) == cfg["camera_rate_hz"] == 15.0
+    assert SIM.argument("robot").default == cfg["robot"]
+    assert int(SIM.argument("camera_width").default) == cfg["camera_width"] == 128
+    assert float(SIM.argument("camera_rate_hz").default) == cfg["camera_rate_hz"] == 15.0
 
 
 def test_params_file_keys_are_sim_driver_parameters():
@@ -78,6 +147,7 @@ def test_params_file_keys_are_sim_driver_parameters():
 def test_launch_file_imports_and_builds_with_launch_ros():
     pytest.importorskip("launch_ros")
     from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument
     from launch_ros.actions import Node
     spec = importlib.util.spec_from_file_location("sim_launch", LAUNCH)
     mod = importlib.util.module_from_spec(spec)
@@ -85,4 +155,6 @@ def test_launch_file_imports_and_builds_with_launch_ros():
     ld = mod.generate_launch_description()
     assert isinstance(ld, LaunchDescription)
     nodes = [e for e in ld.entities if isinstance(e, Node)]
-    assert len(nodes) == 2
+    assert len(nodes) == len(SIM.nodes) == 2
+    decls = [e for e in ld.entities if isinstance(e, DeclareLaunchArgument)]
+    assert [d.name for d in decls] == [a.name for a in SIM.arguments]
