@@ -18,6 +18,8 @@ SUBCOMMAND_MODULES = [
     "clap_ros.data.bag2dataset",   # clap-ros bag2dataset
     "clap_ros.demo",               # clap-ros demo
     "clap_ros.bench",              # clap-ros bench
+    "clap_ros.inference.cli",      # clap-ros bundle check
+    "clap_ros.launching.cli",      # clap-ros launch
 ]
 
 DESCRIPTION = """\
