@@ -367,12 +367,18 @@ class StopProfile:
         vel = c[1] + t * (2 * c[2] + t * (3 * c[3] + t * (4 * c[4] + t * 5 * c[5])))
         acc = 2 * c[2] + t * (6 * c[3] + t * (12 * c[4] + t * 20 * c[5]))
         jerk = 6 * c[3] + t * (24 * c[4] + t * 60 * c[5])
+        # An initial acceleration opposing the motion cannot vanish at once (jerk limit, and the
+        # stop's own minimum duration), so the velocity unavoidably swings back by about
+        # |a0| T + a0^2 / (2 jmax). Forbidding that swing made the search stretch T without end,
+        # and the a0 T^2 / 12 term then carried the rest position all the way to a joint limit.
+        rev_tol = (np.where(a0 * v0 < 0.0, np.abs(a0) * T + a0 * a0 / (2.0 * jmax), 0.0)
+                   + 1e-9 * (1 + np.abs(v0)))
         # Per joint: within acceleration, jerk and velocity limits, and never reversing (a stop
         # that swings back is not a stop).
         ok = (np.all(np.abs(acc) <= np.maximum(amax, np.abs(a0)) * (1 + 1e-9), axis=0)
               & np.all(np.abs(jerk) <= jmax * (1 + 1e-9), axis=0)
               & np.all(np.abs(vel) <= vlim * (1 + 1e-9), axis=0)
-              & ((v0 == 0.0) | np.all(vel * np.sign(v0) >= -1e-9 * (1 + np.abs(v0)), axis=0)))
+              & ((v0 == 0.0) | np.all(vel * np.sign(v0) >= -rev_tol, axis=0)))
         inside = np.all(pos >= lo - 1e-9, axis=0) & np.all(pos <= hi + 1e-9, axis=0)
         return ok, c, qf, inside
 

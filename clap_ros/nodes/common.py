@@ -98,7 +98,15 @@ class RateLimitedLog:
         self._last[key] = now
         if skipped:
             text += " (%d similar messages suppressed)" % skipped
-        getattr(self._logger, level)(text)
+        # rclpy fixes one severity per call site, so each level needs its own call line.
+        if level == "error":
+            self._logger.error(text)
+        elif level == "info":
+            self._logger.info(text)
+        elif level == "debug":
+            self._logger.debug(text)
+        else:
+            self._logger.warning(text)
         return True
 
 

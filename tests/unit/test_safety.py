@@ -280,3 +280,23 @@ def test_stop_profile_from_filter_state_passes_through_the_filter(fr3):
     np.testing.assert_allclose(Q[-1], sp.q_final, atol=1e-4)
     assert f.at_rest(vel_tol=1e-3, acc_tol=0.05)
     assert_within(fr3, np.array(Q))
+
+
+def test_stop_with_opposing_initial_acceleration_stays_short_and_near():
+    # Reported case: a joint braking hard (acceleration opposing a small velocity). The stop must
+    # not wander off towards a joint limit; it ends close to where the joint is.
+    import numpy as np
+    from clap_ros.control.safety import StopProfile
+    from clap_ros.robots import load_profile
+    fr3 = load_profile("fr3")
+    q = fr3.home.copy()
+    qd = np.zeros(7)
+    qdd = np.zeros(7)
+    qd[3], qd[4] = -0.0064, 0.0036
+    qdd[3], qdd[4] = 6.94, -0.595
+    stop = StopProfile(fr3, q, qd, qdd)
+    assert stop.duration < 0.5
+    assert np.max(np.abs(stop.q_final - q)) < 0.01
+    for t in np.linspace(0.0, stop.duration, 200):
+        pos = stop.sample(t)[0]
+        assert np.all(pos >= fr3.limits.lower) and np.all(pos <= fr3.limits.upper)
