@@ -9,6 +9,9 @@ PACKAGE = "clap_ros"
 NODES = {
     "sim_driver": "clap_ros.nodes.sim_driver",
     "expert_node": "clap_ros.nodes.expert_node",
+    "encoder_node": "clap_ros.nodes.encoder_node",
+    "planner_node": "clap_ros.nodes.planner_node",
+    "action_node": "clap_ros.nodes.action_node",
 }
 
 
@@ -43,6 +46,9 @@ setup(
         ("share/" + PACKAGE, ["package.xml"]),
         ("share/" + PACKAGE + "/launch", glob("launch/*.launch.py")),
         ("share/" + PACKAGE + "/config", glob("config/*.yaml")),
+        # The default bundle, so a pip install runs `model:=models/default` out of the box
+        # (nodes resolve relative model paths in <prefix>/share/clap_ros too).
+        ("share/" + PACKAGE + "/models/default", glob("models/default/*")),
         ("lib/" + PACKAGE, _node_wrappers()),
     ],
     install_requires=["numpy", "pyyaml"],

@@ -1,0 +1,355 @@
+"""action_node: CLAP-RF action chunks -> safe arm commands (DESIGN.md sections 2 and 4).
+
+Subscribes /clap/latent (the camera frame's latent), /clap/plan_tokens + /clap/plan (the
+planner's tokens, paired with the plan that follows them) and the robot's joint_states (indexed
+by name via the profile). Runs CLAP-RF on a worker thread whenever a new latent arrives, queues
+each chunk on the frame's time axis with its measured availability time, and commands the driver
+named by the robot profile:
+
+* ``command_mode:=joint_trajectory``: one trajectory_msgs/JointTrajectory per chunk to
+  ``/<trajectory_controller>/joint_trajectory`` (full joint set, positions + velocities,
+  time_from_start > 0 and strictly increasing, zero final velocity, header stamp 0 = start now),
+  made feasible against the profile's limits;
+* ``command_mode:=forward_position``: std_msgs/Float64MultiArray to
+  ``/<forward_controller>/commands`` at ``command_rate_hz``, every command through the safety
+  filter, paced on its own thread with absolute deadlines.
+
+Gripper openings (0 closed .. 1 open) go to the profile's gripper topic. The arm holds still until
+``~/enable`` (std_srvs/SetBool; or ``enable_on_start``), fresh joint_states, a fresh latent and a
+plan. A stale input, ``~/stop`` (std_srvs/Trigger), a model output with NaN/Inf or joint names
+that do not match the profile bring it to a smooth, jerk-limited stop and hold, with the reason in
+the log and on /clap/diagnostics. The control logic lives in clap_ros.nodes.action_logic.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, Int32MultiArray
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from clap_ros import topics as T
+from clap_ros.control.watchdog import State
+from clap_ros.nodes.action_logic import COMMAND_MODES, ActionConfig, ActionController
+from clap_ros.nodes.clap_logic import latent_from_image
+from clap_ros.nodes.common import (COMMAND_QOS, SENSOR_QOS, STATE_QOS, ParameterError,
+                                   RateLimitedLog, declare, duration_from_s, run_node)
+from clap_ros.nodes.diagnostics import ERROR, WARN, DiagnosticsPublisher
+from clap_ros.nodes.runtime_params import declare_runtime
+from clap_ros.robots import ProfileError, load_profile
+
+
+def _stamp_s(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class ActionNode(Node):
+    def __init__(self):
+        super().__init__("action_node")
+        robot = declare(self, "robot", "fr3", "robot profile: fr3, panda, ur5e or a YAML path")
+        try:
+            self.profile = load_profile(robot)
+        except (ProfileError, OSError, ValueError) as e:
+            raise ParameterError("parameter 'robot' = %r: %s" % (robot, e)) from None
+        d = ActionConfig()
+        th = d.thresholds
+        cfg = ActionConfig(
+            command_mode=declare(self, "command_mode", d.command_mode,
+                                 "joint_trajectory (one trajectory per chunk, the controller "
+                                 "interpolates) or forward_position (stream at command_rate_hz)",
+                                 choices=COMMAND_MODES),
+            command_rate_hz=declare(self, "command_rate_hz", d.command_rate_hz,
+                                    "forward_position stream rate, Hz", min_value=1.0,
+                                    max_value=2000.0),
+            supervision_rate_hz=declare(self, "supervision_rate_hz", d.supervision_rate_hz,
+                                        "state-machine rate in joint_trajectory mode, Hz",
+                                        min_value=1.0, max_value=1000.0),
+            thresholds={
+                "latent": declare(self, "watchdog_latent_s", th["latent"],
+                                  "max age of the newest latent (its camera frame's stamp), s",
+                                  min_value=0.001, max_value=60.0),
+                "plan": declare(self, "watchdog_plan_s", th["plan"],
+                                "max age of the newest plan (its source frame's stamp), s",
+                                min_value=0.001, max_value=60.0),
+                "joint_states": declare(self, "watchdog_joint_states_s", th["joint_states"],
+                                        "max age of the newest joint_states, s",
+                                        min_value=0.001, max_value=60.0)},
+            margin=declare(self, "position_margin", d.margin,
+                           "rad kept inside the profile's position limits", min_value=0.0,
+                           max_value=0.5),
+            velocity_scale=declare(self, "velocity_scale", d.velocity_scale,
+                                   "fraction of the profile's velocity limits used",
+                                   min_value=0.01, max_value=1.0),
+            acceleration_scale=declare(self, "acceleration_scale", d.acceleration_scale,
+                                       "fraction of the profile's acceleration limits used",
+                                       min_value=0.01, max_value=1.0),
+            jerk_scale=declare(self, "jerk_scale", d.jerk_scale,
+                               "fraction of the profile's jerk limits used",
+                               min_value=0.01, max_value=1.0),
+            blend_window_s=declare(self, "blend_window_s", d.blend_window_s,
+                                   "cross-fade from the running chunk to a new one, s",
+                                   min_value=0.01, max_value=2.0),
+            max_delay_s=declare(self, "max_chunk_delay_s", d.max_delay_s,
+                                "a chunk ready later than this after its camera frame is dropped, s",
+                                min_value=0.01, max_value=10.0),
+            trajectory_horizon_s=declare(self, "trajectory_horizon_s", d.trajectory_horizon_s,
+                                         "look-ahead of each JointTrajectory, s",
+                                         min_value=0.05, max_value=30.0),
+            trajectory_period_s=declare(self, "trajectory_point_period_s", d.trajectory_period_s,
+                                        "spacing of JointTrajectory points, s",
+                                        min_value=0.001, max_value=1.0),
+            gripper_period_s=declare(self, "gripper_period_s", d.gripper_period_s,
+                                     "gripper command period while running, s",
+                                     min_value=0.001, max_value=10.0),
+            seed=declare(self, "seed", d.seed, "seed of the rectified-flow noise generator",
+                         min_value=0, max_value=2 ** 31 - 1))
+        self.enable_on_start = declare(self, "enable_on_start", False,
+                                       "start enabled instead of waiting for ~/enable")
+        js_topic = declare(self, "joint_states_topic", "",
+                           "joint states ('' = the profile's: %s)"
+                           % self.profile.driver.joint_states_topic)
+        if cfg.trajectory_horizon_s < cfg.trajectory_period_s:
+            raise ParameterError("parameter 'trajectory_horizon_s' = %r: must be >= "
+                                 "trajectory_point_period_s (%r)"
+                                 % (cfg.trajectory_horizon_s, cfg.trajectory_period_s))
+        self.runtime = declare_runtime(self, check_robot=self.profile.name)
+        try:
+            self.ctl = ActionController(self.profile, self.runtime, cfg)
+        except ValueError as e:
+            raise ParameterError("parameter 'model': %s" % e) from None
+        self.cfg = cfg
+        b = self.runtime.bundle
+        self._tokens_shape = (b.latent_tokens, b.latent_dim)
+        drv = self.profile.driver
+        self.forward = cfg.command_mode == "forward_position"
+        if self.forward:
+            self.arm_topic = drv.forward_topic
+            self.pub_arm = self.create_publisher(Float64MultiArray, self.arm_topic, COMMAND_QOS)
+            if not drv.raw_position_stream_ok and cfg.command_rate_hz < drv.rate_hz:
+                self.get_logger().warning(
+                    "forward_position at %g Hz to a %g Hz driver with no command smoothing (%s): "
+                    "prefer joint_trajectory or command_rate_hz:=%g"
+                    % (cfg.command_rate_hz, drv.rate_hz, self.profile.name, drv.rate_hz))
+        else:
+            self.arm_topic = drv.trajectory_topic
+            self.pub_arm = self.create_publisher(JointTrajectory, self.arm_topic, COMMAND_QOS)
+        self.gripper_topic = drv.gripper_command_topic
+        self.pub_grip = self.create_publisher(Float64MultiArray, self.gripper_topic, COMMAND_QOS)
+        self.log = RateLimitedLog(self.get_logger(), period_s=2.0)
+        self.diag = DiagnosticsPublisher(self, period_s=1.0, hardware_id=self.profile.name,
+                                         extra=self._diagnostics)
+        self.create_subscription(Image, T.LATENT, self._on_latent, SENSOR_QOS)
+        self.create_subscription(Int32MultiArray, T.PLAN_TOKENS, self._on_tokens, STATE_QOS)
+        self.create_subscription(JointTrajectory, T.PLAN, self._on_plan, STATE_QOS)
+        self.create_subscription(JointState, js_topic or drv.joint_states_topic, self._on_js,
+                                 STATE_QOS)
+        self.create_service(SetBool, "~/enable", self._on_enable)
+        self.create_service(Trigger, "~/stop", self._on_stop)
+        self.create_timer(0.1, self._drain_events)
+        # Wake times of the last ticks (a preallocated ring: the loop must not allocate).
+        self._wakes = np.zeros(2048)
+        self._n_wakes = 0
+        self._skipped_ticks = 0
+        self._arm_msg = Float64MultiArray()
+        self._grip_msg = Float64MultiArray()
+        self._running = threading.Event()
+        self._running.set()
+        # A busy worker thread holding the GIL for CPython's default 5 ms would be a 5 ms
+        # deadline miss at 500 Hz; this node's process is its own, so the setting is ours.
+        sys.setswitchinterval(0.0005)
+        if self.enable_on_start:
+            self.ctl.enable(self.now_s())
+            self.get_logger().info("enabled on start (enable_on_start:=true)")
+        self._worker = threading.Thread(target=self._infer_loop, name="clap_rf", daemon=True)
+        self._commander = threading.Thread(target=self._command_loop, name="commands",
+                                           daemon=True)
+        self._worker.start()
+        self._commander.start()
+        self.get_logger().info(
+            "action_node: %s, %s to %s (+ gripper %s) at %g Hz, watchdog %s; %s"
+            % (self.profile.name, cfg.command_mode, self.arm_topic, self.gripper_topic,
+               1.0 / cfg.tick_period_s, cfg.thresholds,
+               "enabled" if self.enable_on_start else "holding until ~/enable"))
+
+    # --- clock ---------------------------------------------------------------------------------
+    def now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # --- inputs --------------------------------------------------------------------------------
+    def _on_latent(self, msg: Image) -> None:
+        try:
+            lat = latent_from_image(msg, *self._tokens_shape)
+            self.ctl.on_latent(lat, _stamp_s(msg.header.stamp), self.now_s())
+        except ValueError as e:
+            self.log("latent", "ignoring /clap/latent: %s" % e)
+            return
+        self.diag.tick("latent")
+
+    def _on_tokens(self, msg: Int32MultiArray) -> None:
+        try:
+            self.ctl.on_plan_tokens(list(msg.data))
+        except ValueError as e:
+            self.log("tokens", "ignoring /clap/plan_tokens: %s" % e)
+
+    def _on_plan(self, msg: JointTrajectory) -> None:
+        if not self.ctl.on_plan(_stamp_s(msg.header.stamp), self.now_s()):
+            self.log("plan", "ignoring /clap/plan: no /clap/plan_tokens received before it")
+            return
+        self.diag.tick("plan")
+
+    def _on_js(self, msg: JointState) -> None:
+        if self.ctl.on_joint_state(msg.name, msg.position, _stamp_s(msg.header.stamp),
+                                   self.now_s()):
+            self.diag.tick("joint_states")
+            self.diag.clear("joint_names")
+        else:
+            self.diag.problem("joint_names", ERROR, "joint_states rejected: %s"
+                              % self.ctl.joint_error)
+
+    # --- services ------------------------------------------------------------------------------
+    def _on_enable(self, req, resp):
+        now = self.now_s()
+        if req.data:
+            reason = self.ctl.enable(now)
+            resp.message = "enabled; %s" % reason
+        else:
+            reason = self.ctl.disable(now)
+            resp.message = "disabled; %s" % reason
+        resp.success = True
+        self.get_logger().info("~/enable %s: %s" % (req.data, resp.message))
+        return resp
+
+    def _on_stop(self, req, resp):
+        reason = self.ctl.stop(self.now_s())
+        resp.success = True
+        resp.message = "stopping and holding until ~/enable; %s" % reason
+        self.get_logger().warning("~/stop called: %s" % resp.message)
+        return resp
+
+    # --- worker: CLAP-RF -----------------------------------------------------------------------
+    def _infer_loop(self) -> None:
+        while self._running.is_set():
+            job = self.ctl.wait_job(0.1)
+            if job is None:
+                continue
+            t0 = time.perf_counter()
+            ok = self.ctl.infer_once(job, self.now_s)
+            self.diag.latency("inference", time.perf_counter() - t0)
+            if ok:
+                self.diag.tick("chunks")
+                self.diag.latency("frame_to_chunk", self.ctl.last_delay_s)
+
+    # --- command loop --------------------------------------------------------------------------
+    def _command_loop(self) -> None:
+        """Absolute deadlines (k-th tick at start + k * period, so errors never accumulate):
+        sleep until shortly before each, then spin. Nothing here logs or waits on inference."""
+        period = self.cfg.tick_period_s
+        # Spinning the last millisecond buys sub-ms precision for the position stream; the
+        # trajectory mode's supervision tick does not need it.
+        spin = min(0.001, 0.25 * period) if self.forward else 0.0
+        clock = time.perf_counter
+        start = clock()
+        k = 0
+        while self._running.is_set():
+            k += 1
+            deadline = start + k * period
+            now = clock()
+            if now > deadline + period:
+                # Far behind (suspended, overloaded): skip the missed ticks, keep the grid.
+                k_new = int((now - start) / period) + 1
+                self._skipped_ticks += k_new - k
+                k = k_new
+                deadline = start + k * period
+            rest = deadline - clock() - spin
+            if rest > 0:
+                time.sleep(rest)
+            while clock() < deadline:
+                pass
+            self._wakes[self._n_wakes % self._wakes.size] = clock()
+            self._n_wakes += 1
+            try:
+                self._tick()
+            except Exception as e:   # a publish during shutdown, or a bug: stop commanding
+                if not self._running.is_set():
+                    return
+                self.ctl.events.append(("error", "command loop: %r" % e))
+                self.ctl.stop(self.now_s(), "command loop error: %r" % e)
+
+    def _tick(self) -> None:
+        out = self.ctl.tick(self.now_s())
+        if out.arm is not None:
+            self._arm_msg.data = out.arm.tolist()
+            self.pub_arm.publish(self._arm_msg)
+            self.diag.tick("commands")
+        if out.trajectory is not None:
+            self.pub_arm.publish(self._trajectory_msg(out.trajectory))
+            self.diag.tick("trajectories")
+        if out.gripper is not None:
+            self._grip_msg.data = [float(out.gripper)]
+            self.pub_grip.publish(self._grip_msg)
+
+    @staticmethod
+    def _trajectory_msg(tr) -> JointTrajectory:
+        msg = JointTrajectory()
+        msg.joint_names = list(tr.joint_names)   # header stamp 0: start on receipt
+        for t, q, qd in tr.points:
+            msg.points.append(JointTrajectoryPoint(
+                positions=np.asarray(q, dtype=float).tolist(),
+                velocities=np.asarray(qd, dtype=float).tolist(),
+                time_from_start=duration_from_s(float(t))))
+        return msg
+
+    def _diagnostics(self) -> dict:
+        d = self.ctl.diagnostics(self.now_s())
+        n = min(self._n_wakes, self._wakes.size)
+        if n > 2:
+            # Sorting orders the ring (wake times only grow) even while the loop writes into it.
+            w = np.sort(self._wakes[:n])
+            period = self.cfg.tick_period_s
+            err = np.abs(np.diff(w) - period)
+            d["tick_rate_hz"] = round(float((n - 1) / (w[-1] - w[0])), 1)
+            d["tick_period_error_p50_ms"] = round(float(np.median(err)) * 1e3, 3)
+            d["tick_period_error_p99_ms"] = round(float(np.percentile(err, 99)) * 1e3, 3)
+        d["ticks_skipped"] = self._skipped_ticks
+        return d
+
+    # --- logging (outside the command loop) ----------------------------------------------------
+    def _drain_events(self) -> None:
+        logger = self.get_logger()
+        while self.ctl.events:
+            level, text = self.ctl.events.popleft()
+            # rclpy fixes a call site's severity at its first call, so each level logs from its
+            # own line (RateLimitedLog is used for warnings only). Errors are already deduplicated
+            # by the controller (one per fault / per new joint-name problem).
+            if level == "error":
+                logger.error(text)
+            elif level == "warning":
+                self.log(text[:40], text)
+            else:
+                logger.info(text)
+        st = self.ctl.state
+        if st is State.RUN:
+            self.diag.clear("state")
+        else:
+            self.diag.problem("state", WARN, "%s: %s" % (st.value, self.ctl.reason()))
+
+    def shutdown(self) -> None:
+        self._running.clear()
+        with self.ctl.fresh:
+            self.ctl.fresh.notify_all()
+        for th in (self._commander, self._worker):
+            th.join(timeout=2.0)
+        self.runtime.close()
+
+
+def main(args=None) -> int:
+    return run_node(ActionNode, args=args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
