@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = [
     "clap_ros.bench",              # clap-ros bench
     "clap_ros.inference.cli",      # clap-ros bundle check
     "clap_ros.launching.cli",      # clap-ros launch
+    "clap_ros.eval.sim_eval",      # clap-ros eval-sim
 ]
 
 DESCRIPTION = """\
@@ -31,6 +32,9 @@ Typical use:
   clap-ros sim record --robot fr3 --task pick_place --episodes 50 --out bags/
   clap-ros bag2dataset --bags bags/ --out datasets/fr3_pick_place
   clap-ros sim human-videos --task push --episodes 100 --out human/
+  clap-ros launch bringup use_sim:=true robot:=fr3    the CLAP nodes + sim driver (no ros2 CLI)
+  clap-ros eval-sim --robot fr3 --task reach --episodes 20 --model models/default
+  clap-ros bundle check models/default            verify a model bundle, time each graph
 """
 
 

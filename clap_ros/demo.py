@@ -1,9 +1,14 @@
 """``clap-ros demo``: the main job on the simulated robot, through the real ROS 2 stack.
 
-Until trained CLAP bundles drive the arm, the demo runs the scripted expert: for each robot and
-task, the ``sim_driver`` node and an ``expert_node`` run as separate processes talking over DDS on
-loopback, exactly as they would against a real driver, and every episode is recorded as an MCAP
-rosbag. It prints success and timing per robot and task and writes ``summary.json``.
+By default the scripted expert drives: for each robot and task, the ``sim_driver`` node and an
+``expert_node`` run as separate processes talking over DDS on loopback, exactly as they would
+against a real driver, and every episode is recorded as an MCAP rosbag. It prints success and
+timing per robot and task and writes ``summary.json``.
+
+With ``--policy model`` a CLAP model bundle drives instead, through the runtime a user runs (the
+``bringup`` graph: sim_driver, encoder_node, planner_node, action_node, each its own process): the
+closed loop of ``clap-ros eval-sim``, with a bag per episode, printing success, latency and rate
+figures and writing ``<robot>/result.json`` and ``report.md``.
 """
 from __future__ import annotations
 
@@ -21,8 +26,14 @@ DEFAULT_TASKS = "reach,push,pick_place,stack"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job on the simulated robot (ROS 2 stack)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--robots", default="fr3,ur5e", help="comma-separated robot profiles "
-                   "(default: fr3,ur5e)")
+    p.add_argument("--policy", default="expert", choices=("expert", "model"),
+                   help="who drives the arm: the scripted expert (default), or a CLAP model "
+                        "bundle through encoder_node, planner_node and action_node (the "
+                        "`clap-ros eval-sim` loop, with a bag per episode)")
+    p.add_argument("--model", default="models/default",
+                   help="model bundle for --policy model (default: models/default)")
+    p.add_argument("--robots", default=None, help="comma-separated robot profiles "
+                   "(default: fr3,ur5e for the expert; the bundle's robot for a model)")
     p.add_argument("--tasks", default=DEFAULT_TASKS, help="comma-separated tasks "
                    "(default: %s)" % DEFAULT_TASKS)
     p.add_argument("--episodes", type=int, default=1, help="episodes per robot and task "
@@ -49,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     from clap_ros.robots import load_profile
     from clap_ros.sim import TASKS
 
-    robots = [r.strip() for r in args.robots.split(",") if r.strip()]
+    if args.policy == "model":
+        return _run_model(args)
+    robots = [r.strip() for r in (args.robots or "fr3,ur5e").split(",") if r.strip()]
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     bad = [t for t in tasks if t not in TASKS]
     if bad:
@@ -113,3 +126,37 @@ def run(args: argparse.Namespace) -> int:
           % (succ, total, 100.0 * summary["success_rate"], summary["wall_s"],
              out / "summary.json"))
     return 1 if failed_runs or not rows else 0
+
+
+def _run_model(args: argparse.Namespace) -> int:
+    """The model drives: per robot, the closed-loop evaluation of clap_ros.eval.sim_eval (the
+    whole bringup graph over DDS) with one bag per episode; its report carries success, latency
+    and rate figures."""
+    from clap_ros.eval.sim_eval import (EvalConfig, EvalError, SimEvaluator, parse_tasks,
+                                        report_markdown, resolve_model)
+    from clap_ros.inference.bundle import BundleError, load_bundle
+    try:
+        model = resolve_model(args.model)
+        robots = ([r.strip() for r in args.robots.split(",") if r.strip()] if args.robots
+                  else [load_bundle(model).robot])
+    except (EvalError, BundleError, ValueError, OSError) as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+    out = Path(args.out or os.path.join("out", "demo", time.strftime("%Y%m%d-%H%M%S")))
+    print("clap-ros demo: model %s drives the simulated arm (sim_driver + encoder_node + "
+          "planner_node + action_node over DDS), %d episode(s) per robot and task; results and "
+          "bags in %s" % (model, args.episodes, out))
+    code = 0
+    for robot in robots:
+        try:
+            ev = SimEvaluator(EvalConfig(
+                robot=robot, tasks=parse_tasks([args.tasks]), episodes=args.episodes,
+                model=str(model), command_mode=args.command_mode, seed=args.seed,
+                out=str(out / robot), record_bags=True))
+        except (ValueError, EvalError) as e:
+            print("error: %s" % e, file=sys.stderr)
+            return 2
+        result = ev.run()
+        print(report_markdown(result))
+        code = code or (0 if result["complete"] else 1)
+    return code

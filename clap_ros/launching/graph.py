@@ -308,8 +308,69 @@ SIM = Graph(
     ),
 )
 
+_CLAP_SHARED = {"model": Arg("model"), "backend": Arg("backend"),
+                "use_sim_time": Arg("use_sim_time")}
+
+BRINGUP = Graph(
+    name="bringup",
+    description="The CLAP runtime: encoder_node, planner_node and action_node against a real arm "
+                "driver or, with use_sim:=true, the MuJoCo sim_driver.",
+    arguments=(
+        Argument("robot", "fr3", "robot profile: fr3, panda, ur5e or a profile YAML path"),
+        Argument("model", "models/default",
+                 "model bundle directory (a relative path is looked up in the working directory, "
+                 "then in the package/repository)", "path"),
+        Argument("instruction", "",
+                 "task instruction for the planner; empty: wait for one on /clap/instruction"),
+        Argument("backend", "auto", "inference backend", "str",
+                 choices=("auto", "cpu", "cuda", "tensorrt")),
+        Argument("command_mode", "joint_trajectory",
+                 "how action_node commands the driver: trajectories with velocities, or a "
+                 "position stream at the action node's command_rate_hz", "str",
+                 choices=("joint_trajectory", "forward_position")),
+        Argument("enable_on_start", "false",
+                 "action_node starts enabled (otherwise call its ~/enable service)", "bool"),
+        Argument("use_sim", "false",
+                 "also start the MuJoCo sim_driver in place of a real arm driver", "bool"),
+        Argument("task", "pick_place", "sim task (use_sim:=true only)"),
+        Argument("seed", "0", "sim layout/appearance seed (use_sim:=true only)", "int"),
+        Argument("randomize", "true", "sim visual randomisation per seed (use_sim:=true only)",
+                 "bool"),
+        Argument("real_time_factor", "1.0",
+                 "sim seconds per wall second (use_sim:=true only; other than 1 needs "
+                 "use_sim_time:=true)", "float"),
+        Argument("use_sim_time", "false", "every node follows /clock", "bool"),
+        Argument("image_topic", "/camera/image_raw",
+                 "camera image the encoder reads (the sim camera is remapped to it)"),
+        Argument("camera_info_topic", "/camera/camera_info",
+                 "CameraInfo of that camera (the sim camera's is remapped to it)"),
+        Argument("params_file", PackageFile("config", "clap_nodes.yaml"),
+                 "ros__parameters YAML for encoder_node, planner_node and action_node", "path"),
+        Argument("sim_params_file", PackageFile("config", "sim_driver.yaml"),
+                 "ros__parameters YAML for sim_driver (use_sim:=true only)", "path"),
+    ),
+    nodes=(
+        NodeSpec("sim_driver", "clap_ros.nodes.sim_driver", "sim_driver",
+                 parameters=dict(_SIM_SHARED, real_time_factor=Arg("real_time_factor")),
+                 params_file_arg="sim_params_file",
+                 remaps=(("/camera/image_raw", Arg("image_topic")),
+                         ("/camera/camera_info", Arg("camera_info_topic"))),
+                 condition=Condition("use_sim")),
+        NodeSpec("encoder_node", "clap_ros.nodes.encoder_node", "encoder_node",
+                 parameters=dict(_CLAP_SHARED, image_topic=Arg("image_topic"),
+                                 camera_info_topic=Arg("camera_info_topic"))),
+        NodeSpec("planner_node", "clap_ros.nodes.planner_node", "planner_node",
+                 parameters=dict(_CLAP_SHARED, robot=Arg("robot"),
+                                 instruction=Arg("instruction"))),
+        NodeSpec("action_node", "clap_ros.nodes.action_node", "action_node",
+                 parameters=dict(_CLAP_SHARED, robot=Arg("robot"),
+                                 command_mode=Arg("command_mode"),
+                                 enable_on_start=Arg("enable_on_start"))),
+    ),
+)
+
 # Registry: `clap-ros launch <name>` and `launch/<name>.launch.py`.
-GRAPHS: Dict[str, Graph] = {g.name: g for g in (SIM,)}
+GRAPHS: Dict[str, Graph] = {g.name: g for g in (SIM, BRINGUP)}
 
 
 def get_graph(name: str) -> Graph:
