@@ -30,6 +30,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from clap_ros.control.pacing import sleep_until
 from clap_ros.control.safety import StopProfile, _quintic_coeffs, eval_quintic
 from clap_ros.robots import RobotProfile
 
@@ -472,12 +473,7 @@ def bench_stream(rate_hz: float = 500.0, seconds: float = 5.0, robot: str = "fr3
     try:
         for k in range(n):
             deadline = start + k * period
-            rest = deadline - clock() - spin_s
-            if rest > 0:
-                time.sleep(rest)
-            while clock() < deadline:
-                pass
-            t = clock()
+            t = sleep_until(deadline, spin_s, clock)
             wake[k] = t
             with lock:
                 q, _, _ = queue.sample(t - t_origin)

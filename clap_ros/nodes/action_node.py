@@ -41,7 +41,8 @@ from clap_ros.nodes.common import (COMMAND_QOS, SENSOR_QOS, STATE_QOS, Parameter
                                    RateLimitedLog, declare, duration_from_s, run_node)
 from clap_ros.nodes.diagnostics import ERROR, WARN, DiagnosticsPublisher
 from clap_ros.nodes.runtime_params import declare_runtime
-from clap_ros.robots import ProfileError, load_profile
+from clap_ros.nodes.common import declare_robot
+from clap_ros.control.pacing import sleep_until
 
 
 def _stamp_s(stamp) -> float:
@@ -51,11 +52,7 @@ def _stamp_s(stamp) -> float:
 class ActionNode(Node):
     def __init__(self):
         super().__init__("action_node")
-        robot = declare(self, "robot", "fr3", "robot profile: fr3, panda, ur5e or a YAML path")
-        try:
-            self.profile = load_profile(robot)
-        except (ProfileError, OSError, ValueError) as e:
-            raise ParameterError("parameter 'robot' = %r: %s" % (robot, e)) from None
+        robot, self.profile = declare_robot(self)
         d = ActionConfig()
         th = d.thresholds
         cfg = ActionConfig(
@@ -265,12 +262,7 @@ class ActionNode(Node):
                 self._skipped_ticks += k_new - k
                 k = k_new
                 deadline = start + k * period
-            rest = deadline - clock() - spin
-            if rest > 0:
-                time.sleep(rest)
-            while clock() < deadline:
-                pass
-            self._wakes[self._n_wakes % self._wakes.size] = clock()
+            self._wakes[self._n_wakes % self._wakes.size] = sleep_until(deadline, spin, clock)
             self._n_wakes += 1
             try:
                 self._tick()

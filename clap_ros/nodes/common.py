@@ -65,6 +65,18 @@ def declare(node: Node, name: str, default: Any, description: str,
     return value
 
 
+def declare_robot(node: Node, default: str = "fr3", read_only: bool = False):
+    """Declare the ``robot`` parameter and load its profile: (name, RobotProfile). Every node
+    takes its robot facts from here, so a wrong name fails the same way everywhere."""
+    from clap_ros.robots import ProfileError, load_profile
+    robot = declare(node, "robot", default, "robot profile: fr3, panda, ur5e or a profile YAML "
+                    "path", read_only=read_only)
+    try:
+        return robot, load_profile(robot)
+    except (ProfileError, OSError, ValueError) as e:
+        raise ParameterError("parameter 'robot' = %r: %s" % (robot, e)) from None
+
+
 def check_value(name: str, value: Any, choices: Optional[Sequence[str]] = None,
                 min_value: Optional[float] = None, max_value: Optional[float] = None) -> None:
     if choices is not None and value not in choices:

@@ -25,7 +25,8 @@ from clap_ros import topics as T
 from clap_ros.control.trajectory import trajectory_chunk  # noqa: F401  (re-exported)
 from clap_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, STATE_QOS, ParameterError, declare,
                                    duration_from_s, run_node)
-from clap_ros.robots import ProfileError, load_profile
+from clap_ros.nodes.common import declare_robot
+from clap_ros.robots import ProfileError
 
 NODE_NAME = "expert_node"
 COMMAND_MODES = ("joint_trajectory", "forward_position")
@@ -41,11 +42,7 @@ def build_plan(robot: str, task: str, seed: int, randomize: bool = True):
 class ExpertNode(Node):
     def __init__(self):
         super().__init__(NODE_NAME)
-        robot = declare(self, "robot", "fr3", "robot profile name or YAML path")
-        try:
-            self.profile = load_profile(robot)
-        except ProfileError as e:
-            raise ParameterError(str(e)) from e
+        robot, self.profile = declare_robot(self)
         from clap_ros.sim import TASKS
         task = declare(self, "task", "pick_place", "sim task", choices=list(TASKS))
         seed = declare(self, "seed", 0, "layout seed; must match the driver's", min_value=0,

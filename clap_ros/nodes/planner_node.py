@@ -44,7 +44,8 @@ from clap_ros.nodes.common import (LATCHED_QOS, SENSOR_QOS, STATE_QOS, Parameter
                                    RateLimitedLog, declare, duration_from_s, run_node)
 from clap_ros.nodes.diagnostics import ERROR, WARN, DiagnosticsPublisher
 from clap_ros.nodes.runtime_params import declare_runtime
-from clap_ros.robots import ProfileError, load_profile
+from clap_ros.nodes.common import declare_robot
+from clap_ros.robots import ProfileError
 
 NODE_NAME = "planner_node"
 
@@ -56,11 +57,7 @@ def _stamp_ns(stamp) -> int:
 class PlannerNode(Node):
     def __init__(self):
         super().__init__(NODE_NAME)
-        robot = declare(self, "robot", "fr3", "robot profile name or YAML path")
-        try:
-            self.profile = load_profile(robot)
-        except ProfileError as e:
-            raise ParameterError("parameter 'robot' = %r: %s" % (robot, e)) from None
+        robot, self.profile = declare_robot(self)
         js_topic = declare(self, "joint_states_topic", "",
                            "joint states topic ('' = the robot profile's: %s)"
                            % self.profile.driver.joint_states_topic)

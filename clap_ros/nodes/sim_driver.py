@@ -40,7 +40,8 @@ from clap_ros.control.trajectory import (TrajectoryFollower, TrajectoryRejected,
                                          points_from_msg, validate_gripper_command)
 from clap_ros.nodes.common import (COMMAND_QOS, CLOCK_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS,
                                    ParameterError, RateLimitedLog, declare, run_node, stamp_from_s)
-from clap_ros.robots import ProfileError, load_profile
+from clap_ros.nodes.common import declare_robot
+from clap_ros.robots import load_profile
 
 NODE_NAME = "sim_driver"
 # A driver is headless: render off-screen unless the user chose a GL backend.
@@ -79,11 +80,7 @@ class SimDriverConfig:
 def declare_parameters(node: Node) -> SimDriverConfig:
     d = SimDriverConfig()
     ro = dict(read_only=True)
-    robot = declare(node, "robot", d.robot, "robot profile name (fr3, panda, ur5e) or YAML path", **ro)
-    try:
-        profile = load_profile(robot)
-    except ProfileError as e:
-        raise ParameterError(str(e)) from e
+    robot, profile = declare_robot(node, d.robot, read_only=True)
     from clap_ros.sim import TASKS
     cfg = SimDriverConfig(
         robot=robot,

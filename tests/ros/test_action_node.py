@@ -187,8 +187,11 @@ def enable_and_run(h, seconds):
 def assert_stream_within_limits(cmds):
     assert np.all(cmds >= LIM.lower + MARGIN - 1e-9) and np.all(cmds <= LIM.upper - MARGIN + 1e-9)
     step = np.abs(np.diff(cmds, axis=0))
-    # Consecutive commands are one command period apart (the filter's dt).
-    assert np.all(step <= LIM.velocity / RATE * (1 + 1e-6)), step.max(axis=0)
+    # Consecutive commands are one command period apart (the filter's dt). Under load this test's
+    # own subscriber can miss a message (reliable, keep-last history), so two received commands
+    # may be two periods apart; the exact per-tick bound is asserted without DDS in
+    # tests/unit/test_action_logic.py. A jump would still exceed this by far.
+    assert np.all(step <= 2 * LIM.velocity / RATE * (1 + 1e-6)), step.max(axis=0)
 
 
 def test_disabled_sends_no_commands(fwd):
