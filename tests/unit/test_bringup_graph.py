@@ -46,13 +46,8 @@ def _setup_nodes():
 
 
 def _declared_in(node_name, key):
-    if key == "use_sim_time":
-        return True  # declared by rclpy itself
-    for f in NODE_SOURCES[node_name]:
-        path = ROOT / "clap_ros" / "nodes" / f
-        if path.is_file() and '"%s"' % key in path.read_text():
-            return True
-    return False
+    from node_source import declares
+    return declares(NODE_SOURCES[node_name], key)
 
 
 def test_bringup_is_registered_with_the_documented_arguments():
