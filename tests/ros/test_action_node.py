@@ -32,7 +32,7 @@ MARGIN = 0.02
 class StandIn:
     """Publishes latent, plan and joint_states from the harness process on its own thread."""
 
-    def __init__(self, h):
+    def __init__(self, h, joints: bool = True):
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Int32MultiArray
         from trajectory_msgs.msg import JointTrajectory
@@ -47,7 +47,9 @@ class StandIn:
         self.grip = 1.0
         self.names = NAMES
         self.latent_on = True
-        self.joints_on = True
+        # Set before the publishing thread starts: against a real driver, even one stray fake
+        # joint state would anchor the node's first command away from the real arm.
+        self.joints_on = joints
         self.rng = np.random.default_rng(0)
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._run, daemon=True)
@@ -319,8 +321,7 @@ def test_commands_accepted_by_the_sim_driver(tmp_path_factory, mode):
         assert h.wait_for(lambda: h.latest("/joint_states") is not None and h.status(), 90.0), \
             driver.log_text(3000)
         q0 = PROFILE.reorder(h.latest("/joint_states").name, h.latest("/joint_states").position)
-        h.stand_in = StandIn(h)
-        h.stand_in.joints_on = False              # the driver publishes them
+        h.stand_in = StandIn(h, joints=False)     # the driver publishes the joint states
         assert h.wait_for(lambda: h.stand_in.pub_lat.get_subscription_count() > 0, 60.0), \
             node.log_text(3000)
         moved = h.wait_for(lambda: np.max(np.abs(PROFILE.reorder(
