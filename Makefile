@@ -10,12 +10,13 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup test test-fast demo bench lock clean help
+.PHONY: setup test test-fast demo bench model lock clean help
 help:
 	@echo "make setup   build $(VENV) from the pinned requirements (run by demo/test when needed)"
 	@echo "make demo    run the main job on the simulated robot"
 	@echo "make test    run the whole test suite"
 	@echo "make bench   print the benchmark figures"
+	@echo "make model   re-record the sim data and retrain models/default (about an hour on 1 core)"
 
 setup: $(STAMP)
 
@@ -40,6 +41,10 @@ demo: setup
 
 bench: setup
 	$(VENV)/bin/clap-ros bench
+
+# Rebuild the shipped bundle from sim data (knobs: EPISODES, HUMAN_CLIPS, THREADS; see the script).
+model: setup
+	VENV=$(VENV) ./scripts/train_default_model.sh
 
 # Regenerate the lock file from the current venv (after changing requirements/*.txt).
 lock:

@@ -18,7 +18,6 @@ import array
 import collections
 import json
 import math
-import os
 import sys
 import threading
 import time
@@ -44,9 +43,6 @@ from clap_ros.nodes.common import declare_robot
 from clap_ros.robots import load_profile
 
 NODE_NAME = "sim_driver"
-# A driver is headless: render off-screen unless the user chose a GL backend.
-os.environ.setdefault("MUJOCO_GL", "egl")
-os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 # If the sim falls this far behind the wall clock it stops trying to catch up (a burst of
 # un-paced steps would be a time jump for everyone listening) and re-anchors its pacing.
 MAX_LAG_S = 0.25

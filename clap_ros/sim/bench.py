@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -29,7 +28,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def bench_robot(robot: str, task: str, size, frames: int, steps: int) -> Dict[str, float]:
-    os.environ.setdefault("MUJOCO_GL", "egl")
     from clap_ros.sim import SimWorld, make_expert
 
     world = SimWorld(robot=robot, task=task, seed=0, randomize=True, image_size=size)

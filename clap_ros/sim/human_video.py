@@ -140,7 +140,6 @@ def _write_labels(out: Path, labels: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("MUJOCO_GL", "egl")
     from tqdm import tqdm
 
     from clap_ros.sim.embodiments import FloatingHandEmbodiment

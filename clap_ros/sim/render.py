@@ -12,7 +12,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Tuple
 
@@ -76,7 +75,6 @@ def render_picture(robot: str, task: str, seed: int, out: Path, camera: str = "s
                    size: Tuple[int, int] = (480, 640), at: str = "grasp", randomize: bool = True,
                    appearance_seed=None, shadows: bool = True, hand: bool = False) -> dict:
     """Render one picture; returns a small description (instruction, appearance, plan time)."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
     import numpy as np
     from PIL import Image
 

@@ -41,7 +41,7 @@ examples:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="tiny",
-                   help="preset name in training/configs (tiny, paper) or a YAML file")
+                   help="preset name in training/configs (tiny, default, paper) or a YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted config override, repeatable (e.g. --set rf.km_weight=0.01)")
     p.add_argument("--synthetic", type=int, default=0, metavar="N",
@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", default=",".join(STAGES),
                    help="comma-separated subset of stages to run, in pipeline order")
     p.add_argument("--bundle", default=None, help="bundle directory (default: <out_dir>/bundle)")
+    p.add_argument("--command", default=None, metavar="TEXT",
+                   help="how to rebuild this bundle, recorded in its manifest (default: this "
+                        "command line), e.g. 'make model'")
     p = sub.add_parser("show-config", help="print the resolved config (preset + overrides) as YAML",
                        description="Print the resolved config (preset + overrides) as YAML.")
     p.add_argument("--config", default="tiny")
@@ -108,7 +111,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     init_from_env()
     opt = RunOptions(resume=not args.no_resume, progress=not args.no_progress,
-                     bundle_out=getattr(args, "bundle", None))
+                     bundle_out=getattr(args, "bundle", None),
+                     command=getattr(args, "command", None))
     try:
         if args.stage == "pipeline":
             stages: List[str] = [s.strip() for s in args.stages.split(",") if s.strip()]

@@ -342,14 +342,41 @@ def resolve_preset(path_or_name: str) -> Path:
                       % (path_or_name, sorted(x.stem for x in CONFIG_DIR.glob("*.yaml"))))
 
 
+def _deep_merge(base: Dict[str, Any], top: Mapping[str, Any]) -> Dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in top.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _read_preset(path: str, seen: Sequence[Path] = ()) -> Dict[str, Any]:
+    """A preset's mapping; ``base: <preset>`` at its top level inherits that preset first, so a
+    preset states only what it changes (models/default's recipe is tiny plus longer training)."""
+    file = resolve_preset(path).resolve()
+    if file in seen:
+        raise ConfigError("preset %s inherits from itself (%s)"
+                          % (file, " -> ".join(str(x) for x in (*seen, file))))
+    with open(file) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError("%s: top level must be a mapping" % path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError("%s: base must be a preset name or path, got %r" % (path, base))
+    # A relative base path is looked up next to the preset that names it, then as a preset name.
+    sibling = file.parent / base
+    return _deep_merge(_read_preset(str(sibling) if sibling.is_file() else base,
+                                    (*seen, file)), data)
+
+
 def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
     """Load a YAML preset (path or preset name) and apply dotted ``key=value`` overrides."""
-    data: Dict[str, Any] = {}
-    if path is not None:
-        with open(resolve_preset(str(path))) as f:
-            data = yaml.safe_load(f) or {}
-        if not isinstance(data, dict):
-            raise ConfigError("%s: top level must be a mapping" % path)
+    data: Dict[str, Any] = _read_preset(str(path)) if path is not None else {}
     data = apply_overrides(data, overrides)
     return config_from_dict(data)
 

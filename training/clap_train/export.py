@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import datetime as _dt
 import io
+import shlex
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -330,8 +331,10 @@ def export_bundle(policy, act_vae, out_dir, *, stats: Dict[str, Any], tokenizer,
     return load_bundle(out_dir, check_robot=False).manifest
 
 
-def export_from_checkpoint(checkpoint, out_dir, act_vae_checkpoint=None, **kwargs) -> Dict[str, Any]:
-    """Load an RF-stage checkpoint (policy + its Act-VAE) and write the bundle."""
+def export_from_checkpoint(checkpoint, out_dir, act_vae_checkpoint=None,
+                           command: Optional[str] = None, **kwargs) -> Dict[str, Any]:
+    """Load an RF-stage checkpoint (policy + its Act-VAE) and write the bundle. ``command`` is
+    recorded in the manifest as the way to rebuild it (default: this process's command line)."""
     from .rf import load_policy
 
     policy, ck = load_policy(checkpoint)
@@ -350,6 +353,7 @@ def export_from_checkpoint(checkpoint, out_dir, act_vae_checkpoint=None, **kwarg
         "config": ck.cfg.to_dict() if ck.cfg is not None else None,
         "data": ck.meta.get("data", {}), "metrics": ck.meta.get("metrics", {}),
         "step": ck.step,
+        "command": command or " ".join(shlex.quote(a) for a in sys.argv),
     }
     return export_bundle(policy, act_vae, out_dir, stats=stats, tokenizer=tokenizer,
                          provenance=provenance, **kwargs)

@@ -21,6 +21,7 @@ class RunOptions:
     progress: bool = True
     bundle_out: Optional[str] = None  # export target; default <out_dir>/bundle
     models: Dict[str, Any] = field(default_factory=dict)  # trained modules by stage (DDP checks)
+    command: Optional[str] = None  # how to rebuild the bundle, recorded in its manifest
 
 
 def load_data(cfg, synthetic: int = 0):
@@ -128,7 +129,7 @@ def _export(cfg, data, opt: RunOptions):
     manifest = export_from_checkpoint(Path(cfg.out_dir) / "rf" / "final.safetensors", out,
                                       opset=e.opset, atol=e.parity_atol,
                                       parity_batches=e.parity_batches, tensorrt=e.tensorrt,
-                                      progress=opt.progress)
+                                      progress=opt.progress, command=opt.command)
     return {"bundle": out, "parity": manifest["provenance"]["parity"]}
 
 
