@@ -7,7 +7,8 @@
 #   5. check the bundle with the runtime's loader, then replace models/default
 # Training seeds start at 100000 so that eval-sim / demo seeds (0, 1, ...) are unseen layouts.
 # Knobs (environment): EPISODES per task (100), HUMAN_CLIPS per task (12), DATA (data/default),
-# OUT (models/default), CONFIG (default), THREADS (1; more threads only help on an idle machine).
+# OUT (models/default), CONFIG (default), RUN_DIR (runs/<name of OUT>: checkpoints, logs, metrics),
+# THREADS (1; more threads only help on an idle machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPISODES=${EPISODES:-100}
@@ -22,7 +23,7 @@ export OMP_NUM_THREADS=$THREADS MUJOCO_GL=${MUJOCO_GL:-egl}
 CLAP_ROS=$VENV/bin/clap-ros
 CLAP_TRAIN=$VENV/bin/clap-train
 TASKS="reach push pick_place stack"
-RUN_DIR=runs/$(basename "$OUT")
+RUN_DIR=${RUN_DIR:-runs/$(basename "$OUT")}
 
 if [ ! -f "$DATA/dataset/stats.json" ] || [ ! -f "$DATA/human/labels.json" ]; then
   echo "== data: $EPISODES FR3 episodes per task ($TASKS), $HUMAN_CLIPS human clips per task -> $DATA"
@@ -46,8 +47,9 @@ echo "== training ($CONFIG preset) into $RUN_DIR"
   --command "make model  (EPISODES=$EPISODES HUMAN_CLIPS=$HUMAN_CLIPS CONFIG=$CONFIG)"
 
 "$CLAP_ROS" bundle check "$RUN_DIR/bundle" --backend cpu
-rm -rf "$OUT.old"
-[ -d "$OUT" ] && mv "$OUT" "$OUT.old"
-cp -r "$RUN_DIR/bundle" "$OUT"
-rm -rf "$OUT.old"
+mkdir -p "$(dirname "$OUT")"
+rm -rf "$OUT.new"
+cp -r "$RUN_DIR/bundle" "$OUT.new"
+rm -rf "$OUT"
+mv "$OUT.new" "$OUT"
 echo "== wrote $OUT (metrics: $RUN_DIR/pipeline.json)"

@@ -71,6 +71,12 @@ class ActionConfig:
     trajectory_horizon_s: float = 2.0       # look-ahead per JointTrajectory
     trajectory_period_s: float = 0.05       # spacing of trajectory points
     gripper_period_s: float = 0.05          # gripper command period while running
+    # Tracking check: stop when a measured joint is further than tracking_tolerance_rad from
+    # every command of the last tracking_lag_s (before its joint_states stamp) for longer than
+    # tracking_persist_s.
+    tracking_tolerance_rad: float = 0.1
+    tracking_lag_s: float = 0.1             # how far behind its command a healthy driver may be
+    tracking_persist_s: float = 0.1
     seed: int = 0                           # RF noise generator seed
 
     def validate(self) -> None:
@@ -78,10 +84,15 @@ class ActionConfig:
             raise ValueError("command_mode '%s' must be one of %s"
                              % (self.command_mode, ", ".join(COMMAND_MODES)))
         for name in ("command_rate_hz", "supervision_rate_hz", "blend_window_s", "max_delay_s",
-                     "trajectory_horizon_s", "trajectory_period_s", "gripper_period_s"):
+                     "trajectory_horizon_s", "trajectory_period_s", "gripper_period_s",
+                     "tracking_tolerance_rad"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError("%s must be > 0, got %r" % (name, v))
+        for name in ("tracking_lag_s", "tracking_persist_s"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError("%s must be >= 0, got %r" % (name, v))
         if self.trajectory_horizon_s < self.trajectory_period_s:
             raise ValueError("trajectory_horizon_s must be >= trajectory_period_s")
         if set(self.thresholds) != set(WATCHED_INPUTS):
@@ -164,6 +175,7 @@ class ActionController:
         self._pending_tokens: Optional[np.ndarray] = None
         self._tokens: Optional[np.ndarray] = None
         self._q_meas: Optional[np.ndarray] = None
+        self._q_meas_stamp = -math.inf
         self._gripper_meas: float = 1.0
         self.joint_error: str = ""
         # command state
@@ -175,6 +187,20 @@ class ActionController:
         self._traj_pending = False
         self._ran = False                     # has the arm been commanded since the last HOLD
         self._last_state = State.HOLD         # the state the previous tick acted on
+        # joint_trajectory mode: the last trajectory sent, as (send time, times, positions) with
+        # its start point at t=0, so the tracking check knows what the controller is executing
+        self._sent: Optional[Tuple[float, np.ndarray, np.ndarray]] = None
+        self._tracking_since: Optional[float] = None
+        # ring buffer of (time, commanded position) long enough for the tracking window
+        n = int(math.ceil((self.cfg.tracking_lag_s + self.cfg.thresholds["joint_states"] + 0.1)
+                          / self.cfg.tick_period_s)) + 8
+        self._hist_t = np.full(n, -math.inf)
+        self._hist_q = np.zeros((n, dof))
+        self._hist_i = 0
+        self._stop_at_measured = False        # tracking lost: stop where the arm really is
+        self._glide: Optional[Tuple[float, np.ndarray, np.ndarray]] = None  # command -> arm
+        self.tracking_error = 0.0             # max |commanded - measured| at the last check, rad
+        self.tracking_faults = 0
         self.events: Deque[Tuple[str, str]] = deque(maxlen=256)
         # counters for diagnostics
         self.ticks = 0
@@ -201,6 +227,7 @@ class ActionController:
         grip = float(state[self.dof]) if has_gripper else None
         with self._inputs:
             self._q_meas = q
+            self._q_meas_stamp = float(stamp)
             if grip is not None:
                 self._gripper_meas = grip
         if self.joint_error:
@@ -346,9 +373,11 @@ class ActionController:
             if state is State.RUN:
                 if prev is not State.RUN:
                     self._start_run(now)
+                if self._tracking_lost(now):
+                    return self._start_stop(now)
                 return self._run(now)
             if state is State.STOPPING:
-                if self._stop is None:
+                if self._stop is None and self._glide is None:
                     return self._start_stop(now)
                 return self._stopping(now)
             self._ran = False
@@ -367,8 +396,71 @@ class ActionController:
         self._cmd_q[:] = q
         self._stop = None
         self._traj_pending = False
+        self._sent = None
+        self._glide = None
+        self._tracking_since = None
+        self._hist_t[:] = -math.inf
+        self._stop_at_measured = False
         self._gripper_cmd = None
         self._last_gripper_t = -math.inf
+
+    def commanded(self, now: float) -> Tuple[np.ndarray, np.ndarray]:
+        """What the driver is executing at ``now`` (position, velocity): the filter's last
+        command when streaming, the last sent trajectory (as the controller interpolates it) in
+        joint_trajectory mode; the run's start pose before any trajectory went out."""
+        if self.cfg.command_mode == "forward_position":
+            return self.filter.q.copy(), self.filter.qd.copy()
+        if self._sent is None:
+            return self._cmd_q.copy(), np.zeros(self.dof)
+        t0, times, pos = self._sent
+        t = min(max(now - t0, 0.0), float(times[-1]))
+        k = int(np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(times) - 2))
+        span = float(times[k + 1] - times[k])
+        a = (t - float(times[k])) / span if span > 0 else 1.0
+        q = pos[k] + a * (pos[k + 1] - pos[k])
+        qd = (pos[k + 1] - pos[k]) / span if span > 0 and t < times[-1] else np.zeros(self.dof)
+        return q, qd
+
+    def _tracking_lost(self, now: float) -> bool:
+        """True (and a fault is reported) when a measured joint has been further than the
+        tolerance from every command of the window [joint_states stamp - tracking_lag_s, now]
+        for longer than ``tracking_persist_s``. Comparing with the recent commands rather than
+        the newest one lets a moving arm trail its command by the driver's lag and be seen
+        through a slightly old sample; a driver that rejects or ignores our commands (the arm
+        stays put while the command moves on), or a collision, trips it."""
+        c = self.cfg
+        q_cmd, _ = self.commanded(now)
+        self._hist_t[self._hist_i] = now
+        self._hist_q[self._hist_i] = q_cmd
+        self._hist_i = (self._hist_i + 1) % self._hist_t.size
+        with self._inputs:
+            if self._q_meas is None:
+                return False
+            q_meas, stamp = self._q_meas.copy(), self._q_meas_stamp
+        recent = self._hist_q[self._hist_t >= min(stamp, now) - c.tracking_lag_s - 1e-9]
+        err = np.min(np.abs(recent - q_meas), axis=0)
+        self.tracking_error = float(err.max())
+        over = err > c.tracking_tolerance_rad
+        if not over.any():
+            self._tracking_since = None
+            return False
+        if self._tracking_since is None:
+            self._tracking_since = now
+        if now - self._tracking_since < c.tracking_persist_s:
+            return False
+        j = int(np.argmax(err))
+        reason = ("tracking lost: %s is %.3f rad from its commands of the last %.2f s "
+                  "(tolerance %.3f rad) for %.2f s; the driver is not following (rejected "
+                  "commands, a controller switch, a collision?). Holding where the arm is until "
+                  "~/enable" % (self.profile.joint_names[j], err[j], max(now - stamp, 0.0)
+                                + c.tracking_lag_s, c.tracking_tolerance_rad,
+                                now - self._tracking_since))
+        self.tracking_faults += 1
+        self.events.append(("error", reason))
+        self._stop_at_measured = True
+        self.watchdog.report_fault(now, reason)
+        self._last_state = self.watchdog.state
+        return True
 
     def _gripper_out(self, now: float, value: float) -> Optional[float]:
         if now - self._last_gripper_t < self.cfg.gripper_period_s:
@@ -398,11 +490,14 @@ class ActionController:
         c = self.cfg
         pts = self.queue.trajectory_points(now, c.trajectory_horizon_s, c.trajectory_period_s)
         times = [p[0] for p in pts]
-        start, _, _ = self.queue.peek(now)
+        # Start from what the controller is executing now: where the previous trajectory has
+        # got to, which trails the queue whenever make_feasible slowed it down. Starting from
+        # the queue would ask the controller for a jump at every hand-over.
+        start = self.commanded(now)[0]
         try:
             f = make_feasible(self.profile, times, np.array([p[1] for p in pts]),
                               np.array([p[2] for p in pts]), margin=c.margin,
-                              start_positions=start[:self.dof])
+                              start_positions=start)
         except ValueError as e:
             self.events.append(("warning", "trajectory not sent: %s" % e))
             return None
@@ -412,7 +507,8 @@ class ActionController:
         vel[-1] = 0.0
         points = [(float(t), f.positions[i].copy(), vel[i].copy())
                   for i, t in enumerate(f.times)]
-        self._cmd_q[:] = start[:self.dof]
+        self._cmd_q[:] = start
+        self._sent = (now, np.concatenate([[0.0], f.times]), np.vstack([start, f.positions]))
         self.trajectories += 1
         return TrajectoryCommand(list(self.profile.joint_names), points, "chunk", f.time_scale)
 
@@ -421,6 +517,8 @@ class ActionController:
             # Nothing was ever commanded in this run: there is no motion to stop.
             self.watchdog.stop_finished(now)
             return TickOutput(self.watchdog.state)
+        if self._stop_at_measured:
+            return self._start_glide(now)
         if self.cfg.command_mode == "forward_position":
             q, qd, qdd = self.filter.q, self.filter.qd, self.filter.qdd
         else:
@@ -445,7 +543,51 @@ class ActionController:
         return TickOutput(State.STOPPING, trajectory=TrajectoryCommand(
             list(self.profile.joint_names), points, "stop"))
 
+    def _start_glide(self, now: float) -> TickOutput:
+        """Tracking lost: the arm is not where it was commanded, so stopping along the command
+        would chase a pose the arm never reached (or push on whatever it hit). Instead the
+        command glides, smoothly and slowly, from where it is to the measured pose and holds
+        there; the command stream stays continuous, which position interfaces require."""
+        c = self.cfg
+        lim = self.profile.limits
+        q_from = self.commanded(now)[0]
+        with self._inputs:
+            q_to = np.clip(self._q_meas, lim.lower + c.margin, lim.upper - c.margin)
+        # smoothstep at a quarter of the velocity limits at its peak (1.5x the mean speed)
+        dur = max(0.2, float(np.max(1.5 * np.abs(q_to - q_from) / (0.25 * lim.velocity))))
+        period = c.trajectory_period_s
+        n = max(2, int(math.ceil(dur / period)))
+        times = period * np.arange(1, n + 1)
+        u = times / times[-1]
+        pos = q_from + np.outer(3 * u ** 2 - 2 * u ** 3, q_to - q_from)
+        f = make_feasible(self.profile, times, pos, None, margin=c.margin, start_positions=q_from)
+        self._glide = (now, np.concatenate([[0.0], f.times]), np.vstack([q_from, f.positions]))
+        self._stop_deadline = now + f.times[-1] + 1.0
+        if c.command_mode == "forward_position":
+            return self._stopping(now)
+        vel = f.velocities.copy()
+        vel[-1] = 0.0
+        self.trajectories += 1
+        return TickOutput(State.STOPPING, trajectory=TrajectoryCommand(
+            list(self.profile.joint_names),
+            [(float(t), f.positions[i].copy(), vel[i].copy()) for i, t in enumerate(f.times)],
+            "stop", f.time_scale))
+
     def _stopping(self, now: float) -> TickOutput:
+        if self._glide is not None:
+            t0, times, pos = self._glide
+            done = now - t0 >= times[-1]
+            if self.cfg.command_mode == "forward_position":
+                target = np.array([np.interp(now - t0, times, pos[:, j]) for j in range(self.dof)])
+                res = self.filter.filter(target)
+                self._cmd_q[:] = res.q
+                self.commands += 1
+                if (done and self.filter.at_rest(1e-4, 1e-3)) or now > self._stop_deadline:
+                    self._finish_stop(now)
+                return TickOutput(State.STOPPING, arm=res.q)
+            if done:
+                self._finish_stop(now)
+            return TickOutput(State.STOPPING)
         sp = self._stop
         if self.cfg.command_mode == "forward_position":
             sq, _, _ = sp.sample(now)
@@ -463,6 +605,7 @@ class ActionController:
         self.watchdog.stop_finished(now)
         self.events.append(("info", "arm at rest, holding: %s" % self.watchdog.reason))
         self._stop = None
+        self._glide = None
         self._ran = False
 
     # --- introspection -------------------------------------------------------------------------
@@ -491,6 +634,8 @@ class ActionController:
             for k, v in self.trajectory_interventions.items():
                 d["trajectory_%s" % k] = v
         d["joint_error"] = self.joint_error
+        d["tracking_error_rad"] = round(self.tracking_error, 4)
+        d["tracking_faults"] = self.tracking_faults
         d["inferences"] = self.inferences
         d["inference_errors"] = self.inference_errors
         d["commands"] = self.commands

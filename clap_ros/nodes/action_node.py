@@ -103,6 +103,20 @@ class ActionNode(Node):
             gripper_period_s=declare(self, "gripper_period_s", d.gripper_period_s,
                                      "gripper command period while running, s",
                                      min_value=0.001, max_value=10.0),
+            tracking_tolerance_rad=declare(
+                self, "tracking_tolerance_rad", d.tracking_tolerance_rad,
+                "stop and hold when a measured joint is further than this from every recent "
+                "command (see tracking_lag_s) for tracking_persist_s, rad",
+                min_value=0.005, max_value=3.0),
+            tracking_lag_s=declare(
+                self, "tracking_lag_s", d.tracking_lag_s,
+                "how far behind its command the driver may be: the measured pose is compared "
+                "with the commands of this long before its joint_states stamp up to now, s",
+                min_value=0.0, max_value=2.0),
+            tracking_persist_s=declare(
+                self, "tracking_persist_s", d.tracking_persist_s,
+                "how long the tracking error must persist before the stop, s",
+                min_value=0.0, max_value=5.0),
             seed=declare(self, "seed", d.seed, "seed of the rectified-flow noise generator",
                          min_value=0, max_value=2 ** 31 - 1))
         self.enable_on_start = declare(self, "enable_on_start", False,

@@ -2,7 +2,8 @@
 
 The test process plays the encoder (/clap/latent at 15 Hz, stamped like camera frames), the
 planner (/clap/plan_tokens then /clap/plan at 5 Hz) and the arm driver (/joint_states at 50 Hz,
-reporting the last position command as the measured one, so the loop is closed). The node runs
+reporting the last position command, or the received trajectory interpolated as a JTC would, as
+the measured position, so the loop is closed). The node runs
 the real default bundle on onnxruntime CPU. One node process per command mode serves its tests;
 each test leaves the node held and disabled.
 """
@@ -51,12 +52,24 @@ class StandIn:
         # joint state would anchor the node's first command away from the real arm.
         self.joints_on = joints
         self.rng = np.random.default_rng(0)
+        self.traj = None              # (monotonic receipt time, times, positions) being followed
+        self.frozen = False           # a driver that ignores our commands
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._run, daemon=True)
         self._th.start()
 
     def track(self, q):
-        self.q = np.asarray(q, dtype=float).copy()
+        if not self.frozen:
+            self.q = np.asarray(q, dtype=float).copy()
+
+    def follow(self, msg):
+        """A JointTrajectory, executed from the current position like a JTC (linear between
+        points, which is enough for a stand-in)."""
+        if self.frozen:
+            return
+        _, points, _ = points_from_msg(msg)
+        self.traj = (time.monotonic(), np.array([0.0] + [p[0] for p in points]),
+                     np.vstack([self.q] + [p[1] for p in points]))
 
     def _stamp(self):
         return self.h.node.get_clock().now().to_msg()
@@ -69,6 +82,10 @@ class StandIn:
         k = 0
         while not self._stop.wait(0.02):
             k += 1
+            if self.traj is not None and not self.frozen:
+                t0, times, pos = self.traj
+                self.q = np.array([np.interp(time.monotonic() - t0, times, pos[:, j])
+                                   for j in range(PROFILE.dof)])
             if self.joints_on:
                 js = JointState()
                 js.header.stamp = self._stamp()
@@ -114,10 +131,12 @@ def start(tmp_path_factory, mode):
     h.collect(Float64MultiArray, PROFILE.driver.gripper_command_topic, COMMAND_QOS)
     h.collect(DiagnosticArray, T.DIAGNOSTICS, STATE_QOS)
     h.stand_in = StandIn(h)
+    # The fake driver tracks every command perfectly.
     if mode == "forward_position":
-        # The fake driver tracks every position command perfectly.
         h.node.create_subscription(Float64MultiArray, h.arm_topic,
                                    lambda m: h.stand_in.track(m.data), COMMAND_QOS)
+    else:
+        h.node.create_subscription(JointTrajectory, h.arm_topic, h.stand_in.follow, COMMAND_QOS)
     up = h.wait_for(lambda: diag(h) is not None and h.stand_in.pub_lat.get_subscription_count()
                     and h.stand_in.pub_js.get_subscription_count(), 90.0)
     if not up:
@@ -296,6 +315,40 @@ def test_joint_trajectory_mode_sends_valid_trajectories(traj):
     set_enabled(traj, False)
 
 
+@pytest.mark.parametrize("fixture", ["fwd", "traj"])
+def test_arm_that_stops_following_is_a_tracking_fault(request, fixture):
+    """A collision shoves the arm 0.3 rad and the driver stops following: the node notices
+    within its tracking window, glides the command to where the arm is, holds, and needs
+    ~/enable again."""
+    h = request.getfixturevalue(fixture)
+    h.stand_in.latent_on = True
+    enable_and_run(h, 1.0)
+    assert (diag(h) or {}).get("state") == "run", h.proc.log_text(3000)
+    q = h.stand_in.q.copy()
+    q[1] += 0.3
+    h.stand_in.frozen = True
+    h.stand_in.q = q
+    d = wait_state(h, "hold", 10.0)
+    assert d, h.proc.log_text(3000)
+    assert "tracking lost: fr3_joint2" in d["reason"] and int(d["tracking_faults"]) >= 1
+    assert "tracking lost" in h.proc.log_text(tail=20000)
+    time.sleep(0.3)
+    if fixture == "fwd":
+        last = commands(h, time.monotonic() - 0.3)
+        assert len(last) == 0                     # holding: nothing streamed any more
+        msgs = h.since(h.arm_topic, 0.0)
+        np.testing.assert_allclose(list(msgs[-1].data), q, atol=2e-3)
+    else:
+        _, points, _ = points_from_msg(h.since(h.arm_topic, 0.0)[-1])
+        np.testing.assert_allclose(points[-1][1], q, atol=1e-6)
+        np.testing.assert_array_equal(points[-1][2], 0.0)
+    t1 = time.monotonic()
+    h.stand_in.frozen = False
+    time.sleep(0.8)                               # fresh inputs alone do not resume a fault
+    assert h_len(h, t1) == 0 and (diag(h) or {}).get("state") == "hold"
+    set_enabled(h, False)
+
+
 @pytest.mark.parametrize("mode", ["joint_trajectory", "forward_position"])
 def test_commands_accepted_by_the_sim_driver(tmp_path_factory, mode):
     """Against the real sim_driver (the same rejection rules as ros2_control's controllers):
@@ -336,6 +389,7 @@ def test_commands_accepted_by_the_sim_driver(tmp_path_factory, mode):
         status = h.status()
         assert status["rejected_commands"] == 0, status["last_rejection"]
         assert "latent is stale" in node.log_text(tail=20000)
+        assert "tracking lost" not in node.log_text(tail=20000)   # a real driver keeps up
     finally:
         if h.stand_in is not None:
             h.stand_in.close()

@@ -39,6 +39,29 @@ def test_presets_load_and_are_typed():
             paper.data.chunk_len) == (512, 128, 8, 32)
 
 
+def test_default_preset_inherits_tiny_and_overrides_only_what_it_names():
+    tiny, default = load_config("tiny"), load_config("default")
+    assert default.rf.steps > tiny.rf.steps and default.ntp.steps > tiny.ntp.steps
+    assert default.out_dir == "runs/default"
+    # everything the preset does not name is tiny's (the architecture of models/default)
+    assert default.rf.d_model == tiny.rf.d_model and default.act_vae.codebook_size == 64
+    assert default.data.image_size == tiny.data.image_size
+
+
+def test_preset_base_chain_and_cycles(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: tiny\nrf:\n  steps: 11\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nrf:\n  lr: 0.5\n")
+    cfg = load_config(str(tmp_path / "b.yaml"))
+    assert cfg.rf.steps == 11 and cfg.rf.lr == 0.5 and cfg.rf.d_model == load_config("tiny").rf.d_model
+    (tmp_path / "c.yaml").write_text("base: d.yaml\n")
+    (tmp_path / "d.yaml").write_text("base: c.yaml\n")
+    with pytest.raises(ConfigError, match="inherits from itself"):
+        load_config(str(tmp_path / "c.yaml"))
+    (tmp_path / "e.yaml").write_text("base: [tiny]\n")
+    with pytest.raises(ConfigError, match="base must be"):
+        load_config(str(tmp_path / "e.yaml"))
+
+
 def test_dotted_overrides_are_parsed_and_type_checked():
     cfg = load_config("tiny", ["act_vae.lr=1e-3", "act_vae.steps=7", "data.robot_dataset=/x/y",
                                "visual_lam.freeze_backbone=true", "seed=3"])

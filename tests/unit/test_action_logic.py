@@ -42,10 +42,16 @@ class NanRuntime:
 
 class Loop:
     """Simulated time for the controller: camera at 15 Hz, joint_states every tick, inference
-    delay ``delay`` s, perfect tracking of commands."""
+    delay ``delay`` s. The arm tracks commands perfectly (streamed positions at once, a
+    trajectory by linear interpolation between its points, as the JTC does), optionally seen
+    ``lag`` s late (a driver trailing its command); ``stuck`` freezes it (a driver that drops
+    our commands)."""
 
-    def __init__(self, ctl, delay=0.03, latent_seed=0):
-        self.ctl, self.delay = ctl, delay
+    def __init__(self, ctl, delay=0.03, latent_seed=0, lag=0.0):
+        self.ctl, self.delay, self.lag = ctl, delay, lag
+        self.stuck = False
+        self.history = []                     # (t, q) of the arm, for the lagged measurement
+        self.traj = None                      # (t_sent, times, positions) being executed
         self.t = 10.0
         self.q = PROFILE.home.copy()
         self.grip = 1.0
@@ -62,10 +68,22 @@ class Loop:
         self.ctl.on_plan_tokens(tokens)
         assert self.ctl.on_plan(self.t - 0.05, self.t)
 
+    def follow(self, t):
+        if self.traj is None or self.stuck:
+            return
+        t0, times, pos = self.traj
+        self.q = np.array([np.interp(t - t0, times, pos[:, j]) for j in range(PROFILE.dof)])
+
+    def measured(self, t):
+        self.history.append((t, self.q.copy()))
+        seen = [q for tq, q in self.history if tq <= t - self.lag + 1e-12]
+        return seen[-1] if seen else self.history[0][1]
+
     def step(self, dt):
         ctl, t = self.ctl, self.t
+        self.follow(t)
         if self.joints_on:
-            pos = list(self.q) + [PROFILE.gripper.position_from_command(self.grip)] * 2
+            pos = list(self.measured(t)) + [PROFILE.gripper.position_from_command(self.grip)] * 2
             ctl.on_joint_state(self.names, pos, t, t)
         if self.latent_on and t >= self.next_frame:
             self.next_frame += 1 / 15
@@ -77,11 +95,14 @@ class Loop:
         out = ctl.tick(t)
         self.states.append(out.state)
         if out.arm is not None:
-            self.q = out.arm.copy()
-            self.arm.append((t, self.q.copy()))
+            if not self.stuck:
+                self.q = out.arm.copy()
+            self.arm.append((t, out.arm.copy()))
         if out.trajectory is not None:
             self.trajs.append((t, out.trajectory))
-            self.q = out.trajectory.points[0][1].copy()
+            pts = out.trajectory.points
+            self.traj = (t, np.array([0.0] + [p[0] for p in pts]),
+                         np.vstack([self.q] + [p[1] for p in pts]))
         if out.gripper is not None:
             self.grips.append(out.gripper)
             self.grip = out.gripper
@@ -139,7 +160,7 @@ def test_run_streams_commands_within_limits(runtime):
     ctl.enable(loop.t)
     loop.run(2.0)
     assert ctl.state is State.RUN
-    assert ctl.inferences >= 20 and ctl.inference_errors == 0
+    assert ctl.inferences >= 20 and ctl.inference_errors == 0 and ctl.tracking_faults == 0
     assert ctl.queue.accepted >= 20
     np.testing.assert_allclose(loop.arm[0][1], PROFILE.home, atol=0)
     q, v, a = assert_within_limits(loop.arm, 0.002)
@@ -273,6 +294,7 @@ def test_joint_trajectory_mode_sends_valid_trajectories_and_a_stop(runtime):
     loop.run(1.5)
     chunks = [tr for _, tr in loop.trajs if tr.kind == "chunk"]
     assert len(chunks) >= 10 and not loop.arm
+    assert ctl.state is State.RUN and ctl.tracking_faults == 0
     rules = TrajectoryRules()
     for tr in chunks:
         assert tr.joint_names == list(PROFILE.joint_names)
@@ -308,3 +330,60 @@ def test_bad_inputs_are_rejected_with_a_reason(runtime):
         ActionController(load_profile("panda"), runtime, ActionConfig())
     assert not ctl.on_joint_state(NAMES, [math.nan] * len(NAMES), 0.0, 0.0)
     assert "non-finite" in ctl.joint_error
+
+
+@pytest.mark.parametrize("mode", ["forward_position", "joint_trajectory"])
+def test_a_driver_trailing_its_command_is_not_a_tracking_fault(runtime, mode):
+    # 80 ms behind the command, seen through fresh joint_states: inside the lag allowance.
+    ctl = ActionController(PROFILE, runtime, ActionConfig(command_mode=mode))
+    loop = Loop(ctl, lag=0.08)
+    loop.plan()
+    ctl.enable(loop.t)
+    loop.run(2.0)
+    assert ctl.state is State.RUN and ctl.tracking_faults == 0
+    d = ctl.diagnostics(loop.t)
+    assert 0.0 <= d["tracking_error_rad"] < ctl.cfg.tracking_tolerance_rad + 0.3
+
+
+@pytest.mark.parametrize("mode", ["forward_position", "joint_trajectory"])
+def test_arm_not_following_stops_where_it_is_and_holds_until_enabled(runtime, mode):
+    ctl = ActionController(PROFILE, runtime, ActionConfig(command_mode=mode))
+    loop = Loop(ctl)
+    loop.plan()
+    ctl.enable(loop.t)
+    loop.run(0.5)
+    assert ctl.state is State.RUN
+    # A collision shoves joint 2 by 0.3 rad and the driver stops following our commands.
+    loop.stuck = True
+    loop.q = loop.q.copy()
+    loop.q[1] += 0.3
+    held = loop.q.copy()
+    n_arm, n_traj = len(loop.arm), len(loop.trajs)
+    loop.run(0.05)                             # shorter than tracking_persist_s: still running
+    assert ctl.state is State.RUN and ctl.tracking_faults == 0
+    loop.run(1.0)
+    assert ctl.tracking_faults == 1 and ctl.state is State.HOLD
+    assert "tracking lost: fr3_joint2" in ctl.reason() and "~/enable" in ctl.reason()
+    assert any("tracking lost" in text for level, text in ctl.events if level == "error")
+    if mode == "forward_position":
+        # The command glides to where the arm is (not along the command it never followed),
+        # within every limit (no jump in the stream), and holds there.
+        stop_cmds = [(t, q) for t, q in loop.arm[n_arm - 1:]]
+        assert_within_limits(stop_cmds, 0.002)
+        np.testing.assert_allclose(stop_cmds[-1][1], held, atol=1e-3)
+    else:
+        stops = [tr for _, tr in loop.trajs[n_traj:] if tr.kind == "stop"]
+        assert len(stops) == 1
+        sp = stops[0]
+        np.testing.assert_allclose(sp.points[-1][1], held, atol=1e-9)
+        np.testing.assert_array_equal(sp.points[-1][2], 0.0)
+        # it starts where the controller was (the last trajectory's command), within the JTC rules
+        validate_points(sp.joint_names, sp.points, PROFILE, held, TrajectoryRules())
+        assert all(np.all(np.abs(p[2]) <= LIM.velocity + 1e-9) for p in sp.points)
+    # A fault needs ~/enable: fresh inputs alone do not move the arm again.
+    loop.stuck = False
+    loop.run(0.3)
+    assert ctl.state is State.HOLD
+    ctl.enable(loop.t)
+    loop.run(0.1)
+    assert ctl.state is State.RUN
