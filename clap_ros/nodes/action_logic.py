@@ -210,6 +210,10 @@ class ActionController:
         self.inference_errors = 0
         self.last_inference_s = math.nan
         self.last_delay_s = math.nan
+        # frame stamp of the newest accepted chunk until a command drawn from it goes out; then
+        # frame -> first command (node clock) waits in _frame_to_command for the node to read
+        self._new_chunk_frame: Optional[float] = None
+        self._frame_to_command: Optional[float] = None
         self.trajectory_interventions: Dict[str, int] = {}
         self.safety_rejections = 0
 
@@ -352,6 +356,7 @@ class ActionController:
             if res.accepted:
                 self.last_delay_s = res.delay
                 self._traj_pending = True
+                self._new_chunk_frame = float(job.stamp)
         if not res.accepted:
             self.events.append(("warning", "chunk dropped: %s" % res.reason))
         return res.accepted
@@ -479,12 +484,27 @@ class ActionController:
                 self.safety_rejections += 1
             self._cmd_q[:] = res.q
             self.commands += 1
+            self._first_command_of_chunk(now)
             return TickOutput(State.RUN, arm=res.q, gripper=grip)
         traj = None
         if self._traj_pending:
             self._traj_pending = False
             traj = self._chunk_trajectory(now)
+            if traj is not None:
+                self._first_command_of_chunk(now)
         return TickOutput(State.RUN, gripper=grip, trajectory=traj)
+
+    def _first_command_of_chunk(self, now: float) -> None:
+        if self._new_chunk_frame is not None:
+            self._frame_to_command = now - self._new_chunk_frame
+            self._new_chunk_frame = None
+
+    def pop_frame_to_command(self) -> Optional[float]:
+        """Camera frame stamp -> the first command computed from that frame's chunk (s, node
+        clock), once per accepted chunk; None when no new chunk reached a command since."""
+        with self.lock:
+            v, self._frame_to_command = self._frame_to_command, None
+            return v
 
     def _chunk_trajectory(self, now: float) -> Optional[TrajectoryCommand]:
         c = self.cfg

@@ -298,6 +298,9 @@ class ActionNode(Node):
         if out.gripper is not None:
             self._grip_msg.data = [float(out.gripper)]
             self.pub_grip.publish(self._grip_msg)
+        lat = self.ctl.pop_frame_to_command()
+        if lat is not None:
+            self.diag.latency("frame_to_command", lat)
 
     @staticmethod
     def _trajectory_msg(tr) -> JointTrajectory:

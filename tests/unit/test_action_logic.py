@@ -63,6 +63,7 @@ class Loop:
         self.joints_on = True
         self.names = NAMES
         self.arm, self.states, self.trajs, self.grips = [], [], [], []
+        self.f2c = []                         # frame -> first command latencies the node logs
 
     def plan(self, tokens=(1, 2, 3, 4)):
         self.ctl.on_plan_tokens(tokens)
@@ -106,6 +107,9 @@ class Loop:
         if out.gripper is not None:
             self.grips.append(out.gripper)
             self.grip = out.gripper
+        lat = ctl.pop_frame_to_command()
+        if lat is not None:
+            self.f2c.append(lat)
         self.t += dt
         return out
 
@@ -169,6 +173,11 @@ def test_run_streams_commands_within_limits(runtime):
     d = ctl.diagnostics(loop.t)
     assert d["state"] == "run" and d["chunks_accepted"] == ctl.queue.accepted
     assert 0.0 < d["frame_to_chunk_delay_s"] < 0.1
+    # one frame -> first command figure per accepted chunk, read once: within a tick of the
+    # frame (this loop infers synchronously), except the first, from a frame seen before enable
+    assert len(loop.f2c) == ctl.queue.accepted
+    assert 0.0 <= loop.f2c[0] <= 0.06 and all(0.0 <= x <= 0.002 + 1e-9 for x in loop.f2c[1:])
+    assert ctl.pop_frame_to_command() is None
 
 
 def stopped_smoothly(loop, start_index):
@@ -295,6 +304,7 @@ def test_joint_trajectory_mode_sends_valid_trajectories_and_a_stop(runtime):
     chunks = [tr for _, tr in loop.trajs if tr.kind == "chunk"]
     assert len(chunks) >= 10 and not loop.arm
     assert ctl.state is State.RUN and ctl.tracking_faults == 0
+    assert len(loop.f2c) == len(chunks) and all(0.0 <= x <= 0.01 + 1e-9 for x in loop.f2c)
     rules = TrajectoryRules()
     for tr in chunks:
         assert tr.joint_names == list(PROFILE.joint_names)
