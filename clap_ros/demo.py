@@ -1,14 +1,15 @@
 """``clap-ros demo``: the main job on the simulated robot, through the real ROS 2 stack.
 
-By default the scripted expert drives: for each robot and task, the ``sim_driver`` node and an
-``expert_node`` run as separate processes talking over DDS on loopback, exactly as they would
-against a real driver, and every episode is recorded as an MCAP rosbag. It prints success and
-timing per robot and task and writes ``summary.json``.
+By default the shipped CLAP model bundle (models/default) drives the simulated FR3 through the
+runtime a user runs (the ``bringup`` graph: sim_driver, encoder_node, planner_node, action_node,
+each its own process, over DDS on loopback): the closed loop of ``clap-ros eval-sim`` on every
+task, with the typed instruction of each episode, a rosbag per episode, and the success, latency
+and rate figures printed and written to ``<robot>/result.json`` and ``report.md``.
 
-With ``--policy model`` a CLAP model bundle drives instead, through the runtime a user runs (the
-``bringup`` graph: sim_driver, encoder_node, planner_node, action_node, each its own process): the
-closed loop of ``clap-ros eval-sim``, with a bag per episode, printing success, latency and rate
-figures and writing ``<robot>/result.json`` and ``report.md``.
+With ``--policy expert`` the scripted expert drives instead: for each robot and task, the
+``sim_driver`` node and an ``expert_node`` run as separate processes talking over DDS, exactly as
+they would against a real driver, and every episode is recorded as an MCAP rosbag. It prints
+success and timing per robot and task and writes ``summary.json``.
 """
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ DEFAULT_TASKS = "reach,push,pick_place,stack"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job on the simulated robot (ROS 2 stack)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--policy", default="expert", choices=("expert", "model"),
-                   help="who drives the arm: the scripted expert (default), or a CLAP model "
-                        "bundle through encoder_node, planner_node and action_node (the "
-                        "`clap-ros eval-sim` loop, with a bag per episode)")
+    p.add_argument("--policy", default="model", choices=("expert", "model"),
+                   help="who drives the arm: a CLAP model bundle through encoder_node, "
+                        "planner_node and action_node (default; the `clap-ros eval-sim` loop, "
+                        "with a bag per episode), or the scripted expert")
     p.add_argument("--model", default="models/default",
                    help="model bundle for --policy model (default: models/default)")
     p.add_argument("--robots", default=None, help="comma-separated robot profiles "

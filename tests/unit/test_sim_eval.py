@@ -122,6 +122,9 @@ def test_demo_model_policy_refuses_a_missing_bundle(capsys, tmp_path):
                  "--out", str(tmp_path / "d")]) == 2
     assert "no manifest.yaml" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+    # the model drives by default
+    assert main(["demo", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "d")]) == 2
+    assert "no manifest.yaml" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     assert "--policy {expert,model}" in capsys.readouterr().out
