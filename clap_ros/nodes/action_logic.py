@@ -176,7 +176,10 @@ class ActionController:
         self._tokens: Optional[np.ndarray] = None
         self._q_meas: Optional[np.ndarray] = None
         self._q_meas_stamp = -math.inf
+        # Gripper opening for the model's state: measured when joint_states carries the finger
+        # joints; otherwise the last opening this node commanded (open before any).
         self._gripper_meas: float = 1.0
+        self._gripper_measured = False
         self.joint_error: str = ""
         # command state
         self._stop: Optional[StopProfile] = None
@@ -234,6 +237,7 @@ class ActionController:
             self._q_meas_stamp = float(stamp)
             if grip is not None:
                 self._gripper_meas = grip
+            self._gripper_measured = grip is not None
         if self.joint_error:
             self.events.append(("info", "joint_states match the profile again"))
         self.joint_error = ""
@@ -473,6 +477,9 @@ class ActionController:
         self._last_gripper_t = now
         v = min(max(float(value), 0.0), 1.0)
         self._gripper_cmd = v
+        if not self._gripper_measured:
+            with self._inputs:
+                self._gripper_meas = v
         return v
 
     def _run(self, now: float) -> TickOutput:

@@ -3,7 +3,8 @@
 Inputs: ``/clap/instruction`` (std_msgs/String, transient-local, so a planner started late still
 gets it; the ``instruction`` parameter sets one at start-up), ``/clap/latent`` (32FC1 Image from
 encoder_node) and the robot driver's joint states (indexed by name through the robot profile; the
-gripper opening is the mean of the gripper joints, as in the dataset). Until there is a non-empty
+gripper opening is the mean of the gripper joints, as in the dataset; a driver without finger
+joints gives the last opening seen on the gripper command topic, open before any). Until there is a non-empty
 instruction, a latent and joint states, nothing is planned (diagnostics say what is missing).
 
 Every 1 / ``planner_rate_hz`` s, if a latent newer than the last plan's arrived or the instruction
@@ -34,14 +35,15 @@ from typing import Optional
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Int32MultiArray, MultiArrayDimension, String
+from std_msgs.msg import Float64MultiArray, Int32MultiArray, MultiArrayDimension, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from clap_ros import topics as T
 from clap_ros.nodes.clap_logic import (GRIPPER_JOINT_NAME, InputError, latent_from_image,
                                        plan_points, state_from_joint_state)
-from clap_ros.nodes.common import (LATCHED_QOS, SENSOR_QOS, STATE_QOS, ParameterError,
-                                   RateLimitedLog, declare, duration_from_s, run_node)
+from clap_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS,
+                                   ParameterError, RateLimitedLog, declare, duration_from_s,
+                                   run_node)
 from clap_ros.nodes.diagnostics import ERROR, WARN, DiagnosticsPublisher
 from clap_ros.nodes.runtime_params import declare_runtime
 from clap_ros.nodes.common import declare_robot
@@ -101,6 +103,11 @@ class PlannerNode(Node):
         self.create_subscription(String, T.INSTRUCTION, self._on_instruction, LATCHED_QOS)
         self.create_subscription(Image, T.LATENT, self._on_latent, SENSOR_QOS)
         self.create_subscription(JointState, self.js_topic, self._on_js, STATE_QOS)
+        # A driver without finger joints in joint_states: the gripper state is the last opening
+        # commanded to it (by the action node), open before any.
+        self._gripper_cmd: Optional[float] = None
+        self.create_subscription(Float64MultiArray, self.profile.driver.gripper_command_topic,
+                                 self._on_gripper_command, COMMAND_QOS)
         self.exit_code = 0
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="planner", daemon=True)
@@ -126,6 +133,10 @@ class PlannerNode(Node):
             self._latent_seq += 1
         self.diag.touch("latent")
         self.diag.tick("latents_in")
+
+    def _on_gripper_command(self, msg: Float64MultiArray) -> None:
+        if len(msg.data) >= 1 and np.isfinite(msg.data[0]):
+            self._gripper_cmd = float(min(max(msg.data[0], 0.0), 1.0))
 
     def _on_js(self, msg: JointState) -> None:
         with self._lock:
@@ -190,8 +201,13 @@ class PlannerNode(Node):
             return False
         self.diag.clear("input")
         if not gripper_measured:
-            self.log("gripper", "joint_states has no gripper joint %s: assuming open"
-                     % self.profile.gripper.joint_names, level="info")
+            cmd = self._gripper_cmd
+            if cmd is not None:
+                state[-1] = cmd
+            self.log("gripper", "joint_states has no gripper joint %s: using %s"
+                     % (self.profile.gripper.joint_names,
+                        "the last commanded opening %.2f" % cmd if cmd is not None
+                        else "open (no gripper command seen yet)"), level="info")
         t0 = time.perf_counter()
         try:
             indices, coarse = self.rt.plan(latent, instruction, state)

@@ -397,3 +397,32 @@ def test_arm_not_following_stops_where_it_is_and_holds_until_enabled(runtime, mo
     ctl.enable(loop.t)
     loop.run(0.1)
     assert ctl.state is State.RUN
+
+
+def test_without_finger_joints_the_gripper_state_is_the_last_command(runtime):
+    # A driver whose joint_states carry only the arm (e.g. a gripper on its own action server):
+    # the state fed to the model takes the opening this node last commanded, not "open".
+    ctl = forward(runtime)
+    loop = Loop(ctl)
+    loop.names = list(PROFILE.joint_names)
+    seen = []
+    act = runtime.act
+
+    class Spy:
+        bundle = runtime.bundle
+        joint_targets = staticmethod(runtime.joint_targets)
+
+        @staticmethod
+        def act(latent, tokens, state, rng):
+            seen.append(float(state[-1]))
+            return act(latent, tokens, state, rng)
+
+    ctl.runtime = Spy
+    loop.plan()
+    ctl.enable(loop.t)
+    loop.run(1.0)
+    assert loop.grips and len(seen) >= 5
+    assert seen[0] == 1.0                                  # nothing commanded yet: open
+    # every later inference saw a gripper opening this node had commanded
+    assert all(any(abs(s - g) < 1e-6 for g in loop.grips) for s in seen[1:])   # float32 state
+    assert any(abs(s - 1.0) > 1e-3 for s in seen[1:])     # not merely "open" every time
