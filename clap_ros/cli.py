@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = [
     "clap_ros.sim.cli",            # clap-ros sim {record,human-videos,render,bench}
     "clap_ros.robots.cli",         # clap-ros robots
     "clap_ros.data.bag2dataset",   # clap-ros bag2dataset
+    "clap_ros.data.cli",           # clap-ros dataset {import-lerobot,export-lerobot,import-videos}
     "clap_ros.demo",               # clap-ros demo
     "clap_ros.bench",              # clap-ros bench
     "clap_ros.inference.cli",      # clap-ros bundle check
