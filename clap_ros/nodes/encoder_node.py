@@ -35,13 +35,10 @@ NODE_NAME = "encoder_node"
 
 def load_calibration_file(path: str):
     """Calibration from a camera_info_manager YAML (image_width, camera_matrix, ...)."""
-    import yaml
-    from clap_ros.inference.preprocess import Calibration
+    from clap_ros.calibration.yaml_io import CalibrationInputError, read_camera_info
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-        return Calibration.from_camera_info(data)
-    except (OSError, yaml.YAMLError, ValueError, KeyError, TypeError) as e:
+        return read_camera_info(path)
+    except CalibrationInputError as e:
         raise ParameterError("parameter 'calibration_file' = %r: %s" % (path, e)) from None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import array
 import collections
+import dataclasses
 import json
 import math
 import sys
@@ -71,6 +72,29 @@ class SimDriverConfig:
     trajectory_controller: str = ""        # "": from the profile
     forward_controller: str = ""
     gripper_command_topic: str = ""
+    camera_info_file: str = ""             # camera_info_manager YAML published for the scene camera
+    camera_info: Optional[dict] = None     # loaded from camera_info_file
+
+
+def load_camera_info_file(path: str, width: int, height: int) -> dict:
+    """The scene camera's CameraInfo fields from a camera_info_manager YAML (as a real camera
+    driver's camera_info_url), e.g. one written by `clap-ros calibrate intrinsics`."""
+    from clap_ros.calibration.yaml_io import CalibrationInputError, read_camera_info
+    try:
+        cal = read_camera_info(path)
+    except CalibrationInputError as e:
+        raise ParameterError("parameter 'camera_info_file' = %r: %s" % (path, e)) from None
+    if (cal.width, cal.height) != (width, height):
+        raise ParameterError("parameter 'camera_info_file' = %r: calibrated at %dx%d, the camera "
+                             "renders %dx%d (set camera_width/camera_height to match)"
+                             % (path, cal.width, cal.height, width, height))
+    K = np.asarray(cal.K, dtype=float).reshape(3, 3)
+    D = np.asarray(cal.D, dtype=float).reshape(-1)
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    return {"width": width, "height": height, "K": K, "D": D, "R": np.eye(3), "P": P,
+            "distortion_model": "rational_polynomial" if D.size == 8 else "plumb_bob",
+            "frame_id": "scene_camera_optical_frame"}
 
 
 def declare_parameters(node: Node) -> SimDriverConfig:
@@ -137,7 +161,14 @@ def declare_parameters(node: Node) -> SimDriverConfig:
             node, "gripper_command_topic", d.gripper_command_topic,
             "gripper command topic ('' = profile's: %s)" % profile.driver.gripper_command_topic,
             **ro),
+        camera_info_file=declare(
+            node, "camera_info_file", d.camera_info_file,
+            "camera_info_manager YAML published as the scene camera's CameraInfo, as a real "
+            "camera driver's camera_info_url ('' = the ideal pinhole of the sim camera)", **ro),
     )
+    if cfg.camera_info_file:
+        cfg = dataclasses.replace(cfg, camera_info=load_camera_info_file(
+            cfg.camera_info_file, cfg.camera_width, cfg.camera_height))
     if cfg.real_time_factor == 0.0 and not cfg.use_sim_time:
         raise ParameterError("real_time_factor 0 (as fast as possible) needs use_sim_time:=true, "
                              "or other nodes' wall-clock timing would not match the sim")
@@ -180,8 +211,10 @@ class CameraWorker:
     still rendering the new one is dropped and counted, so a published frame is never stale.
     """
 
-    def __init__(self, world, cameras, logger, alive=lambda: True):
+    def __init__(self, world, cameras, logger, alive=lambda: True,
+                 scene_info: Optional[dict] = None):
         import mujoco
+        self._scene_info = scene_info   # a calibration file's CameraInfo instead of the ideal one
         self._alive = alive
         self._mj = mujoco
         self.world = world
@@ -214,7 +247,8 @@ class CameraWorker:
                 self.dropped += 1
                 return False
             self._mj.mj_copyData(self.snap, self.model, data)
-            infos = [self.world.camera_info(name) for name, _, _ in self.cameras]
+            infos = [self._scene_info if name == "scene" and self._scene_info is not None
+                     else self.world.camera_info(name) for name, _, _ in self.cameras]
             self._job = (stamp, infos)
             self._cond.notify()
             return True
@@ -368,7 +402,7 @@ class SimDriver(Node):
                 if self.cfg.wrist_camera:
                     cams.append(("wrist", self.pub_wimg, self.pub_winfo))
                 self.camera = CameraWorker(self.world, cams, self.get_logger(),
-                                           alive=self.context.ok)
+                                           alive=self.context.ok, scene_info=self.cfg.camera_info)
         except Exception as e:  # reported by __init__ as a startup error
             self._startup_error = e
             self._ready.set()

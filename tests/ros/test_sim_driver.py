@@ -247,3 +247,41 @@ def test_header_stamp_in_future_delays_start_and_in_past_is_rejected(ros):
     st = ros.wait_for(lambda: ros.status()["rejected_commands"] > n_before and ros.status(), 5.0)
     assert st and "ends in the past" in st["last_rejection"]
     np.testing.assert_allclose(settle(ros), target, atol=0.02)
+
+
+def test_camera_info_file_is_published_and_a_size_mismatch_is_refused(tmp_path):
+    """camera_info_file (e.g. from `clap-ros calibrate intrinsics`) replaces the ideal pinhole in
+    /camera/camera_info, as a real camera driver's camera_info_url does; a file calibrated at
+    another resolution stops the driver at start-up naming the parameter."""
+    from sensor_msgs.msg import CameraInfo
+    from clap_ros.calibration.yaml_io import write_camera_info
+    from clap_ros.nodes.common import SENSOR_QOS
+    K = np.array([[50.5, 0.0, 31.7], [0.0, 50.9, 23.2], [0.0, 0.0, 1.0]])
+    D = np.array([0.01, -0.02, 0.0005, -0.0003, 0.004])
+    good = write_camera_info(tmp_path / "cam.yaml", K, D, W, H, camera_name="scene")
+    bad = write_camera_info(tmp_path / "cam_vga.yaml", K, D, 640, 480, camera_name="scene")
+    domain = fresh_domain_id()
+    p_bad = spawn_node("clap_ros.nodes.sim_driver", name="sim_driver", domain_id=domain,
+                       log_path=tmp_path / "bad.log",
+                       params={"robot": "fr3", "camera_width": W, "camera_height": H,
+                               "camera_info_file": str(bad)})
+    assert p_bad.wait(60.0) == 2, p_bad.log_text(tail=3000)
+    text = p_bad.log_text(tail=3000)
+    assert "camera_info_file" in text and "640x480" in text
+    driver = spawn_node("clap_ros.nodes.sim_driver", name="sim_driver", domain_id=domain,
+                        log_path=tmp_path / "good.log",
+                        params={"robot": "fr3", "camera_width": W, "camera_height": H,
+                                "camera_rate_hz": 10.0, "camera_info_file": str(good)})
+    h = RosHarness(domain)
+    try:
+        h.collect(CameraInfo, "/camera/camera_info", SENSOR_QOS)
+        assert h.wait_for(lambda: h.latest("/camera/camera_info") is not None, 90.0), \
+            driver.log_text(tail=3000)
+        info = h.latest("/camera/camera_info")
+        np.testing.assert_allclose(np.array(info.k).reshape(3, 3), K)
+        np.testing.assert_allclose(np.array(info.d), D)
+        assert (info.width, info.height, info.distortion_model) == (W, H, "plumb_bob")
+    finally:
+        h.close()
+        rc = driver.stop()
+    assert rc == 0, driver.log_text(tail=3000)
