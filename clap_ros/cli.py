@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = [
     "clap_ros.inference.cli",      # clap-ros bundle check
     "clap_ros.launching.cli",      # clap-ros launch
     "clap_ros.eval.sim_eval",      # clap-ros eval-sim
+    "clap_ros.eval.bag_eval",      # clap-ros eval-bag
     "clap_ros.calibration.cli",    # clap-ros calibrate {intrinsics,handeye,render-board,sim-views}
 ]
 
