@@ -1,5 +1,9 @@
 """Rosbag2 (MCAP) reading and writing over the ``rosbags`` library, with the ROS 2 Jazzy typestore.
 
+BagReader also reads sqlite3 bags (``.db3``, rosbag2's default before Iron), as a rosbag2
+directory or a bare ``.db3`` file, so bags recorded on older or differently configured robots
+convert without re-recording.
+
 Bags are rosbag2 directories (``metadata.yaml`` + one ``.mcap`` file) that ``ros2 bag info/play``
 read as they are. Messages are CDR bytes: either raw bytes from an rclpy ``raw=True`` subscription
 (``BagWriter.write_cdr``) or rosbags message objects serialised here (``BagWriter.write``); the two
@@ -148,15 +152,22 @@ class BagWriter:
     whatever was recorded before an error stays readable.
     """
 
-    def __init__(self, path: PathLike, compress: bool = True, version: int = BAG_VERSION):
+    def __init__(self, path: PathLike, compress: bool = True, version: int = BAG_VERSION,
+                 storage: str = "mcap"):
         from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
         from rosbags.rosbag2.errors import WriterError
         self.path = Path(path)
+        plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(storage)
+        if plugin is None:
+            raise BagError("cannot create bag %s: unknown storage '%s' (mcap or sqlite3)"
+                           % (self.path, storage))
         try:
-            self._writer = Writer(self.path, version=version, storage_plugin=StoragePlugin.MCAP)
+            self._writer = Writer(self.path, version=version, storage_plugin=plugin)
         except WriterError as e:
             raise BagError("cannot create bag %s: %s" % (self.path, e)) from None
-        if compress:
+        # sqlite3 (only for tests and interchange with old tools) stays uncompressed: rosbag2's
+        # per-message sqlite compression is not something `ros2 bag` on every distro reads.
+        if compress and storage == "mcap":
             # zstd chunk compression inside the MCAP file: ros2 bag's mcap plugin reads it natively
             # and rendered camera frames shrink several-fold.
             self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
@@ -250,7 +261,8 @@ class BagWriter:
 
 # --- reader -----------------------------------------------------------------------------------
 class BagReader:
-    """Read a rosbag2 bag (directory with metadata.yaml, or a bare ``.mcap`` file).
+    """Read a rosbag2 bag (directory with metadata.yaml, or a bare ``.mcap`` / ``.db3`` file), in
+    either storage (MCAP or sqlite3).
 
     Every failure (missing path, unreadable metadata, corrupt or truncated storage, a message that
     does not deserialise) is raised as BagError naming the bag and the problem.
@@ -259,6 +271,7 @@ class BagReader:
     def __init__(self, path: PathLike):
         self.path = Path(path)
         self._reader = None
+        self.warnings: List[str] = []
 
     def __enter__(self) -> "BagReader":
         self.open()
@@ -285,8 +298,36 @@ class BagReader:
             reader = Reader(self.path)
             reader.open()
         except Exception as e:  # rosbags raises ReaderError, KeyError, struct.error, ... on bad files
-            raise self._fail("corrupt or truncated bag, cannot open", e) from None
+            raise self._fail("corrupt or truncated %s bag, cannot open" % self._storage_guess(), e) from None
         self._reader = reader
+        self.warnings = []
+        files = [self.path] if self.path.is_file() else sorted(self.path.glob("*.db3"))
+        for f in files:
+            wal = f.with_name(f.name + "-wal")
+            if wal.is_file() and wal.stat().st_size > 0:
+                # rosbags opens sqlite read-only and immutable, so a write-ahead log left by a
+                # recorder that did not shut down cleanly is not read.
+                self.warnings.append("%s has a non-empty write-ahead log %s (the recorder did not "
+                                     "close the bag); messages only in the log are not read: run "
+                                     "`sqlite3 %s 'PRAGMA wal_checkpoint'` on a copy to recover them"
+                                     % (f.name, wal.name, f.name))
+
+    def _storage_guess(self) -> str:
+        try:
+            return self.storage
+        except Exception:
+            return "rosbag2"
+
+    @property
+    def storage(self) -> str:
+        """'mcap' or 'sqlite3' (from the file suffix or metadata.yaml's storage_identifier)."""
+        if self.path.is_file():
+            return {".mcap": "mcap", ".db3": "sqlite3"}.get(self.path.suffix, self.path.suffix)
+        meta = self.path / "metadata.yaml"
+        for line in meta.read_text(errors="replace").splitlines():
+            if "storage_identifier:" in line:
+                return line.split(":", 1)[1].strip()
+        return "unknown"
 
     def close(self) -> None:
         if self._reader is not None:
@@ -328,15 +369,16 @@ class BagReader:
             raise self._fail("missing topic(s) %s (bag has %s)"
                              % (", ".join(missing), ", ".join(sorted(have)) or "nothing"))
 
-    def raw_messages(self, topics: Optional[Iterable[str]] = None
-                     ) -> Iterator[Tuple[str, str, int, bytes]]:
-        """(topic, msgtype, timestamp_ns, CDR bytes) in log-time order."""
+    def raw_messages(self, topics: Optional[Iterable[str]] = None, start_ns: Optional[int] = None,
+                     stop_ns: Optional[int] = None) -> Iterator[Tuple[str, str, int, bytes]]:
+        """(topic, msgtype, timestamp_ns, CDR bytes) in log-time order, optionally only for log
+        times in [start_ns, stop_ns)."""
         reader = self._check()
         wanted = None if topics is None else set(topics)
         conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
         if wanted is not None and not conns:
             return
-        it = reader.messages(connections=conns)
+        it = reader.messages(connections=conns, start=start_ns, stop=stop_ns)
         while True:
             try:
                 conn, ts, data = next(it)
@@ -357,10 +399,10 @@ class BagReader:
             if opened_here:
                 self.close()
 
-    def messages(self, topics: Optional[Iterable[str]] = None
-                 ) -> Iterator[Tuple[str, str, int, Any]]:
+    def messages(self, topics: Optional[Iterable[str]] = None, start_ns: Optional[int] = None,
+                 stop_ns: Optional[int] = None) -> Iterator[Tuple[str, str, int, Any]]:
         """(topic, msgtype, timestamp_ns, deserialised rosbags message) in log-time order."""
-        for topic, msgtype, ts, data in self.raw_messages(topics):
+        for topic, msgtype, ts, data in self.raw_messages(topics, start_ns, stop_ns):
             try:
                 msg = deserialize(data, msgtype)
             except Exception as e:
@@ -369,15 +411,19 @@ class BagReader:
             yield topic, msgtype, ts, msg
 
 
+BAG_FILE_SUFFIXES = (".mcap", ".db3")
+
+
 def is_bag(path: PathLike) -> bool:
-    """True for a rosbag2 directory (has metadata.yaml) or a bare .mcap file."""
+    """True for a rosbag2 directory (has metadata.yaml) or a bare .mcap / .db3 file."""
     p = Path(path)
-    return (p.is_dir() and (p / "metadata.yaml").is_file()) or (p.is_file() and p.suffix == ".mcap")
+    return ((p.is_dir() and (p / "metadata.yaml").is_file())
+            or (p.is_file() and p.suffix in BAG_FILE_SUFFIXES))
 
 
 def find_bags(root: PathLike) -> List[Path]:
-    """Bags under ``root``: root itself if it is one, else every bag directory or loose .mcap file
-    below it (the .mcap files inside a bag directory belong to that bag), sorted by path."""
+    """Bags under ``root``: root itself if it is one, else every bag directory or loose .mcap /
+    .db3 file below it (the files inside a bag directory belong to that bag), sorted by path."""
     root = Path(root)
     if is_bag(root):
         return [root]
@@ -386,9 +432,10 @@ def find_bags(root: PathLike) -> List[Path]:
     bags: List[Path] = []
     bag_dirs = sorted(p.parent for p in root.rglob("metadata.yaml"))
     bags.extend(bag_dirs)
-    for f in sorted(root.rglob("*.mcap")):
-        if not any(d in f.parents for d in bag_dirs):
-            bags.append(f)
+    for suffix in BAG_FILE_SUFFIXES:
+        for f in sorted(root.rglob("*" + suffix)):
+            if not any(d in f.parents for d in bag_dirs):
+                bags.append(f)
     return sorted(bags)
 
 

@@ -110,16 +110,17 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     """uint8 HxWx3 RGB from a sensor_msgs/CompressedImage (jpeg or png)."""
     import cv2
     fmt = str(msg.format).lower()
-    if not any(k in fmt for k in ("jpeg", "jpg", "png")):
+    # Some drivers leave format empty; cv2 then tells the codec from the data's magic bytes.
+    if fmt.strip() and not any(k in fmt for k in ("jpeg", "jpg", "png")):
         raise ImageEncodingError("unsupported compressed image format '%s' (jpeg or png)" % msg.format)
     img = cv2.imdecode(_as_bytes(msg.data), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageEncodingError("compressed image (format '%s', %d bytes) does not decode"
                                  % (msg.format, _as_bytes(msg.data).size))
+    if img.dtype != np.uint8:  # 16-bit PNG, mono or colour
+        img = (img / 257).astype(np.uint8)
     if img.ndim == 2:
         return np.repeat(img[..., None], 3, axis=2)
-    if img.dtype != np.uint8:
-        img = (img / 257).astype(np.uint8)
     if img.shape[2] == 4:
         return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -130,3 +131,24 @@ def message_to_rgb(msg: Any) -> np.ndarray:
     if hasattr(msg, "encoding"):
         return image_to_rgb(msg)
     return compressed_to_rgb(msg)
+
+
+# What bag2dataset takes from a camera topic: the common 8-bit colour and mono formats. Deeper
+# formats (mono16, 32FC1) are depth or raw sensor data, not something to put in an RGB video.
+RGB_ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8")
+
+
+def decode_image_msg(msg: Any, msgtype: str) -> np.ndarray:
+    """uint8 (H, W, 3) RGB from a sensor_msgs/Image (RGB_ENCODINGS) or CompressedImage (jpeg,
+    png) message; ``msgtype`` is the bag's type name (``sensor_msgs/msg/Image`` or
+    ``sensor_msgs/msg/CompressedImage``). Anything else is an ImageEncodingError naming it."""
+    kind = str(msgtype).rsplit("/", 1)[-1]
+    if kind == "Image":
+        if msg.encoding not in RGB_ENCODINGS:
+            raise ImageEncodingError("unsupported image encoding '%s' for an RGB camera (supported: "
+                                     "%s)" % (msg.encoding, ", ".join(RGB_ENCODINGS)))
+        return np.ascontiguousarray(image_to_rgb(msg))
+    if kind == "CompressedImage":
+        return np.ascontiguousarray(compressed_to_rgb(msg))
+    raise ImageEncodingError("message type '%s' is not an image (sensor_msgs/msg/Image or "
+                             "sensor_msgs/msg/CompressedImage)" % msgtype)
