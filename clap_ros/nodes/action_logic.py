@@ -218,6 +218,8 @@ class ActionController:
         self._new_chunk_frame: Optional[float] = None
         self._frame_to_command: Optional[float] = None
         self.trajectory_interventions: Dict[str, int] = {}
+        # how much make_feasible slowed the recent trajectories down (1 = as the model planned)
+        self.time_scales: Deque[float] = deque(maxlen=100)
         self.safety_rejections = 0
 
     # --- inputs --------------------------------------------------------------------------------
@@ -530,6 +532,7 @@ class ActionController:
             return None
         for k in f.intervened:
             self.trajectory_interventions[k] = self.trajectory_interventions.get(k, 0) + 1
+        self.time_scales.append(float(f.time_scale))
         vel = f.velocities.copy()
         vel[-1] = 0.0
         points = [(float(t), f.positions[i].copy(), vel[i].copy())
@@ -660,6 +663,10 @@ class ActionController:
                 d["safety_%s" % k] = v
             for k, v in self.trajectory_interventions.items():
                 d["trajectory_%s" % k] = v
+            if self.time_scales:
+                ts = np.asarray(self.time_scales)
+                d["trajectory_time_scale_median"] = round(float(np.median(ts)), 3)
+                d["trajectory_time_scale_max"] = round(float(ts.max()), 3)
         d["joint_error"] = self.joint_error
         d["tracking_error_rad"] = round(self.tracking_error, 4)
         d["tracking_faults"] = self.tracking_faults

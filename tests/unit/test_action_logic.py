@@ -305,6 +305,9 @@ def test_joint_trajectory_mode_sends_valid_trajectories_and_a_stop(runtime):
     assert len(chunks) >= 10 and not loop.arm
     assert ctl.state is State.RUN and ctl.tracking_faults == 0
     assert len(loop.f2c) == len(chunks) and all(0.0 <= x <= 0.01 + 1e-9 for x in loop.f2c)
+    d = ctl.diagnostics(loop.t)
+    assert 1.0 <= d["trajectory_time_scale_median"] <= d["trajectory_time_scale_max"]
+    assert d["trajectory_time_scale_max"] == pytest.approx(max(tr.time_scale for tr in chunks[-100:]), abs=1e-3)
     rules = TrajectoryRules()
     for tr in chunks:
         assert tr.joint_names == list(PROFILE.joint_names)
