@@ -47,6 +47,7 @@ class NTPConfig(StageTrainConfig):
     max_instruction_len: int = 16
     use_proprio: bool = True
     human_mix: float = 0.3  # fraction of each batch drawn from human pseudo-labelled clips
+    augment_shift: int = 0  # random image shift of +-N px per training sample (augment.py)
     dropout: float = 0.0
     act_vae_checkpoint: Optional[str] = None  # default: <out_dir>/act_vae/final.safetensors
 
@@ -589,8 +590,9 @@ def train_ntp(cfg, data=None, out_dir=None, resume: bool = True, progress: bool 
             raise ValueError(f"pseudo labels have {human.codes.shape[1]} tokens with max index "
                              f"{int(human.codes.max())}; the Act-VAE has {av.tokens_per_chunk} "
                              f"tokens over {av.cfg.codebook_size} codes: re-run pseudo_label")
-    source = PolicySource(prep["train"], prep["tokenizer"], prep["action_norm"], human,
-                          cfg.ntp.human_mix)
+    from .augment import ShiftedSource
+    source = ShiftedSource(PolicySource(prep["train"], prep["tokenizer"], prep["action_norm"],
+                                        human, cfg.ntp.human_mix), cfg.ntp.augment_shift)
     ntp = build_ntp_model(cfg, prep)
     out_dir = Path(out_dir or Path(cfg.out_dir) / "ntp")
     meta = {"stage": "ntp", "model": ntp.meta(), "tokenizer": prep["tokenizer"].to_dict(),

@@ -49,6 +49,7 @@ class RFConfig(StageTrainConfig):
     freeze_backbone: bool = False  # knowledge insulation: RF gradients never reach the NTP
     km_weight: float = 0.005  # Knowledge Matching weight; 0 turns KM off
     ntp_checkpoint: Optional[str] = None  # default: <out_dir>/ntp/final.safetensors
+    augment_shift: int = 0  # random image shift of +-N px per training sample (augment.py)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -404,7 +405,8 @@ def train_rf(cfg, data=None, out_dir=None, resume: bool = True, progress: bool =
                         chunk_len=train.chunks.shape[1])
     stats = dict(ntp_ck.stats)  # the NTP's state normalisation is baked into its weights' inputs
     policy.set_action_stats(stats["action_mean"], stats["action_std"])
-    source = PolicySource(train, tokenizer, prep["action_norm"])
+    from .augment import ShiftedSource
+    source = ShiftedSource(PolicySource(train, tokenizer, prep["action_norm"]), cfg.rf.augment_shift)
     out_dir = Path(out_dir or Path(cfg.out_dir) / "rf")
     meta = {"stage": "rf",
             "model": {**policy.meta(), "code_dim": int(av.codebook.weight.shape[1])},
