@@ -796,7 +796,8 @@ def register(subparsers) -> None:
         "eval-bag", help="replay rosbags through the CLAP stack; metrics + HTML report",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bag", action="append", required=True, metavar="PATH",
-                   help="rosbag2 directory or .mcap file; repeat for several (summary table)")
+                   help="rosbag2 directory, .mcap/.db3 file, or a folder searched for bags; "
+                        "repeat for several (summary table)")
     p.add_argument("--model", default="models/default",
                    help="model bundle directory (default models/default)")
     p.add_argument("--mode", default="offline", choices=MODES,
@@ -826,8 +827,24 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def expand_bag_args(paths: Sequence[str]) -> List[str]:
+    """Each --bag as given, except a folder that is not itself a bag: the bags found under it
+    (sorted), so `--bag recordings/` evaluates a whole session. A folder without bags stays as
+    given, and the evaluator reports it."""
+    from clap_ros.data.bags import find_bags, is_bag
+    out: List[str] = []
+    for p in paths:
+        path = Path(p)
+        found = find_bags(path) if path.is_dir() and not is_bag(path) else []
+        if found:
+            out.extend(str(b) for b in found)
+        else:
+            out.append(p)
+    return out
+
+
 def run(args) -> int:
-    cfg = BagEvalConfig(bags=list(args.bag), out=args.out, model=args.model, mode=args.mode,
+    cfg = BagEvalConfig(bags=expand_bag_args(args.bag), out=args.out, model=args.model, mode=args.mode,
                         rate=args.rate, topic_map=args.topic_map, robot=args.robot,
                         command_mode=args.command_mode, backend=args.backend, seed=args.seed,
                         instruction=args.instruction, domain_id=args.domain_id,

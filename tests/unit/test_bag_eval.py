@@ -198,3 +198,14 @@ def test_user_bag_with_other_topic_names_through_a_topic_map(sim_bags, tmp_path)
     rc = cli_main(["eval-bag", "--bag", str(bag), "--out", str(tmp_path / "c"),
                    "--topic-map", str(bad), "--no-progress"])
     assert rc == 2
+
+
+def test_a_folder_of_bags_expands_to_its_bags(sim_bags, tmp_path):
+    from pathlib import Path
+    from clap_ros.eval.bag_eval import expand_bag_args
+    folder = Path(sim_bags[0]).parent
+    got = expand_bag_args([str(folder)])
+    assert sorted(got) == sorted(str(b) for b in sim_bags)
+    # a bag stays itself; a folder without bags stays as given (the evaluator reports it)
+    assert expand_bag_args([str(sim_bags[0])]) == [str(sim_bags[0])]
+    assert expand_bag_args([str(tmp_path)]) == [str(tmp_path)]
