@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="models/default", help="bundle for the inference figures")
     p.add_argument("--closed-loop-episodes", type=int, default=2,
                    help="reach episodes of the running-stack figures (0 skips them)")
-    p.add_argument("--command-mode", default="forward_position",
+    p.add_argument("--command-mode", default="joint_trajectory",
                    choices=("forward_position", "joint_trajectory"),
                    help="action node command mode for the running-stack figures")
     p.add_argument("--json", type=Path, default=None, help="also write all figures as JSON")

@@ -39,9 +39,12 @@ def bundle_modules(bundle_dir: Path):
     num_steps = int(m["rf"]["num_steps"])
     ck_path, av_path = prov.get("checkpoint"), prov.get("act_vae_checkpoint")
     if ck_path and av_path and Path(ck_path).is_file() and Path(av_path).is_file():
-        policy, _ = load_policy(ck_path)
-        act_vae, _ = load_act_vae(av_path)
-        return policy, act_vae, norm["mean"], norm["std"], num_steps, "trained (%s)" % ck_path
+        policy, ck = load_policy(ck_path)
+        # a relative checkpoint path may name another run's file (runs/default of an older
+        # bundle): only a checkpoint at the bundle's own step counts as its weights
+        if prov.get("step") is None or int(ck.step) == int(prov["step"]):
+            act_vae, _ = load_act_vae(av_path)
+            return policy, act_vae, norm["mean"], norm["std"], num_steps, "trained (%s)" % ck_path
     if not prov.get("config"):
         raise ValueError("%s: the manifest records no training config to rebuild the networks "
                          "from" % bundle_dir)
