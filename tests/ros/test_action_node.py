@@ -54,22 +54,33 @@ class StandIn:
         self.rng = np.random.default_rng(0)
         self.traj = None              # (monotonic receipt time, times, positions) being followed
         self.frozen = False           # a driver that ignores our commands
+        self.lock = threading.Lock()  # the publishing thread vs the test changing the arm
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._run, daemon=True)
         self._th.start()
 
     def track(self, q):
-        if not self.frozen:
-            self.q = np.asarray(q, dtype=float).copy()
+        with self.lock:
+            if not self.frozen:
+                self.q = np.asarray(q, dtype=float).copy()
+
+    def shove_and_freeze(self, joint, delta):
+        """A collision: the arm jumps by ``delta`` on ``joint`` and ignores commands from now."""
+        with self.lock:
+            self.frozen = True
+            self.q = self.q.copy()
+            self.q[joint] += delta
+            return self.q.copy()
 
     def follow(self, msg):
         """A JointTrajectory, executed from the current position like a JTC (linear between
         points, which is enough for a stand-in)."""
-        if self.frozen:
-            return
         _, points, _ = points_from_msg(msg)
-        self.traj = (time.monotonic(), np.array([0.0] + [p[0] for p in points]),
-                     np.vstack([self.q] + [p[1] for p in points]))
+        with self.lock:
+            if self.frozen:
+                return
+            self.traj = (time.monotonic(), np.array([0.0] + [p[0] for p in points]),
+                         np.vstack([self.q] + [p[1] for p in points]))
 
     def _stamp(self):
         return self.h.node.get_clock().now().to_msg()
@@ -82,16 +93,18 @@ class StandIn:
         k = 0
         while not self._stop.wait(0.02):
             k += 1
-            if self.traj is not None and not self.frozen:
-                t0, times, pos = self.traj
-                self.q = np.array([np.interp(time.monotonic() - t0, times, pos[:, j])
-                                   for j in range(PROFILE.dof)])
+            with self.lock:
+                if self.traj is not None and not self.frozen:
+                    t0, times, pos = self.traj
+                    self.q = np.array([np.interp(time.monotonic() - t0, times, pos[:, j])
+                                       for j in range(PROFILE.dof)])
+                q_now = self.q.copy()
             if self.joints_on:
                 js = JointState()
                 js.header.stamp = self._stamp()
                 js.name = list(self.names)
                 g = PROFILE.gripper.position_from_command(self.grip)
-                js.position = [float(x) for x in self.q] + [g, g]
+                js.position = [float(x) for x in q_now] + [g, g]
                 self.pub_js.publish(js)
             if self.latent_on and k % 3 == 0:       # ~15 Hz camera
                 h, w, step, data = latent_to_bytes(
@@ -324,10 +337,7 @@ def test_arm_that_stops_following_is_a_tracking_fault(request, fixture):
     h.stand_in.latent_on = True
     enable_and_run(h, 1.0)
     assert (diag(h) or {}).get("state") == "run", h.proc.log_text(3000)
-    q = h.stand_in.q.copy()
-    q[1] += 0.3
-    h.stand_in.frozen = True
-    h.stand_in.q = q
+    q = h.stand_in.shove_and_freeze(1, 0.3)
     d = wait_state(h, "hold", 10.0)
     assert d, h.proc.log_text(3000)
     assert "tracking lost: fr3_joint2" in d["reason"] and int(d["tracking_faults"]) >= 1
@@ -343,7 +353,8 @@ def test_arm_that_stops_following_is_a_tracking_fault(request, fixture):
         np.testing.assert_allclose(points[-1][1], q, atol=1e-6)
         np.testing.assert_array_equal(points[-1][2], 0.0)
     t1 = time.monotonic()
-    h.stand_in.frozen = False
+    with h.stand_in.lock:
+        h.stand_in.frozen = False
     time.sleep(0.8)                               # fresh inputs alone do not resume a fault
     assert h_len(h, t1) == 0 and (diag(h) or {}).get("state") == "hold"
     set_enabled(h, False)
