@@ -38,6 +38,9 @@ Typical use:
   clap-ros launch bringup use_sim:=true robot:=fr3    the CLAP nodes + sim driver (no ros2 CLI)
   clap-ros eval-sim --robot fr3 --task reach --episodes 20 --model models/default
   clap-ros bundle check models/default            verify a model bundle, time each graph
+  clap-ros eval-bag --bag recordings/ --model models/default --out eval/   replay bags: report.html
+  clap-ros dataset import-lerobot ~/lerobot/my_set --out datasets/my_set --robot fr3
+  clap-ros calibrate intrinsics --images calib/ --square-size 0.025 --out calibration/cam.yaml
 """
 
 
