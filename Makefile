@@ -46,6 +46,11 @@ bench: setup
 model: setup
 	VENV=$(VENV) ./scripts/train_default_model.sh
 
+# The issue-6 experiments at CPU scale (hours), then docs/RESULTS.md (clap-train experiment --help).
+.PHONY: experiments
+experiments: setup
+	OMP_NUM_THREADS=1 $(VENV)/bin/clap-train experiment all --scale cpu
+
 # Regenerate the lock file from the current venv (after changing requirements/*.txt).
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -vE '^(clap[-_]ros|clap[-_]train)' > requirements/constraints.txt

@@ -69,6 +69,29 @@ DISTRACTOR_SLOTS: List[Tuple[str, Tuple[float, ...]]] = [
 ]
 MAX_DISTRACTORS = 4
 
+# Test-time distribution shift (issue 6, experiment 3): appearance seeds from SHIFTED_SEEDS_FROM up
+# draw tables and walls only from the SHIFTED_* textures below, which no lower seed ever uses, and
+# MAX_DISTRACTORS up to every distractor slot at once. A seed range rather than a flag, so every
+# entry point that takes a seed (sim record, human-videos, sim_driver, eval-sim) can render the
+# shifted look without a new parameter; lower seeds sample exactly as before.
+SHIFTED_SEEDS_FROM = 1_000_000_000
+SHIFTED_TABLE_TEXTURES: List[Tuple[str, Tuple[float, ...], Tuple[float, ...], str, Tuple[float, float]]] = [
+    ("checker", (0.3, 0.42, 0.3), (0.22, 0.3, 0.22), "none", (12, 12)),
+    ("gradient", (0.45, 0.4, 0.55), (0.25, 0.22, 0.3), "none", (1, 1)),
+    ("flat", (0.5, 0.32, 0.28), (0.4, 0.25, 0.22), "random", (2, 2)),
+]
+SHIFTED_WALL_TEXTURES: List[Tuple[str, Tuple[float, ...], Tuple[float, ...], str, Tuple[float, float]]] = [
+    ("checker", (0.35, 0.35, 0.4), (0.2, 0.2, 0.25), "none", (10, 10)),
+    ("flat", (0.6, 0.45, 0.35), (0.5, 0.38, 0.3), "random", (1, 1)),
+]
+# What the model compiles: training textures first, so their material ids are unchanged.
+ALL_TABLE_TEXTURES = TABLE_TEXTURES + SHIFTED_TABLE_TEXTURES
+ALL_WALL_TEXTURES = WALL_TEXTURES + SHIFTED_WALL_TEXTURES
+
+
+def is_shifted_seed(seed: int) -> bool:
+    return int(seed) >= SHIFTED_SEEDS_FROM
+
 # Camera position offsets (m) of the scene camera; it keeps looking at the same point. Id 0 = none.
 CAMERA_JITTER: List[Tuple[float, float, float]] = [
     (0.0, 0.0, 0.0), (0.03, 0.0, 0.0), (-0.03, 0.0, 0.0), (0.0, 0.03, 0.0), (0.0, -0.03, 0.0),
@@ -115,14 +138,20 @@ def sample_appearance(seed: int, color_roles: Sequence[Tuple[str, str]],
     """
     scene_rng, color_rng, distractor_rng, place_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), 0xA77E]).spawn(4))
-    table = int(scene_rng.integers(len(TABLE_TEXTURES)))
-    wall = int(scene_rng.integers(len(WALL_TEXTURES)))
+    shifted = is_shifted_seed(seed)
+    if shifted:  # ids past the training textures (see SHIFTED_SEEDS_FROM)
+        table = len(TABLE_TEXTURES) + int(scene_rng.integers(len(SHIFTED_TABLE_TEXTURES)))
+        wall = len(WALL_TEXTURES) + int(scene_rng.integers(len(SHIFTED_WALL_TEXTURES)))
+    else:
+        table = int(scene_rng.integers(len(TABLE_TEXTURES)))
+        wall = int(scene_rng.integers(len(WALL_TEXTURES)))
     light = int(scene_rng.integers(len(LIGHTS)))
     jitter = int(scene_rng.integers(len(CAMERA_JITTER)))
     names = list(PALETTE)
     picked = color_rng.choice(len(names), size=len(color_roles), replace=False)
     colors = {role: names[i] for (role, _), i in zip(color_roles, picked)}
-    k = int(distractor_rng.integers(0, MAX_DISTRACTORS + 1))
+    k = int(distractor_rng.integers(MAX_DISTRACTORS if shifted else 0,
+                                    (len(DISTRACTOR_SLOTS) if shifted else MAX_DISTRACTORS) + 1))
     slots = sorted(int(s) for s in distractor_rng.choice(len(DISTRACTOR_SLOTS), size=k, replace=False))
     # Distractors never share a colour with a named object, so every instruction stays unambiguous.
     free_colors = [n for n in names if n not in colors.values()]
@@ -145,7 +174,7 @@ def sample_appearance(seed: int, color_roles: Sequence[Tuple[str, str]],
 def texture_assets_xml() -> str:
     """Textures and materials for every table and wall option, compiled into every model."""
     out = []
-    for prefix, table in (("table", TABLE_TEXTURES), ("wall", WALL_TEXTURES)):
+    for prefix, table in (("table", ALL_TABLE_TEXTURES), ("wall", ALL_WALL_TEXTURES)):
         for i, (builtin, rgb1, rgb2, mark, rep) in enumerate(table):
             extra = ' mark="random" random="0.25" markrgb="%s"' % " ".join(
                 "%.3f" % (0.85 * c) for c in rgb2) if mark == "random" else ""

@@ -83,8 +83,8 @@ class SimWorld:
             self._objects[role] = info
         self._table_geom = m.geom("table").id
         self._wall_geoms = [m.geom("wall_back").id, m.geom("wall_side").id]
-        self._table_mats = [m.material("table_mat%d" % i).id for i in range(len(app.TABLE_TEXTURES))]
-        self._wall_mats = [m.material("wall_mat%d" % i).id for i in range(len(app.WALL_TEXTURES))]
+        self._table_mats = [m.material("table_mat%d" % i).id for i in range(len(app.ALL_TABLE_TEXTURES))]
+        self._wall_mats = [m.material("wall_mat%d" % i).id for i in range(len(app.ALL_WALL_TEXTURES))]
         self._lights = (m.light("key").id, m.light("fill").id)
         self._scene_cam = m.camera("scene").id
         self._distractor_geoms = [m.geom("distractor%d" % i).id for i in range(len(app.DISTRACTOR_SLOTS))]

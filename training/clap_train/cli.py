@@ -35,6 +35,7 @@ examples:
   clap-train act_vae --config tiny --set data.robot_dataset=datasets/fr3_pick_place
   clap-train ntp --config tiny --set ntp.human_mix=0.5 --set ntp.steps=500
   clap-train pipeline --config tiny --synthetic 24 --bundle models/smoke
+  clap-train experiment all --scale cpu      (issue-6 experiments -> docs/RESULTS.md)
   torchrun --nproc_per_node 2 -m clap_train.cli ntp --config tiny      (DDP; gloo on CPU)
 """
 
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--command", default=None, metavar="TEXT",
                    help="how to rebuild this bundle, recorded in its manifest (default: this "
                         "command line), e.g. 'make model'")
+    from .experiments.cli import add_parser as add_experiment_parser
+
+    add_experiment_parser(sub)
     p = sub.add_parser("show-config", help="print the resolved config (preset + overrides) as YAML",
                        description="Print the resolved config (preset + overrides) as YAML.")
     p.add_argument("--config", default="tiny")
@@ -90,6 +94,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.stage:
         parser.print_help()
         return 2
+    if args.stage == "experiment":
+        from .experiments.cli import main as experiment_main
+
+        return experiment_main(args)
     from .common.dist import init_from_env, is_main
     from .config import ConfigError, load_config
     from .data import DataError

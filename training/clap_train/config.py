@@ -150,7 +150,10 @@ class ProbeConfig:
 class PseudoLabelConfig:
     """Human videos -> action tokens written next to the videos."""
 
-    checkpoint: Optional[str] = None  # default: <out_dir>/visual_lam/final.safetensors
+    checkpoint: Optional[str] = None  # default: <out_dir>/<model>/final.safetensors
+    # which latent-action model labels the clips: visual_lam (CLAP/ConLA, codes in the Act-VAE
+    # codebook) or lapa (the LAPA-style baseline's own codes, for the human-transfer comparison)
+    model: str = "visual_lam"
     stride: int = 1
     batch_size: int = 64
     filename: str = "pseudo_actions.json"

@@ -614,17 +614,15 @@ def train_ntp(cfg, data=None, out_dir=None, resume: bool = True, progress: bool 
 def _label_in_memory(cfg, clips, progress: bool = True):
     """Pseudo-label clips that have no label file with the stage-2 checkpoint (synthetic or
     in-memory clips), or explain what is missing."""
-    from pathlib import Path
+    from .pseudo_label import label_clips, labeller_path, load_labeller
 
-    path = Path(cfg.pseudo_label.checkpoint or Path(cfg.out_dir) / "visual_lam" / "final.safetensors")
+    path = labeller_path(cfg)
     if not path.is_file():
         raise ValueError("ntp.human_mix > 0 but the human clips have no pseudo labels and there is "
-                         f"no visual latent-action checkpoint at {path}: run `clap-train "
-                         "visual_lam` and `clap-train pseudo_label` first, or set ntp.human_mix=0")
-    from .pseudo_label import label_clips
-    from .visual_lam import load_visual_lam
-
-    model, ck = load_visual_lam(path)
+                         f"no {cfg.pseudo_label.model} checkpoint at {path}: run `clap-train "
+                         f"{cfg.pseudo_label.model}` and `clap-train pseudo_label` first, or set "
+                         "ntp.human_mix=0")
+    model, ck, _ = load_labeller(cfg)
     labelled = label_clips(model, clips, ck.cfg.data.chunk_len, int(ck.meta["image_size"]),
                            cfg.pseudo_label.stride, cfg.pseudo_label.batch_size, progress=progress)
     attach_pseudo_codes(clips, labelled)

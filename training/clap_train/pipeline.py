@@ -85,8 +85,7 @@ def _probes(cfg, data, opt: RunOptions):
 def _pseudo_label(cfg, data, opt: RunOptions):
     from .common.dist import is_main
     from .ntp import attach_pseudo_codes
-    from .pseudo_label import label_clips, run_pseudo_label
-    from .visual_lam import load_visual_lam
+    from .pseudo_label import label_clips, load_labeller, run_pseudo_label
 
     if not data.human_clips:
         return {"skipped": "no human clips"}
@@ -94,8 +93,7 @@ def _pseudo_label(cfg, data, opt: RunOptions):
     if cfg.data.human_videos and is_main():
         written = str(run_pseudo_label(cfg, progress=opt.progress))
     # the in-memory clips get the same labels, so later stages of this run need not re-read
-    path = cfg.pseudo_label.checkpoint or Path(cfg.out_dir) / "visual_lam" / "final.safetensors"
-    model, ck = load_visual_lam(path)
+    model, ck, _ = load_labeller(cfg)
     labelled = label_clips(model, data.human_clips, ck.cfg.data.chunk_len,
                            int(ck.meta["image_size"]), cfg.pseudo_label.stride,
                            cfg.pseudo_label.batch_size, progress=opt.progress)

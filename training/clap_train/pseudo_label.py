@@ -80,15 +80,37 @@ def load_pseudo_labels(directory, filename: str = "pseudo_actions.json") -> Dict
     return doc
 
 
+LABELLERS = ("visual_lam", "lapa")
+
+
+def labeller_path(cfg, checkpoint: Optional[str] = None) -> Path:
+    """The labelling checkpoint: explicit, else pseudo_label.checkpoint, else
+    <out_dir>/<pseudo_label.model>/final.safetensors."""
+    kind = cfg.pseudo_label.model
+    if kind not in LABELLERS:
+        raise ValueError("pseudo_label.model must be one of %s, not %r" % (", ".join(LABELLERS), kind))
+    return Path(checkpoint or cfg.pseudo_label.checkpoint
+                or Path(cfg.out_dir) / kind / "final.safetensors")
+
+
+def load_labeller(cfg, checkpoint: Optional[str] = None):
+    """(model, Checkpoint, path) of the model named by pseudo_label.model. A LAPA model's codes
+    are its own (no tie to the Act-VAE codebook): that is the baseline's whole point."""
+    path = labeller_path(cfg, checkpoint)
+    if cfg.pseudo_label.model == "lapa":
+        from .lapa import load_lapa as load
+    else:
+        from .visual_lam import load_visual_lam as load
+    model, ck = load(path)
+    return model, ck, path
+
+
 def run_pseudo_label(cfg, checkpoint: Optional[str] = None, directory: Optional[str] = None,
                      device: str = "cpu", progress: bool = True) -> Path:
-    from .visual_lam import load_visual_lam
-
-    ckpt = checkpoint or cfg.pseudo_label.checkpoint or Path(cfg.out_dir) / "visual_lam" / "final.safetensors"
     directory = directory or cfg.data.human_videos
     if not directory:
         raise ValueError("no human-video directory: set data.human_videos")
-    model, ck = load_visual_lam(ckpt)
+    model, ck, ckpt = load_labeller(cfg, checkpoint)
     return pseudo_label_directory(model, directory, ck.cfg.data.chunk_len, int(ck.meta["image_size"]),
                                   cfg.pseudo_label.stride, cfg.pseudo_label.batch_size,
                                   cfg.pseudo_label.filename, str(ckpt), device, progress)

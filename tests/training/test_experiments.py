@@ -1,0 +1,140 @@
+"""Issue-6 experiments: the report writer on fake results, and a smoke run end to end (slow)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clap_train.experiments import all_modules, load
+from clap_train.experiments.common import SCALES, Recipe
+from clap_train.experiments.report import (Claim, by_arm, check_claim, load_results, mean_std,
+                                           write_report)
+
+
+def fake_result(root, exp, arm, seed, success, metrics=None, scale="smoke"):
+    d = Path(root) / "runs" / "experiments" / scale / exp / arm / ("seed%d" % seed)
+    d.mkdir(parents=True, exist_ok=True)
+    doc = {"format": "clap_experiment_result", "version": 1, "experiment": exp, "arm": arm,
+           "label": arm.upper(), "seed": seed, "scale": scale, "recipe": "robot demos: x",
+           "overrides": ["rf.km_weight=0"], "note": "", "config": {"seed": seed},
+           "git_commit": "abc123", "success": {t: {"successes": s, "episodes": n}
+                                               for t, (s, n) in success.items()},
+           "metrics": metrics or {}, "wall_s": {"train": 10.0, "eval": 5.0, "total": 15.0}}
+    (d / "result.json").write_text(json.dumps(doc))
+    return d
+
+
+def test_mean_std_uses_the_sample_std_and_skips_missing():
+    m, s = mean_std([0.2, 0.4, 0.6, None])
+    assert m == pytest.approx(0.4) and s == pytest.approx(0.2)
+    assert mean_std([0.5]) == (0.5, 0.0)
+    assert mean_std([]) == (None, None)
+
+
+def test_claims_reproduce_fail_or_are_not_measured(tmp_path):
+    runs = tmp_path / "runs" / "experiments" / "smoke" / "human_transfer"
+    for seed, (a, b) in enumerate([(3, 1), (2, 1)]):
+        fake_result(tmp_path, "human_transfer", "clap_conla", seed, {"stack": (a, 4)})
+        fake_result(tmp_path, "human_transfer", "no_human", seed, {"stack": (b, 4)})
+    arms = by_arm(load_results(runs))
+    up = Claim("x", ("clap_conla", "success:stack"), ("no_human", "success:stack"))
+    assert check_claim(up, arms) == ("reproduces", pytest.approx(0.625), pytest.approx(0.25))
+    down = Claim("y", ("no_human", "success:stack"), ("clap_conla", "success:stack"))
+    assert check_claim(down, arms)[0] == "does not reproduce"
+    # equal values: a strict claim fails, an at_least claim holds
+    same = Claim("z", ("no_human", "success:stack"), ("no_human", "success:stack"))
+    assert check_claim(same, arms)[0] == "does not reproduce"
+    assert check_claim(Claim("z", same.better, same.worse, at_least=True), arms)[0] == "reproduces"
+    assert check_claim(Claim("v", up.better, up.worse, lower=True), arms)[0] == "does not reproduce"
+    assert check_claim(Claim("v", down.better, down.worse, lower=True), arms)[0] == "reproduces"
+    missing = Claim("w", ("lapa", "success:stack"), ("no_human", "success:stack"))
+    assert check_claim(missing, arms)[0] == "not measured"
+
+
+def test_report_tables_mean_std_episodes_and_negative_results(tmp_path):
+    # human_transfer: CLAP+ConLA does worse than no human video on stack -> does not reproduce
+    for seed, (c, n) in enumerate([(0, 2), (1, 2)]):
+        fake_result(tmp_path, "human_transfer", "clap_conla", seed,
+                    {"stack": (c, 4), "reach": (4, 4), "push": (2, 4), "pick_place": (1, 4)})
+        fake_result(tmp_path, "human_transfer", "no_human", seed,
+                    {"stack": (n, 4), "reach": (4, 4), "push": (2, 4), "pick_place": (1, 4)})
+    fake_result(tmp_path, "knowledge_matching", "km", 0, {"stack": (1, 2)},
+                {"token_acc_retained": 0.9, "pretrain_token_acc": 0.45, "base_token_acc": 0.5})
+    fake_result(tmp_path, "knowledge_matching", "none", 0, {"stack": (0, 2)},
+                {"token_acc_retained": 0.5, "pretrain_token_acc": 0.25, "base_token_acc": 0.5})
+    out = write_report(tmp_path, "smoke", all_modules(), tmp_path / "docs" / "RESULTS.md")
+    text = out.read_text()
+    # per-seed rates 0/4 and 1/4 -> 12.5 % ± 17.7 %, over 8 episodes
+    assert "| CLAP_CONLA | 100 ± 0 % (8) | 50 ± 0 % (8) | 25 ± 0 % (8) | 12 ± 18 % (8) |" in text
+    assert "| NO_HUMAN | 100 ± 0 % (8) | 50 ± 0 % (8) | 25 ± 0 % (8) | 50 ± 0 % (8) |" in text
+    line = next(l for l in text.splitlines() if l.startswith("- Human video labelled by CLAP + ConLA"))
+    assert "**does not reproduce**" in line and "(0.125 vs 0.5)" in line
+    assert "not measured" in next(l for l in text.splitlines() if "LAPA-style labels" in l)
+    km = next(l for l in text.splitlines() if l.startswith("- KM forgets less"))
+    assert km.endswith("reproduces (0.9 vs 0.5)")
+    assert "| km | 10 | 5 | 15 |" in text and "abc123" in text
+    assert "No results yet: run `clap-train experiment human_vs_robot --scale smoke`" in text
+    assert (tmp_path / "docs" / "results" / "human_transfer.png").stat().st_size > 1000
+    assert not (tmp_path / "docs" / "results" / "human_vs_robot.png").exists()
+
+
+def test_every_experiment_defines_arms_with_valid_overrides_and_claims():
+    from clap_train.config import load_config
+
+    for module in all_modules():
+        arms = module.arms(SCALES["cpu"])
+        names = {a.name for a in arms}
+        assert len(names) == len(arms) >= 2
+        for arm in arms:
+            load_config("tiny", arm.overrides + SCALES["cpu"].overrides())  # typos fail here
+            assert isinstance(arm.recipe, Recipe) and sum(arm.recipe.robot.values()) > 0
+        for claim in module.CLAIMS:
+            for side in (claim.better, claim.worse):
+                assert side[0] in names and side[1].split(":")[0] in ("success", "metric")
+    ht = load("human_transfer").arms(SCALES["cpu"])
+    assert [a.recipe.robot["stack"] for a in ht] == [5] * 4
+    assert ht[0].recipe.clips == {} and ht[1].recipe.clips["stack"] == 30
+    with pytest.raises(ValueError, match="unknown experiment"):
+        load("nope")
+
+
+@pytest.mark.slow
+def test_smoke_experiment_end_to_end(tmp_path):
+    """`clap-train experiment distractor_shift --scale smoke`: sim data, training of every stage,
+    probes, export, closed-loop eval through the ROS stack in and out of distribution, report."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    exe = Path(sys.executable).parent / "clap-train"
+    out = subprocess.run([str(exe), "experiment", "distractor_shift", "--scale", "smoke",
+                          "--root", str(tmp_path), "--no-progress"],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    runs = tmp_path / "runs" / "experiments" / "smoke" / "distractor_shift"
+    results = {p.parent.parent.name: json.loads(p.read_text())
+               for p in runs.glob("*/seed0/result.json")}
+    assert set(results) == {"in_distribution", "shifted"}
+    for name, r in results.items():
+        assert set(r["success"]) == {"reach", "push", "pick_place", "stack"}
+        for task, s in r["success"].items():
+            assert s["episodes"] == 1 and s["complete"], (name, task, s)
+        for key in ("clap_r2_motion", "lapa_r2_motion", "clap_leakage", "lapa_leakage"):
+            assert isinstance(r["metrics"][key], float)
+        assert r["config"]["ntp"]["steps"] == SCALES["smoke"].steps["ntp"]
+    assert results["shifted"]["eval_seed"] >= 1_000_000_000
+    assert (runs / "in_distribution" / "seed0" / "bundle" / "manifest.yaml").is_file()
+    report = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert "## 3. Disentanglement" in report and "(1) |" in report
+
+    # Knowledge Matching reuses the cached sim data: a base planner, then three RF fine-tunes
+    out = subprocess.run([str(exe), "experiment", "knowledge_matching", "--scale", "smoke",
+                          "--root", str(tmp_path), "--no-progress"],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    km = {p.parent.parent.name: json.loads(p.read_text()) for p in
+          (tmp_path / "runs" / "experiments" / "smoke" / "knowledge_matching").glob("*/seed0/result.json")}
+    assert set(km) == {"none", "km", "insulated"}
+    # the frozen planner is the base planner: same greedy tokens on the pretraining tasks
+    assert km["insulated"]["metrics"]["token_acc_retained"] == 1.0
+    assert all(r["success"]["stack"]["complete"] for r in km.values())
+    assert "[data] recording" not in out.stderr  # nothing recorded twice
