@@ -31,9 +31,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from clap_ros import topics as T
-from clap_ros.data.bags import (BagError, BagReader, _json_default, bag_size_bytes, deserialize,
+from clap_ros.data.bags import (BagError, BagReader, bag_size_bytes, deserialize,
                                 find_bags, stamp_to_ns)
 from clap_ros.data.dataset import (IMAGE_PREFIX, DatasetError, DatasetWriter, EpisodeRecord)
+from clap_ros.data.jsonable import json_default
 from clap_ros.data.timeline import (Event, apply_events, camera_gaps, clock_jumps,
                                     median_period_ns, segments)
 from clap_ros.data.topic_map import TopicMap, TopicMapError
@@ -535,7 +536,7 @@ def convert(bags_root: Path, out: Path, cfg: ConvertConfig, overwrite: bool = Fa
                 "split_on_instruction": cfg.split_on_instruction,
                 "max_clock_jump_s": cfg.max_clock_jump_s, "gap_factor": cfg.gap_factor,
                 "min_episode_frames": cfg.min_episode_frames, "bags": reports,
-            }, indent=1, default=_json_default) + "\n")
+            }, indent=1, default=json_default) + "\n")
         size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
         if converted:
             if out.exists():

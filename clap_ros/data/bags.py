@@ -21,6 +21,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
+from clap_ros.data.jsonable import json_default
+
 from clap_ros import topics as T
 
 PathLike = Union[str, Path]
@@ -560,15 +562,8 @@ def string_msg(text: str):
 
 def json_msg(obj: Mapping[str, Any]):
     """std_msgs/String holding compact JSON (used for /sim/status and /clap/episode_outcome)."""
-    return string_msg(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default))
+    return string_msg(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=json_default))
 
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError("not JSON serialisable: %r" % (o,))
 
 
 __all__ = [

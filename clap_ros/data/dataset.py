@@ -14,6 +14,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from clap_ros.data.jsonable import json_default
+
 from clap_ros.data.video import VideoWriter, read_video
 
 PathLike = Union[str, Path]
@@ -248,7 +250,7 @@ class DatasetWriter:
         (meta / "stats.json").write_text(json.dumps(stats, indent=2))
         with open(meta / "episodes.jsonl", "w") as f:
             for ep in self.episodes:
-                f.write(json.dumps(ep, sort_keys=True, default=_json_default) + "\n")
+                f.write(json.dumps(ep, sort_keys=True, default=json_default) + "\n")
         with open(meta / "tasks.jsonl", "w") as f:
             for task, i in sorted(self.tasks.items(), key=lambda kv: kv[1]):
                 f.write(json.dumps({"task_index": i, "task": task}) + "\n")
@@ -267,15 +269,6 @@ class _StatsVideoWriter(VideoWriter):
         super().write(frame)
         self.height, self.width = int(frame.shape[0]), int(frame.shape[1])
 
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError("not JSON serialisable: %r" % (o,))
 
 
 # --- reading ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import numpy as np
 from clap_ros.data.dataset import (ACTION, CHUNK_SIZE, IMAGE_PREFIX, STATE, Dataset, DatasetError,
                                    DatasetWriter, EpisodeRecord, ImageStats, data_relpath,
                                    vector_stats)
+from clap_ros.data.jsonable import json_default
 from clap_ros.data.video import VideoError, VideoWriter
 
 PathLike = Union[str, Path]
@@ -48,15 +49,6 @@ def _progress(iterable, total: int, desc: str, unit: str, enabled: bool):
     from tqdm import tqdm
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled)
 
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError("not JSON serialisable: %r" % (o,))
 
 
 def _prepare_out(out: Path, overwrite: bool) -> Path:
@@ -631,12 +623,12 @@ def _column(values: List[Any]) -> Tuple[Any, bool]:
     import pyarrow as pa
     if any(isinstance(v, (dict, list, tuple)) for v in values):
         return pa.array([None if v is None else json.dumps(v, sort_keys=True,
-                                                           default=_json_default)
+                                                           default=json_default)
                          for v in values], pa.string()), True
     try:
         return pa.array(values), False
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else json.dumps(v, default=_json_default)
+        return pa.array([None if v is None else json.dumps(v, default=json_default)
                          for v in values], pa.string()), True
 
 

@@ -51,6 +51,8 @@ COMMAND_MODES = ("joint_trajectory", "forward_position")
 # Inputs the action node watches. The latent carries the camera frame's stamp, so its age is
 # the camera's age plus the encoder's latency: one threshold covers both.
 WATCHED_INPUTS = ("latent", "plan", "joint_states")
+# The tracking comparison runs at most at 100 Hz: a fault needs tracking_persist_s anyway.
+TRACKING_CHECK_PERIOD_S = 0.01
 
 
 @dataclass
@@ -194,6 +196,8 @@ class ActionController:
         # its start point at t=0, so the tracking check knows what the controller is executing
         self._sent: Optional[Tuple[float, np.ndarray, np.ndarray]] = None
         self._tracking_since: Optional[float] = None
+        self._checked_stamp = -math.inf       # joint_states stamp and time of the last check
+        self._checked_at = -math.inf
         # ring buffer of (time, commanded position) long enough for the tracking window
         n = int(math.ceil((self.cfg.tracking_lag_s + self.cfg.thresholds["joint_states"] + 0.1)
                           / self.cfg.tick_period_s)) + 8
@@ -410,6 +414,7 @@ class ActionController:
         self._sent = None
         self._glide = None
         self._tracking_since = None
+        self._checked_stamp = self._checked_at = -math.inf
         self._hist_t[:] = -math.inf
         self._stop_at_measured = False
         self._gripper_cmd = None
@@ -440,14 +445,20 @@ class ActionController:
         through a slightly old sample; a driver that rejects or ignores our commands (the arm
         stays put while the command moves on), or a collision, trips it."""
         c = self.cfg
-        q_cmd, _ = self.commanded(now)
+        # Every tick records its command in place (no allocation in the 500 Hz stream); the
+        # comparison itself runs at most every TRACKING_CHECK_PERIOD_S and only on a new sample.
+        if self.cfg.command_mode == "forward_position":
+            self._hist_q[self._hist_i] = self.filter.q
+        else:
+            self._hist_q[self._hist_i] = self.commanded(now)[0]
         self._hist_t[self._hist_i] = now
-        self._hist_q[self._hist_i] = q_cmd
         self._hist_i = (self._hist_i + 1) % self._hist_t.size
         with self._inputs:
-            if self._q_meas is None:
+            if self._q_meas is None or self._q_meas_stamp == self._checked_stamp \
+                    or now - self._checked_at < TRACKING_CHECK_PERIOD_S:
                 return False
             q_meas, stamp = self._q_meas.copy(), self._q_meas_stamp
+        self._checked_stamp, self._checked_at = stamp, now
         recent = self._hist_q[self._hist_t >= min(stamp, now) - c.tracking_lag_s - 1e-9]
         err = np.min(np.abs(recent - q_meas), axis=0)
         self.tracking_error = float(err.max())
