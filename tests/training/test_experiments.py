@@ -138,3 +138,18 @@ def test_smoke_experiment_end_to_end(tmp_path):
     assert km["insulated"]["metrics"]["token_acc_retained"] == 1.0
     assert all(r["success"]["stack"]["complete"] for r in km.values())
     assert "[data] recording" not in out.stderr  # nothing recorded twice
+
+
+def test_human_transfer_holds_out_stack_and_reports_its_offline_figures():
+    from clap_train.experiments.common import heldout_metrics
+
+    ht = load("human_transfer")
+    for arm in ht.arms(SCALES["cpu"]):
+        assert "stack" in arm.recipe.heldout_tasks
+    assert "ntp_token_acc@stack" in dict(ht.METRICS)
+    summary = {"stages": {"ntp": {"heldout": {"ntp_token_acc": 0.5, "ntp_token_acc@stack": 0.2}},
+                          "rf": {"heldout": {"ntp_token_acc": 0.4, "rf_mae": 0.1,
+                                             "rf_mae@stack": 0.3, "mean_chunk_mse": 1.0}}}}
+    # the planner's figures come from the NTP stage, the action errors from the RF stage
+    assert heldout_metrics(summary) == {"ntp_token_acc": 0.5, "ntp_token_acc@stack": 0.2,
+                                        "rf_mae": 0.1, "rf_mae@stack": 0.3, "mean_chunk_mse": 1.0}

@@ -170,3 +170,30 @@ def test_pseudo_labels_from_file_and_memory(tmp_path):
     assert load_pseudo_codes(clips) == [[(3, [9, 9, 9, 9])], []]
     with pytest.raises(ValueError, match="no pseudo labels for 1 clips"):
         load_pseudo_codes([{"file": "videos/x.mp4"}], tmp_path)
+
+
+def test_per_task_metrics_evaluate_each_task_on_its_own_windows():
+    from clap_train.ntp import PolicyWindows, per_task_metrics
+
+    n = 6
+    w = PolicyWindows(frames=torch.zeros(3, 3, 8, 8, dtype=torch.uint8),
+                      i_t=torch.tensor([0, 1, 2, 0, 1, 2]), state=torch.arange(n).float()[:, None],
+                      chunks=torch.zeros(n, 2, 1), instructions=list("abcdef"),
+                      episode=torch.tensor([0, 0, 1, 1, 2, 2]),
+                      codes=torch.arange(n)[:, None])
+    episodes = [{"task_name": "reach"}, {"task_name": "stack"}, {"task_name": "reach"}]
+    seen = {}
+
+    def evaluate(sub):
+        key = "".join(sub.instructions)
+        seen[key] = sub
+        return {"acc": float(sub.codes.float().mean())}
+
+    out = per_task_metrics(evaluate, w, episodes)
+    # reach = episodes 0 and 2 (windows 0, 1, 4, 5); stack = episode 1 (windows 2, 3)
+    assert out == {"acc@reach": 2.5, "acc@stack": 2.5}
+    assert set(seen) == {"abef", "cd"}
+    assert seen["cd"].state.flatten().tolist() == [2.0, 3.0]
+    assert seen["abef"].i_t.tolist() == [0, 1, 1, 2]
+    # one task only: the overall figure says it all
+    assert per_task_metrics(evaluate, w, [{"task_name": "reach"}] * 3) == {}

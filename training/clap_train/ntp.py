@@ -549,6 +549,32 @@ def evaluate_ntp(ntp: ClapNTP, act_vae, windows: PolicyWindows, tokenizer, actio
             "ntp_decoded_mse": se / max(1, n), "ntp_decoded_mae": ae / max(1, n)}
 
 
+def windows_subset(w: PolicyWindows, keep: torch.Tensor) -> PolicyWindows:
+    """The windows where ``keep`` (bool [N]) is true; frames are shared, not copied."""
+    idx = torch.nonzero(keep, as_tuple=False).flatten()
+    return PolicyWindows(w.frames, w.i_t[idx], w.state[idx], w.chunks[idx],
+                         [w.instructions[int(i)] for i in idx], w.episode[idx],
+                         None if w.codes is None else w.codes[idx])
+
+
+def per_task_metrics(evaluate, windows: PolicyWindows, episodes) -> Dict[str, float]:
+    """``evaluate(windows)`` on each task's share of held-out windows, keys ``<metric>@<task>``.
+
+    Empty when the held-out set holds one task only (the overall figure says it all). The
+    experiments need it: an arm's aggregate hides whether the task it was meant to learn from
+    video got any better."""
+    tasks = [str(ep.get("task_name") or "") for ep in episodes]
+    if len(set(tasks)) < 2:
+        return {}
+    per_window = [tasks[int(e)] for e in windows.episode]
+    out: Dict[str, float] = {}
+    for task in sorted(set(per_window)):
+        keep = torch.tensor([t == task for t in per_window])
+        for k, v in evaluate(windows_subset(windows, keep)).items():
+            out["%s@%s" % (k, task or "unnamed")] = v
+    return out
+
+
 def load_ntp(path, map_location: str = "cpu"):
     """(ClapNTP in eval mode, Checkpoint) from an NTP-stage checkpoint."""
     from .common.checkpoint import load_checkpoint
@@ -605,8 +631,12 @@ def train_ntp(cfg, data=None, out_dir=None, resume: bool = True, progress: bool 
               stage="ntp", seed=cfg.seed, resume=resume, progress=progress, stop_after=stop_after)
     metrics: Dict[str, float] = {}
     if prep["heldout"] is not None:
-        metrics = evaluate_ntp(ntp.cpu(), prep["act_vae"], prep["heldout"], prep["tokenizer"],
-                               prep["action_norm"])
+        def evaluate(w):
+            return evaluate_ntp(ntp, prep["act_vae"], w, prep["tokenizer"], prep["action_norm"])
+
+        ntp = ntp.cpu()
+        metrics = evaluate(prep["heldout"])
+        metrics.update(per_task_metrics(evaluate, prep["heldout"], data.heldout_episodes))
         _write_metrics(out_dir, metrics)
     return ntp, res, metrics
 

@@ -390,7 +390,8 @@ def train_rf(cfg, data=None, out_dir=None, resume: bool = True, progress: bool =
     from .common.seed import seed_everything
     from .common.trainer import fit
     from .data import load_training_data
-    from .ntp import PolicySource, _write_metrics, load_ntp, prepare_policy_data
+    from .ntp import (PolicySource, _write_metrics, load_ntp, per_task_metrics,
+                      prepare_policy_data)
 
     seed_everything(cfg.seed)
     data = data if data is not None else load_training_data(cfg)
@@ -420,8 +421,11 @@ def train_rf(cfg, data=None, out_dir=None, resume: bool = True, progress: bool =
     metrics: Dict[str, float] = {}
     policy = policy.cpu()
     if prep["heldout"] is not None and res.step >= cfg.rf.steps:
-        metrics = evaluate_policy(policy, av, prep["heldout"], tokenizer, prep["action_norm"],
-                                  seed=cfg.seed)
+        def evaluate(w):
+            return evaluate_policy(policy, av, w, tokenizer, prep["action_norm"], seed=cfg.seed)
+
+        metrics = evaluate(prep["heldout"])
+        metrics.update(per_task_metrics(evaluate, prep["heldout"], data.heldout_episodes))
         _write_metrics(out_dir, metrics)
         if is_main():  # the metrics travel with the final checkpoint into the bundle manifest
             save_checkpoint(out_dir / "final.safetensors", policy, cfg, stats, res.step, None,
