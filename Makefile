@@ -47,9 +47,11 @@ model: setup
 	VENV=$(VENV) ./scripts/train_default_model.sh
 
 # The issue-6 experiments at CPU scale (hours), then docs/RESULTS.md (clap-train experiment --help).
+# JOBS parallel processes of one torch thread each (the sim data is recorded once, first).
+JOBS ?= 3
 .PHONY: experiments
 experiments: setup
-	OMP_NUM_THREADS=1 $(VENV)/bin/clap-train experiment all --scale cpu
+	OMP_NUM_THREADS=1 $(VENV)/bin/clap-train experiment all --scale cpu --jobs $(JOBS)
 
 # Regenerate the lock file from the current venv (after changing requirements/*.txt).
 lock:
