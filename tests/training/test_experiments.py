@@ -153,3 +153,18 @@ def test_human_transfer_holds_out_stack_and_reports_its_offline_figures():
     # the planner's figures come from the NTP stage, the action errors from the RF stage
     assert heldout_metrics(summary) == {"ntp_token_acc": 0.5, "ntp_token_acc@stack": 0.2,
                                         "rf_mae": 0.1, "rf_mae@stack": 0.3, "mean_chunk_mse": 1.0}
+
+
+def test_parallel_jobs_are_balanced_and_cover_every_experiment_once():
+    from clap_train.experiments import EXPERIMENTS
+    from clap_train.experiments.cli import COST, balance
+
+    names = list(EXPERIMENTS)
+    assert set(COST) == set(names)
+    for jobs in (1, 2, 3, 4, 9):
+        groups = balance(names, jobs)
+        assert sorted(n for g in groups for n in g) == sorted(names)
+        assert len(groups) == min(jobs, len(names))
+    # the longest experiment gets a job of its own as soon as there are enough jobs
+    assert ["human_transfer"] in balance(names, 2)
+    assert balance(names, 1) == [sorted(names, key=lambda n: -COST[n])]
