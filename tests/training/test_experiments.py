@@ -51,6 +51,20 @@ def test_claims_reproduce_fail_or_are_not_measured(tmp_path):
     assert check_claim(Claim("v", down.better, down.worse, lower=True), arms)[0] == "reproduces"
     missing = Claim("w", ("lapa", "success:stack"), ("no_human", "success:stack"))
     assert check_claim(missing, arms)[0] == "not measured"
+    # 0 % vs 0 % (or 100 vs 100) says nothing: inconclusive, even for an at_least claim
+    for seed in range(2):
+        fake_result(tmp_path, "human_transfer", "clap", seed, {"stack": (0, 4), "reach": (4, 4)},
+                    {"acc": 0.0})
+        fake_result(tmp_path, "human_transfer", "lapa", seed, {"stack": (0, 4), "reach": (4, 4)},
+                    {"acc": 0.0})
+    arms = by_arm(load_results(runs))
+    for task in ("stack", "reach"):
+        floor = Claim("f", ("clap", "success:" + task), ("lapa", "success:" + task),
+                      at_least=True)
+        assert check_claim(floor, arms)[0] == "inconclusive"
+    # a metric at 0 on both sides is a measurement, not a floor
+    metric = Claim("m", ("clap", "metric:acc"), ("lapa", "metric:acc"), at_least=True)
+    assert check_claim(metric, arms)[0] == "reproduces"
 
 
 def test_report_tables_mean_std_episodes_and_negative_results(tmp_path):

@@ -102,11 +102,15 @@ def value(arms: Mapping[str, List[dict]], arm: str, key: str,
 def check_claim(claim: Claim, arms: Mapping[str, List[dict]]) -> Tuple[str, Optional[float],
                                                                        Optional[float]]:
     """(verdict, better value, worse value); verdict is reproduces / does not reproduce /
-    not measured."""
+    not measured / inconclusive (both sides' success at the floor or the ceiling: 0 vs 0 says
+    nothing about which arm is better, so it must not read as "reproduces")."""
     b = value(arms, claim.better[0], claim.better[1], claim.tasks)
     w = value(arms, claim.worse[0], claim.worse[1], claim.tasks)
     if b is None or w is None:
         return "not measured", b, w
+    on_success = claim.better[1].startswith("success") and claim.worse[1].startswith("success")
+    if on_success and b == w and b in (0.0, 1.0):
+        return "inconclusive", b, w
     gain = (w - b) if claim.lower else (b - w)
     ok = (gain >= claim.margin) if claim.at_least else (gain > claim.margin)
     return ("reproduces" if ok else "does not reproduce"), b, w
@@ -195,7 +199,10 @@ def experiment_section(module, results: Sequence[dict], docs_dir: Path, scale: s
         verdict, b, w = check_claim(claim, arms)
         figures = "" if verdict == "not measured" else " (%.3g vs %.3g)" % (b, w)
         mark = {"reproduces": "reproduces", "does not reproduce": "**does not reproduce**",
-                "not measured": "not measured"}[verdict]
+                "not measured": "not measured",
+                "inconclusive": "inconclusive, %s" % ("no episode of either arm succeeded"
+                                                      if b == 0 else "both arms always succeeded")
+                }[verdict]
         lines.append("- %s: %s%s" % (claim.text, mark, figures))
     lines.append("")
     if getattr(module, "TRIED", ""):
