@@ -10,7 +10,7 @@ import pytest
 from clap_train.experiments import all_modules, load
 from clap_train.experiments.common import SCALES, Recipe
 from clap_train.experiments.report import (Claim, by_arm, check_claim, load_results, mean_std,
-                                           write_report)
+                                           within_spread, write_report)
 
 
 def fake_result(root, exp, arm, seed, success, metrics=None, scale="smoke"):
@@ -62,6 +62,19 @@ def test_claims_reproduce_fail_or_are_not_measured(tmp_path):
         floor = Claim("f", ("clap", "success:" + task), ("lapa", "success:" + task),
                       at_least=True)
         assert check_claim(floor, arms)[0] == "inconclusive"
+    # 0.625 ± 0.18 vs 0.25 ± 0: outside the spread; noisy metrics inside it
+    assert not within_spread(up, arms)
+    fake_result(tmp_path, "human_transfer", "clap", 0, {"stack": (0, 4)}, {"acc": 0.5})
+    fake_result(tmp_path, "human_transfer", "clap", 1, {"stack": (0, 4)}, {"acc": 0.1})
+    fake_result(tmp_path, "human_transfer", "lapa", 0, {"stack": (0, 4)}, {"acc": 0.3})
+    fake_result(tmp_path, "human_transfer", "lapa", 1, {"stack": (0, 4)}, {"acc": 0.2})
+    noisy = Claim("n", ("clap", "metric:acc"), ("lapa", "metric:acc"))
+    arms = by_arm(load_results(runs))
+    assert check_claim(noisy, arms)[0] == "reproduces" and within_spread(noisy, arms)
+    for seed in range(2):
+        fake_result(tmp_path, "human_transfer", "clap", seed, {"stack": (0, 4)}, {"acc": 0.0})
+        fake_result(tmp_path, "human_transfer", "lapa", seed, {"stack": (0, 4)}, {"acc": 0.0})
+    arms = by_arm(load_results(runs))
     # a metric at 0 on both sides is a measurement, not a floor
     metric = Claim("m", ("clap", "metric:acc"), ("lapa", "metric:acc"), at_least=True)
     assert check_claim(metric, arms)[0] == "reproduces"

@@ -82,21 +82,42 @@ def success_values(runs: Sequence[dict], task: str) -> Tuple[List[float], int]:
     return rates, n
 
 
+def seed_values(arms: Mapping[str, List[dict]], arm: str, key: str,
+                tasks: Sequence[str] = ()) -> List[float]:
+    """One value per training seed of ``key`` (see Claim) for ``arm``; seeds without it are
+    left out."""
+    kind, _, name = key.partition(":")
+    out: List[float] = []
+    for r in arms.get(arm) or []:
+        if kind == "success":
+            rates = success_values([r], name)[0] if name != "mean" else \
+                [v for t in tasks for v in success_values([r], t)[0]]
+            if rates:
+                out.append(sum(rates) / len(rates))
+        elif kind == "metric":
+            v = r.get("metrics", {}).get(name)
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                out.append(float(v))
+        else:
+            raise ValueError("claim key %r: expected success:<task>, success:mean or "
+                             "metric:<name>" % key)
+    return out
+
+
 def value(arms: Mapping[str, List[dict]], arm: str, key: str,
           tasks: Sequence[str] = ()) -> Optional[float]:
-    runs = arms.get(arm) or []
-    if not runs:
-        return None
-    kind, _, name = key.partition(":")
-    if kind == "success":
-        if name == "mean":
-            per_task = [mean_std(success_values(runs, t)[0])[0] for t in tasks]
-            per_task = [v for v in per_task if v is not None]
-            return sum(per_task) / len(per_task) if per_task else None
-        return mean_std(success_values(runs, name)[0])[0]
-    if kind == "metric":
-        return mean_std([r.get("metrics", {}).get(name) for r in runs])[0]
-    raise ValueError("claim key %r: expected success:<task>, success:mean or metric:<name>" % key)
+    return mean_std(seed_values(arms, arm, key, tasks))[0]
+
+
+def within_spread(claim: Claim, arms: Mapping[str, List[dict]]) -> bool:
+    """True when the two seed means differ by no more than the larger std over seeds: the
+    verdict then rests on noise (always false with a single seed, where there is no spread)."""
+    b = seed_values(arms, claim.better[0], claim.better[1], claim.tasks)
+    w = seed_values(arms, claim.worse[0], claim.worse[1], claim.tasks)
+    if len(b) < 2 or len(w) < 2:
+        return False
+    (mb, sb), (mw, sw) = mean_std(b), mean_std(w)
+    return abs(mb - mw) <= max(sb, sw)
 
 
 def check_claim(claim: Claim, arms: Mapping[str, List[dict]]) -> Tuple[str, Optional[float],
@@ -203,7 +224,10 @@ def experiment_section(module, results: Sequence[dict], docs_dir: Path, scale: s
                 "inconclusive": "inconclusive, %s" % ("no episode of either arm succeeded"
                                                       if b == 0 else "both arms always succeeded")
                 }[verdict]
-        lines.append("- %s: %s%s" % (claim.text, mark, figures))
+        noise = (", within the spread over seeds" if verdict in ("reproduces",
+                                                                  "does not reproduce")
+                 and within_spread(claim, arms) else "")
+        lines.append("- %s: %s%s%s" % (claim.text, mark, figures, noise))
     lines.append("")
     if getattr(module, "TRIED", ""):
         lines += [module.TRIED.strip().replace("``", "`"), ""]
