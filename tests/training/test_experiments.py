@@ -167,6 +167,40 @@ def test_smoke_experiment_end_to_end(tmp_path):
     assert "[data] recording" not in out.stderr  # nothing recorded twice
 
 
+@pytest.mark.slow
+def test_smoke_human_video_experiments_end_to_end(tmp_path):
+    """Experiments 1 and 2 at smoke scale: the LAPA-labelled, CLAP and CLAP+ConLA arms, robot
+    videos as action-free clips, per-task held-out figures (stack held out), the report."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    exe = Path(sys.executable).parent / "clap-train"
+    for name in ("human_transfer", "human_vs_robot"):
+        out = subprocess.run([str(exe), "experiment", name, "--scale", "smoke", "--root",
+                              str(tmp_path), "--no-progress"],
+                             env=env, capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    runs = tmp_path / "runs" / "experiments" / "smoke"
+    ht = {p.parent.parent.name: json.loads(p.read_text())
+          for p in (runs / "human_transfer").glob("*/seed0/result.json")}
+    assert set(ht) == {"no_human", "lapa", "clap", "clap_conla"}
+    for name, r in ht.items():
+        assert set(r["success"]) == {"reach", "push", "pick_place", "stack"}
+        assert all(s["episodes"] == 1 and s["complete"] for s in r["success"].values()), name
+        for key in ("ntp_token_acc@stack", "ntp_decoded_mae@stack", "rf_mae@stack", "rf_mae"):
+            assert 0.0 <= r["metrics"][key] < 10.0, (name, key)
+    assert ht["lapa"]["config"]["pseudo_label"]["model"] == "lapa"
+    assert ht["no_human"]["config"]["ntp"]["human_mix"] == 0
+    assert ht["clap"]["config"]["visual_lam"]["w_conla"] == 0
+    assert ht["clap_conla"]["config"]["visual_lam"]["w_conla"] > 0
+    hr = {p.parent.parent.name: json.loads(p.read_text())
+          for p in (runs / "human_vs_robot").glob("*/seed0/result.json")}
+    assert set(hr) == {"human_video", "robot_video"}
+    assert "robot clips (no actions)" in hr["robot_video"]["recipe"]
+    assert "human clips (no actions)" in hr["human_video"]["recipe"]
+    report = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert "## 1. Human-video transfer" in report and "stack: token acc" in report
+    assert "## 2. Human-video-only" in report
+
+
 def test_human_transfer_holds_out_stack_and_reports_its_offline_figures():
     from clap_train.experiments.common import heldout_metrics
 
