@@ -109,6 +109,11 @@ class EpisodeOutcome:
     plans: int = 0                              # /clap/plan messages during the episode
     arm_motion_rad: float = 0.0                 # max over the episode of max |q - q_enable|
     rejected_commands: int = 0                  # commands the driver refused (limits, names)
+    # metres from what the task moves to its goal (Task.goal_distance), from /sim/status (2 Hz):
+    # at enable, at the stop, and the least seen in between
+    goal_distance_start_m: Optional[float] = None
+    goal_distance_end_m: Optional[float] = None
+    goal_distance_min_m: Optional[float] = None
     worst_diagnostics: Dict[str, dict] = field(default_factory=dict)  # node -> level, message
     # each node's last rates and latencies before the stop (keys *_rate_hz, *_p50_ms, *_p99_ms)
     figures: Dict[str, Dict[str, str]] = field(default_factory=dict)
@@ -368,14 +373,20 @@ class SimEvaluator:
                 raise EvalError("action_node refused to enable: %s" % res.message)
             timeout = self.cfg.timeout_for(task)
             t_enable = float(start_status.get("sim_time", 0.0))
+            out.goal_distance_start_m = _goal_distance(start_status)
+            out.goal_distance_min_m = out.goal_distance_start_m
             wall_limit = time.monotonic() + timeout / self.cfg.real_time_factor * 2.0 + 30.0
             while not self._stop_requested:
                 self._check_alive(runner)
                 with client.lock:
                     st = dict(client.status)
                 elapsed = float(st.get("sim_time", t_enable)) - t_enable
-                if st.get("success") and int(st.get("resets", 0)) == int(start_status.get(
-                        "resets", 0)):
+                same_episode = int(st.get("resets", 0)) == int(start_status.get("resets", 0))
+                d = _goal_distance(st) if same_episode else None
+                if d is not None and (out.goal_distance_min_m is None
+                                      or d < out.goal_distance_min_m):
+                    out.goal_distance_min_m = d
+                if st.get("success") and same_episode:
                     out.success = True
                     out.time_to_success_s = elapsed
                     break
@@ -408,6 +419,10 @@ class SimEvaluator:
                 out.worst_diagnostics = dict(client.worst)
                 out.figures = dict(client.figures)
             out.duration_s = float(end.get("sim_time", 0.0)) - float(start_status.get("sim_time", 0.0))
+            if int(end.get("resets", 0)) == int(start_status.get("resets", 0)):
+                out.goal_distance_end_m = _goal_distance(end)
+                if out.goal_distance_end_m is not None and out.goal_distance_min_m is not None:
+                    out.goal_distance_min_m = min(out.goal_distance_min_m, out.goal_distance_end_m)
             out.rejected_commands = int(end.get("rejected_commands", 0)) - int(
                 start_status.get("rejected_commands", 0))
             out.wall_s = time.monotonic() - wall0
@@ -494,6 +509,25 @@ class SimEvaluator:
         self._stop_requested = True
 
 
+def _goal_distance(status: dict) -> Optional[float]:
+    v = status.get("goal_distance_m")
+    return None if v is None else float(v)
+
+
+def goal_progress(e: EpisodeOutcome) -> Optional[float]:
+    """Share of the start distance to the goal closed at the stop (1 = at the goal, 0 = no
+    closer, negative = further away), None when the driver reported no distance."""
+    if e.goal_distance_start_m is None or e.goal_distance_end_m is None \
+            or e.goal_distance_start_m <= 0:
+        return None
+    return 1.0 - e.goal_distance_end_m / e.goal_distance_start_m
+
+
+def _median(values) -> Optional[float]:
+    vals = [v for v in values if v is not None]
+    return float(np.median(vals)) if vals else None
+
+
 def summarize(cfg: EvalConfig, model: str, episodes: Sequence[EpisodeOutcome], wall_s: float,
               error: str = "") -> dict:
     tasks = {}
@@ -510,6 +544,9 @@ def summarize(cfg: EvalConfig, model: str, episodes: Sequence[EpisodeOutcome], w
             "rejected_commands": sum(e.rejected_commands for e in eps),
             "median_arm_motion_rad": float(np.median([e.arm_motion_rad for e in eps]))
             if eps else None,
+            "median_final_goal_distance_m": _median(e.goal_distance_end_m for e in eps),
+            "median_min_goal_distance_m": _median(e.goal_distance_min_m for e in eps),
+            "median_goal_progress": _median(goal_progress(e) for e in eps),
         }
     config = asdict(cfg)
     config["tasks"] = list(cfg.tasks)
@@ -530,16 +567,22 @@ def report_markdown(result: dict) -> str:
              "backend %s, command_mode %s, seeds %d..%d, randomisation %s, real-time factor %g."
              % (cfg["backend"], cfg["command_mode"], cfg["seed"], cfg["seed"] + cfg["episodes"] - 1,
                 "on" if cfg["randomize"] else "off", cfg["real_time_factor"]), "",
-             "| task | success | rate | median time to success (s) | timeout (s) | "
-             "rejected commands | episodes with errors |",
-             "|---|---|---|---|---|---|---|"]
+             "| task | success | rate | median time to success (s) | final / closest distance "
+             "to goal (m) | progress | timeout (s) | rejected commands | episodes with errors |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for task, t in result["tasks"].items():
         rate = "-" if t["success_rate"] is None else "%.0f %%" % (100 * t["success_rate"])
         tts = "-" if t["median_time_to_success_s"] is None else "%.1f" % t["median_time_to_success_s"]
-        lines.append("| %s | %d/%d | %s | %s | %.0f | %d | %d |" % (
-            task, t["successes"], t["episodes"], rate, tts, t["timeout_s"],
+        dist = "-" if t.get("median_final_goal_distance_m") is None else "%.3f / %.3f" % (
+            t["median_final_goal_distance_m"], t["median_min_goal_distance_m"])
+        prog = "-" if t.get("median_goal_progress") is None else "%.0f %%" % (
+            100 * t["median_goal_progress"])
+        lines.append("| %s | %d/%d | %s | %s | %s | %s | %.0f | %d | %d |" % (
+            task, t["successes"], t["episodes"], rate, tts, dist, prog, t["timeout_s"],
             t["rejected_commands"], t["episodes_with_errors"]))
-    lines.append("")
+    lines += ["", "Distances and progress are medians over episodes: the distance from what the "
+              "task moves (TCP or object) to where success puts it, from /sim/status; progress = "
+              "share of the distance at enable closed by the stop.", ""]
     if result["error"]:
         lines += ["**Incomplete:** %s" % result["error"], ""]
     errors = [e for e in result["episodes"] if e["error"]]

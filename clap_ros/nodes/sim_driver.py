@@ -579,6 +579,7 @@ class SimDriver(Node):
         return {
             "robot": self.profile.name, "task": w.task_name, "instruction": w.instruction,
             "seed": int(self.seed), "success": bool(self._last_success),
+            "goal_distance_m": round(float(w.goal_distance()), 4),
             "sim_time": float(w.time), "appearance": _jsonable(w.appearance),
             "rejected_commands": int(self.rejected), "last_rejection": self.last_rejection,
             "resets": int(self.resets),

@@ -84,6 +84,13 @@ class Task(ABC):
     def waypoints(self, layout: Layout, home_yaw: float) -> List[Waypoint]:
         """Expert TCP waypoints for this layout; ``home_yaw`` is the gripper yaw at reset."""
 
+    @abstractmethod
+    def goal_distance(self, world: "SimWorld") -> float:
+        """Metres from what the task moves (the TCP, or the object) to where success puts it.
+
+        A graded companion of ``success``: evaluations report how close an episode got, which
+        separates policies that all fail (0 % says nothing about which one came closer)."""
+
 
 TASKS: Dict[str, Task] = {}
 
@@ -162,6 +169,9 @@ class ReachTask(Task):
         return bool(np.linalg.norm(world.tcp_position() - world.object_position("target"))
                     < self.tolerance)
 
+    def goal_distance(self, world):
+        return float(np.linalg.norm(world.tcp_position() - world.object_position("target")))
+
     def waypoints(self, layout, home_yaw):
         p = layout.points["target"]
         return [Waypoint(p, home_yaw, 1.0, min_duration=1.5, label="reach")]
@@ -199,6 +209,11 @@ class PushTask(Task):
         c = world.object_position("cube")
         g = world.object_position("goal")
         return bool(np.linalg.norm(c[:2] - g[:2]) < self.tolerance and c[2] < CUBE_HALF + 0.01)
+
+    def goal_distance(self, world):
+        # the cube resting on the goal square's centre
+        goal = world.object_position("goal") + np.array([0.0, 0.0, CUBE_HALF])
+        return float(np.linalg.norm(world.object_position("cube") - goal))
 
     def waypoints(self, layout, home_yaw):
         c, g = layout.xy("cube"), layout.xy("goal")
@@ -241,6 +256,11 @@ class PickPlaceTask(Task):
                   and c[2] < BOWL_BOTTOM + BOWL_WALL_HEIGHT)
         return bool(inside and not world.hand_touches("cube"))
 
+    def goal_distance(self, world):
+        # the cube resting on the bowl's bottom, at its centre
+        goal = world.object_position("bowl") + np.array([0.0, 0.0, BOWL_BOTTOM + CUBE_HALF])
+        return float(np.linalg.norm(world.object_position("cube") - goal))
+
     def waypoints(self, layout, home_yaw):
         yaw, wps = _pick_waypoints(layout.xy("cube"), layout.yaw("cube"), home_yaw)
         return wps + _place_waypoints(layout.xy("bowl"), yaw, BOWL_BOTTOM + GRASP_Z + 0.03)
@@ -269,6 +289,11 @@ class StackTask(Task):
         on = (np.linalg.norm(a[:2] - b[:2]) < 0.6 * CUBE_HALF
               and abs(a[2] - b[2] - 2 * CUBE_HALF) < 0.01)
         return bool(on and not world.hand_touches("cube_top"))
+
+    def goal_distance(self, world):
+        # the top cube sitting squarely on the base cube
+        goal = world.object_position("cube_base") + np.array([0.0, 0.0, 2 * CUBE_HALF])
+        return float(np.linalg.norm(world.object_position("cube_top") - goal))
 
     def waypoints(self, layout, home_yaw):
         yaw, wps = _pick_waypoints(layout.xy("cube_top"), layout.yaw("cube_top"), home_yaw)

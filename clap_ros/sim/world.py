@@ -204,6 +204,9 @@ class SimWorld:
     def success(self) -> bool:
         return self.task.success(self)
 
+    def goal_distance(self) -> float:
+        return self.task.goal_distance(self)
+
     def object_position(self, role: str) -> np.ndarray:
         return self.data.xpos[self._objects[role]["body"]].copy()
 

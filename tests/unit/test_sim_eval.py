@@ -78,6 +78,26 @@ def test_summary_counts_successes_per_task(tmp_path):
     assert "- push seed 0: action_node exited (code 1)" in md and "Traceback" not in md
 
 
+def test_goal_distance_and_progress_are_medians_over_episodes():
+    eps = _episodes()[:3]
+    for e, (start, end, closest) in zip(eps, [(0.2, 0.01, 0.01), (0.2, 0.3, 0.15),
+                                              (0.1, 0.02, 0.02)]):
+        e.goal_distance_start_m, e.goal_distance_end_m, e.goal_distance_min_m = start, end, closest
+    assert [E.goal_progress(e) for e in eps] == pytest.approx([0.95, -0.5, 0.8])
+    r = E.summarize(E.EvalConfig(tasks=["reach", "push"], episodes=3), "/m", _episodes()[3:] + eps,
+                    wall_s=1.0)
+    reach = r["tasks"]["reach"]
+    assert reach["median_final_goal_distance_m"] == pytest.approx(0.02)
+    assert reach["median_min_goal_distance_m"] == pytest.approx(0.02)
+    assert reach["median_goal_progress"] == pytest.approx(0.8)
+    # a driver that reports no distance (push here) leaves the figures empty, not zero
+    push = r["tasks"]["push"]
+    assert push["median_final_goal_distance_m"] is None and push["median_goal_progress"] is None
+    md = E.report_markdown(r)
+    assert "| reach | 2/3 | 67 % | 5.0 | 0.020 / 0.020 | 80 % |" in md
+    assert "| push | 0/1 | 0 % | - | - | - |" in md
+
+
 def test_runtime_figures_are_medians_over_episodes_and_reach_the_report():
     eps = [dict(e.to_dict()) for e in _episodes()[:3]]
     eps[0]["figures"] = {"action_node": {"commands_rate_hz": "100", "inference_p50_ms": "30"}}

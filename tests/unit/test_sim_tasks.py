@@ -43,8 +43,11 @@ def test_success_false_at_reset_true_after_expert(robot, task):
     np.testing.assert_array_equal(q0, world.arm_qpos())
     np.testing.assert_allclose(qd0, 0.0, atol=1e-12)
     assert g0 == 1.0
+    start = world.goal_distance()
     assert run_plan(world, plan)
     assert world.success()
+    # the graded companion: far at reset, within about a centimetre once the expert succeeded
+    assert start > 0.08 and world.goal_distance() < 0.02, (start, world.goal_distance())
 
 
 def test_panda_uses_the_franka_model_and_its_expert_works():
