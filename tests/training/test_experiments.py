@@ -105,6 +105,24 @@ def test_report_tables_mean_std_episodes_and_negative_results(tmp_path):
     assert "No results yet: run `clap-train experiment human_vs_robot --scale smoke`" in text
     assert (tmp_path / "docs" / "results" / "human_transfer.png").stat().st_size > 1000
     assert not (tmp_path / "docs" / "results" / "human_vs_robot.png").exists()
+    assert "progress toward the goal" not in text  # results from before the graded figure
+
+
+def test_goal_progress_table_and_claims(tmp_path):
+    for seed, (a, b) in enumerate([(0.6, 0.1), (0.4, -0.1)]):
+        for arm, p in (("clap_conla", a), ("no_human", b)):
+            d = fake_result(tmp_path, "human_transfer", arm, seed, {"stack": (0, 2)})
+            doc = json.loads((d / "result.json").read_text())
+            doc["success"]["stack"]["goal_progress"] = p
+            (d / "result.json").write_text(json.dumps(doc))
+    text = write_report(tmp_path, "smoke", all_modules(), tmp_path / "R.md").read_text()
+    assert "| CLAP_CONLA | - | - | - | 0.50 ± 0.14 |" in text
+    assert "| NO_HUMAN | - | - | - | 0.00 ± 0.14 |" in text
+    line = next(l for l in text.splitlines() if l.startswith("- Closed loop: CLAP + ConLA"))
+    assert line.endswith("reproduces (0.5 vs 0)")
+    # success is 0 % on both sides: inconclusive, while progress still tells them apart
+    assert "inconclusive" in next(l for l in text.splitlines()
+                                  if l.startswith("- Human video labelled by CLAP + ConLA"))
 
 
 def test_every_experiment_defines_arms_with_valid_overrides_and_claims():
@@ -119,7 +137,7 @@ def test_every_experiment_defines_arms_with_valid_overrides_and_claims():
             assert isinstance(arm.recipe, Recipe) and sum(arm.recipe.robot.values()) > 0
         for claim in module.CLAIMS:
             for side in (claim.better, claim.worse):
-                assert side[0] in names and side[1].split(":")[0] in ("success", "metric")
+                assert side[0] in names and side[1].split(":")[0] in ("success", "progress", "metric")
     ht = load("human_transfer").arms(SCALES["cpu"])
     assert [a.recipe.robot["stack"] for a in ht] == [5] * 4
     assert ht[0].recipe.clips == {} and ht[1].recipe.clips["stack"] == 30
@@ -152,6 +170,26 @@ def test_smoke_experiment_end_to_end(tmp_path):
     assert (runs / "in_distribution" / "seed0" / "bundle" / "manifest.yaml").is_file()
     report = (tmp_path / "docs" / "RESULTS.md").read_text()
     assert "## 3. Disentanglement" in report and "(1) |" in report
+    for r in results.values():  # the graded closed-loop figure of every evaluated task
+        assert all(isinstance(s["goal_progress"], float) for s in r["success"].values())
+
+    # --eval-only: the same bundles evaluated again (the shifted row with in_distribution's
+    # model), training figures kept, success and cost rewritten
+    out = subprocess.run([str(exe), "experiment", "distractor_shift", "--scale", "smoke",
+                          "--root", str(tmp_path), "--no-progress", "--eval-only"],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    again = {p.parent.parent.name: json.loads(p.read_text())
+             for p in runs.glob("*/seed0/result.json")}
+    for name, r in again.items():
+        assert r["reevaluated"]["episodes_per_task"] == 1
+        assert r["metrics"] == results[name]["metrics"]
+        assert r["wall_s"]["train"] == results[name]["wall_s"]["train"]
+        assert all(s["complete"] for s in r["success"].values())
+    shifted_eval = json.loads((runs / "shifted" / "seed0" / "eval" / "reach" / "result.json")
+                              .read_text())
+    assert shifted_eval["model"].endswith("in_distribution/seed0/bundle")
+    assert shifted_eval["config"]["seed"] == again["shifted"]["eval_seed"]
 
     # Knowledge Matching reuses the cached sim data: a base planner, then three RF fine-tunes
     out = subprocess.run([str(exe), "experiment", "knowledge_matching", "--scale", "smoke",

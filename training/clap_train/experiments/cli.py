@@ -34,6 +34,7 @@ examples:
   clap-train experiment all --scale cpu --jobs 3        (= make experiments)
   clap-train experiment all --scale cpu --report-only   (tables from existing results only)
   clap-train experiment knowledge_matching --scale cpu --seeds 1
+  clap-train experiment all --scale cpu --eval-only --jobs 2   (re-run closed-loop evaluation)
 """
 
 
@@ -58,6 +59,9 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch CPU threads (default 1: the machine is shared)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--eval-only", action="store_true",
+                   help="do not train: evaluate every finished arm's bundle closed-loop again and "
+                        "rewrite its success in result.json (a changed evaluator, more episodes)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="with `all`: record the data once, then run the experiments as N parallel "
                         "processes of one thread each, balanced by their expected cost, logs under "
@@ -98,6 +102,8 @@ def run_parallel(args, names, scale, root: Path) -> int:
             cmd = _tool("clap-train") + ["experiment", name, "--scale", scale.name, "--root",
                                          str(root), "--threads", "1", "--no-progress",
                                          "--report", str(logs / ("%s.report.md" % name))]
+            if args.eval_only:
+                cmd.append("--eval-only")
             if args.seeds:
                 cmd += ["--seeds", str(args.seeds)]
             log = logs / ("%s.log" % name)
@@ -131,7 +137,7 @@ def ensure_all_data(ctx) -> None:
 
 def main(args) -> int:
     from . import EXPERIMENTS, all_modules, load
-    from .common import SCALES, Context, ExperimentError
+    from .common import SCALES, Context, ExperimentError, reevaluate
     from .report import write_report
 
     if args.seeds < 0 or args.jobs < 1:
@@ -141,7 +147,7 @@ def main(args) -> int:
     scale = SCALES[args.scale]
     root = Path(args.root).resolve()
     names = list(EXPERIMENTS) if args.name in ("all", "data") else [args.name]
-    if args.name == "data" or (args.jobs > 1 and not args.report_only):
+    if args.name == "data" or (args.jobs > 1 and not args.report_only and not args.eval_only):
         try:
             ensure_all_data(Context(scale=scale, root=root, experiment="data", seeds=1))
         except ExperimentError as exc:
@@ -166,7 +172,8 @@ def main(args) -> int:
                           seeds=args.seeds or scale.seeds, progress=not args.no_progress)
             t0 = time.time()
             try:
-                paths = module.run(ctx)
+                paths = (reevaluate(ctx, getattr(module, "bundle_of", None)) if args.eval_only
+                         else module.run(ctx))
             except (ExperimentError, ValueError, FileNotFoundError) as exc:
                 print("clap-train experiment %s: error: %s" % (name, exc), file=sys.stderr)
                 return 1

@@ -404,8 +404,40 @@ def evaluate_closed_loop(ctx: Context, bundle: Path, tasks: Sequence[str], out_d
         t = res["tasks"][task]
         out[task] = {"successes": int(t["successes"]), "episodes": int(t["episodes"]),
                      "rate": t["success_rate"], "complete": bool(res["complete"]),
-                     "error": res.get("error", ""), "wall_s": round(res.get("wall_s", 0.0), 1)}
+                     "error": res.get("error", ""), "wall_s": round(res.get("wall_s", 0.0), 1),
+                     # graded closed-loop figures: where every arm fails, how close each came
+                     "final_goal_distance_m": t.get("median_final_goal_distance_m"),
+                     "goal_progress": t.get("median_goal_progress")}
     return out, time.time() - t0
+
+
+def reevaluate(ctx: Context, bundle_of: Optional[Callable[[Context, dict], Path]] = None
+               ) -> List[Path]:
+    """Closed-loop evaluation again for every finished arm of the experiment, with its bundle and
+    eval seed, rewriting success and eval cost in its result.json (training is left alone): for
+    a changed evaluator, or more episodes, without retraining."""
+    from .report import load_results
+
+    paths = []
+    for doc in load_results(ctx.runs_dir):
+        if doc.get("scale") != ctx.scale.name:
+            continue
+        path = Path(doc.pop("_path"))
+        bundle = bundle_of(ctx, doc) if bundle_of else path.parent / "bundle"
+        if not (bundle / "manifest.yaml").is_file():
+            raise ExperimentError("%s: no bundle at %s to evaluate" % (path, bundle))
+        tasks = list(doc.get("success") or TASKS)
+        success, t_eval = evaluate_closed_loop(ctx, bundle, tasks, path.parent / "eval",
+                                               seed=int(doc.get("eval_seed", EVAL_SEED)))
+        wall = dict(doc.get("wall_s") or {})
+        wall["eval"] = round(t_eval, 1)
+        wall["total"] = round(wall.get("train", 0.0) + t_eval, 1)
+        doc.update(success=success, wall_s=wall, reevaluated={
+            "git_commit": git_commit(), "episodes_per_task": ctx.scale.eval_episodes,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+        paths.append(path)
+    return paths
 
 
 def write_result(ctx: Context, arm: Arm, seed: int, out_dir: Path, cfg, *, success=None,

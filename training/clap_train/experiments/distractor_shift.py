@@ -68,6 +68,11 @@ def _probe_metrics(probe: Dict[str, dict]) -> Dict[str, float]:
     return out
 
 
+def bundle_of(ctx: Context, result: dict):
+    """Both rows of a seed evaluate the one model trained for in_distribution."""
+    return ctx.run_dir("in_distribution", int(result["seed"])) / "bundle"
+
+
 def run(ctx: Context):
     from clap_ros.sim.appearance import SHIFTED_SEEDS_FROM
     from clap_train.experiments.common import EVAL_SEED, build_data

@@ -67,6 +67,9 @@ CLAIMS = [
           "at least that of no human video, minus 5 points)",
           ("clap_conla", "success:mean"), ("no_human", "success:mean"), margin=-0.05,
           at_least=True, tasks=ROBOT_TASKS),
+    Claim("Closed loop: CLAP + ConLA-labelled human video brings stack closer to done than no "
+          "human video (goal progress)", ("clap_conla", "progress:stack"),
+          ("no_human", "progress:stack")),
     Claim("Offline: CLAP + ConLA-labelled human video raises held-out stack token accuracy over "
           "no human video", ("clap_conla", "metric:ntp_token_acc@stack"),
           ("no_human", "metric:ntp_token_acc@stack")),

@@ -39,6 +39,10 @@ CLAIMS = [
     Claim("Human-video pretraining reaches at least the success of robot-video pretraining "
           "(mean over the four tasks)", ("human_video", "success:mean"),
           ("robot_video", "success:mean"), at_least=True, tasks=TASKS),
+    Claim("Closed loop: human-video pretraining closes at least as much of the distance to the "
+          "goal as robot-video pretraining (goal progress, mean over the four tasks)",
+          ("human_video", "progress:mean"), ("robot_video", "progress:mean"), at_least=True,
+          tasks=TASKS),
     Claim("Human-video pretraining gives at least the held-out NTP token accuracy of robot video",
           ("human_video", "metric:ntp_token_acc"), ("robot_video", "metric:ntp_token_acc"),
           at_least=True),

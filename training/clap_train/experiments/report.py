@@ -23,7 +23,8 @@ class Claim:
     stay under it when ``lower`` (a loss, a leakage).
 
     Each side is (arm, key) with key ``success:<task>``, ``success:mean`` (over the tasks listed in
-    ``tasks``) or ``metric:<name>``; values are means over seeds."""
+    ``tasks``), ``progress:<task>`` / ``progress:mean`` (closed-loop share of the distance to the
+    goal closed) or ``metric:<name>``; values are means over seeds."""
 
     text: str
     better: Tuple[str, str]
@@ -94,13 +95,19 @@ def seed_values(arms: Mapping[str, List[dict]], arm: str, key: str,
                 [v for t in tasks for v in success_values([r], t)[0]]
             if rates:
                 out.append(sum(rates) / len(rates))
+        elif kind == "progress":
+            ts = list(tasks) if name == "mean" else [name]
+            vals = [(r.get("success", {}).get(t) or {}).get("goal_progress") for t in ts]
+            vals = [float(v) for v in vals if v is not None]
+            if vals:
+                out.append(sum(vals) / len(vals))
         elif kind == "metric":
             v = r.get("metrics", {}).get(name)
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
                 out.append(float(v))
         else:
-            raise ValueError("claim key %r: expected success:<task>, success:mean or "
-                             "metric:<name>" % key)
+            raise ValueError("claim key %r: expected success:<task>, success:mean, "
+                             "progress:<task>, progress:mean or metric:<name>" % key)
     return out
 
 
@@ -162,6 +169,18 @@ def metrics_table(arms: Mapping[str, List[dict]], names: Sequence[Tuple[str, str
     return lines
 
 
+def progress_table(arms: Mapping[str, List[dict]], tasks: Sequence[str]) -> List[str]:
+    head = ["arm"] + ["%s progress" % t for t in tasks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for arm, runs in arms.items():
+        cells = [runs[0].get("label", arm)]
+        for t in tasks:
+            cells.append(fmt_pm(*mean_std(seed_values({arm: runs}, arm, "progress:" + t)),
+                                digits=2))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def plot_success(arms: Mapping[str, List[dict]], tasks: Sequence[str], path: Path,
                  title: str) -> Optional[Path]:
     """Grouped bars of success per arm and task with the std over seeds as error bars."""
@@ -207,6 +226,13 @@ def experiment_section(module, results: Sequence[dict], docs_dir: Path, scale: s
               "success predicate through the full ROS stack (`clap-ros eval-sim`), mean ± std over "
               "seeds of the per-seed rate, (n) = episodes in total." % (scale, seeds), ""]
     lines += success_table(arms, module.TABLE_TASKS) + [""]
+    if any((t or {}).get("goal_progress") is not None for r in results
+           for t in r.get("success", {}).values()):
+        lines += ["Closed-loop progress toward the goal, from the same episodes: the share of the "
+                  "distance from what the task moves (TCP or object) to its goal that was closed "
+                  "by the stop (1 = at the goal, 0 = no closer, < 0 = further away); median over "
+                  "a seed's episodes, mean ± std over seeds:", ""]
+        lines += progress_table(arms, module.TABLE_TASKS) + [""]
     if getattr(module, "METRICS", None):
         lines += [module.METRICS_TEXT.strip(), ""] + metrics_table(arms, module.METRICS) + [""]
     png = plot_success(arms, module.TABLE_TASKS, docs_dir / "results" / ("%s.png" % module.NAME),
