@@ -47,6 +47,7 @@ def test_claims_reproduce_fail_or_are_not_measured(tmp_path):
     same = Claim("z", ("no_human", "success:stack"), ("no_human", "success:stack"))
     assert check_claim(same, arms)[0] == "does not reproduce"
     assert check_claim(Claim("z", same.better, same.worse, at_least=True), arms)[0] == "reproduces"
+    assert not within_spread(same, arms)  # 0.25 on every seed: exact, no spread to be within
     assert check_claim(Claim("v", up.better, up.worse, lower=True), arms)[0] == "does not reproduce"
     assert check_claim(Claim("v", down.better, down.worse, lower=True), arms)[0] == "reproduces"
     missing = Claim("w", ("lapa", "success:stack"), ("no_human", "success:stack"))

@@ -73,6 +73,10 @@ CLAIMS = [
           ("km", "success:stack"), ("insulated", "success:stack"), at_least=True),
     Claim("KM keeps instruction following on the pretraining tasks at least as well as no KM",
           ("km", "success:mean"), ("none", "success:mean"), at_least=True, tasks=OLD_TASKS),
+    Claim("KM reaches at least the new-task (stack) goal progress of knowledge insulation",
+          ("km", "progress:stack"), ("insulated", "progress:stack"), at_least=True),
+    Claim("KM keeps at least the goal progress of no KM on the pretraining tasks (mean)",
+          ("km", "progress:mean"), ("none", "progress:mean"), at_least=True, tasks=OLD_TASKS),
 ]
 
 

@@ -124,7 +124,8 @@ def within_spread(claim: Claim, arms: Mapping[str, List[dict]]) -> bool:
     if len(b) < 2 or len(w) < 2:
         return False
     (mb, sb), (mw, sw) = mean_std(b), mean_std(w)
-    return abs(mb - mw) <= max(sb, sw)
+    spread = max(sb, sw)
+    return spread > 0 and abs(mb - mw) <= spread  # no spread at all: the values are exact
 
 
 def check_claim(claim: Claim, arms: Mapping[str, List[dict]]) -> Tuple[str, Optional[float],
