@@ -191,6 +191,8 @@ def test_smoke_experiment_end_to_end(tmp_path):
                               .read_text())
     assert shifted_eval["model"].endswith("in_distribution/seed0/bundle")
     assert shifted_eval["config"]["seed"] == again["shifted"]["eval_seed"]
+    report = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert "of these 2 results come from a later `--eval-only` run" in report
 
     # Knowledge Matching reuses the cached sim data: a base planner, then three RF fine-tunes
     out = subprocess.run([str(exe), "experiment", "knowledge_matching", "--scale", "smoke",

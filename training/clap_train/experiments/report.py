@@ -226,6 +226,12 @@ def experiment_section(module, results: Sequence[dict], docs_dir: Path, scale: s
     lines += ["Scale `%s`, training seeds %s; closed-loop success = episodes that reached the task's "
               "success predicate through the full ROS stack (`clap-ros eval-sim`), mean ± std over "
               "seeds of the per-seed rate, (n) = episodes in total." % (scale, seeds), ""]
+    again = [r for r in results if r.get("reevaluated")]
+    if again:
+        lines += ["Closed-loop figures of %d of these %d results come from a later `--eval-only` "
+                  "run (same bundles and eval seeds, training untouched) at commit(s) %s."
+                  % (len(again), len(results), ", ".join(sorted({r["reevaluated"].get(
+                      "git_commit", "?") for r in again}))), ""]
     lines += success_table(arms, module.TABLE_TASKS) + [""]
     if any((t or {}).get("goal_progress") is not None for r in results
            for t in r.get("success", {}).values()):
