@@ -121,6 +121,13 @@ def test_goal_progress_table_and_claims(tmp_path):
     assert "| NO_HUMAN | - | - | - | 0.00 ± 0.14 |" in text
     line = next(l for l in text.splitlines() if l.startswith("- Closed loop: CLAP + ConLA"))
     assert line.endswith("reproduces (0.5 vs 0)")
+    arms = by_arm(load_results(tmp_path / "runs" / "experiments" / "smoke" / "human_transfer"))
+    both_still = Claim("s", ("no_human", "progress:pick_place"), ("no_human", "progress:stack"))
+    for arm in arms["no_human"]:
+        arm["success"]["pick_place"] = {"successes": 0, "episodes": 2, "goal_progress": 0.0}
+        arm["success"]["stack"]["goal_progress"] = 0.0
+    # nothing moved in either arm: a floor, not a measurement
+    assert check_claim(both_still, arms)[0] == "inconclusive"
     # success is 0 % on both sides: inconclusive, while progress still tells them apart
     assert "inconclusive" in next(l for l in text.splitlines()
                                   if l.startswith("- Human video labelled by CLAP + ConLA"))

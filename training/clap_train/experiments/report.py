@@ -137,8 +137,10 @@ def check_claim(claim: Claim, arms: Mapping[str, List[dict]]) -> Tuple[str, Opti
     w = value(arms, claim.worse[0], claim.worse[1], claim.tasks)
     if b is None or w is None:
         return "not measured", b, w
-    on_success = claim.better[1].startswith("success") and claim.worse[1].startswith("success")
-    if on_success and b == w and b in (0.0, 1.0):
+    # closed-loop figures with bounds: success in [0, 1], progress <= 1 and exactly 0 only when
+    # nothing moved towards the goal at all
+    graded = all(side[1].startswith(("success", "progress")) for side in (claim.better, claim.worse))
+    if graded and b == w and b in (0.0, 1.0):
         return "inconclusive", b, w
     gain = (w - b) if claim.lower else (b - w)
     ok = (gain >= claim.margin) if claim.at_least else (gain > claim.margin)
@@ -184,29 +186,38 @@ def progress_table(arms: Mapping[str, List[dict]], tasks: Sequence[str]) -> List
 
 def plot_success(arms: Mapping[str, List[dict]], tasks: Sequence[str], path: Path,
                  title: str) -> Optional[Path]:
-    """Grouped bars of success per arm and task with the std over seeds as error bars."""
+    """Grouped bars per arm and task with the std over seeds as error bars: success, and beside
+    it the goal progress where the results have it (it separates arms that all fail)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(tasks), 3.2))
+    panels = [("success %", lambda runs, t: [100 * v for v in success_values(runs, t)[0]],
+               (0, 105))]
+    if any((x or {}).get("goal_progress") is not None for runs in arms.values() for r in runs
+           for x in r.get("success", {}).values()):
+        panels.append(("goal progress (1 = at the goal)",
+                       lambda runs, t: seed_values({"a": runs}, "a", "progress:" + t), None))
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (1.6 + 1.4 * len(tasks)), 3.4),
+                             squeeze=False)
     width = 0.8 / max(1, len(arms))
-    for i, (arm, runs) in enumerate(arms.items()):
-        ms, ss = [], []
-        for t in tasks:
-            m, s = mean_std(success_values(runs, t)[0])
-            ms.append(100 * (m or 0.0))
-            ss.append(100 * (s or 0.0))
-        xs = [k + (i - (len(arms) - 1) / 2) * width for k in range(len(tasks))]
-        ax.bar(xs, ms, width, yerr=ss, capsize=2, label=runs[0].get("label", arm))
-    ax.set_xticks(range(len(tasks)))
-    ax.set_xticklabels(tasks)
-    ax.set_ylabel("success %")
-    ax.set_ylim(0, 105)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper right")
+    for ax, (ylabel, values, ylim) in zip(axes[0], panels):
+        for i, (arm, runs) in enumerate(arms.items()):
+            stats = [mean_std(values(runs, t)) for t in tasks]
+            xs = [k + (i - (len(arms) - 1) / 2) * width for k in range(len(tasks))]
+            ax.bar(xs, [m or 0.0 for m, _ in stats], width, yerr=[s or 0.0 for _, s in stats],
+                   capsize=2, label=runs[0].get("label", arm))
+        ax.set_xticks(range(len(tasks)))
+        ax.set_xticklabels(tasks)
+        ax.set_ylabel(ylabel)
+        if ylim:
+            ax.set_ylim(*ylim)
+        else:
+            ax.axhline(0.0, color="black", linewidth=0.6)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -254,9 +265,10 @@ def experiment_section(module, results: Sequence[dict], docs_dir: Path, scale: s
         figures = "" if verdict == "not measured" else " (%.3g vs %.3g)" % (b, w)
         mark = {"reproduces": "reproduces", "does not reproduce": "**does not reproduce**",
                 "not measured": "not measured",
-                "inconclusive": "inconclusive, %s" % ("no episode of either arm succeeded"
-                                                      if b == 0 else "both arms always succeeded")
-                }[verdict]
+                "inconclusive": "inconclusive, %s" % (
+                    ("both arms always succeeded" if b == 1 else
+                     "no episode of either arm succeeded" if claim.better[1].startswith("success")
+                     else "neither arm brought it any closer to the goal"))}[verdict]
         noise = (", within the spread over seeds" if verdict in ("reproduces",
                                                                   "does not reproduce")
                  and within_spread(claim, arms) else "")
@@ -301,7 +313,7 @@ def write_report(root: Path, scale: str, modules: Sequence[Any], out: Optional[P
              % (scale, sc.estimate if sc else "?", wall / 3600.0, ", ".join(commits) or "-"), ""]
     if sc is not None:
         lines += ["Sizes per task: %d robot demos, %d unlabelled clips, %d held-out episodes; "
-                  "%d closed-loop episodes per task and arm; steps %s; %d seed(s)."
+                  "%d closed-loop episode(s) per task, arm and seed; steps %s; %d seed(s)."
                   % (sc.robot_episodes, sc.pretrain_clips, sc.heldout_episodes, sc.eval_episodes,
                      ", ".join("%s %d" % kv for kv in sc.steps.items()), sc.seeds), ""]
     for m in modules:
