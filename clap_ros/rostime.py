@@ -1,0 +1,54 @@
+"""ROS time and stamp conversion: the one place for ``sec``/``nanosec`` arithmetic.
+
+Works on any object with ``sec`` and ``nanosec`` (rclpy messages, rosbags messages,
+``builtin_interfaces`` Time or Duration) and builds rclpy messages only when asked, so the
+ROS-free cores can import it without rclpy.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+NS_PER_S = 1_000_000_000
+
+
+def sec_nanosec(t: float) -> Tuple[int, int]:
+    """Seconds -> (sec, nanosec), rounded to the nanosecond, nanosec in [0, 1e9)."""
+    ns = int(round(float(t) * 1e9))
+    return ns // NS_PER_S, ns % NS_PER_S
+
+
+def stamp_to_ns(t: Any) -> int:
+    """Nanoseconds from a Time/Duration-like object (``sec``, ``nanosec``)."""
+    return int(t.sec) * NS_PER_S + int(t.nanosec)
+
+
+def stamp_to_s(t: Any) -> float:
+    """Seconds from a Time/Duration-like object, or a plain number as is."""
+    if isinstance(t, (int, float)):
+        return float(t)
+    return float(t.sec) + float(t.nanosec) * 1e-9
+
+
+def ns_to_s(ns: int) -> float:
+    return int(ns) * 1e-9
+
+
+def s_to_ns(t: float) -> int:
+    return int(round(float(t) * 1e9))
+
+
+def time_msg(t: float) -> Any:
+    """rclpy ``builtin_interfaces/Time`` from seconds."""
+    from builtin_interfaces.msg import Time
+
+    sec, nsec = sec_nanosec(t)
+    return Time(sec=sec, nanosec=nsec)
+
+
+def duration_msg(t: float) -> Any:
+    """rclpy ``builtin_interfaces/Duration`` from seconds."""
+    from builtin_interfaces.msg import Duration
+
+    sec, nsec = sec_nanosec(t)
+    return Duration(sec=sec, nanosec=nsec)
