@@ -237,7 +237,7 @@ def _eval_client_class():
             with self.lock:
                 self.judging = False
                 self.figures = {name: {k: v for k, v in d["values"].items()
-                                       if k.endswith(("_rate_hz", "_p50_ms", "_p99_ms"))}
+                                       if k.endswith(("_rate_hz", "_p50_ms", "_p99_ms", "_run_n"))}
                                 for name, d in self.last_diag.items()}
 
         def end_counting(self) -> None:

@@ -300,7 +300,8 @@ class ActionNode(Node):
             self.pub_grip.publish(self._grip_msg)
         lat = self.ctl.pop_frame_to_command()
         if lat is not None:
-            self.diag.latency("frame_to_command", lat)
+            # pooled: make bench reports the whole run's figure, not only the last 5 s
+            self.diag.latency("frame_to_command", lat, pooled=True)
 
     @staticmethod
     def _trajectory_msg(tr) -> JointTrajectory:

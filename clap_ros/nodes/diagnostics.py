@@ -46,6 +46,7 @@ class DiagnosticsState:
         self._last_seen: Dict[str, Optional[float]] = {}
         self._max_age: Dict[str, float] = {}
         self._problems: Dict[str, Tuple[int, str]] = {}
+        self._pooled: Dict[str, "PooledSamples"] = {}
 
     # ---- recording -------------------------------------------------------------------------
     def set(self, key: str, value) -> None:
@@ -64,11 +65,16 @@ class DiagnosticsState:
                 q.append(now)
             self._counts[key] = self._counts.get(key, 0) + n
 
-    def latency(self, key: str, seconds: float) -> None:
-        """One latency sample; the summary reports p50/p99/max in milliseconds."""
+    def latency(self, key: str, seconds: float, pooled: bool = False) -> None:
+        """One latency sample; the summary reports p50/p99/max in milliseconds over the window.
+        ``pooled``: the sample is also kept for the whole run, and the summary adds
+        ``<key>_run_p50_ms``, ``<key>_run_p99_ms`` and ``<key>_run_n`` (samples so far), so a
+        figure is reported even when no sample fell into the last window."""
         now = self._clock()
         with self._lock:
             self._lat.setdefault(key, deque(maxlen=self._max)).append((now, float(seconds)))
+            if pooled:
+                self._pooled.setdefault(key, PooledSamples()).add(float(seconds))
 
     def watch(self, key: str, max_age_s: float) -> None:
         """Declare an input that must arrive at least every ``max_age_s`` seconds; until its first
@@ -157,6 +163,11 @@ class DiagnosticsState:
                     items += [(key + "_p50_ms", "%.3g" % (st["p50"] * 1e3)),
                               (key + "_p99_ms", "%.3g" % (st["p99"] * 1e3)),
                               (key + "_max_ms", "%.3g" % (st["max"] * 1e3))]
+            for key, pool in self._pooled.items():
+                p50, p99 = pool.percentiles()
+                items += [(key + "_run_p50_ms", "%.3g" % (p50 * 1e3)),
+                          (key + "_run_p99_ms", "%.3g" % (p99 * 1e3)),
+                          (key + "_run_n", str(pool.n))]
             level, causes = OK, []
             for key, max_age in self._max_age.items():
                 last = self._last_seen.get(key)
@@ -174,6 +185,36 @@ class DiagnosticsState:
                 causes.append(msg)
                 level = max(level, lv)
         return level, ("; ".join(causes) if causes else "ok"), items
+
+
+class PooledSamples:
+    """Every sample of a run for run-long percentiles. Past ``capacity`` it keeps a uniform random
+    subset (reservoir sampling), so memory and the publish-time percentile cost stay bounded while
+    the percentiles still describe the whole run; ``n`` counts every sample seen."""
+
+    def __init__(self, capacity: int = 20000, seed: int = 0):
+        self.capacity = int(capacity)
+        self.n = 0
+        self._v = np.empty(self.capacity)
+        self._rng = np.random.default_rng(seed)
+        self._cached: Optional[Tuple[int, float, float]] = None
+
+    def add(self, x: float) -> None:
+        if self.n < self.capacity:
+            self._v[self.n] = x
+        else:
+            j = int(self._rng.integers(0, self.n + 1))
+            if j < self.capacity:
+                self._v[j] = x
+        self.n += 1
+
+    def percentiles(self) -> Tuple[float, float]:
+        """(p50, p99) of the samples so far; recomputed only when a sample came in."""
+        if self._cached is None or self._cached[0] != self.n:
+            v = self._v[:min(self.n, self.capacity)]
+            p50, p99 = np.percentile(v, [50, 99]) if v.size else (np.nan, np.nan)
+            self._cached = (self.n, float(p50), float(p99))
+        return self._cached[1], self._cached[2]
 
 
 class DiagnosticsPublisher(DiagnosticsState):
