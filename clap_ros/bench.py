@@ -7,9 +7,12 @@
 3. per-graph ONNX Runtime CPU latency of the model bundle (batch 1, 1 thread);
 4. per-graph torch eager vs ONNX Runtime CPU, as a ratio measured in alternating calls (in a
    subprocess: python -m clap_train.latency; skipped when the training package is absent);
-5. the running stack: sim_driver + encoder + planner + action node over DDS (clap-ros eval-sim
-   machinery, reach episodes), camera frame stamp -> first command computed from that frame,
-   p50 and p99, plus frame -> latent / plan / chunk and the action node's tick period error.
+5. closed loop, the same fr3 reach episodes (seeds 0..N-1, --episodes, default 20) in both
+   eval-sim modes: ROS mode (sim_driver + encoder + planner + action node over DDS) and direct
+   mode (one process, virtual clock): wall time per episode in each and the ratio (target >= 10);
+6. the running stack of those ROS-mode episodes: camera frame stamp -> first command computed
+   from that frame, p50 and p99 pooled over every chunk of the run (with the sample count), plus
+   frame -> latent / plan / chunk and the action node's tick period error.
 
 Machines are shared and noisy: compare figures from the same run, not across runs.
 """
@@ -31,53 +34,79 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stream-seconds", type=float, default=5.0,
                    help="length of the 500 Hz streaming run, s")
     p.add_argument("--model", default="models/default", help="bundle for the inference figures")
-    p.add_argument("--closed-loop-episodes", type=int, default=2,
-                   help="reach episodes of the running-stack figures (0 skips them)")
+    p.add_argument("--episodes", "--closed-loop-episodes", dest="episodes", type=int,
+                   default=20, help="fr3 reach episodes per eval-sim mode for the closed-loop "
+                   "figures (default 20; 0 skips them)")
+    p.add_argument("--modes", default="ros,direct",
+                   help="eval-sim modes of the closed-loop figures (default ros,direct)")
     p.add_argument("--command-mode", default="joint_trajectory",
                    choices=("forward_position", "joint_trajectory"),
-                   help="action node command mode for the running-stack figures")
+                   help="action node command mode for the closed-loop figures")
+    p.add_argument("--only", default="",
+                   help="comma-separated sections to run (sim, stream, inference, torch, "
+                   "closed_loop); default all")
     p.add_argument("--json", type=Path, default=None, help="also write all figures as JSON")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from clap_ros.sim.bench import bench_robot
+SECTIONS = ("sim", "stream", "inference", "torch", "closed_loop")
 
+
+def run(args: argparse.Namespace) -> int:
+    only = [x.strip() for x in args.only.split(",") if x.strip()] or list(SECTIONS)
+    unknown = [x for x in only if x not in SECTIONS]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad_modes = [m for m in modes if m not in ("ros", "direct")]
+    if unknown or bad_modes or args.episodes < 0:
+        print("clap-ros bench: error: %s" % (
+            "unknown section %s (known: %s)" % (", ".join(unknown), ", ".join(SECTIONS))
+            if unknown else "unknown mode %s (known: ros, direct)" % ", ".join(bad_modes)
+            if bad_modes else "--episodes must be >= 0"))
+        return 2
     robots = [r.strip() for r in args.robots.split(",") if r.strip()]
-    figures = {"machine": {"cpu": platform.processor() or platform.machine(),
-                           "python": platform.python_version(),
-                           "time": time.strftime("%Y-%m-%dT%H:%M:%S")},
-               "sim": []}
-    print("== simulated world (pick_place, expert driving, scene camera 224x224)")
-    print("%-8s %12s %12s %16s %16s" % ("robot", "images/s", "ms/image", "physics steps/s",
-                                        "real-time factor"))
-    for robot in robots:
-        r = bench_robot(robot, "pick_place", (224, 224), args.frames, args.steps)
-        figures["sim"].append(r)
-        print("%-8s %12.1f %12.2f %16.0f %16.1f" % (robot, r["images_per_s"],
-                                                    1000.0 / r["images_per_s"],
-                                                    r["physics_steps_per_s"],
-                                                    r["real_time_factor"]))
-    from clap_ros.control.chunking import bench_stream
-    print("\n== forward_position streaming (fr3, ChunkQueue + SafetyFilter, chunks pushed at 10 Hz)")
-    st = bench_stream(rate_hz=500.0, seconds=args.stream_seconds, robot="fr3")
-    figures["stream"] = st
-    print("target 500 Hz: achieved %.1f Hz; period error median %.3f ms, p99 %.3f ms, max %.3f ms "
-          "(target p99 <= 1 ms)" % (st["achieved_rate_hz"], 1e3 * st["period_error_median_s"],
-                                     1e3 * st["period_error_p99_s"],
-                                     1e3 * st["period_error_max_s"]))
-    from clap_ros.inference.cli import run_check
+    figures: dict = {"machine": {"cpu": platform.processor() or platform.machine(),
+                                 "python": platform.python_version(),
+                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")}}
     from clap_ros.nodes.clap_logic import resolve_model_dir
-    print("\n== model bundle inference, onnxruntime CPU, batch 1, 1 thread")
     model = str(resolve_model_dir(args.model))
-    run_check(argparse.Namespace(path=model, backend="cpu",
-                                 cache_dir=None, threads=1, runs=100, json=False))
-    print("\n== torch eager vs onnxruntime CPU per graph (same weights, batch 1, 1 thread)")
-    figures["torch_vs_onnxruntime"] = torch_vs_onnxruntime(model)
-    if args.closed_loop_episodes > 0:
-        print("\n== running stack over DDS (fr3 reach, %d episodes, %s, onnxruntime CPU)"
-              % (args.closed_loop_episodes, args.command_mode))
-        figures["closed_loop"] = closed_loop(model, args.closed_loop_episodes, args.command_mode)
+    if "sim" in only:
+        from clap_ros.sim.bench import bench_robot
+        figures["sim"] = []
+        print("== simulated world (pick_place, expert driving, scene camera 224x224)")
+        print("%-8s %12s %12s %16s %16s" % ("robot", "images/s", "ms/image", "physics steps/s",
+                                            "real-time factor"))
+        for robot in robots:
+            r = bench_robot(robot, "pick_place", (224, 224), args.frames, args.steps)
+            figures["sim"].append(r)
+            print("%-8s %12.1f %12.2f %16.0f %16.1f" % (robot, r["images_per_s"],
+                                                        1000.0 / r["images_per_s"],
+                                                        r["physics_steps_per_s"],
+                                                        r["real_time_factor"]))
+    if "stream" in only:
+        from clap_ros.control.chunking import bench_stream
+        print("\n== forward_position streaming (fr3, ChunkQueue + SafetyFilter, chunks pushed "
+              "at 10 Hz)")
+        st = bench_stream(rate_hz=500.0, seconds=args.stream_seconds, robot="fr3")
+        figures["stream"] = st
+        print("target 500 Hz: achieved %.1f Hz; period error median %.3f ms, p99 %.3f ms, "
+              "max %.3f ms (target p99 <= 1 ms)" % (
+                  st["achieved_rate_hz"], 1e3 * st["period_error_median_s"],
+                  1e3 * st["period_error_p99_s"], 1e3 * st["period_error_max_s"]))
+    if "inference" in only:
+        from clap_ros.inference.cli import run_check
+        print("\n== model bundle inference, onnxruntime CPU, batch 1, 1 thread")
+        run_check(argparse.Namespace(path=model, backend="cpu",
+                                     cache_dir=None, threads=1, runs=100, json=False))
+    if "torch" in only:
+        print("\n== torch eager vs onnxruntime CPU per graph (same weights, batch 1, 1 thread)")
+        figures["torch_vs_onnxruntime"] = torch_vs_onnxruntime(model)
+    if "closed_loop" in only and args.episodes > 0:
+        from clap_ros.bench_closed_loop import closed_loop
+        print("\n== closed loop: fr3 reach, the same %d episodes (seeds 0..%d) per mode, "
+              "bundle %s, %s, onnxruntime CPU" % (args.episodes, args.episodes - 1, args.model,
+                                                  args.command_mode))
+        figures["closed_loop"] = closed_loop(model, args.episodes, args.command_mode,
+                                             modes=modes)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2))
@@ -100,45 +129,4 @@ def torch_vs_onnxruntime(model: str) -> dict:
     from clap_train.latency import format_table  # table only; torch is imported lazily there
     out = json.loads(res.stdout)
     print(format_table(out))
-    return out
-
-
-# (diagnostic key of the node, label) for the running-stack figures
-STACK_FIGURES = [
-    ("action_node", "frame_to_command", "camera frame -> first command"),
-    ("encoder_node", "frame_to_latent", "camera frame -> latent"),
-    ("planner_node", "frame_to_plan", "camera frame -> plan"),
-    ("action_node", "frame_to_chunk", "camera frame -> action chunk"),
-    ("action_node", "inference", "RF inference"),
-    ("action_node", "tick_period_error", "command tick period error"),
-]
-
-
-def closed_loop(model: str, episodes: int, command_mode: str) -> dict:
-    import tempfile
-
-    from clap_ros.eval.sim_eval import EvalConfig, SimEvaluator, runtime_figures
-    with tempfile.TemporaryDirectory(prefix="clap_bench_") as tmp:
-        cfg = EvalConfig(robot="fr3", tasks=("reach",), episodes=episodes, model=model,
-                         backend="cpu", command_mode=command_mode, seed=0,
-                         out=str(Path(tmp) / "eval"), progress=False)
-        result = SimEvaluator(cfg, log=lambda text: None).run()
-    if result["error"]:
-        print("failed: %s" % result["error"])
-        return {"error": result["error"]}
-    fig = runtime_figures(result["episodes"])
-    out = {"episodes": episodes, "successes": result["tasks"]["reach"]["successes"],
-           "command_mode": command_mode, "figures": fig}
-    print("%-32s %10s %10s" % ("figure (median over episodes)", "p50 ms", "p99 ms"))
-    for node, key, label in STACK_FIGURES:
-        vals = fig.get(node, {})
-        p50, p99 = vals.get(key + "_p50_ms"), vals.get(key + "_p99_ms")
-        if p50 is None:
-            print("%-32s %10s %10s" % (label, "-", "-"))
-            continue
-        print("%-32s %10.1f %10.1f" % (label, p50, p99))
-    f2c = fig.get("action_node", {}).get("frame_to_command_p50_ms")
-    if f2c is not None:
-        print("frame -> first command p50 %.1f ms (target <= 50 ms on CPU); reach %d/%d"
-              % (f2c, out["successes"], episodes))
     return out

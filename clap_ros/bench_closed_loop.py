@@ -1,0 +1,186 @@
+"""The closed-loop part of ``make bench``: the same reach episodes (same seeds, same bundle, fr3)
+run over DDS (``eval-sim --mode ros``) and in one process on a virtual clock (``--mode direct``);
+wall time per episode in each mode and their ratio, and the running stack's latency figures.
+
+Frame -> first command is pooled over every chunk of the whole ROS-mode run: the action node keeps
+each sample (diagnostics ``frame_to_command_run_*``), so the figure does not depend on a chunk
+having landed in the node's last 5 s window before a stop. The other stack figures are the nodes'
+windowed diagnostics (median over episodes of each node's last 5 s before the stop).
+
+The formatting and pooling functions take result dicts only (no ROS, no sim) and are unit-tested.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+ROBOT = "fr3"
+TASK = "reach"
+SPEED_TARGET = 10.0          # issue 12: direct mode >= 10x faster per episode than ROS mode
+F2C_TARGET_MS = 50.0         # frame -> first command p50 on CPU
+
+# (node, diagnostic key, label) of the windowed running-stack figures
+STACK_FIGURES = [
+    ("encoder_node", "frame_to_latent", "camera frame -> latent"),
+    ("planner_node", "frame_to_plan", "camera frame -> plan"),
+    ("action_node", "frame_to_chunk", "camera frame -> action chunk"),
+    ("action_node", "inference", "RF inference"),
+    ("action_node", "tick_period_error", "command tick period error"),
+]
+
+
+@dataclass
+class ModeFigures:
+    """Wall time of one mode's run. Per-episode wall time is what each episode itself took
+    (reset to stop); the graph start-up (ROS) or world/model set-up (direct) is in ``run_wall_s``
+    only."""
+    mode: str
+    episodes: int
+    successes: int
+    wall_per_episode_mean_s: Optional[float]
+    wall_per_episode_median_s: Optional[float]
+    run_wall_s: float
+    error: str = ""
+
+
+def mode_figures(mode: str, result: dict) -> ModeFigures:
+    eps = result.get("episodes") or []
+    walls = [float(e["wall_s"]) for e in eps if e.get("wall_s") is not None]
+    return ModeFigures(
+        mode=mode, episodes=len(eps), successes=sum(bool(e.get("success")) for e in eps),
+        wall_per_episode_mean_s=float(np.mean(walls)) if walls else None,
+        wall_per_episode_median_s=float(np.median(walls)) if walls else None,
+        run_wall_s=float(result.get("wall_s") or 0.0), error=str(result.get("error") or ""))
+
+
+def speed_ratio(ros: ModeFigures, direct: ModeFigures) -> Optional[float]:
+    """ROS-mode over direct-mode mean wall time per episode; None unless both ran episodes."""
+    if not ros.wall_per_episode_mean_s or not direct.wall_per_episode_mean_s:
+        return None
+    return ros.wall_per_episode_mean_s / direct.wall_per_episode_mean_s
+
+
+def _f(x: Optional[float], fmt: str = "%.2f") -> str:
+    return "-" if x is None else fmt % x
+
+
+def format_comparison(rows: Sequence[ModeFigures]) -> str:
+    lines = ["%-7s %9s %10s %18s %20s %12s" % ("mode", "episodes", "successes",
+                                             "wall s/episode", "wall s/episode", "run wall s"),
+             "%-7s %9s %10s %18s %20s %12s" % ("", "", "", "(mean)", "(median)", "(total)")]
+    for r in rows:
+        lines.append("%-7s %9d %10s %18s %20s %12.1f" % (
+            r.mode, r.episodes, "%d/%d" % (r.successes, r.episodes),
+            _f(r.wall_per_episode_mean_s), _f(r.wall_per_episode_median_s), r.run_wall_s))
+        if r.error:
+            lines.append("        %s run incomplete: %s" % (r.mode, r.error.splitlines()[0]))
+    by_mode = {r.mode: r for r in rows}
+    if "ros" in by_mode and "direct" in by_mode:
+        ratio = speed_ratio(by_mode["ros"], by_mode["direct"])
+        if ratio is None:
+            lines.append("speed-up: - (a mode ran no episode)")
+        else:
+            lines.append("speed-up ros/direct (mean wall s per episode): %.1fx (target >= %gx: %s)"
+                         % (ratio, SPEED_TARGET, "met" if ratio >= SPEED_TARGET else "NOT met"))
+    return "\n".join(lines)
+
+
+def pooled_frame_to_command(episodes: Sequence[dict]) -> Optional[Dict[str, float]]:
+    """The action node's run-long pooled frame -> first command figures, from the episode whose
+    diagnostics had seen the most samples (the node stays up across a task's episodes, so that
+    one covers the run up to its stop). None when no episode reported a sample."""
+    best: Optional[Dict[str, float]] = None
+    for e in episodes:
+        vals = (e.get("figures") or {}).get("action_node", {})
+        try:
+            n = int(vals["frame_to_command_run_n"])
+            p50 = float(vals["frame_to_command_run_p50_ms"])
+            p99 = float(vals["frame_to_command_run_p99_ms"])
+        except (KeyError, ValueError):
+            continue
+        if n > 0 and (best is None or n > best["n"]):
+            best = {"n": n, "p50_ms": p50, "p99_ms": p99}
+    return best
+
+
+def format_stack_table(episodes: Sequence[dict]) -> str:
+    from clap_ros.eval.sim_eval import runtime_figures
+    fig = runtime_figures(episodes)
+    pooled = pooled_frame_to_command(episodes)
+    lines = ["%-32s %10s %10s  %s" % ("figure", "p50 ms", "p99 ms", "samples")]
+    if pooled is None:
+        lines.append("%-32s %10s %10s  %s" % ("camera frame -> first command", "-", "-",
+                                              "none: no chunk reached a command"))
+    else:
+        lines.append("%-32s %10.1f %10.1f  %d, pooled over the run" % (
+            "camera frame -> first command", pooled["p50_ms"], pooled["p99_ms"], pooled["n"]))
+    for node, key, label in STACK_FIGURES:
+        vals = fig.get(node, {})
+        p50, p99 = vals.get(key + "_p50_ms"), vals.get(key + "_p99_ms")
+        lines.append("%-32s %10s %10s  %s" % (label, _f(p50, "%.1f"), _f(p99, "%.1f"),
+                                              "median over episodes of the last 5 s"
+                                              if p50 is not None else "none reported"))
+    if pooled is not None:
+        lines.append("frame -> first command p50 %.1f ms over %d samples (target <= %g ms on CPU)"
+                     % (pooled["p50_ms"], pooled["n"], F2C_TARGET_MS))
+    return "\n".join(lines)
+
+
+# --- the runs ---------------------------------------------------------------------------------
+def run_ros(model: str, episodes: int, command_mode: str, out: Path) -> dict:
+    from clap_ros.eval.sim_eval import EvalConfig, SimEvaluator
+    cfg = EvalConfig(robot=ROBOT, tasks=(TASK,), episodes=episodes, model=model, backend="cpu",
+                     command_mode=command_mode, seed=0, out=str(out), progress=False)
+    return SimEvaluator(cfg, log=lambda text: None).run()
+
+
+def run_direct(model: str, episodes: int, command_mode: str, out: Path) -> dict:
+    """``eval-sim --mode direct`` on the same seeds, one process (no --jobs: per-episode wall time
+    must compare like with like)."""
+    from clap_ros.eval import direct_eval
+    from clap_ros.eval.sim_eval import EvalConfig
+    cfg = EvalConfig(robot=ROBOT, tasks=(TASK,), episodes=episodes, model=model, backend="cpu",
+                     command_mode=command_mode, seed=0, out=str(out), progress=False)
+    return direct_eval.run_direct(cfg, log=lambda text: None)
+
+
+def direct_mode_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("clap_ros.eval.direct_eval") is not None
+
+
+def closed_loop(model: str, episodes: int, command_mode: str,
+                print_: Callable[[str], None] = print,
+                modes: Sequence[str] = ("ros", "direct")) -> dict:
+    """Runs the modes one after the other on the same seeds; prints the comparison and the
+    running-stack figures; returns everything as JSON-able data."""
+    runners = {"ros": run_ros, "direct": run_direct}
+    results: Dict[str, dict] = {}
+    rows: List[ModeFigures] = []
+    out: dict = {"robot": ROBOT, "task": TASK, "episodes": episodes, "seeds": [0, episodes - 1],
+                 "command_mode": command_mode, "modes": {}}
+    with tempfile.TemporaryDirectory(prefix="clap_bench_") as tmp:
+        for mode in modes:
+            if mode == "direct" and not direct_mode_available():
+                print_("direct mode: skipped (clap_ros.eval.direct_eval is not installed)")
+                out["modes"][mode] = {"skipped": "clap_ros.eval.direct_eval not available"}
+                continue
+            results[mode] = runners[mode](model, episodes, command_mode, Path(tmp) / mode)
+            rows.append(mode_figures(mode, results[mode]))
+            out["modes"][mode] = asdict(rows[-1])
+    print_(format_comparison(rows))
+    by_mode = {r.mode: r for r in rows}
+    if "ros" in by_mode and "direct" in by_mode:
+        out["speed_ratio"] = speed_ratio(by_mode["ros"], by_mode["direct"])
+    if "ros" in results:
+        eps = results["ros"]["episodes"]
+        print_("\nrunning stack over DDS (the ROS-mode episodes above):")
+        print_(format_stack_table(eps))
+        out["frame_to_command_pooled"] = pooled_frame_to_command(eps)
+        from clap_ros.eval.sim_eval import runtime_figures
+        out["figures"] = runtime_figures(eps)
+    return out
