@@ -29,12 +29,19 @@ class ImageEncodingError(ValueError):
     """An image message or array that cannot be converted; the message names the problem."""
 
 
+def clip_text(text: Any, limit: int = 64) -> str:
+    """A field from a message, cut to ``limit`` characters for an error: a garbage encoding or
+    format string must not turn into a megabyte log line."""
+    s = str(text)
+    return s if len(s) <= limit else "%s... (%d characters)" % (s[:limit], len(s))
+
+
 def _spec(encoding: str) -> Tuple[int, np.dtype]:
     try:
         return ENCODINGS[encoding]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ImageEncodingError("unsupported image encoding '%s' (supported: %s)"
-                                 % (encoding, ", ".join(ENCODINGS))) from None
+                                 % (clip_text(encoding), ", ".join(ENCODINGS))) from None
 
 
 def _as_bytes(data: Any) -> np.ndarray:
@@ -112,11 +119,16 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     fmt = str(msg.format).lower()
     # Some drivers leave format empty; cv2 then tells the codec from the data's magic bytes.
     if fmt.strip() and not any(k in fmt for k in ("jpeg", "jpg", "png")):
-        raise ImageEncodingError("unsupported compressed image format '%s' (jpeg or png)" % msg.format)
-    img = cv2.imdecode(_as_bytes(msg.data), cv2.IMREAD_UNCHANGED)
+        raise ImageEncodingError("unsupported compressed image format '%s' (jpeg or png)"
+                                 % clip_text(msg.format))
+    buf = _as_bytes(msg.data)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    except cv2.error:  # truncated or malformed streams can trip an OpenCV assertion
+        img = None
     if img is None:
         raise ImageEncodingError("compressed image (format '%s', %d bytes) does not decode"
-                                 % (msg.format, _as_bytes(msg.data).size))
+                                 % (clip_text(msg.format), buf.size))
     if img.dtype != np.uint8:  # 16-bit PNG, mono or colour
         img = (img / 257).astype(np.uint8)
     if img.ndim == 2:
@@ -146,9 +158,9 @@ def decode_image_msg(msg: Any, msgtype: str) -> np.ndarray:
     if kind == "Image":
         if msg.encoding not in RGB_ENCODINGS:
             raise ImageEncodingError("unsupported image encoding '%s' for an RGB camera (supported: "
-                                     "%s)" % (msg.encoding, ", ".join(RGB_ENCODINGS)))
+                                     "%s)" % (clip_text(msg.encoding), ", ".join(RGB_ENCODINGS)))
         return np.ascontiguousarray(image_to_rgb(msg))
     if kind == "CompressedImage":
         return np.ascontiguousarray(compressed_to_rgb(msg))
     raise ImageEncodingError("message type '%s' is not an image (sensor_msgs/msg/Image or "
-                             "sensor_msgs/msg/CompressedImage)" % msgtype)
+                             "sensor_msgs/msg/CompressedImage)" % clip_text(msgtype))

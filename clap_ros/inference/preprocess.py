@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from clap_ros.data.images import ImageEncodingError, image_to_numpy, to_rgb
+from clap_ros.data.images import ImageEncodingError, clip_text, image_to_numpy, to_rgb
 
 ACCEPTED_ENCODINGS = ("rgb8", "bgr8", "mono8")
 
@@ -22,8 +22,8 @@ ACCEPTED_ENCODINGS = ("rgb8", "bgr8", "mono8")
 def rgb_from_array(arr: np.ndarray, encoding: str) -> np.ndarray:
     """uint8 HxWx3 RGB from an array in one of the accepted encodings; others are rejected."""
     if encoding not in ACCEPTED_ENCODINGS:
-        raise ImageEncodingError(f"image encoding '{encoding}' is not accepted by the encoder "
-                                 f"(accepted: {', '.join(ACCEPTED_ENCODINGS)})")
+        raise ImageEncodingError(f"image encoding '{clip_text(encoding)}' is not accepted by the "
+                                 f"encoder (accepted: {', '.join(ACCEPTED_ENCODINGS)})")
     arr = np.asarray(arr)
     if arr.dtype != np.uint8:
         raise ImageEncodingError(f"{encoding} image must be uint8, got {arr.dtype}")
@@ -39,8 +39,8 @@ def rgb_from_array(arr: np.ndarray, encoding: str) -> np.ndarray:
 def rgb_from_msg(msg: Any) -> np.ndarray:
     """uint8 HxWx3 RGB from a sensor_msgs/Image (rclpy or rosbags) in an accepted encoding."""
     if msg.encoding not in ACCEPTED_ENCODINGS:
-        raise ImageEncodingError(f"image encoding '{msg.encoding}' is not accepted by the encoder "
-                                 f"(accepted: {', '.join(ACCEPTED_ENCODINGS)})")
+        raise ImageEncodingError(f"image encoding '{clip_text(msg.encoding)}' is not accepted by "
+                                 f"the encoder (accepted: {', '.join(ACCEPTED_ENCODINGS)})")
     return rgb_from_array(image_to_numpy(msg), msg.encoding)
 
 
