@@ -46,9 +46,13 @@ setup(
         ("share/" + PACKAGE, ["package.xml"]),
         ("share/" + PACKAGE + "/launch", glob("launch/*.launch.py")),
         ("share/" + PACKAGE + "/config", glob("config/*.yaml")),
-        # The default bundle, so a pip install runs `model:=models/default` out of the box
-        # (nodes resolve relative model paths in <prefix>/share/clap_ros too).
-        ("share/" + PACKAGE + "/models/default", glob("models/default/*")),
+        # Every shipped bundle (models/<name>/), so the defaults work after a colcon or pip
+        # install from any directory: nodes look relative model paths up in the ament index's
+        # share/clap_ros and in <prefix>/share/clap_ros (clap_ros.inference.model_paths).
+    ] + [
+        ("share/%s/%s" % (PACKAGE, d.rstrip("/")), sorted(f for f in glob(d + "*") if os.path.isfile(f)))
+        for d in sorted(glob("models/*/"))
+    ] + [
         ("lib/" + PACKAGE, _node_wrappers()),
     ],
     install_requires=["numpy", "pyyaml"],

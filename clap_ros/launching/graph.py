@@ -317,9 +317,11 @@ BRINGUP = Graph(
                 "driver or, with use_sim:=true, the MuJoCo sim_driver.",
     arguments=(
         Argument("robot", "fr3", "robot profile: fr3, panda, ur5e or a profile YAML path"),
-        Argument("model", "models/default",
-                 "model bundle directory (a relative path is looked up in the working directory, "
-                 "then in the package/repository)", "path"),
+        Argument("model", "",
+                 "model bundle directory; '' = the robot's default bundle (default_model in its "
+                 "profile: models/default for fr3/panda, models/ur5e for ur5e). A relative path "
+                 "is looked up in the working directory, then the ament index share/clap_ros, "
+                 "then the source checkout", "path"),
         Argument("instruction", "",
                  "task instruction for the planner; empty: wait for one on /clap/instruction"),
         Argument("backend", "auto", "inference backend", "str",
@@ -357,7 +359,8 @@ BRINGUP = Graph(
                          ("/camera/camera_info", Arg("camera_info_topic"))),
                  condition=Condition("use_sim")),
         NodeSpec("encoder_node", "clap_ros.nodes.encoder_node", "encoder_node",
-                 parameters=dict(_CLAP_SHARED, image_topic=Arg("image_topic"),
+                 parameters=dict(_CLAP_SHARED, robot=Arg("robot"),
+                                 image_topic=Arg("image_topic"),
                                  camera_info_topic=Arg("camera_info_topic"))),
         NodeSpec("planner_node", "clap_ros.nodes.planner_node", "planner_node",
                  parameters=dict(_CLAP_SHARED, robot=Arg("robot"),

@@ -2,8 +2,12 @@
 
 Used by launch/*.launch.py on a ROS 2 Jazzy install. Only the stable launch / launch_ros API:
 DeclareLaunchArgument, LaunchConfiguration, PathJoinSubstitution, FindPackageShare, Node,
-ParameterValue, IfCondition / UnlessCondition. launch is imported inside the functions, so this
-module imports (and its argument tables can be inspected) where launch is not installed.
+ParameterValue, IfCondition / UnlessCondition, Shutdown. launch is imported inside the functions,
+so this module imports (and its argument tables can be inspected) where launch is not installed.
+
+A node's exit stops the whole graph (``on_exit`` -> ``Shutdown`` with a reason naming the node and
+its exit code), as `clap-ros launch` does, so the user sees one clear failure instead of a
+half-alive graph; a node marked ``may_finish`` (the expert when its plan is done) may exit 0.
 """
 from __future__ import annotations
 
@@ -24,6 +28,22 @@ def launch_argument(arg: Argument):
     if arg.choices is not None:
         kw["choices"] = list(arg.choices)
     return DeclareLaunchArgument(arg.name, **kw)
+
+
+def exit_handler(graph: Graph, node: NodeSpec):
+    """``on_exit`` for ``node``: a callable (ProcessExited, LaunchContext) -> actions that shuts
+    the graph down with a reason, unless the graph is already stopping (Ctrl-C) or the node may
+    finish and exited 0."""
+    def on_exit(event, context):
+        from launch.actions import Shutdown
+        if getattr(context, "is_shutdown", False):
+            return None
+        code = getattr(event, "returncode", None)
+        if node.may_finish and code == 0:
+            return None
+        return [Shutdown(reason="%s exited with code %s; stopping graph %s"
+                         % (node.name, code, graph.name))]
+    return on_exit
 
 
 def launch_node(graph: Graph, node: NodeSpec):
@@ -50,7 +70,7 @@ def launch_node(graph: Graph, node: NodeSpec):
         condition = cls(LaunchConfiguration(node.condition.arg))
     return Node(package=node.package, executable=node.executable, name=node.name,
                 output="screen", emulate_tty=True, parameters=parameters,
-                remappings=remappings, condition=condition)
+                remappings=remappings, condition=condition, on_exit=exit_handler(graph, node))
 
 
 def launch_description(graph_name: str):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from clap_ros.nodes.clap_logic import resolve_model_dir
+from clap_ros.inference.model_paths import ModelNotFoundError, find_model_dir
 from clap_ros.nodes.common import ParameterError, declare
 
 BACKENDS = ("auto", "cpu", "cuda", "tensorrt")
@@ -22,9 +22,10 @@ def declare_runtime(node, calibration=None, check_robot: Optional[str] = None):
     from clap_ros.inference.bundle import BundleError, load_bundle
     from clap_ros.inference.policy import ClapRuntime, InferenceError
 
-    model = declare(node, "model", "models/default",
-                    "model bundle directory (relative: working directory, then the "
-                    "package/repository, then share/clap_ros)")
+    model = declare(node, "model", "",
+                    "model bundle directory ('' = the robot profile's default_model; relative: "
+                    "working directory, then the ament index share/clap_ros, then the source "
+                    "checkout, then the install prefix)")
     backend = declare(node, "backend", "auto",
                       "inference backend; auto picks the best available and logs why",
                       choices=BACKENDS)
@@ -32,7 +33,7 @@ def declare_runtime(node, calibration=None, check_robot: Optional[str] = None):
                       min_value=1, max_value=64)
     cache_dir = declare(node, "engine_cache_dir", "",
                         "TensorRT engine cache directory ('' = default cache)")
-    path = resolve_model_dir(model)
+    path = _model_dir(node, model, check_robot)
     try:
         bundle = load_bundle(path)
     except BundleError as e:
@@ -51,3 +52,23 @@ def declare_runtime(node, calibration=None, check_robot: Optional[str] = None):
     node.get_logger().info("model %s (robot %s) on backend %s: %s"
                            % (path, bundle.robot, rt.backend, rt.backend_reason))
     return rt
+
+
+def _model_dir(node, model: str, robot_name: Optional[str]):
+    """The bundle directory for ``model``; an empty one follows the node's ``robot`` (a node
+    without one, the encoder, gets a ``robot`` parameter just for this)."""
+    from clap_ros.robots import ProfileError, load_profile
+    if robot_name is None:
+        if node.has_parameter("robot"):
+            robot_name = node.get_parameter("robot").value
+        else:
+            robot_name = declare(node, "robot", "fr3", "robot whose default bundle "
+                                 "(default_model) is loaded when model is ''")
+    try:
+        profile = load_profile(robot_name)
+    except (ProfileError, OSError, ValueError) as e:
+        raise ParameterError("parameter 'robot' = %r: %s" % (robot_name, e)) from None
+    try:
+        return find_model_dir(model, profile)
+    except ModelNotFoundError as e:
+        raise ParameterError("parameter 'model' = %r: %s" % (model, e)) from None

@@ -89,6 +89,9 @@ class RobotProfile:
     kinematics: Kinematics
     gripper: GripperSpec
     driver: DriverSpec
+    # The model bundle (relative to the model search roots, clap_ros.inference.model_paths) a
+    # node loads when its ``model`` parameter is empty; '' = none, the user must pass model:=.
+    default_model: str = ""
     source: str = field(default="", compare=False)
 
     @property
@@ -239,7 +242,7 @@ def load_profile(name_or_path: str) -> RobotProfile:
             name=str(raw["name"]), description=str(raw.get("description", "")),
             joint_names=names, joint_name_aliases=dict(raw.get("joint_name_aliases") or {}),
             limits=limits, home=home, kinematics=kinematics, gripper=gripper, driver=driver,
-            source=where,
+            default_model=str(raw.get("default_model") or ""), source=where,
         )
     except (KeyError, TypeError) as e:
         raise ProfileError("%s: malformed robot profile (%s)" % (where, e)) from e

@@ -69,7 +69,8 @@ def test_defaults_are_typed_and_resolve_to_the_package_configs():
     assert v["real_time_factor"] == 1.0 and type(v["real_time_factor"]) is float
     assert Path(v["params_file"]).resolve() == CONFIG.resolve()
     assert Path(v["sim_params_file"]).resolve() == SIM_CONFIG.resolve()
-    assert v["instruction"] == "" and v["model"] == "models/default"
+    # model "" = the robot's default bundle (robots/<robot>.yaml default_model)
+    assert v["instruction"] == "" and v["model"] == ""
 
 
 @pytest.mark.parametrize("item, name", [

@@ -27,7 +27,7 @@ TRANSLATION = ROOT / "clap_ros" / "launching" / "ros_launch.py"
 # The launch / launch_ros names the translation may use: stable API present in Jazzy.
 STANDARD_API = {
     "launch": {"LaunchDescription"},
-    "launch.actions": {"DeclareLaunchArgument"},
+    "launch.actions": {"DeclareLaunchArgument", "Shutdown"},
     "launch.conditions": {"IfCondition", "UnlessCondition"},
     "launch.substitutions": {"LaunchConfiguration", "PathJoinSubstitution"},
     "launch_ros.actions": {"Node"},
