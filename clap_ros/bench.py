@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--command-mode", default="joint_trajectory",
                    choices=("forward_position", "joint_trajectory"),
                    help="action node command mode for the closed-loop figures")
+    p.add_argument("--timeout", type=float, default=0.0,
+                   help="sim seconds per closed-loop episode (default 0: the reach task's own)")
     p.add_argument("--only", default="",
                    help="comma-separated sections to run (sim, stream, inference, torch, "
                    "closed_loop); default all")
@@ -57,11 +59,12 @@ def run(args: argparse.Namespace) -> int:
     unknown = [x for x in only if x not in SECTIONS]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad_modes = [m for m in modes if m not in ("ros", "direct")]
-    if unknown or bad_modes or args.episodes < 0:
-        print("clap-ros bench: error: %s" % (
-            "unknown section %s (known: %s)" % (", ".join(unknown), ", ".join(SECTIONS))
-            if unknown else "unknown mode %s (known: ros, direct)" % ", ".join(bad_modes)
-            if bad_modes else "--episodes must be >= 0"))
+    problem = ("unknown section %s (known: %s)" % (", ".join(unknown), ", ".join(SECTIONS))
+               if unknown else "unknown mode %s (known: ros, direct)" % ", ".join(bad_modes)
+               if bad_modes else "--episodes must be >= 0" if args.episodes < 0
+               else "--timeout must be >= 0" if args.timeout < 0 else "")
+    if problem:
+        print("clap-ros bench: error: %s" % problem)
         return 2
     robots = [r.strip() for r in args.robots.split(",") if r.strip()]
     figures: dict = {"machine": {"cpu": platform.processor() or platform.machine(),
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
               "bundle %s, %s, onnxruntime CPU" % (args.episodes, args.episodes - 1, args.model,
                                                   args.command_mode))
         figures["closed_loop"] = closed_loop(model, args.episodes, args.command_mode,
-                                             modes=modes)
+                                             modes=modes, timeout_s=args.timeout)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2))

@@ -131,20 +131,26 @@ def format_stack_table(episodes: Sequence[dict]) -> str:
 
 
 # --- the runs ---------------------------------------------------------------------------------
-def run_ros(model: str, episodes: int, command_mode: str, out: Path) -> dict:
-    from clap_ros.eval.sim_eval import EvalConfig, SimEvaluator
-    cfg = EvalConfig(robot=ROBOT, tasks=(TASK,), episodes=episodes, model=model, backend="cpu",
-                     command_mode=command_mode, seed=0, out=str(out), progress=False)
+def _config(model: str, episodes: int, command_mode: str, out: Path, timeout_s: float):
+    from clap_ros.eval.sim_eval import EvalConfig
+    return EvalConfig(robot=ROBOT, tasks=(TASK,), episodes=episodes, model=model, backend="cpu",
+                      command_mode=command_mode, seed=0, out=str(out), timeout_s=timeout_s,
+                      progress=False)
+
+
+def run_ros(model: str, episodes: int, command_mode: str, out: Path,
+            timeout_s: float = 0.0) -> dict:
+    from clap_ros.eval.sim_eval import SimEvaluator
+    cfg = _config(model, episodes, command_mode, out, timeout_s)
     return SimEvaluator(cfg, log=lambda text: None).run()
 
 
-def run_direct(model: str, episodes: int, command_mode: str, out: Path) -> dict:
+def run_direct(model: str, episodes: int, command_mode: str, out: Path,
+               timeout_s: float = 0.0) -> dict:
     """``eval-sim --mode direct`` on the same seeds, one process (no --jobs: per-episode wall time
     must compare like with like)."""
     from clap_ros.eval import direct_eval
-    from clap_ros.eval.sim_eval import EvalConfig
-    cfg = EvalConfig(robot=ROBOT, tasks=(TASK,), episodes=episodes, model=model, backend="cpu",
-                     command_mode=command_mode, seed=0, out=str(out), progress=False)
+    cfg = _config(model, episodes, command_mode, out, timeout_s)
     return direct_eval.run_direct(cfg, log=lambda text: None)
 
 
@@ -155,21 +161,23 @@ def direct_mode_available() -> bool:
 
 def closed_loop(model: str, episodes: int, command_mode: str,
                 print_: Callable[[str], None] = print,
-                modes: Sequence[str] = ("ros", "direct")) -> dict:
-    """Runs the modes one after the other on the same seeds; prints the comparison and the
-    running-stack figures; returns everything as JSON-able data."""
+                modes: Sequence[str] = ("ros", "direct"), timeout_s: float = 0.0) -> dict:
+    """Runs the modes one after the other on the same seeds (``timeout_s``: sim seconds per
+    episode, 0 = the task's own); prints the comparison and the running-stack figures; returns
+    everything as JSON-able data."""
     runners = {"ros": run_ros, "direct": run_direct}
     results: Dict[str, dict] = {}
     rows: List[ModeFigures] = []
     out: dict = {"robot": ROBOT, "task": TASK, "episodes": episodes, "seeds": [0, episodes - 1],
-                 "command_mode": command_mode, "modes": {}}
+                 "command_mode": command_mode, "timeout_s": timeout_s, "modes": {}}
     with tempfile.TemporaryDirectory(prefix="clap_bench_") as tmp:
         for mode in modes:
             if mode == "direct" and not direct_mode_available():
                 print_("direct mode: skipped (clap_ros.eval.direct_eval is not installed)")
                 out["modes"][mode] = {"skipped": "clap_ros.eval.direct_eval not available"}
                 continue
-            results[mode] = runners[mode](model, episodes, command_mode, Path(tmp) / mode)
+            results[mode] = runners[mode](model, episodes, command_mode, Path(tmp) / mode,
+                                          timeout_s)
             rows.append(mode_figures(mode, results[mode]))
             out["modes"][mode] = asdict(rows[-1])
     print_(format_comparison(rows))

@@ -78,3 +78,6 @@ def test_bench_refuses_bad_flags(capsys):
     assert main(["bench", "--only", "closed_loop", "--modes", "ros,fast"]) == 2
     assert "unknown mode fast" in capsys.readouterr().out
     assert main(["bench", "--episodes", "-1"]) == 2
+    assert "--episodes must be >= 0" in capsys.readouterr().out
+    assert main(["bench", "--timeout", "-2"]) == 2
+    assert "--timeout must be >= 0" in capsys.readouterr().out
