@@ -85,7 +85,8 @@ class Loop:
         self.follow(t)
         if self.joints_on:
             pos = list(self.measured(t)) + [PROFILE.gripper.position_from_command(self.grip)] * 2
-            ctl.on_joint_state(self.names, pos, t, t)
+            # one position per name (a driver without finger joints sends the arm's only)
+            ctl.on_joint_state(self.names, pos[:len(self.names)], t, t)
         if self.latent_on and t >= self.next_frame:
             self.next_frame += 1 / 15
             ctl.on_latent(self.rng.standard_normal(self.latent_shape).astype(np.float32), t, t)
