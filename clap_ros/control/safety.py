@@ -95,6 +95,11 @@ class SafetyFilter:
         lim = profile.limits
         self.lo = lim.lower + margin
         self.hi = lim.upper - margin
+        # References are clipped to one joint range beyond the limits: that far out the command
+        # is at the limit either way, and a huge finite reference (1e308) would overflow the
+        # finite-difference velocity to inf and the next step to NaN.
+        self._ref_lo = lim.lower - (lim.upper - lim.lower)
+        self._ref_hi = lim.upper + (lim.upper - lim.lower)
         self.vmax = lim.velocity * velocity_scale
         self.amax = lim.acceleration * acceleration_scale
         self.jmax = lim.jerk * jerk_scale
@@ -164,6 +169,7 @@ class SafetyFilter:
             return SafetyResult(self.q, self.qd, self.qdd, False,
                                 "command contains NaN/Inf for %s; braking to a hold" % bad,
                                 ("nonfinite",))
+        r = np.clip(r, self._ref_lo, self._ref_hi)
         if self._first:
             # The first command is the measured position, whatever was asked: no jump at enable.
             self._first = False

@@ -33,7 +33,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from clap_ros.robots import RobotProfile
+from clap_ros.robots import RobotProfile, names_text
 
 # (time_from_start_s, positions, velocities|None[, accelerations|None])
 PointTuple = Tuple
@@ -121,13 +121,13 @@ def resolve_joint_names(joint_names: Sequence[str], profile: RobotProfile,
     canon = [profile.canonical_name(n) for n in names]
     dup = sorted({n for n in canon if canon.count(n) > 1})
     if dup:
-        raise TrajectoryRejected("duplicate joint names %s" % dup)
+        raise TrajectoryRejected("duplicate joint names %s" % names_text(dup))
     known = {n: i for i, n in enumerate(profile.joint_names)}
     unknown = [n for n, c in zip(names, canon) if c not in known]
     if unknown:
         raise TrajectoryRejected(
             "incoming joints %s don't match the controller's joints %s"
-            % (unknown, profile.joint_names))
+            % (names_text(unknown), profile.joint_names))
     if not allow_partial and len(canon) != profile.dof:
         missing = [n for n in profile.joint_names if n not in canon]
         raise TrajectoryRejected(

@@ -107,14 +107,19 @@ class RobotProfile:
         Joint messages are indexed by name, never by order. Raises ProfileError naming the
         missing and unknown joints so a user sees at once which driver/profile pair is wrong.
         """
-        canon = [self.canonical_name(n) for n in names]
+        canon = [self.canonical_name(str(n)) for n in names]
         pos = {n: i for i, n in enumerate(canon)}
+        # A joint listed twice has two values, and which one is the measurement is a guess.
+        twice = [n for n in self.joint_names if canon.count(n) > 1]
+        if twice:
+            raise ProfileError("joint names list %s more than once (robot profile '%s')"
+                               % (twice, self.name))
         missing = [n for n in self.joint_names if n not in pos]
         if missing and require_all:
             unknown = sorted(set(canon) - set(self.joint_names) - set(self.gripper.joint_names))
             raise ProfileError(
                 "joint names do not match robot profile '%s': missing %s%s"
-                % (self.name, missing, ("; unknown %s" % unknown) if unknown else "")
+                % (self.name, missing, ("; unknown %s" % names_text(unknown)) if unknown else "")
             )
         return np.array([pos.get(n, -1) for n in self.joint_names], dtype=np.int64)
 
@@ -159,6 +164,13 @@ class RobotProfile:
     def tcp_pose(self, q: Sequence[float]) -> np.ndarray:
         """World-from-TCP transform (between the fingertips, z pointing out of the gripper)."""
         return self.flange_pose(q) @ trans(0, 0, self.kinematics.tcp_offset)
+
+
+def names_text(names: Sequence[str], limit: int = 8, chars: int = 40) -> str:
+    """A list of names from a message for an error: the first ``limit``, each cut to ``chars``
+    characters, and how many there are (a message can carry thousands of garbage names)."""
+    shown = [n if len(n) <= chars else n[:chars] + "..." for n in names[:limit]]
+    return str(shown) + (" and %d more" % (len(names) - limit) if len(names) > limit else "")
 
 
 # Homogeneous 4x4 transforms: the one copy the kinematics and the MJCF builder share.
