@@ -18,7 +18,9 @@ Gripper openings (0 closed .. 1 open) go to the profile's gripper topic. The arm
 ``~/enable`` (std_srvs/SetBool; or ``enable_on_start``), fresh joint_states, a fresh latent and a
 plan. A stale input, ``~/stop`` (std_srvs/Trigger), a model output with NaN/Inf or joint names
 that do not match the profile bring it to a smooth, jerk-limited stop and hold, with the reason in
-the log and on /clap/diagnostics. The control logic lives in clap_ros.nodes.action_logic.
+the log and on /clap/diagnostics. The control logic lives in the ROS-free core
+clap_ros.runtime.action_core (parameters: clap_ros.runtime.params.ActionParams); this node is the
+adapter: subscriptions -> core -> publications, parameters, diagnostics.
 """
 from __future__ import annotations
 
@@ -35,99 +37,26 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from clap_ros import topics as T
 from clap_ros.control.watchdog import State
-from clap_ros.nodes.action_logic import COMMAND_MODES, ActionConfig, ActionController
-from clap_ros.nodes.clap_logic import latent_from_image
+from clap_ros.control.pacing import sleep_until
 from clap_ros.nodes.common import (COMMAND_QOS, SENSOR_QOS, STATE_QOS, ParameterError,
-                                   RateLimitedLog, declare, duration_from_s, run_node)
+                                   RateLimitedLog, declare_robot, duration_from_s, run_node)
 from clap_ros.nodes.diagnostics import ERROR, WARN, DiagnosticsPublisher
 from clap_ros.nodes.runtime_params import declare_runtime
-from clap_ros.nodes.common import declare_robot
-from clap_ros.control.pacing import sleep_until
-
-
-def _stamp_s(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
+from clap_ros.nodes.schema_params import declare_params
+from clap_ros.rostime import stamp_to_s
+from clap_ros.runtime.action_core import ActionController
+from clap_ros.runtime.messages import latent_from_image
+from clap_ros.runtime.params import ActionParams, RuntimeParams
 
 
 class ActionNode(Node):
     def __init__(self):
         super().__init__("action_node")
-        robot, self.profile = declare_robot(self)
-        d = ActionConfig()
-        th = d.thresholds
-        cfg = ActionConfig(
-            command_mode=declare(self, "command_mode", d.command_mode,
-                                 "joint_trajectory (one trajectory per chunk, the controller "
-                                 "interpolates) or forward_position (stream at command_rate_hz)",
-                                 choices=COMMAND_MODES),
-            command_rate_hz=declare(self, "command_rate_hz", d.command_rate_hz,
-                                    "forward_position stream rate, Hz", min_value=1.0,
-                                    max_value=2000.0),
-            supervision_rate_hz=declare(self, "supervision_rate_hz", d.supervision_rate_hz,
-                                        "state-machine rate in joint_trajectory mode, Hz",
-                                        min_value=1.0, max_value=1000.0),
-            thresholds={
-                "latent": declare(self, "watchdog_latent_s", th["latent"],
-                                  "max age of the newest latent (its camera frame's stamp), s",
-                                  min_value=0.001, max_value=60.0),
-                "plan": declare(self, "watchdog_plan_s", th["plan"],
-                                "max age of the newest plan (its source frame's stamp), s",
-                                min_value=0.001, max_value=60.0),
-                "joint_states": declare(self, "watchdog_joint_states_s", th["joint_states"],
-                                        "max age of the newest joint_states, s",
-                                        min_value=0.001, max_value=60.0)},
-            margin=declare(self, "position_margin", d.margin,
-                           "rad kept inside the profile's position limits", min_value=0.0,
-                           max_value=0.5),
-            velocity_scale=declare(self, "velocity_scale", d.velocity_scale,
-                                   "fraction of the profile's velocity limits used",
-                                   min_value=0.01, max_value=1.0),
-            acceleration_scale=declare(self, "acceleration_scale", d.acceleration_scale,
-                                       "fraction of the profile's acceleration limits used",
-                                       min_value=0.01, max_value=1.0),
-            jerk_scale=declare(self, "jerk_scale", d.jerk_scale,
-                               "fraction of the profile's jerk limits used",
-                               min_value=0.01, max_value=1.0),
-            blend_window_s=declare(self, "blend_window_s", d.blend_window_s,
-                                   "cross-fade from the running chunk to a new one, s",
-                                   min_value=0.01, max_value=2.0),
-            max_delay_s=declare(self, "max_chunk_delay_s", d.max_delay_s,
-                                "a chunk ready later than this after its camera frame is dropped, s",
-                                min_value=0.01, max_value=10.0),
-            trajectory_horizon_s=declare(self, "trajectory_horizon_s", d.trajectory_horizon_s,
-                                         "look-ahead of each JointTrajectory, s",
-                                         min_value=0.05, max_value=30.0),
-            trajectory_period_s=declare(self, "trajectory_point_period_s", d.trajectory_period_s,
-                                        "spacing of JointTrajectory points, s",
-                                        min_value=0.001, max_value=1.0),
-            gripper_period_s=declare(self, "gripper_period_s", d.gripper_period_s,
-                                     "gripper command period while running, s",
-                                     min_value=0.001, max_value=10.0),
-            tracking_tolerance_rad=declare(
-                self, "tracking_tolerance_rad", d.tracking_tolerance_rad,
-                "stop and hold when a measured joint is further than this from every recent "
-                "command (see tracking_lag_s) for tracking_persist_s, rad",
-                min_value=0.005, max_value=3.0),
-            tracking_lag_s=declare(
-                self, "tracking_lag_s", d.tracking_lag_s,
-                "how far behind its command the driver may be: the measured pose is compared "
-                "with the commands of this long before its joint_states stamp up to now, s",
-                min_value=0.0, max_value=2.0),
-            tracking_persist_s=declare(
-                self, "tracking_persist_s", d.tracking_persist_s,
-                "how long the tracking error must persist before the stop, s",
-                min_value=0.0, max_value=5.0),
-            seed=declare(self, "seed", d.seed, "seed of the rectified-flow noise generator",
-                         min_value=0, max_value=2 ** 31 - 1))
-        self.enable_on_start = declare(self, "enable_on_start", False,
-                                       "start enabled instead of waiting for ~/enable")
-        js_topic = declare(self, "joint_states_topic", "",
-                           "joint states ('' = the profile's: %s)"
-                           % self.profile.driver.joint_states_topic)
-        if cfg.trajectory_horizon_s < cfg.trajectory_period_s:
-            raise ParameterError("parameter 'trajectory_horizon_s' = %r: must be >= "
-                                 "trajectory_point_period_s (%r)"
-                                 % (cfg.trajectory_horizon_s, cfg.trajectory_period_s))
+        robot, self.profile = declare_robot(self, default=ActionParams.spec("robot").default)
+        cfg = declare_params(self, ActionParams, skip=RuntimeParams.RUNTIME_NAMES + ("robot",))
+        cfg = cfg.replace(robot=robot)
+        self.enable_on_start = cfg.enable_on_start
+        js_topic = cfg.joint_states_topic
         self.runtime = declare_runtime(self, check_robot=self.profile.name)
         try:
             self.ctl = ActionController(self.profile, self.runtime, cfg)
@@ -195,9 +124,12 @@ class ActionNode(Node):
     def _on_latent(self, msg: Image) -> None:
         try:
             lat = latent_from_image(msg, *self._tokens_shape)
-            self.ctl.on_latent(lat, _stamp_s(msg.header.stamp), self.now_s())
+            self.ctl.on_latent(lat, stamp_to_s(msg.header.stamp), self.now_s())
         except ValueError as e:
             self.log("latent", "ignoring /clap/latent: %s" % e)
+            return
+        except Exception as e:  # a callback never takes the node down
+            self.log("exception", "latent callback failed: %r" % (e,), level="error")
             return
         self.diag.tick("latent")
 
@@ -206,16 +138,28 @@ class ActionNode(Node):
             self.ctl.on_plan_tokens(list(msg.data))
         except ValueError as e:
             self.log("tokens", "ignoring /clap/plan_tokens: %s" % e)
+        except Exception as e:
+            self.log("exception", "plan_tokens callback failed: %r" % (e,), level="error")
 
     def _on_plan(self, msg: JointTrajectory) -> None:
-        if not self.ctl.on_plan(_stamp_s(msg.header.stamp), self.now_s()):
+        try:
+            ok = self.ctl.on_plan(stamp_to_s(msg.header.stamp), self.now_s())
+        except Exception as e:
+            self.log("exception", "plan callback failed: %r" % (e,), level="error")
+            return
+        if not ok:
             self.log("plan", "ignoring /clap/plan: no /clap/plan_tokens received before it")
             return
         self.diag.tick("plan")
 
     def _on_js(self, msg: JointState) -> None:
-        if self.ctl.on_joint_state(msg.name, msg.position, _stamp_s(msg.header.stamp),
-                                   self.now_s()):
+        try:
+            ok = self.ctl.on_joint_state(list(msg.name), list(msg.position),
+                                         stamp_to_s(msg.header.stamp), self.now_s())
+        except Exception as e:
+            self.log("exception", "joint_states callback failed: %r" % (e,), level="error")
+            return
+        if ok:
             self.diag.tick("joint_states")
             self.diag.clear("joint_names")
         else:
@@ -348,7 +292,25 @@ class ActionNode(Node):
         else:
             self.diag.problem("state", WARN, "%s: %s" % (st.value, self.ctl.reason()))
 
+    # The longest a shutdown waits for the smooth stop: ros2 launch escalates to SIGTERM after 5 s.
+    SHUTDOWN_STOP_TIMEOUT_S = 3.0
+
     def shutdown(self) -> None:
+        # A moving arm is brought to rest first: the command loop keeps running and sends the
+        # jerk-limited stop (the same one ~/stop gives) until the controller holds. run_node
+        # calls this while the ROS context is still valid, so the stop is published.
+        if self.ctl.state is not State.HOLD and self._commander.is_alive():
+            self.get_logger().info("shutting down: stopping the arm first")
+            self.ctl.stop(self.now_s(), "node shutting down")
+            deadline = time.monotonic() + self.SHUTDOWN_STOP_TIMEOUT_S
+            while (self.ctl.state is not State.HOLD and time.monotonic() < deadline
+                   and self._commander.is_alive()):
+                time.sleep(0.01)
+            if self.ctl.state is State.HOLD:
+                self.get_logger().info("arm stopped; exiting")
+            else:
+                self.get_logger().warning("the stop did not finish within %.1f s (%s)"
+                                          % (self.SHUTDOWN_STOP_TIMEOUT_S, self.ctl.reason()))
         self._running.clear()
         with self.ctl.fresh:
             self.ctl.fresh.notify_all()

@@ -4,6 +4,7 @@ Only imported by node processes (it imports rclpy); the logic the nodes wrap liv
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -144,49 +145,143 @@ def duration_from_s(t: float):
     return Duration(sec=sec, nanosec=nsec)
 
 
+class _StopRequested(BaseException):
+    """Raised (once) by run_node's signal handler to leave the spin; never escapes run_node.
+    A BaseException, so a callback's ``except Exception`` cannot swallow it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _StopSignals:
+    """SIGINT / SIGTERM handling for one node process.
+
+    rclpy's own handlers (SignalHandlerOptions.ALL) shut the context down at the first signal, so
+    a node could no longer publish its last commands (the action node's smooth stop), and they
+    re-raise KeyboardInterrupt wherever the main thread is: a second Ctrl-C (a terminal signals
+    the whole process group and ros2 launch forwards one more) then lands in ``shutdown()`` /
+    ``thread.join`` as a traceback. Here the first signal raises _StopRequested in the spin only;
+    later ones while cleaning up are noted and ignored; a third means the user (or launch's
+    SIGTERM escalation) will not wait any longer, and the process exits at once.
+    """
+
+    FORCE_AFTER = 3
+
+    def __init__(self):
+        self.received: list = []
+        self.raising = True
+        self._old = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    def _handle(self, signum, frame) -> None:
+        self.received.append(signum)
+        if len(self.received) >= self.FORCE_AFTER:
+            os.write(2, b"[clap_ros] %d stop signals: exiting without cleanup\n"
+                     % len(self.received))
+            os._exit(128 + signum)
+        if self.raising and len(self.received) == 1:
+            self.raising = False
+            raise _StopRequested(signum)
+
+
+SPIN_PERIOD_S = 0.1  # how soon a stop signal is acted on while the executor waits
+
+
+def _spin(node: Node) -> None:
+    """rclpy.spin without rclpy's signal handlers: the executor returns to Python at least every
+    SPIN_PERIOD_S so the stop handler runs (a Python handler cannot run inside the C wait)."""
+    executor = rclpy.get_global_executor()
+    executor.add_node(node)
+    try:
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+    finally:
+        executor.remove_node(node)
+
+
 def run_node(make_node: Callable[[], Node], spin: Optional[Callable[[Node], Optional[int]]] = None,
              args: Optional[Sequence[str]] = None) -> int:
     """Init rclpy, build the node, spin until SIGINT/SIGTERM (or ``spin`` returns), clean up.
 
     A ParameterError at construction prints one line and exits 2 rather than a traceback; the
-    node's ``shutdown()`` (if any) runs on every exit path so threads and files are closed.
+    node's ``shutdown()`` (if any) runs on every exit path, while the context is still valid (so
+    it may publish, e.g. the action node's smooth stop), then the node is destroyed. One or two
+    SIGINT / SIGTERM give exit code 0 and no traceback (see _StopSignals).
     """
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.signals import SignalHandlerOptions
     argv = list(args) if args is not None else list(sys.argv)
     user_args = argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv
     want_help = any(a in ("-h", "--help") for a in user_args[1:])
-    rclpy.init(args=argv)
-    node = None
+    stops = _StopSignals()
+    stops.install()
+    made: list = []      # the node, once built
+    name = ["node"]      # its name (not readable from the node after destroy_node)
+    cleaned: list = []   # set once shutdown()/destroy_node() ran
     code = 0
-    try:
-        try:
-            node = make_node()
-        except ParameterError as e:
-            print("error: %s" % e, file=sys.stderr)
-            return 2
-        if want_help:
-            print_node_help(node, make_node)
-            return 0
-        if spin is not None:
-            code = int(spin(node) or 0)
-        else:
-            rclpy.spin(node)
-        code = code or int(getattr(node, "exit_code", 0) or 0)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        code = int(getattr(node, "exit_code", 0) or 0)
-    except Exception:
-        # A signal can invalidate the context between two executor steps; rclpy then raises
-        # RCLError ("context is not valid") instead of ExternalShutdownException.
-        if rclpy.ok():
-            raise
-        code = int(getattr(node, "exit_code", 0) or 0)
-    finally:
-        if node is not None:
-            stop = getattr(node, "shutdown", None)
+
+    def cleanup() -> None:
+        stops.raising = False  # from here on a signal only counts: cleanup must finish
+        if cleaned:
+            return
+        cleaned.append(True)
+        if made:
+            stop = getattr(made[0], "shutdown", None)
             if callable(stop):
                 stop()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+            made[0].destroy_node()
+        rclpy.try_shutdown()
+
+    def node_code() -> int:
+        return int(getattr(made[0], "exit_code", 0) or 0) if made else 0
+
+    try:
+        try:
+            rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+            try:
+                made.append(make_node())
+                name[0] = made[0].get_name()
+            except ParameterError as e:
+                print("error: %s" % e, file=sys.stderr)
+                return 2
+            node = made[0]
+            if want_help:
+                print_node_help(node, make_node)
+                return 0
+            if spin is not None:
+                code = int(spin(node) or 0)
+            else:
+                _spin(node)
+            code = code or node_code()
+        except (_StopRequested, KeyboardInterrupt, ExternalShutdownException):
+            code = node_code()
+        except Exception:
+            # Another process may shut the context down between two executor steps; rclpy then
+            # raises RCLError ("context is not valid") instead of ExternalShutdownException.
+            if rclpy.ok():
+                raise
+            code = node_code()
+        finally:
+            cleanup()
+    except _StopRequested:
+        # The first signal landed between the guarded steps above (an except clause, or before
+        # the cleanup began): still a clean stop, with the cleanup done exactly once.
+        cleanup()
+        code = node_code()
+    finally:
+        stops.restore()
+    if stops.received:
+        print("[%s] stopped by %s" % (name[0], signal.Signals(stops.received[0]).name),
+              file=sys.stderr)
     return code
 
 

@@ -50,7 +50,7 @@ def node_command(module: str, params: Optional[Mapping] = None,
     return cmd
 
 
-def _child_setup(nice: int, own_group: bool = False):
+def _child_setup(nice: int, own_group: bool = False, process_group: Optional[int] = None):
     def setup():
         # Linux: the child gets SIGTERM if the process that spawned it dies (crashed test
         # runner), so no orphaned sim keeps a core busy.
@@ -64,6 +64,10 @@ def _child_setup(nice: int, own_group: bool = False):
         if own_group:
             # A terminal's Ctrl-C then reaches only the launcher, which forwards it once.
             os.setpgid(0, 0)
+        elif process_group is not None:
+            # Join an existing group, as the nodes under `ros2 launch` share the terminal's:
+            # a Ctrl-C there reaches every one of them at once.
+            os.setpgid(0, process_group)
     return setup
 
 
@@ -72,7 +76,9 @@ class NodeProcess:
 
     ``nice`` lowers the child's CPU priority (e.g. for a helper whose start-up burst must not
     starve a real-time sim on a small machine). ``own_group`` puts the child in its own process
-    group, so signals sent to the parent's group (Ctrl-C) reach it only through the parent.
+    group, so signals sent to the parent's group (Ctrl-C) reach it only through the parent;
+    ``process_group`` instead puts it in that existing group (with own_group, the first node of a
+    graph leads the group the others join).
     """
 
     def __init__(self, module: str, params: Optional[Mapping] = None,
@@ -80,10 +86,11 @@ class NodeProcess:
                  remaps: Optional[Mapping[str, str]] = None,
                  domain_id: Optional[int] = None, env: Optional[Mapping[str, str]] = None,
                  log_path: Optional[Union[str, Path]] = None, nice: int = 0,
-                 own_group: bool = False):
+                 own_group: bool = False, process_group: Optional[int] = None):
         self.module = module
         self.nice = int(nice)
         self.own_group = bool(own_group)
+        self.process_group = process_group
         self.name = name or module.rsplit(".", 1)[-1]
         self.cmd = node_command(module, params, params_file, name, remaps)
         self.env: Dict[str, str] = dict(os.environ)
@@ -113,7 +120,8 @@ class NodeProcess:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=self.env,
-                                     preexec_fn=_child_setup(self.nice, self.own_group))
+                                     preexec_fn=_child_setup(self.nice, self.own_group,
+                                                             self.process_group))
         _RUNNING.append(self)
         return self
 
