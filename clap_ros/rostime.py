@@ -7,15 +7,21 @@ ROS-free cores can import it without rclpy.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Tuple
 
 NS_PER_S = 1_000_000_000
 
 
+def ns_sec_nanosec(ns: int) -> Tuple[int, int]:
+    """Nanoseconds -> (sec, nanosec), nanosec in [0, 1e9); exact (no float on the way)."""
+    ns = int(ns)
+    return ns // NS_PER_S, ns % NS_PER_S
+
+
 def sec_nanosec(t: float) -> Tuple[int, int]:
     """Seconds -> (sec, nanosec), rounded to the nanosecond, nanosec in [0, 1e9)."""
-    ns = int(round(float(t) * 1e9))
-    return ns // NS_PER_S, ns % NS_PER_S
+    return ns_sec_nanosec(s_to_ns(t))
 
 
 def stamp_to_ns(t: Any) -> int:
@@ -24,8 +30,8 @@ def stamp_to_ns(t: Any) -> int:
 
 
 def stamp_to_s(t: Any) -> float:
-    """Seconds from a Time/Duration-like object, or a plain number as is."""
-    if isinstance(t, (int, float)):
+    """Seconds from a Time/Duration-like object, or a plain (also numpy) number as is."""
+    if isinstance(t, numbers.Real):
         return float(t)
     return float(t.sec) + float(t.nanosec) * 1e-9
 

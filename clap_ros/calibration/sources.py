@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from clap_ros.calibration.board import CalibrationInputError
+from clap_ros.rostime import stamp_to_ns
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -41,7 +42,6 @@ def images_from_folder(folder) -> List[Tuple[str, np.ndarray]]:
 
 
 def _stamp_ns(msg, log_ns: int) -> int:
-    from clap_ros.data.bags import stamp_to_ns
     try:
         t = stamp_to_ns(msg.header.stamp)
     except AttributeError:

@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from clap_ros.robots import RobotProfile, names_text
+from clap_ros.rostime import stamp_to_s
 
 # (time_from_start_s, positions, velocities|None[, accelerations|None])
 PointTuple = Tuple
@@ -70,19 +72,12 @@ class TrajectoryPoint:
     accelerations: Optional[np.ndarray] = None
 
 
-def duration_to_s(d) -> float:
-    """builtin_interfaces Duration/Time (``sec``, ``nanosec``) or a plain number -> seconds."""
-    if isinstance(d, (int, float, np.floating, np.integer)):
-        return float(d)
-    return float(d.sec) + float(d.nanosec) * 1e-9
-
-
 def points_from_msg(msg) -> Tuple[List[str], List[PointTuple], float]:
     """(joint_names, point tuples, header stamp in s) from a trajectory_msgs/JointTrajectory."""
     points = []
     for p in msg.points:
         points.append((
-            duration_to_s(p.time_from_start),
+            stamp_to_s(p.time_from_start),
             list(p.positions),
             list(p.velocities) if len(p.velocities) else None,
             list(p.accelerations) if len(p.accelerations) else None,
@@ -91,7 +86,7 @@ def points_from_msg(msg) -> Tuple[List[str], List[PointTuple], float]:
             raise TrajectoryRejected(
                 "trajectories with effort fields are only supported for controllers using the "
                 "'effort' command interface; this one commands positions")
-    return list(msg.joint_names), points, duration_to_s(msg.header.stamp)
+    return list(msg.joint_names), points, stamp_to_s(msg.header.stamp)
 
 
 def _field(values, n_names: int, what: str, index: int, required: bool) -> Optional[np.ndarray]:
@@ -272,8 +267,8 @@ class Trajectory:
     """
 
     def __init__(self, joint_names: Sequence[str], points: Sequence[PointTuple],
-                 profile: RobotProfile, start_time_s: float, start_positions: Sequence[float],
-                 start_velocities: Optional[Sequence[float]] = None,
+                 profile: RobotProfile, start_time_s: float, start_positions: ArrayLike,
+                 start_velocities: Optional[ArrayLike] = None,
                  rules: TrajectoryRules = TrajectoryRules(), now_s: Optional[float] = None):
         self.profile = profile
         q0 = np.asarray(start_positions, dtype=np.float64)
@@ -337,13 +332,13 @@ class TrajectoryFollower:
     so nothing jumps; a rejected command changes nothing and the last safe target stays.
     """
 
-    def __init__(self, profile: RobotProfile, initial_positions: Sequence[float],
+    def __init__(self, profile: RobotProfile, initial_positions: ArrayLike,
                  rules: TrajectoryRules = TrajectoryRules()):
         self.profile = profile
         self.rules = rules
         self.reset(initial_positions)
 
-    def reset(self, positions: Sequence[float]) -> None:
+    def reset(self, positions: ArrayLike) -> None:
         q = np.asarray(positions, dtype=np.float64).copy()
         if q.shape != (self.profile.dof,):
             raise ValueError("expected %d positions, got shape %s" % (self.profile.dof, q.shape))
@@ -409,7 +404,7 @@ def trajectory_chunk(plan, tau: float, horizon: float, point_period: float):
     velocity (JTC rejects anything else) which only shapes its final segment, since the next
     chunk replaces this one long before.
     """
-    points = []
+    points: List[Tuple[float, np.ndarray, Optional[np.ndarray]]] = []
     k = 1
     while True:
         t = k * point_period

@@ -31,13 +31,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from clap_ros import topics as T
-from clap_ros.data.bags import (BagError, BagReader, bag_size_bytes, deserialize,
-                                find_bags, stamp_to_ns)
+from clap_ros.data.bags import BagError, BagReader, bag_size_bytes, deserialize, find_bags
 from clap_ros.data.dataset import (IMAGE_PREFIX, DatasetError, DatasetWriter, EpisodeRecord)
 from clap_ros.data.jsonable import json_default
 from clap_ros.data.timeline import (Event, apply_events, camera_gaps, clock_jumps,
                                     median_period_ns, segments)
 from clap_ros.data.topic_map import TopicMap, TopicMapError
+from clap_ros.rostime import NS_PER_S, stamp_to_ns
 
 # dataset camera key -> default topic; the scene camera is required, the wrist camera optional.
 DEFAULT_CAMERAS = {"scene": T.CAMERA_IMAGE, "wrist": T.WRIST_IMAGE}
@@ -132,7 +132,7 @@ def _cdr_header_stamp_ns(data: Any) -> int:
     if len(v) < 12:
         return 0
     sec, nsec = struct.unpack_from("<iI" if v[1] else ">iI", v, 4)
-    return int(sec) * 1_000_000_000 + int(nsec)
+    return int(sec) * NS_PER_S + int(nsec)
 
 
 @dataclass

@@ -23,7 +23,9 @@ import numpy as np
 
 from clap_ros.data.jsonable import json_default
 
+from clap_ros import rostime
 from clap_ros import topics as T
+from clap_ros.rostime import stamp_to_ns  # re-exported: readers take it from here
 
 PathLike = Union[str, Path]
 
@@ -450,22 +452,17 @@ def bag_size_bytes(path: PathLike) -> int:
 
 # --- message builders (numpy -> rosbags message objects) ---------------------------------------
 def stamp(timestamp_ns: int):
-    """builtin_interfaces/Time from nanoseconds."""
+    """builtin_interfaces/Time (rosbags class) from nanoseconds."""
     Time = msg_class("builtin_interfaces/msg/Time")
-    timestamp_ns = int(timestamp_ns)
-    return Time(sec=timestamp_ns // 1_000_000_000, nanosec=timestamp_ns % 1_000_000_000)
-
-
-def stamp_to_ns(t: Any) -> int:
-    """Nanoseconds from a builtin_interfaces Time or Duration (rosbags or rclpy object)."""
-    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
+    sec, nsec = rostime.ns_sec_nanosec(timestamp_ns)
+    return Time(sec=sec, nanosec=nsec)
 
 
 def duration(seconds: float):
-    """builtin_interfaces/Duration from seconds (rounded to the nanosecond)."""
+    """builtin_interfaces/Duration (rosbags class) from seconds (rounded to the nanosecond)."""
     Duration = msg_class("builtin_interfaces/msg/Duration")
-    ns = int(round(float(seconds) * 1e9))
-    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+    sec, nsec = rostime.sec_nanosec(seconds)
+    return Duration(sec=sec, nanosec=nsec)
 
 
 def header(timestamp_ns: int, frame_id: str = ""):

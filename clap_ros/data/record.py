@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from clap_ros import topics as T
+from clap_ros.rostime import s_to_ns
 
 COMMAND_MODES = ("joint_trajectory", "forward_position")
 
@@ -67,10 +68,6 @@ def bag_name(robot: str, task: str, seed: int) -> str:
     # One naming rule for both recorders (the ROS one owns it).
     from clap_ros.nodes.episode_runner import episode_bag_name
     return episode_bag_name(robot, task, seed)
-
-
-def _ns(t_s: float) -> int:
-    return int(round(t_s * 1e9))
 
 
 def record_episode_direct(world, seed: int, bag_path: Path, cfg: DirectConfig) -> Dict[str, Any]:
@@ -132,8 +129,8 @@ def record_episode_direct(world, seed: int, bag_path: Path, cfg: DirectConfig) -
         bag.add_topic(T.EPISODE_OUTCOME, T.TYPES["string"])
 
         now = float(world.time)
-        bag.write(T.SIM_STATUS, _ns(now), bags.json_msg(status(now)))
-        bag.write(T.INSTRUCTION, _ns(now), bags.string_msg(world.instruction))
+        bag.write(T.SIM_STATUS, s_to_ns(now), bags.json_msg(status(now)))
+        bag.write(T.INSTRUCTION, s_to_ns(now), bags.string_msg(world.instruction))
         due = {"js": now, "cam": now, "status": now + status_period, "tick": now}
         t0 = now
         done_at: Optional[float] = None
@@ -150,16 +147,16 @@ def record_episode_direct(world, seed: int, bag_path: Path, cfg: DirectConfig) -
                             msg = bags.joint_trajectory_msg(
                                 names, [p[0] for p in pts], np.stack([p[1] for p in pts]),
                                 np.stack([p[2] for p in pts]), timestamp_ns=0)
-                            bag.write(drv.trajectory_topic, _ns(now), msg)
+                            bag.write(drv.trajectory_topic, s_to_ns(now), msg)
                             follower.set_trajectory(names, pts, now_s=now)
                         else:
-                            bag.write(drv.forward_topic, _ns(now), bags.float64_array_msg(q))
+                            bag.write(drv.forward_topic, s_to_ns(now), bags.float64_array_msg(q))
                             follower.set_forward(list(q), now_s=now)
                     except TrajectoryRejected as e:
                         rejected += 1
                         last_rejection = e.reason
                     grip = float(min(max(grip, 0.0), 1.0))
-                    bag.write(drv.gripper_command_topic, _ns(now), bags.float64_array_msg([grip]))
+                    bag.write(drv.gripper_command_topic, s_to_ns(now), bags.float64_array_msg([grip]))
                     grip_cmd = grip
                     if tau >= plan.duration:
                         done_at = now
@@ -171,7 +168,7 @@ def record_episode_direct(world, seed: int, bag_path: Path, cfg: DirectConfig) -
             world.set_gripper(grip_cmd)
             world.step(n_sub)
             now = float(world.time)
-            t_ns = _ns(now)
+            t_ns = s_to_ns(now)
             if now >= due["js"] - 1e-9:
                 gq = np.asarray(world.gripper_qpos(), dtype=np.float64)
                 gv = (gq - last_gq) / js_period
@@ -202,8 +199,8 @@ def record_episode_direct(world, seed: int, bag_path: Path, cfg: DirectConfig) -
             "appearance": world.appearance, "command_mode": cfg.command_mode,
             "rejected_commands": rejected, "error": "", "recorder": "direct",
         }
-        bag.write(T.SIM_STATUS, _ns(now), bags.json_msg(status(now)))
-        bag.write(T.EPISODE_OUTCOME, _ns(now), bags.json_msg(outcome))
+        bag.write(T.SIM_STATUS, s_to_ns(now), bags.json_msg(status(now)))
+        bag.write(T.EPISODE_OUTCOME, s_to_ns(now), bags.json_msg(outcome))
         outcome["counts"] = bag.counts
     outcome["wall_s"] = time.perf_counter() - wall0
     outcome["bag"] = str(bag_path)
