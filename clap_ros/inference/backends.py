@@ -8,6 +8,7 @@ must not get a 20x slower policy without knowing.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -243,7 +244,7 @@ def create_session(onnx_path: Union[str, Path], backend: str = "auto",
         available_providers = ort.get_available_providers()
     avail = list(available_providers)
     from clap_ros.inference.tensorrt_engine import TensorRTError, tensorrt_available
-    native = tensorrt_available
+    native: Callable[[], Optional[str]] = tensorrt_available
     cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
     failed: List[str] = []
     while True:
@@ -265,7 +266,7 @@ def create_session(onnx_path: Union[str, Path], backend: str = "auto",
                 raise
             failed.append(f"{choice.backend} listed but failed: {exc}")
             if choice.engine == "tensorrt-native":
-                native = (lambda why=str(exc): why)
+                native = functools.partial(str, exc)
             else:
                 avail = [p for p in avail if p != choice.providers[0]]
     if failed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any, Dict
 
 CHECK_HELP = """\
 Load a model bundle the way the nodes do (manifest, sha256 of every file, graph inputs/outputs
@@ -72,11 +73,11 @@ def run_check(args: argparse.Namespace) -> int:
         "rf_policy": {"latent": latent[None], "plan_indices": indices[None], "state": state[None],
                       "noise": rng.standard_normal((1, b.chunk_length, b.action_dim), dtype=np.float32)},
     }
-    result = {"bundle": str(b.path), "robot": b.robot, "backend": rt.backend,
+    result: Dict[str, Any] = {"bundle": str(b.path), "robot": b.robot, "backend": rt.backend,
               "backend_reason": rt.backend_reason, "graphs": {}}
     for name, sess in rt.sessions.items():
         times = []
-        out = None
+        out: Dict[str, np.ndarray] = {}
         for _ in range(args.runs):
             sess.latency_s.clear()
             out = sess.run(feeds[name])

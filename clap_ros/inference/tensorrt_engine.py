@@ -138,7 +138,7 @@ def _cudart():
              "libcudart.so.11.0"]
     # pip wheels (nvidia-cuda-runtime-cu12) ship the library inside site-packages
     try:
-        import nvidia.cuda_runtime as _ncr  # type: ignore
+        import nvidia.cuda_runtime as _ncr
         for base in list(getattr(_ncr, "__path__", [])):
             names += [str(p) for p in sorted(Path(base, "lib").glob("libcudart.so*"))]
     except ImportError:
