@@ -27,127 +27,46 @@ import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from clap_ros import topics as T
-
-# Sim-time budget per episode. The expert needs about a third of these; a learned policy gets room
-# to correct itself, but not so much that a stuck episode costs minutes.
-TASK_TIMEOUT_S = {"reach": 20.0, "push": 30.0, "pick_place": 30.0, "stack": 40.0}
-DEFAULT_TIMEOUT_S = 30.0
-DRIVER = "sim_driver"
-ACTION_NODE = "action_node"
-
-
-class EvalError(RuntimeError):
-    """The evaluation could not run (a node died, a service never came up); names the cause."""
-
-
-@dataclass
-class EvalConfig:
-    robot: str = "fr3"
-    tasks: Sequence[str] = ("pick_place",)
-    episodes: int = 20
-    model: str = "models/default"
-    backend: str = "auto"
-    command_mode: str = "joint_trajectory"
-    seed: int = 0                        # first episode seed; episode i uses seed + i
-    out: Optional[str] = None            # result directory (default: eval_results/<stamp>)
-    timeout_s: float = 0.0               # sim seconds per episode; 0 = TASK_TIMEOUT_S[task]
-    randomize: bool = True
-    real_time_factor: float = 1.0        # other than 1: every node runs on sim time
-    settle_s: float = 0.5                # wait after the first post-reset plan before enabling
-    plan_timeout_s: float = 60.0         # wall seconds for the first plan of an episode
-    startup_timeout_s: float = 120.0     # wall seconds for the graph to come up
-    record_bags: bool = False
-    domain_id: Optional[int] = None      # None: $ROS_DOMAIN_ID, else a random one
-    params_file: str = ""                # ros__parameters for the CLAP nodes ("" = package's)
-    progress: bool = True
-
-    def timeout_for(self, task: str) -> float:
-        if self.timeout_s > 0:
-            return float(self.timeout_s)
-        return TASK_TIMEOUT_S.get(task, DEFAULT_TIMEOUT_S)
-
-    def validate(self) -> None:
-        from clap_ros.sim.tasks import TASKS
-        if not self.tasks:
-            raise ValueError("no task to evaluate")
-        unknown = [t for t in self.tasks if t not in TASKS]
-        if unknown:
-            raise ValueError("unknown task%s %s (known: %s)" % (
-                "s" if len(unknown) > 1 else "", ", ".join(unknown), ", ".join(sorted(TASKS))))
-        if len(set(self.tasks)) != len(self.tasks):
-            raise ValueError("a task is listed twice: %s" % ", ".join(self.tasks))
-        if self.episodes < 1:
-            raise ValueError("episodes must be >= 1, not %d" % self.episodes)
-        if self.command_mode not in ("joint_trajectory", "forward_position"):
-            raise ValueError("command_mode must be joint_trajectory or forward_position, not %r"
-                             % self.command_mode)
-        if self.backend not in ("auto", "cpu", "cuda", "tensorrt"):
-            raise ValueError("backend must be auto, cpu, cuda or tensorrt, not %r" % self.backend)
-        if self.real_time_factor <= 0:
-            raise ValueError("real_time_factor must be > 0 (the policy runs in real time), not %r"
-                             % self.real_time_factor)
-
-
-@dataclass
-class EpisodeOutcome:
-    task: str
-    seed: int
-    instruction: str = ""
-    success: bool = False
-    time_to_success_s: Optional[float] = None   # sim seconds from enable to success
-    duration_s: float = 0.0                     # sim seconds from enable to stop
-    wall_s: float = 0.0                         # wall seconds for the whole episode
-    commands: int = 0                           # arm commands the action node sent
-    gripper_commands: int = 0
-    plans: int = 0                              # /clap/plan messages during the episode
-    arm_motion_rad: float = 0.0                 # max over the episode of max |q - q_enable|
-    rejected_commands: int = 0                  # commands the driver refused (limits, names)
-    # metres from what the task moves to its goal (Task.goal_distance), from /sim/status (2 Hz):
-    # at enable, at the stop, and the least seen in between
-    goal_distance_start_m: Optional[float] = None
-    goal_distance_end_m: Optional[float] = None
-    goal_distance_min_m: Optional[float] = None
-    worst_diagnostics: Dict[str, dict] = field(default_factory=dict)  # node -> level, message
-    # each node's last rates and latencies before the stop (keys *_rate_hz, *_p50_ms, *_p99_ms)
-    figures: Dict[str, Dict[str, str]] = field(default_factory=dict)
-    bag: str = ""
-    error: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def resolve_model(model: str) -> Path:
-    """The bundle directory, found as the nodes find it (clap_logic.resolve_model_dir), made
-    absolute so every node process gets the same one. EvalError if it holds no manifest."""
-    from clap_ros.nodes.clap_logic import resolve_model_dir
-    path = Path(resolve_model_dir(model))
-    if not (path / "manifest.yaml").is_file():
-        raise EvalError("model bundle %s not found (no manifest.yaml in %s)" % (model, path))
-    return path.resolve()
+from clap_ros.eval.sim_results import (  # noqa: F401  (re-exported: the eval-sim API)
+    ACTION_NODE,
+    DEFAULT_TIMEOUT_S,
+    DRIVER,
+    MODES,
+    POLICIES,
+    TASK_TIMEOUT_S,
+    EpisodeOutcome,
+    EvalConfig,
+    EvalError,
+    goal_progress,
+    report_markdown,
+    resolve_model,
+    runtime_figures,
+    status_goal_distance,
+    summarize,
+    write_result,
+)
 
 
 def _eval_client_class():
     """The rclpy side, built on the episode recorder (its driver services, status parsing and
     raw-CDR bag writing), plus what evaluation adds: the instruction, the action node's services
     and per-episode counters. Defined lazily so importing this module needs no rclpy."""
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from rclpy.serialization import deserialize_message
-    from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Int32MultiArray, String
     from std_srvs.srv import SetBool, Trigger
     from trajectory_msgs.msg import JointTrajectory
 
     from clap_ros.nodes.common import LATCHED_QOS
-    from clap_ros.nodes.episode_runner import _Recorder, _recorded_topics
+    from clap_ros.nodes.episode_runner import _recorded_topics, _Recorder
 
     # Best effort matches reliable and best-effort publishers alike: the evaluator only observes.
     observe = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST,
@@ -261,8 +180,11 @@ class SimEvaluator:
 
     def __init__(self, cfg: EvalConfig, log=None):
         cfg.validate()
+        if cfg.mode != "ros":
+            raise ValueError("SimEvaluator runs --mode ros; direct mode is "
+                             "clap_ros.eval.direct_eval.evaluate")
         self.cfg = cfg
-        self.model = resolve_model(cfg.model)
+        self.model = "expert" if cfg.policy == "expert" else resolve_model(cfg.model)
         self.out = Path(cfg.out) if cfg.out else Path("eval_results") / time.strftime(
             "%Y%m%d-%H%M%S", time.gmtime())
         self.domain_id = int(cfg.domain_id if cfg.domain_id is not None else
@@ -326,10 +248,11 @@ class SimEvaluator:
 
     # -- episodes --------------------------------------------------------------------------------
     def _episode(self, client, runner, task: str, seed: int) -> EpisodeOutcome:
-        from clap_ros.data.bags import BagWriter
-        from clap_ros.nodes.episode_runner import RecordingError, episode_bag_name
         from rclpy.serialization import serialize_message
         from std_msgs.msg import String
+
+        from clap_ros.data.bags import BagWriter
+        from clap_ros.nodes.episode_runner import RecordingError, episode_bag_name
 
         out = EpisodeOutcome(task=task, seed=seed)
         wall0 = time.monotonic()
@@ -373,7 +296,7 @@ class SimEvaluator:
                 raise EvalError("action_node refused to enable: %s" % res.message)
             timeout = self.cfg.timeout_for(task)
             t_enable = float(start_status.get("sim_time", 0.0))
-            out.goal_distance_start_m = _goal_distance(start_status)
+            out.goal_distance_start_m = status_goal_distance(start_status)
             out.goal_distance_min_m = out.goal_distance_start_m
             wall_limit = time.monotonic() + timeout / self.cfg.real_time_factor * 2.0 + 30.0
             while not self._stop_requested:
@@ -382,7 +305,7 @@ class SimEvaluator:
                     st = dict(client.status)
                 elapsed = float(st.get("sim_time", t_enable)) - t_enable
                 same_episode = int(st.get("resets", 0)) == int(start_status.get("resets", 0))
-                d = _goal_distance(st) if same_episode else None
+                d = status_goal_distance(st) if same_episode else None
                 if d is not None and (out.goal_distance_min_m is None
                                       or d < out.goal_distance_min_m):
                     out.goal_distance_min_m = d
@@ -420,7 +343,7 @@ class SimEvaluator:
                 out.figures = dict(client.figures)
             out.duration_s = float(end.get("sim_time", 0.0)) - float(start_status.get("sim_time", 0.0))
             if int(end.get("resets", 0)) == int(start_status.get("resets", 0)):
-                out.goal_distance_end_m = _goal_distance(end)
+                out.goal_distance_end_m = status_goal_distance(end)
                 if out.goal_distance_end_m is not None and out.goal_distance_min_m is not None:
                     out.goal_distance_min_m = min(out.goal_distance_min_m, out.goal_distance_end_m)
             out.rejected_commands = int(end.get("rejected_commands", 0)) - int(
@@ -491,7 +414,10 @@ class SimEvaluator:
         old = signal.signal(signal.SIGTERM, self._on_signal)
         try:
             for task in self.cfg.tasks:
-                episodes += self._run_task(task, bar)
+                if self._stop_requested:
+                    break
+                run_task = self._run_task_expert if self.cfg.policy == "expert" else self._run_task
+                episodes += run_task(task, bar)
         except (EvalError, KeyboardInterrupt) as e:
             error = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
         finally:
@@ -508,121 +434,49 @@ class SimEvaluator:
     def _on_signal(self, signum, frame) -> None:
         self._stop_requested = True
 
+    def _run_task_expert(self, task: str, bar) -> List[EpisodeOutcome]:
+        """The scripted expert over DDS, as `clap-ros demo --policy expert` runs it: one
+        sim_driver process and an expert_node process per episode (record_episodes_ros), which
+        streams the plan and exits once it is done; success is the driver's status then."""
+        import shutil
+        import tempfile
 
-def _goal_distance(status: dict) -> Optional[float]:
-    v = status.get("goal_distance_m")
-    return None if v is None else float(v)
-
-
-def goal_progress(e: EpisodeOutcome) -> Optional[float]:
-    """Share of the start distance to the goal closed at the stop (1 = at the goal, 0 = no
-    closer, negative = further away), None when the driver reported no distance."""
-    if e.goal_distance_start_m is None or e.goal_distance_end_m is None \
-            or e.goal_distance_start_m <= 0:
-        return None
-    return 1.0 - e.goal_distance_end_m / e.goal_distance_start_m
-
-
-def _median(values) -> Optional[float]:
-    vals = [v for v in values if v is not None]
-    return float(np.median(vals)) if vals else None
-
-
-def summarize(cfg: EvalConfig, model: str, episodes: Sequence[EpisodeOutcome], wall_s: float,
-              error: str = "") -> dict:
-    tasks = {}
-    for task in cfg.tasks:
-        eps = [e for e in episodes if e.task == task]
-        times = [e.time_to_success_s for e in eps if e.success]
-        tasks[task] = {
-            "episodes": len(eps),
-            "successes": sum(e.success for e in eps),
-            "success_rate": (sum(e.success for e in eps) / len(eps)) if eps else None,
-            "median_time_to_success_s": float(np.median(times)) if times else None,
-            "timeout_s": cfg.timeout_for(task),
-            "episodes_with_errors": sum(bool(e.error) for e in eps),
-            "rejected_commands": sum(e.rejected_commands for e in eps),
-            "median_arm_motion_rad": float(np.median([e.arm_motion_rad for e in eps]))
-            if eps else None,
-            "median_final_goal_distance_m": _median(e.goal_distance_end_m for e in eps),
-            "median_min_goal_distance_m": _median(e.goal_distance_min_m for e in eps),
-            "median_goal_progress": _median(goal_progress(e) for e in eps),
-        }
-    config = asdict(cfg)
-    config["tasks"] = list(cfg.tasks)
-    return {
-        "format": "clap_ros_sim_eval", "version": 1,
-        "robot": cfg.robot, "model": model, "config": config,
-        "complete": not error and all(t["episodes"] == cfg.episodes for t in tasks.values()),
-        "error": error, "wall_s": wall_s,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "tasks": tasks, "episodes": [e.to_dict() for e in episodes],
-    }
-
-
-def report_markdown(result: dict) -> str:
-    cfg = result["config"]
-    lines = ["# Closed-loop evaluation: %s, model %s" % (result["robot"], result["model"]), "",
-             "Full stack over DDS (sim_driver, encoder_node, planner_node, action_node), "
-             "backend %s, command_mode %s, seeds %d..%d, randomisation %s, real-time factor %g."
-             % (cfg["backend"], cfg["command_mode"], cfg["seed"], cfg["seed"] + cfg["episodes"] - 1,
-                "on" if cfg["randomize"] else "off", cfg["real_time_factor"]), "",
-             "| task | success | rate | median time to success (s) | final / closest distance "
-             "to goal (m) | progress | timeout (s) | rejected commands | episodes with errors |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for task, t in result["tasks"].items():
-        rate = "-" if t["success_rate"] is None else "%.0f %%" % (100 * t["success_rate"])
-        tts = "-" if t["median_time_to_success_s"] is None else "%.1f" % t["median_time_to_success_s"]
-        dist = "-" if t.get("median_final_goal_distance_m") is None else "%.3f / %.3f" % (
-            t["median_final_goal_distance_m"], t["median_min_goal_distance_m"])
-        prog = "-" if t.get("median_goal_progress") is None else "%.0f %%" % (
-            100 * t["median_goal_progress"])
-        lines.append("| %s | %d/%d | %s | %s | %s | %s | %.0f | %d | %d |" % (
-            task, t["successes"], t["episodes"], rate, tts, dist, prog, t["timeout_s"],
-            t["rejected_commands"], t["episodes_with_errors"]))
-    lines += ["", "Distances and progress are medians over episodes: the distance from what the "
-              "task moves (TCP or object) to where success puts it, from /sim/status; progress = "
-              "share of the distance at enable closed by the stop.", ""]
-    if result["error"]:
-        lines += ["**Incomplete:** %s" % result["error"], ""]
-    errors = [e for e in result["episodes"] if e["error"]]
-    if errors:
-        lines.append("Episode errors:")
-        lines += ["- %s seed %d: %s" % (e["task"], e["seed"], e["error"].splitlines()[0])
-                  for e in errors]
-        lines.append("")
-    figures = runtime_figures(result["episodes"])
-    if figures:
-        lines += ["Runtime figures (median over episodes of each node's last 5 s before the "
-                  "stop, from /clap/diagnostics):", ""]
-        for node, values in figures.items():
-            lines.append("- %s: %s" % (node, ", ".join("%s %.3g" % kv for kv in values.items())))
-        lines.append("")
-    lines.append("Wall time %.0f s. Per-episode details in result.json." % result["wall_s"])
-    return "\n".join(lines) + "\n"
-
-
-def runtime_figures(episodes: Sequence[dict]) -> Dict[str, Dict[str, float]]:
-    """node -> figure -> median over the episodes that report it (non-numbers skipped)."""
-    samples: Dict[str, Dict[str, List[float]]] = {}
-    for e in episodes:
-        for node, values in (e.get("figures") or {}).items():
-            for key, text in values.items():
-                try:
-                    x = float(text)
-                except ValueError:
-                    continue
-                if np.isfinite(x):
-                    samples.setdefault(node, {}).setdefault(key, []).append(x)
-    return {node: {k: float(np.median(v)) for k, v in sorted(keys.items())}
-            for node, keys in sorted(samples.items())}
-
-
-def write_result(out: Path, result: dict) -> None:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(result, indent=2, sort_keys=False, default=str))
-    (out / "report.md").write_text(report_markdown(result))
+        from clap_ros.nodes.episode_runner import RecordingError, record_episodes_ros
+        from clap_ros.robots import load_profile
+        drv = load_profile(self.cfg.robot).driver
+        arm_topic = (drv.trajectory_topic if self.cfg.command_mode == "joint_trajectory"
+                     else drv.forward_topic)
+        seeds = [self.cfg.seed + i for i in range(self.cfg.episodes)]
+        bag_dir = (self.out / "bags") if self.cfg.record_bags else Path(
+            tempfile.mkdtemp(prefix="eval_expert_bags_"))
+        try:
+            results = record_episodes_ros(
+                self.cfg.robot, task, seeds, bag_dir, command_mode=self.cfg.command_mode,
+                randomize=self.cfg.randomize, real_time_factor=self.cfg.real_time_factor,
+                domain_id=self.domain_id, progress=False, log_dir=self.out / "logs" / task)
+        except RecordingError as e:
+            raise EvalError("expert episodes of %s: %s" % (task, e)) from None
+        finally:
+            if not self.cfg.record_bags:
+                shutil.rmtree(bag_dir, ignore_errors=True)
+        outcomes = []
+        for r in results:
+            o = EpisodeOutcome(
+                task=task, seed=r.seed, instruction=r.instruction, success=r.success,
+                time_to_success_s=r.time_to_success_s if r.success else None,
+                duration_s=r.duration_s, wall_s=r.wall_s, commands=r.counts.get(arm_topic, 0),
+                gripper_commands=r.counts.get(drv.gripper_command_topic, 0),
+                rejected_commands=r.rejected_commands,
+                goal_distance_start_m=r.goal_distance_start_m,
+                goal_distance_end_m=r.goal_distance_end_m,
+                goal_distance_min_m=r.goal_distance_min_m,
+                bag=r.bag if self.cfg.record_bags else "", error=r.error)
+            outcomes.append(o)
+            self.log("%s seed %d: %s%s" % (task, o.seed, "success" if o.success else "failure",
+                                           (" (%s)" % o.error) if o.error else ""))
+            if bar is not None:
+                bar.update(1)
+        return outcomes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -648,6 +502,8 @@ examples:
   clap-ros eval-sim --robot fr3 --task pick_place --episodes 20 --model models/default
   clap-ros eval-sim --task reach --task push --task pick_place --episodes 20 --out eval/fr3
   clap-ros eval-sim --task all --episodes 5 --command-mode forward_position --record-bags
+  clap-ros eval-sim --mode direct --task all --episodes 50 --jobs 2
+  clap-ros eval-sim --mode direct --policy expert --robot ur5e --task all --episodes 50
 """
 
 
@@ -685,6 +541,18 @@ def register(subparsers) -> None:
                    help="write one MCAP rosbag2 bag per episode under OUT/bags/")
     p.add_argument("--domain-id", type=int, default=None,
                    help="ROS_DOMAIN_ID for the stack (default $ROS_DOMAIN_ID, else random)")
+    p.add_argument("--mode", default="ros", choices=MODES,
+                   help="ros (default): the bringup graph's processes over DDS in real time; "
+                        "direct: one process, the sim driver's rules and the CLAP cores on a "
+                        "virtual clock (same episodes, figures and result files)")
+    p.add_argument("--policy", default="model", choices=POLICIES,
+                   help="model (default): the bundle drives; expert: the scripted expert, "
+                        "streamed as expert_node streams it")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="--mode direct: run episodes in this many processes (default 1)")
+    p.add_argument("--latency-ms", type=float, default=None,
+                   help="--mode direct: delay every inference output by this much virtual time "
+                        "instead of the wall time the inference really took")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -707,7 +575,17 @@ def run(args) -> int:
             seed=args.seed, out=args.out, timeout_s=args.timeout,
             randomize=not args.no_randomize, real_time_factor=args.real_time_factor,
             record_bags=args.record_bags, domain_id=args.domain_id,
-            params_file=args.params_file, progress=not args.no_progress)
+            params_file=args.params_file, progress=not args.no_progress, mode=args.mode,
+            policy=args.policy, jobs=args.jobs, latency_ms=args.latency_ms)
+        if cfg.mode == "direct":
+            from clap_ros.eval.direct_eval import evaluate
+            cfg.validate()
+            if cfg.policy != "expert":
+                resolve_model(cfg.model)   # a missing bundle is a usage error, before any work
+            result, out = evaluate(cfg)
+            print(report_markdown(result))
+            print("results in %s" % out.resolve())
+            return 0 if result["complete"] else 1
         evaluator = SimEvaluator(cfg)
     except (ValueError, EvalError) as e:
         print("clap-ros eval-sim: error: %s" % e, file=sys.stderr)

@@ -39,6 +39,13 @@ class EpisodeResult:
     counts: Dict[str, int] = field(default_factory=dict)
     appearance: dict = field(default_factory=dict)
     error: str = ""
+    rejected_commands: int = 0
+    # from /sim/status while recording: goal distance at the start, the end and the least seen;
+    # sim seconds from the start to the first status reporting success
+    goal_distance_start_m: Optional[float] = None
+    goal_distance_end_m: Optional[float] = None
+    goal_distance_min_m: Optional[float] = None
+    time_to_success_s: Optional[float] = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,9 +61,9 @@ class _Recorder:
     def __init__(self, domain_id: int, topics: Dict[str, Tuple[type, object]], use_sim_time: bool,
                  driver_name: str, joint_states_topic: str):
         import rclpy
+        from rcl_interfaces.srv import SetParameters
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
-        from rcl_interfaces.srv import SetParameters
         from std_srvs.srv import Trigger
 
         self.ctx = rclpy.Context()
@@ -72,6 +79,8 @@ class _Recorder:
         self.latest: Dict[str, bytes] = {}
         self.status: dict = {}
         self.status_count = 0
+        self.goal_min: Optional[float] = None
+        self.first_success_sim_time: Optional[float] = None
         for topic, (msg_type, qos) in topics.items():
             self.node.create_subscription(msg_type, topic, self._callback(topic), qos, raw=True)
         self.reset_client = self.node.create_client(Trigger, "/%s/reset" % driver_name)
@@ -112,6 +121,9 @@ class _Recorder:
     def _start_locked(self, t: int) -> None:
         self.bag, self.pending = self.pending, None
         self.start_status = dict(self.status)
+        d = self.start_status.get("goal_distance_m")
+        self.goal_min = None if d is None else float(d)
+        self.first_success_sim_time = None
         for topic in self.PRE_ROLL + (self.joint_states_topic,):
             if topic in self.latest and topic in self.bag.topics:
                 self.bag.write_cdr(topic, t, self.latest[topic])
@@ -139,6 +151,12 @@ class _Recorder:
         with self.lock:
             self.status = status
             self.status_count += 1
+            if self.bag is not None and status.get("resets") == self.start_status.get("resets"):
+                d = status.get("goal_distance_m")
+                if d is not None and (self.goal_min is None or float(d) < self.goal_min):
+                    self.goal_min = float(d)
+                if status.get("success") and self.first_success_sim_time is None:
+                    self.first_success_sim_time = float(status.get("sim_time", 0.0))
 
     def call(self, client, request, timeout: float):
         if not client.wait_for_service(timeout_sec=timeout):
@@ -198,6 +216,7 @@ def _recorded_topics(profile, command_mode: str, wrist_camera: bool):
     from sensor_msgs.msg import CameraInfo, Image, JointState
     from std_msgs.msg import Float64MultiArray, String
     from trajectory_msgs.msg import JointTrajectory
+
     from clap_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS
     drv = profile.driver
     topics = {
@@ -235,10 +254,11 @@ def record_episodes_ros(robot: str, task: str, seeds: Sequence[int], out_dir,
     ``domain_id`` None: $ROS_DOMAIN_ID, else a random one. ``expert_nice`` lowers the expert
     processes' CPU priority (their start-up overlaps the previous episode).
     """
-    from clap_ros.data.bags import BagWriter
-    from clap_ros.robots import load_profile
     from rclpy.serialization import serialize_message
     from std_msgs.msg import String
+
+    from clap_ros.data.bags import BagWriter
+    from clap_ros.robots import load_profile
 
     if command_mode not in COMMAND_MODES:
         raise ValueError("command_mode must be one of %s, not %r" % (COMMAND_MODES, command_mode))
@@ -369,6 +389,8 @@ def _record_one(recorder: _Recorder, expert: NodeProcess, profile, task: str, se
             with recorder.lock:
                 status = dict(recorder.status)
                 start = dict(recorder.start_status)
+                goal_min = recorder.goal_min
+                first_success = recorder.first_success_sim_time
         finally:
             recorder.stop_bag()
         outcome = {
@@ -386,8 +408,17 @@ def _record_one(recorder: _Recorder, expert: NodeProcess, profile, task: str, se
         bag.write_cdr(T.EPISODE_OUTCOME, recorder.now_ns(),
                       serialize_message(String(data=json.dumps(outcome, sort_keys=True))))
         counts = bag.counts
+    def dist(st):
+        return None if st.get("goal_distance_m") is None else float(st["goal_distance_m"])
+
+    end_d = dist(status)
     return EpisodeResult(
         seed=seed, bag=str(bag_path), success=outcome["success"],
         instruction=outcome["instruction"], duration_s=outcome["duration"],
         wall_s=time.monotonic() - wall0, expert_exit_code=rc, counts=counts,
-        appearance=outcome["appearance"], error=error)
+        appearance=outcome["appearance"], error=error,
+        rejected_commands=outcome["rejected_commands"], goal_distance_start_m=dist(start),
+        goal_distance_end_m=end_d,
+        goal_distance_min_m=min([d for d in (goal_min, end_d) if d is not None], default=None),
+        time_to_success_s=None if first_success is None
+        else first_success - float(start.get("sim_time", 0.0)))

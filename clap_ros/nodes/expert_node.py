@@ -23,10 +23,18 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from clap_ros import topics as T
 from clap_ros.control.trajectory import trajectory_chunk  # noqa: F401  (re-exported)
-from clap_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, STATE_QOS, ParameterError, declare,
-                                   duration_from_s, run_node)
-from clap_ros.nodes.common import declare_robot
+from clap_ros.nodes.common import (
+    COMMAND_QOS,
+    LATCHED_QOS,
+    STATE_QOS,
+    ParameterError,
+    declare,
+    declare_robot,
+    duration_from_s,
+    run_node,
+)
 from clap_ros.robots import ProfileError
+from clap_ros.sim.expert import ExpertStreamConfig, ExpertStreamer
 
 NODE_NAME = "expert_node"
 COMMAND_MODES = ("joint_trajectory", "forward_position")
@@ -48,17 +56,18 @@ class ExpertNode(Node):
         seed = declare(self, "seed", 0, "layout seed; must match the driver's", min_value=0,
                        max_value=2**31 - 1)
         randomize = declare(self, "randomize", True, "must match the driver's randomize")
-        self.mode = declare(self, "command_mode", "joint_trajectory", "how commands are sent",
+        d = ExpertStreamConfig()
+        self.mode = declare(self, "command_mode", d.command_mode, "how commands are sent",
                             choices=COMMAND_MODES)
-        self.chunk_period = declare(self, "chunk_period_s", 0.1,
+        self.chunk_period = declare(self, "chunk_period_s", d.chunk_period_s,
                                     "time between trajectory chunks, s", min_value=0.005,
                                     max_value=10.0)
-        self.horizon = declare(self, "chunk_horizon_s", 1.0, "time covered by one chunk, s",
+        self.horizon = declare(self, "chunk_horizon_s", d.chunk_horizon_s, "time covered by one chunk, s",
                                min_value=0.01, max_value=60.0)
-        self.point_period = declare(self, "point_period_s", 0.1,
+        self.point_period = declare(self, "point_period_s", d.point_period_s,
                                     "spacing of points inside a chunk, s", min_value=0.001,
                                     max_value=10.0)
-        self.command_rate = declare(self, "command_rate_hz", 100.0,
+        self.command_rate = declare(self, "command_rate_hz", d.command_rate_hz,
                                     "forward_position command rate, Hz", min_value=1.0,
                                     max_value=2000.0)
         self.wait_timeout = declare(self, "wait_timeout_s", 30.0,
@@ -91,6 +100,8 @@ class ExpertNode(Node):
                 "the sim (use joint_trajectory on the real arm)" % self.profile.name)
 
         world, self.plan = build_plan(robot, task, seed, randomize)
+        self.streamer = ExpertStreamer(self.plan, ExpertStreamConfig(
+            self.mode, self.chunk_period, self.horizon, self.point_period, self.command_rate))
         self.instruction = world.instruction
         q0, _, _ = self.plan.sample(0.0)
         self.plan_start = np.asarray(q0, dtype=np.float64)
@@ -111,8 +122,7 @@ class ExpertNode(Node):
         self.done_at: Optional[float] = None
         self.exit_code: Optional[int] = None
         self.sent = 0
-        period = self.chunk_period if self.mode == "joint_trajectory" else 1.0 / self.command_rate
-        self.timer = self.create_timer(period, self._tick)
+        self.timer = self.create_timer(self.streamer.config.period_s, self._tick)
         self.started_wall = self._now()
         self.get_logger().info("expert: '%s' (seed %d, %.2f s plan, %s)"
                                % (self.instruction, seed, self.plan.duration, self.mode))
@@ -163,21 +173,22 @@ class ExpertNode(Node):
             if now - self.done_at >= self.settle:
                 self.exit_code = 0
             return
-        _, _, grip = self.plan.sample(min(tau, self.plan.duration))
-        if self.mode == "joint_trajectory":
-            self._send_chunk(tau)
-        else:
-            q, _, _ = self.plan.sample(min(tau, self.plan.duration))
-            self.pub_fwd.publish(Float64MultiArray(data=[float(x) for x in q]))
-        self.pub_grip.publish(Float64MultiArray(data=[float(min(max(grip, 0.0), 1.0))]))
+        # The same commands the direct evaluator hands its driver core (ExpertStreamer).
+        for kind, payload in self.streamer.commands(tau):
+            if kind == "trajectory":
+                self._send_chunk(*payload)
+            elif kind == "forward":
+                self.pub_fwd.publish(Float64MultiArray(data=payload))
+            else:
+                self.pub_grip.publish(Float64MultiArray(data=payload))
         self.sent += 1
         if tau >= self.plan.duration:
             self.done_at = now
 
-    def _send_chunk(self, tau: float) -> None:
+    def _send_chunk(self, joint_names, points) -> None:
         msg = JointTrajectory()
-        msg.joint_names = list(self.profile.joint_names)  # stamp 0: start on receipt
-        for t, q, qd in trajectory_chunk(self.plan, tau, self.horizon, self.point_period):
+        msg.joint_names = list(joint_names)  # stamp 0: start on receipt
+        for t, q, qd in points:
             p = JointTrajectoryPoint()
             p.time_from_start = duration_from_s(t)
             p.positions = [float(x) for x in q]

@@ -339,3 +339,61 @@ def run_plan(world: SimWorld, plan, control_dt: float = 0.01, settle: float = 0.
         if on_step is not None:
             on_step(world, t)
     return world.success()
+
+
+# --- streaming a plan to a driver ---------------------------------------------------------------
+
+EXPERT_COMMAND_MODES = ("joint_trajectory", "forward_position")
+
+
+@dataclass(frozen=True)
+class ExpertStreamConfig:
+    """How a plan is streamed to a driver, the way a policy would send it (expert_node's
+    parameter defaults; the direct evaluator streams with the same)."""
+
+    command_mode: str = "joint_trajectory"
+    chunk_period_s: float = 0.1       # time between trajectory chunks
+    chunk_horizon_s: float = 1.0      # time covered by one chunk
+    point_period_s: float = 0.1       # spacing of points inside a chunk
+    command_rate_hz: float = 100.0    # forward_position stream rate
+
+    @property
+    def period_s(self) -> float:
+        """The streaming timer's period."""
+        if self.command_mode == "joint_trajectory":
+            return self.chunk_period_s
+        return 1.0 / self.command_rate_hz
+
+
+class ExpertStreamer:
+    """The commands of one streaming tick at plan time ``tau``: a JointTrajectory chunk (stamp 0,
+    start on receipt; every chunk replaces the last) or a forward-position command, then the
+    gripper opening. Commands are ("trajectory", (joint_names, point tuples)), ("forward", q)
+    and ("gripper", [opening]) in the driver core's terms (SimDriverCore.command)."""
+
+    def __init__(self, plan: Plan, config: ExpertStreamConfig = ExpertStreamConfig()):
+        from clap_ros.control.trajectory import trajectory_chunk
+        if config.command_mode not in EXPERT_COMMAND_MODES:
+            raise ValueError("command_mode must be one of %s, not %r"
+                             % (EXPERT_COMMAND_MODES, config.command_mode))
+        if config.chunk_horizon_s < config.chunk_period_s:
+            raise ValueError("chunk_horizon_s (%g) must be >= chunk_period_s (%g), or the arm "
+                             "would stop between chunks"
+                             % (config.chunk_horizon_s, config.chunk_period_s))
+        self._chunk = trajectory_chunk
+        self.plan = plan
+        self.config = config
+
+    def done(self, tau: float) -> bool:
+        return tau >= self.plan.duration
+
+    def commands(self, tau: float) -> list:
+        cfg = self.config
+        t = min(tau, self.plan.duration)
+        q, _, grip = self.plan.sample(t)
+        if cfg.command_mode == "joint_trajectory":
+            points = self._chunk(self.plan, tau, cfg.chunk_horizon_s, cfg.point_period_s)
+            arm = ("trajectory", (list(self.plan.joint_names), points))
+        else:
+            arm = ("forward", [float(x) for x in q])
+        return [arm, ("gripper", [float(min(max(grip, 0.0), 1.0))])]

@@ -9,15 +9,23 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
+from typing import Dict, List, Protocol, Sequence, Tuple
 
 import numpy as np
 
 from clap_ros.sim.scene import (BOWL_BOTTOM, BOWL_INNER_RADIUS, BOWL_WALL_HEIGHT, CUBE_HALF,
                                 GOAL_HALF)
 
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from clap_ros.sim.world import SimWorld
+
+class TaskState(Protocol):
+    """What a task's success predicate and goal distance read from a world (SimWorld has it);
+    a protocol, so the task registry does not import the world that imports it."""
+
+    def tcp_position(self) -> np.ndarray: ...
+
+    def object_position(self, role: str) -> np.ndarray: ...
+
+    def hand_touches(self, role: str) -> bool: ...
 
 # Where task objects are placed (world x/y, m): in front of the base, reachable by every arm.
 WORKSPACE = (0.38, 0.62, -0.18, 0.18)
@@ -77,7 +85,7 @@ class Task(ABC):
         """The language instruction, naming objects by their colours (role -> colour name)."""
 
     @abstractmethod
-    def success(self, world: "SimWorld") -> bool:
+    def success(self, world: TaskState) -> bool:
         """Whether the task is achieved in the world's current state."""
 
     @abstractmethod
@@ -85,7 +93,7 @@ class Task(ABC):
         """Expert TCP waypoints for this layout; ``home_yaw`` is the gripper yaw at reset."""
 
     @abstractmethod
-    def goal_distance(self, world: "SimWorld") -> float:
+    def goal_distance(self, world: TaskState) -> float:
         """Metres from what the task moves (the TCP, or the object) to where success puts it.
 
         A graded companion of ``success``: evaluations report how close an episode got, which

@@ -81,7 +81,7 @@ def test_fast_sim_time_driver_publishes_clock_and_follows_trajectories(tmp_path)
     ({"real_time_factor": 0.0}, "needs use_sim_time"),
     ({"task": "juggle"}, "must be one of"),
     ({"robot": "kuka"}, "unknown robot"),
-    ({"camera_rate_hz": -1.0}, "must be >= 0"),
+    ({"camera_rate_hz": -1.0}, "out of range, allowed 0 .. 240 Hz"),
     ({"seed": -3}, "seed"),
     ({"camera_width": "wide"}, "camera_width"),
 ])
