@@ -20,286 +20,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from clap_ros import topics as T
 from clap_ros.data.bags import BagError
+from clap_ros.eval.bag_data import (COMMAND_MODES, MODES,  # noqa: F401  (re-exported)
+                                    REPLAY_TRACKING_TOLERANCE_RAD, STAMP_CLOCK_TOLERANCE_S,
+                                    BagData, BagEvalConfig, BagEvalError, Replay, command_mode,
+                                    counts_from_diagnostics, decode_image, hdr_ns, read_bag,
+                                    resolve_topics, stack_params, stamp_s)
 
-MODES = ("offline", "ros")
-COMMAND_MODES = ("auto", "joint_trajectory", "forward_position")
-# In replay the measured joint states are the operator's, not the result of our commands, so the
-# action node's tracking check (measured pose vs recent commands) would stop the run as soon as
-# the policy disagrees with the operator. 3 rad (the parameter's maximum) effectively disables
-# it; the watchdog (stale inputs) stays active.
-REPLAY_TRACKING_TOLERANCE_RAD = 3.0
-# A header stamp further than this from the message's log time is on another clock (a camera's
-# hardware clock, a bag recorded without sim time): the log time stands in for it.
-STAMP_CLOCK_TOLERANCE_S = 1.0
 METRIC_GRID_HZ = 100.0     # commanded vs reference trajectories are compared on this grid
-
-
-class BagEvalError(RuntimeError):
-    """A bag (or the configuration) cannot be evaluated; the message names the cause."""
-
-
-@dataclass
-class BagEvalConfig:
-    bags: List[str]
-    out: str
-    model: str = "models/default"
-    mode: str = "offline"
-    rate: Optional[float] = 1.0             # ros mode replay speed; None = as fast as possible
-    topic_map: Optional[str] = None
-    robot: Optional[str] = None             # None: the model bundle's robot
-    command_mode: str = "auto"              # auto: what the bag's operator commands used
-    backend: str = "cpu"
-    seed: int = 0
-    planner_rate_hz: float = 5.0
-    instruction: Optional[str] = None       # overrides the bag's instruction
-    domain_id: Optional[int] = None         # ros mode
-    progress: bool = True
-
-    def validate(self) -> None:
-        if not self.bags:
-            raise BagEvalError("no --bag given")
-        if self.mode not in MODES:
-            raise BagEvalError("--mode must be one of %s, got %r" % (", ".join(MODES), self.mode))
-        if self.command_mode not in COMMAND_MODES:
-            raise BagEvalError("--command-mode must be one of %s" % ", ".join(COMMAND_MODES))
-        if self.rate is not None and not (math.isfinite(self.rate) and self.rate > 0):
-            raise BagEvalError("--rate must be > 0 or 'max', got %r" % self.rate)
-        if not self.planner_rate_hz > 0:
-            raise BagEvalError("--planner-rate must be > 0")
-
-
-# --- topics and images --------------------------------------------------------------------------
-def resolve_topics(profile, topic_map: Optional[str]):
-    """Topic names to read: a --topic-map file (clap_ros.data.topic_map, imported only then) or
-    the defaults (the recorder's names, driver topics from the robot profile)."""
-    if topic_map:
-        from clap_ros.data.topic_map import TopicMap
-        return TopicMap.load(topic_map).resolve(profile)
-    return SimpleNamespace(camera=T.CAMERA_IMAGE, camera_info=T.CAMERA_INFO,
-                           joint_states=profile.driver.joint_states_topic,
-                           instruction=T.INSTRUCTION, arm_command="",
-                           gripper_command=profile.driver.gripper_command_topic)
-
-
-def decode_image(msg: Any, msgtype: str) -> np.ndarray:
-    """RGB uint8 from an Image / CompressedImage; ImageEncodingError names an unknown encoding."""
-    try:
-        from clap_ros.data.images import decode_image_msg
-    except ImportError:
-        decode_image_msg = None
-    if decode_image_msg is not None:
-        return decode_image_msg(msg, msgtype)
-    from clap_ros.data.images import compressed_to_rgb
-    from clap_ros.inference.preprocess import rgb_from_msg
-    if msgtype.endswith("CompressedImage"):
-        return compressed_to_rgb(msg)
-    return rgb_from_msg(msg)
-
-
-def stamp_s(header_ns: int, log_ns: int) -> float:
-    """A message's time on the bag clock (s): its header stamp when that is on the log clock,
-    else the log time."""
-    if header_ns and abs(header_ns - log_ns) <= STAMP_CLOCK_TOLERANCE_S * 1e9:
-        return header_ns * 1e-9
-    return log_ns * 1e-9
-
-
-def _hdr_ns(msg) -> int:
-    st = msg.header.stamp
-    return int(st.sec) * 1_000_000_000 + int(st.nanosec)
-
-
-# --- pass 1: what the bag holds -------------------------------------------------------------------
-@dataclass
-class BagData:
-    """Everything but the images, read once; times are bag log times in ns."""
-
-    path: Path
-    topics: Any
-    start_ns: int
-    end_ns: int
-    js_t: List[int] = field(default_factory=list)
-    js_q: List[np.ndarray] = field(default_factory=list)
-    js_grip: List[float] = field(default_factory=list)
-    commands: List[Tuple[int, str, Any]] = field(default_factory=list)   # (t, traj|fwd, msg)
-    arm_topic: Optional[str] = None
-    arm_kind: Optional[str] = None          # "traj" | "fwd" | None (no commands recorded)
-    grip_t: List[int] = field(default_factory=list)
-    grip_v: List[float] = field(default_factory=list)
-    image_t: List[int] = field(default_factory=list)
-    image_encoding: str = ""
-    has_camera_info: bool = False
-    instructions: List[Tuple[int, str]] = field(default_factory=list)
-    instruction_source: str = "topic"       # topic (replayed at its times) | override | outcome
-    notes: List[str] = field(default_factory=list)
-
-    @property
-    def reference(self) -> str:
-        return "commands" if self.commands else "joint_states"
-
-
-def read_bag(path: Path, profile, topics, instruction: Optional[str] = None) -> BagData:
-    """Check a bag and read its non-image streams. BagError / BagEvalError name the problem:
-    missing/corrupt/truncated bag, missing topics, joint names, image encoding, instruction."""
-    from clap_ros.data.bags import BagReader, deserialize
-    from clap_ros.data.images import ImageEncodingError
-    from clap_ros.robots import ProfileError
-    drv = profile.driver
-    with BagReader(path) as r:
-        have = r.topics
-        r.require([topics.camera, topics.joint_states])
-        d = BagData(path=Path(path), topics=topics, start_ns=r.start_time_ns, end_ns=r.end_time_ns)
-        cands = []
-        for t in (topics.arm_command, drv.trajectory_topic, drv.forward_topic):
-            if t and t in have and r.message_counts.get(t, 0) and t not in cands:
-                cands.append(t)
-        if topics.arm_command and topics.arm_command not in have:
-            raise BagError("bag %s: missing topic(s) %s (the topic map's arm_command)"
-                           % (path, topics.arm_command))
-        if cands:
-            d.arm_topic = cands[0]
-            mt = have[d.arm_topic]
-            if mt.endswith("JointTrajectory"):
-                d.arm_kind = "traj"
-            elif mt.endswith("Float64MultiArray"):
-                d.arm_kind = "fwd"
-            else:
-                raise BagEvalError("bag %s: arm command topic %s has type %s (need "
-                                   "trajectory_msgs/JointTrajectory or std_msgs/Float64MultiArray)"
-                                   % (path, d.arm_topic, mt))
-        else:
-            d.notes.append("no arm command topic (%s) in the bag: the reference is the recorded "
-                           "joint_states" % " or ".join(
-                               t for t in (topics.arm_command, drv.trajectory_topic,
-                                           drv.forward_topic) if t))
-        d.has_camera_info = bool(topics.camera_info in have
-                                 and r.message_counts.get(topics.camera_info, 0))
-        if not d.has_camera_info:
-            d.notes.append("no %s in the bag: frames are not undistorted" % topics.camera_info)
-        wanted = [topics.joint_states, topics.instruction, topics.gripper_command,
-                  T.EPISODE_OUTCOME, T.SIM_STATUS, topics.camera] + ([d.arm_topic] if d.arm_topic
-                                                                    else [])
-        grip_names = set(profile.gripper.joint_names)
-        fallback_instruction = None
-        for topic, msgtype, ts, data in r.raw_messages(wanted):
-            if topic == topics.camera:
-                if not d.image_t:
-                    try:
-                        rgb = decode_image(deserialize(data, msgtype), msgtype)
-                    except ImageEncodingError as e:
-                        raise BagEvalError("bag %s: %s: %s" % (path, topics.camera, e)) from None
-                    except Exception as e:
-                        raise BagError("bag %s: first message on %s does not deserialise as %s "
-                                       "(%s)" % (path, topic, msgtype, e)) from None
-                    d.image_encoding = "%dx%d" % (rgb.shape[1], rgb.shape[0])
-                d.image_t.append(ts)
-                continue
-            try:
-                msg = deserialize(data, msgtype)
-            except Exception as e:
-                raise BagError("bag %s: message on %s at %d ns does not deserialise as %s (%s)"
-                               % (path, topic, ts, msgtype, e)) from None
-            if topic == topics.joint_states:
-                names = list(msg.name)
-                pos = np.asarray(msg.position, dtype=np.float64)
-                try:
-                    q = profile.reorder(names, pos)
-                except ProfileError as e:
-                    raise BagEvalError("bag %s: %s joint names do not match robot profile '%s': %s"
-                                       % (path, topic, profile.name, e)) from None
-                g = [pos[i] for i, n in enumerate(names) if n in grip_names and i < len(pos)]
-                d.js_t.append(ts)
-                d.js_q.append(q)
-                d.js_grip.append(profile.gripper.command_from_position(float(np.mean(g)))
-                                 if g else np.nan)
-            elif topic == d.arm_topic:
-                d.commands.append((ts, d.arm_kind, msg if d.arm_kind == "traj"
-                                   else np.asarray(msg.data, dtype=np.float64)))
-            elif topic == topics.gripper_command:
-                if len(msg.data):
-                    d.grip_t.append(ts)
-                    d.grip_v.append(float(np.clip(msg.data[0], 0.0, 1.0)))
-            elif topic == topics.instruction:
-                d.instructions.append((ts, str(msg.data).strip()))
-            elif topic in (T.EPISODE_OUTCOME, T.SIM_STATUS) and fallback_instruction is None:
-                try:
-                    fallback_instruction = json.loads(msg.data).get("instruction")
-                except (ValueError, AttributeError):
-                    pass
-    if not d.js_t or not d.image_t:
-        raise BagError("bag %s: missing topic(s) %s" % (path, topics.joint_states if not d.js_t
-                                                         else topics.camera))
-    if instruction:
-        d.instructions = [(d.start_ns, instruction)]
-        d.instruction_source = "override"
-    elif not any(text for _, text in d.instructions):
-        if fallback_instruction:
-            d.instructions = [(d.start_ns, str(fallback_instruction))]
-            d.instruction_source = "outcome"
-            d.notes.append("instruction from the episode outcome/status (no %s)"
-                           % topics.instruction)
-        else:
-            raise BagError("bag %s: missing topic(s) %s: no instruction to plan with (pass "
-                           "--instruction)" % (path, topics.instruction))
-    return d
-
-
-# --- what a run of the stack produced -------------------------------------------------------------
-@dataclass
-class Replay:
-    """Everything the stack did during one bag, on the bag's log clock (ns)."""
-
-    mode: str
-    command_mode: str
-    arm: List[Tuple[int, str, Any]] = field(default_factory=list)   # (t, traj|fwd, msg|q)
-    gripper: List[Tuple[int, float]] = field(default_factory=list)
-    latency_s: List[float] = field(default_factory=list)
-    latency_source: str = ""
-    rf_chunks: List[Tuple[float, np.ndarray]] = field(default_factory=list)  # (frame s, [H, A])
-    counts: Dict[str, int] = field(default_factory=dict)
-    latents: int = 0
-    plans: int = 0
-    stops: List[Tuple[float, str]] = field(default_factory=list)
-    wall_s: float = 0.0
-    extra: Dict[str, Any] = field(default_factory=dict)
-    output_bag: Optional[str] = None
-
-
-class _DeferredAct:
-    """The runtime as ActionController sees it, with ``act`` computed ahead of time: the offline
-    replay runs the RF graph when the worker would start (to measure how long it takes) and lets
-    ``ActionController.infer_once`` pick the result up when the worker would finish."""
-
-    def __init__(self, runtime):
-        self._rt = runtime
-        self.result: Optional[np.ndarray] = None
-
-    def __getattr__(self, name):
-        return getattr(self._rt, name)
-
-    def act(self, latent, plan_indices, state, rng=None):
-        out, self.result = self.result, None
-        if out is None:
-            raise RuntimeError("offline replay: act() without a precomputed chunk")
-        return out
-
-
-def _command_mode(cfg: BagEvalConfig, data: BagData) -> str:
-    if cfg.command_mode != "auto":
-        return cfg.command_mode
-    return "forward_position" if data.arm_kind == "fwd" else "joint_trajectory"
 
 
 def _traj_msg(tr) -> Any:
@@ -310,194 +47,69 @@ def _traj_msg(tr) -> Any:
 
 
 def replay_offline(data: BagData, runtime, profile, cfg: BagEvalConfig) -> Replay:
-    """Drive ClapRuntime + ActionController with the bag on a virtual clock (module docstring)."""
-    import heapq
-    from clap_ros.control.watchdog import State
+    """Feed the bag into a VirtualStack (the nodes' cores on the bag's log clock) and collect
+    what it commanded. Nothing here decides anything: the stack runs the cores with the
+    parameters ``stack_params`` gives (the nodes' schemas, filled for a replay)."""
     from clap_ros.data.bags import BagReader
-    from clap_ros.inference.preprocess import Calibration, Preprocessor
-    from clap_ros.nodes.action_logic import ActionConfig, ActionController
-    from clap_ros.nodes.clap_logic import state_from_joint_state
+    from clap_ros.runtime.virtual_stack import ARM, GRIPPER, TRAJECTORY, VirtualStack
 
-    mode = _command_mode(cfg, data)
-    proxy = _DeferredAct(runtime)
-    ctl = ActionController(profile, proxy, ActionConfig(
-        command_mode=mode, tracking_tolerance_rad=REPLAY_TRACKING_TOLERANCE_RAD, seed=cfg.seed))
-    b = runtime.bundle
-    rep = Replay(mode="offline", command_mode=mode,
+    sp = stack_params(cfg, data, profile)
+    stack = VirtualStack(profile, runtime, sp, latency_ms=cfg.latency_ms)
+    rep = Replay(mode="offline", command_mode=sp.action.command_mode,
                  latency_source="exact: camera frame stamp -> first command from its chunk")
     tp = data.topics
     t_first = data.start_ns * 1e-9
     t_end = data.end_ns * 1e-9
-    events: List[Tuple[float, int, Any]] = []
-    seq = [0]
 
-    def at(t: float, fn) -> None:
-        seq[0] += 1
-        heapq.heappush(events, (t, seq[0], fn))
-
-    st = SimpleNamespace(latent=None, latent_stamp=-math.inf, latent_seq=0, js=None, js_t=-math.inf,
-                         instruction="", instr_version=0, planned=(0, -1), enc_busy=False,
-                         enc_pending=None, act_busy=False, prev_state=State.HOLD, have_cal=False,
-                         grip_cmd=None)
-
-    # encoder worker: newest frame only, busy for the encode's wall time
-    def encode(t: float, rgb: np.ndarray, stamp: float) -> None:
-        st.enc_busy = True
-        t0 = time.perf_counter()
-        lat = runtime.encode(rgb)
-        done = t + (time.perf_counter() - t0)
-
-        def deliver(now=done, lat=lat, stamp=stamp):
-            st.latent, st.latent_stamp = lat, stamp
-            st.latent_seq += 1
-            rep.latents += 1
-            ctl.on_latent(lat, stamp, now)
-            st.enc_busy = False
-            if st.enc_pending is not None:
-                pending, st.enc_pending = st.enc_pending, None
-                encode(now, *pending)
-            kick_worker(now)
-        at(done, deliver)
-
-    # planner: planner_node._plan_once's gating on the virtual clock
-    def plan_tick(t: float) -> None:
-        at(t + 1.0 / cfg.planner_rate_hz, lambda: plan_tick(t + 1.0 / cfg.planner_rate_hz))
-        if not st.instruction or st.latent is None or st.js is None:
-            return
-        if (st.latent_seq, st.instr_version) == st.planned:
-            return
-        if t - st.js_t > 0.5 or t - st.latent_stamp > 1.0:   # max_state_age_s, max_latent_age_s
-            return
-        names, pos = st.js
-        state, measured = state_from_joint_state(profile, names, pos)
-        if not measured and st.grip_cmd is not None:
-            state[-1] = st.grip_cmd
-        t0 = time.perf_counter()
-        indices, _ = runtime.plan(st.latent, st.instruction, state)
-        done = t + (time.perf_counter() - t0)
-        stamp = st.latent_stamp
-        st.planned = (st.latent_seq, st.instr_version)
-
-        def deliver(now=done, indices=indices, stamp=stamp):
-            ctl.on_plan_tokens(indices)
-            ctl.on_plan(stamp, now)
-            rep.plans += 1
-        at(done, deliver)
-
-    # action node's worker: one RF inference at a time on the newest latent
-    def kick_worker(t: float) -> None:
-        if st.act_busy:
-            return
-        job = ctl.take_job()
-        if job is None:
-            return
-        st.act_busy = True
-        t0 = time.perf_counter()
-        proxy.result = runtime.act(job.latent, job.tokens, job.state, ctl.rng)
-        done = t + (time.perf_counter() - t0)
-        rep.rf_chunks.append((job.stamp, np.asarray(runtime.joint_targets(proxy.result,
-                                                                          job.state))))
-
-        def finish(now=done, job=job):
-            ctl.infer_once(job, lambda: now)
-            proxy.result = None
-            st.act_busy = False
-            kick_worker(now)
-        at(done, finish)
-
-    period = ctl.cfg.tick_period_s
-
-    def tick(t: float) -> None:
-        at(t + period, lambda: tick(t + period))
-        out = ctl.tick(t)
-        t_ns = int(round(t * 1e9))
-        if out.state is State.STOPPING and st.prev_state is State.RUN:
-            rep.stops.append((t - t_first, ctl.watchdog.reason))
-        st.prev_state = out.state
-        if out.trajectory is not None:
-            rep.arm.append((t_ns, "traj", _traj_msg(out.trajectory)))
-        if out.arm is not None:
-            rep.arm.append((t_ns, "fwd", np.array(out.arm, dtype=np.float64)))
-        if out.gripper is not None:
-            rep.gripper.append((t_ns, float(out.gripper)))
-            st.grip_cmd = float(out.gripper)
-        lat = ctl.pop_frame_to_command()
-        if lat is not None:
-            rep.latency_s.append(lat)
-        kick_worker(t)
-
-    def run_until(t: float) -> None:
-        while events and events[0][0] <= t:
-            _, _, fn = heapq.heappop(events)
-            fn()
+    def collect(outs) -> None:
+        for o in outs:
+            t_ns = int(round(o.t * 1e9))
+            if o.kind == TRAJECTORY:
+                rep.arm.append((t_ns, "traj", _traj_msg(o.value)))
+            elif o.kind == ARM:
+                rep.arm.append((t_ns, "fwd", o.value))
+            elif o.kind == GRIPPER:
+                rep.gripper.append((t_ns, float(o.value)))
 
     wall0 = time.perf_counter()
-    ctl.enable(t_first)
-    at(t_first, lambda: tick(t_first))
-    at(t_first, lambda: plan_tick(t_first))
+    stack.start(t_first)
     instr_topic = tp.instruction if data.instruction_source == "topic" else None
     if instr_topic is None:
         # not on the bag's topic (override / outcome): known from the start
-        st.instruction, st.instr_version = data.instructions[0][1], 1
+        stack.on_instruction(data.instructions[0][1], t_first)
     topics_b = [tp.camera, tp.joint_states] + ([tp.camera_info] if data.has_camera_info else []) \
         + ([instr_topic] if instr_topic else [])
     bar = _bar(cfg, len(data.image_t), "offline %s" % data.path.name)
     with BagReader(data.path) as r:
         for topic, msgtype, ts, msg in r.messages(topics_b):
             t = ts * 1e-9
-            run_until(t)
+            collect(stack.advance_to(t))
             if topic == tp.camera:
                 bar.update(1)
-                if data.has_camera_info and not st.have_cal:
-                    continue                  # encoder_node's require_camera_info
-                rgb = decode_image(msg, msgtype)
-                stamp = stamp_s(_hdr_ns(msg), ts)
-                if st.enc_busy:
-                    st.enc_pending = (rgb, stamp)
-                else:
-                    encode(t, rgb, stamp)
+                stack.on_frame(decode_image(msg, msgtype), stamp_s(hdr_ns(msg), ts), t)
             elif topic == tp.camera_info:
-                if not st.have_cal:
-                    runtime.preprocessor = Preprocessor(b.image_height, b.image_width,
-                                                        Calibration.from_camera_info(msg))
-                    st.have_cal = True
+                stack.on_camera_info(msg, t)
             elif topic == tp.joint_states:
-                st.js = (list(msg.name), np.asarray(msg.position, dtype=np.float64))
-                st.js_t = t
-                ctl.on_joint_state(msg.name, msg.position, stamp_s(_hdr_ns(msg), ts), t)
+                stack.on_joint_state(list(msg.name), list(msg.position),
+                                     stamp_s(hdr_ns(msg), ts), t)
             elif topic == instr_topic:
-                text = str(msg.data).strip()
-                if text and text != st.instruction:
-                    st.instruction = text
-                    st.instr_version += 1
-    run_until(t_end)
+                stack.on_instruction(str(msg.data), t)
+    collect(stack.advance_to(t_end))
     bar.close()
     rep.wall_s = time.perf_counter() - wall0
-    d = ctl.diagnostics(t_end)
-    rep.counts = _counts_from_diagnostics(d)
+    rec = stack.record
+    rep.latents, rep.plans = rec.latents, rec.plans
+    rep.latency_s = list(rec.frame_to_command_s)
+    rep.rf_chunks = list(rec.rf_chunks)
+    rep.stops = [(t - t_first, reason) for t, reason in rec.stops]
+    d = stack.action.diagnostics(t_end)
+    rep.counts = counts_from_diagnostics(d)
     rep.counts["watchdog_stops"] = len(rep.stops)
     rep.extra["final_state"] = d.get("state")
     rep.extra["final_reason"] = d.get("reason")
+    rep.extra["latency_model"] = ("fixed %g ms per model call" % cfg.latency_ms
+                                  if cfg.latency_ms is not None else "measured wall time")
     return rep
-
-
-def _counts_from_diagnostics(d: Dict[str, Any]) -> Dict[str, int]:
-    """Counters from the action node's diagnostics (the controller's dict, or the values of its
-    /clap/diagnostics status): the same keys in both modes."""
-    def num(k):
-        try:
-            return int(float(d.get(k, 0) or 0))
-        except (TypeError, ValueError):
-            return 0
-    safety = {k: num(k) for k in d if (k.startswith("safety_") or k.startswith("trajectory_"))
-              and k not in ("trajectory_time_scale",)}
-    c = {"chunks_accepted": num("chunks_accepted"), "chunks_rejected": num("chunks_rejected"),
-         "inferences": num("inferences"), "inference_errors": num("inference_errors"),
-         "tracking_faults": num("tracking_faults"), "commands": num("commands"),
-         "trajectories": num("trajectories")}
-    c["safety_interventions"] = sum(safety.values())
-    c.update(safety)
-    return c
 
 
 def _bar(cfg: BagEvalConfig, total: int, desc: str):
@@ -684,8 +296,7 @@ class BagEvaluator:
             topics = resolve_topics(profile, cfg.topic_map)
         except (ValueError, OSError) as e:        # TopicMapError is a ValueError
             raise BagEvalError("--topic-map %s: %s" % (cfg.topic_map, e)) from None
-        horizon = bundle.chunk_length * float(bundle.manifest.get("chunk_dt_s")
-                                              or 1.0 / bundle.control_rate_hz)
+        horizon = bundle.chunk_length * bundle.chunk_dt_s
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
         runtime = None
@@ -821,6 +432,9 @@ def register(subparsers) -> None:
     p.add_argument("--backend", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"),
                    help="inference backend (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="RF noise seed (default 0)")
+    p.add_argument("--latency-ms", type=float, default=None,
+                   help="offline mode: delay every model call's result by this many ms of "
+                        "virtual time instead of the wall time it really took")
     p.add_argument("--domain-id", type=int, default=None,
                    help="ros mode: ROS_DOMAIN_ID (default $ROS_DOMAIN_ID, else random)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -848,6 +462,7 @@ def run(args) -> int:
                         rate=args.rate, topic_map=args.topic_map, robot=args.robot,
                         command_mode=args.command_mode, backend=args.backend, seed=args.seed,
                         instruction=args.instruction, domain_id=args.domain_id,
+                        latency_ms=args.latency_ms,
                         progress=not args.no_progress)
     try:
         summary = BagEvaluator(cfg, log=lambda *a, **k: print(*a, **k)).run()

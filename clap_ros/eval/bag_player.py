@@ -22,9 +22,9 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from clap_ros import topics as T
-from clap_ros.eval.bag_eval import (REPLAY_TRACKING_TOLERANCE_RAD, BagData, BagEvalConfig,
-                                    BagEvalError, Replay, _command_mode, _counts_from_diagnostics,
-                                    decode_image, stamp_s)
+from clap_ros.eval.bag_data import (BagData, BagEvalConfig, BagEvalError, Replay,
+                                    counts_from_diagnostics, decode_image, hdr_ns, node_params,
+                                    stack_params, stamp_s)
 
 CLOCK_PERIOD_S = 0.005        # sim-time spacing of /clock while waiting for the next message
 STARTUP_TIMEOUT_S = 180.0     # three nodes loading ONNX graphs on a loaded 2-core machine
@@ -51,26 +51,18 @@ def replay_ros(data: BagData, profile, cfg: BagEvalConfig, model_dir: Path, out_
     if domain is None:
         env = os.environ.get("ROS_DOMAIN_ID", "")
         domain = int(env) if env.isdigit() else random.SystemRandom().randint(1, 100)
-    mode = _command_mode(cfg, data)
-    robot = cfg.robot or profile.name
-    common = {"model": str(model_dir), "backend": cfg.backend, "threads": 1,
-              "use_sim_time": True}
+    sp = stack_params(cfg, data, profile)
+    mode = sp.action.command_mode
+    params = node_params(sp, model_dir)
     logs = out_dir / "logs"
-    specs = [
-        ("encoder_node", dict(common, require_camera_info=data.has_camera_info)),
-        ("planner_node", dict(common, robot=robot, planner_rate_hz=cfg.planner_rate_hz)),
-        # enable_on_start: nobody calls ~/enable in a replay; the large tracking tolerance:
-        # see REPLAY_TRACKING_TOLERANCE_RAD (the measured joint states are the operator's).
-        ("action_node", dict(common, robot=robot, command_mode=mode, enable_on_start=True,
-                             tracking_tolerance_rad=REPLAY_TRACKING_TOLERANCE_RAD,
-                             seed=cfg.seed)),
-    ]
+    # the same parameters as the offline replay (clap_ros.eval.bag_data.stack_params)
+    specs = [(name, params[name]) for name in ("encoder_node", "planner_node", "action_node")]
     procs = []
     player = None
     wall0 = time.perf_counter()
     try:
-        for name, params in specs:
-            procs.append(spawn_node("clap_ros.nodes.%s" % name, name=name, params=params,
+        for name, node_p in specs:
+            procs.append(spawn_node("clap_ros.nodes.%s" % name, name=name, params=node_p,
                                     domain_id=domain, log_path=logs / ("%s.log" % name)))
         player = _Player(data, profile, mode, domain, out_bag)
         player.wait_ready(procs)
@@ -214,7 +206,7 @@ class _Player:
                     self._publish_instruction(str(deserialize(data, msgtype).data))
                     continue
                 msg = deserialize(data, msgtype)
-                new_ns = int(round(stamp_s(_hdr_ns(msg), ts) * 1e9)) + self.offset_ns
+                new_ns = int(round(stamp_s(hdr_ns(msg), ts) * 1e9)) + self.offset_ns
                 if kind == "camera":
                     bar.update(1)
                     if msgtype.endswith("/Image") and msg.encoding in NATIVE_ENCODINGS:
@@ -249,10 +241,6 @@ class _Player:
             self._spin.join(timeout=2.0)
 
 
-def _hdr_ns(msg) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
 def read_replay(out_bag: Path, command_mode: str, offset_ns: int, arm_topic: str,
                 grip_topic: str) -> Replay:
     """The stack's outputs from a recorded replay bag, as a Replay on the input bag's clock."""
@@ -268,7 +256,7 @@ def read_replay(out_bag: Path, command_mode: str, offset_ns: int, arm_topic: str
     with BagReader(out_bag) as r:
         for topic, msgtype, ts, msg in r.messages():
             if topic == T.LATENT:
-                latents.append((ts, _hdr_ns(msg) - offset_ns))
+                latents.append((ts, hdr_ns(msg) - offset_ns))
                 rep.latents += 1
             elif topic == T.PLAN:
                 rep.plans += 1
@@ -292,7 +280,7 @@ def read_replay(out_bag: Path, command_mode: str, offset_ns: int, arm_topic: str
         if k + 1 < len(latents) and latents[k + 1][0] <= cmd_t[i]:
             continue
         rep.latency_s.append((cmd_t[i] - stamp_ns) * 1e-9)
-    rep.counts = _counts_from_diagnostics(diag)
+    rep.counts = counts_from_diagnostics(diag)
     # /clap/diagnostics is a 1 Hz snapshot: a stop shorter than a second can hide between two.
     rep.counts["watchdog_stops"] = sum(1 for a, b in zip(states, states[1:])
                                        if a == "run" and b != "run")

@@ -28,12 +28,13 @@ class InputError(ValueError):
     """An input message the node cannot use; the message says why."""
 
 
-def clip_text(text: Any, limit: int = LOG_TEXT_CHARS) -> str:
-    """``text`` for a log line: repr-quoted, cut at ``limit`` characters with its length."""
+def clip_text(text: Any, limit: int = LOG_TEXT_CHARS, quote: bool = True) -> str:
+    """``text`` for a log line: repr-quoted (``quote``), cut at ``limit`` characters with its
+    length."""
     s = str(text)
     if len(s) <= limit:
-        return repr(s)
-    return "%r... (%d chars)" % (s[:limit], len(s))
+        return repr(s) if quote else s
+    return ("%r... (%d chars)" if quote else "%s... (%d chars)") % (s[:limit], len(s))
 
 
 class LatestSlot:

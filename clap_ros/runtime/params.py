@@ -207,8 +207,9 @@ WATCHED_INPUTS = ("latent", "plan", "joint_states")
 class RuntimeParams(Schema):
     """What every CLAP node needs to run the bundle (declared by nodes/runtime_params.py)."""
 
-    model: str = param("models/default", "model bundle directory (relative: working directory, "
-                       "then the package/repository, then share/clap_ros)")
+    model: str = param("", "model bundle directory ('' = the robot profile's default_model; "
+                       "relative: working directory, then the ament index share/clap_ros, then "
+                       "the source checkout, then the install prefix)")
     backend: str = param("auto", "inference backend; auto picks the best available and logs why",
                          choices=BACKENDS)
     threads: int = param(1, "onnxruntime intra-op threads per graph", low=1, high=64)
@@ -221,6 +222,8 @@ class RuntimeParams(Schema):
 class EncoderParams(RuntimeParams):
     """encoder_node: camera images -> /clap/latent."""
 
+    robot: str = param("fr3", "robot whose default bundle (default_model) is loaded when model "
+                       "is ''")
     image_topic: str = param("/camera/image_raw", "camera image to encode")
     camera_info_topic: str = param("/camera/camera_info",
                                    "CameraInfo of that camera (used unless calibration_file is "

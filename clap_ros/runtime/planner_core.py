@@ -214,6 +214,6 @@ class PlannerCore:
 
     def diagnostics(self) -> Dict[str, Any]:
         d: Dict[str, Any] = dict(self.counters)
-        d["instruction"] = clip_text(self._instruction) if self._instruction else ""
+        d["instruction"] = clip_text(self._instruction, quote=False)
         d["instruction_chars"] = len(self._instruction)
         return d
