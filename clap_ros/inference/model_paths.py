@@ -111,6 +111,11 @@ def find_model_dir(model: str, robot=None, param: str = "model") -> Path:
 
     Raises ModelNotFoundError listing every place looked and what to pass instead.
     """
+    return locate_model(model, robot, param)[1]
+
+
+def locate_model(model: str, robot=None, param: str = "model") -> Tuple[str, Path]:
+    """(where it was found, bundle directory) for ``model``; see find_model_dir."""
     model = str(model or "").strip()
     robot_name = getattr(robot, "name", None)
     if not model:
@@ -120,9 +125,9 @@ def find_model_dir(model: str, robot=None, param: str = "model") -> Path:
                 "parameter '%s' is empty and robot %s has no default_model: pass %s:=<bundle "
                 "directory>" % (param, repr(robot_name) if robot_name else "(none)", param))
     found = candidates(model)
-    for _, c in found:
+    for label, c in found:
         if c.is_dir():
-            return c
+            return label, c
     looked = "; ".join("%s: %s" % (label, c) for label, c in found)
     for_robot = (" (the default bundle of robot '%s')" % robot_name) if robot_name else ""
     raise ModelNotFoundError(

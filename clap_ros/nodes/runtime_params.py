@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from clap_ros.inference.model_paths import ModelNotFoundError, find_model_dir
+from clap_ros.inference.model_paths import ModelNotFoundError, locate_model
 from clap_ros.nodes.common import ParameterError, declare
 
 BACKENDS = ("auto", "cpu", "cuda", "tensorrt")
@@ -33,7 +33,7 @@ def declare_runtime(node, calibration=None, check_robot: Optional[str] = None):
                       min_value=1, max_value=64)
     cache_dir = declare(node, "engine_cache_dir", "",
                         "TensorRT engine cache directory ('' = default cache)")
-    path = _model_dir(node, model, check_robot)
+    found_in, path = _model_dir(node, model, check_robot)
     try:
         bundle = load_bundle(path)
     except BundleError as e:
@@ -49,14 +49,14 @@ def declare_runtime(node, calibration=None, check_robot: Optional[str] = None):
     except (InferenceError, OSError, RuntimeError) as e:
         raise ParameterError("parameter 'model' = %r: cannot start inference (%s)"
                              % (model, e)) from None
-    node.get_logger().info("model %s (robot %s) on backend %s: %s"
-                           % (path, bundle.robot, rt.backend, rt.backend_reason))
+    node.get_logger().info("model %s (found in the %s; robot %s) on backend %s: %s"
+                           % (path, found_in, bundle.robot, rt.backend, rt.backend_reason))
     return rt
 
 
 def _model_dir(node, model: str, robot_name: Optional[str]):
-    """The bundle directory for ``model``; an empty one follows the node's ``robot`` (a node
-    without one, the encoder, gets a ``robot`` parameter just for this)."""
+    """(where, bundle directory) for ``model``; an empty one follows the node's ``robot`` (a
+    node without one, the encoder, gets a ``robot`` parameter just for this)."""
     from clap_ros.robots import ProfileError, load_profile
     if robot_name is None:
         if node.has_parameter("robot"):
@@ -69,6 +69,6 @@ def _model_dir(node, model: str, robot_name: Optional[str]):
     except (ProfileError, OSError, ValueError) as e:
         raise ParameterError("parameter 'robot' = %r: %s" % (robot_name, e)) from None
     try:
-        return find_model_dir(model, profile)
+        return locate_model(model, profile)
     except ModelNotFoundError as e:
         raise ParameterError("parameter 'model' = %r: %s" % (model, e)) from None
