@@ -133,7 +133,13 @@ class EncoderCore:
                 return refused
         t0 = self.perf()
         try:
-            rgb = image if isinstance(image, np.ndarray) else rgb_from_msg(image)
+            if isinstance(image, np.ndarray):
+                if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                    raise ImageEncodingError("expected a uint8 HxWx3 RGB array, got %s %s"
+                                             % (image.dtype, list(image.shape)))
+                rgb = image
+            else:
+                rgb = rgb_from_msg(image)
             with self._lock:
                 latent = self.runtime.encode(rgb)
         except ImageEncodingError as e:
