@@ -44,17 +44,21 @@ class ModeFigures:
     wall_per_episode_mean_s: Optional[float]
     wall_per_episode_median_s: Optional[float]
     run_wall_s: float
+    sim_per_episode_mean_s: Optional[float] = None   # sim seconds from enable to stop
     error: str = ""
 
 
 def mode_figures(mode: str, result: dict) -> ModeFigures:
     eps = result.get("episodes") or []
     walls = [float(e["wall_s"]) for e in eps if e.get("wall_s") is not None]
+    sims = [float(e["duration_s"]) for e in eps if e.get("duration_s") is not None]
     return ModeFigures(
         mode=mode, episodes=len(eps), successes=sum(bool(e.get("success")) for e in eps),
         wall_per_episode_mean_s=float(np.mean(walls)) if walls else None,
         wall_per_episode_median_s=float(np.median(walls)) if walls else None,
-        run_wall_s=float(result.get("wall_s") or 0.0), error=str(result.get("error") or ""))
+        run_wall_s=float(result.get("wall_s") or 0.0),
+        sim_per_episode_mean_s=float(np.mean(sims)) if sims else None,
+        error=str(result.get("error") or ""))
 
 
 def speed_ratio(ros: ModeFigures, direct: ModeFigures) -> Optional[float]:
@@ -69,13 +73,15 @@ def _f(x: Optional[float], fmt: str = "%.2f") -> str:
 
 
 def format_comparison(rows: Sequence[ModeFigures]) -> str:
-    lines = ["%-7s %9s %10s %18s %20s %12s" % ("mode", "episodes", "successes",
-                                             "wall s/episode", "wall s/episode", "run wall s"),
-             "%-7s %9s %10s %18s %20s %12s" % ("", "", "", "(mean)", "(median)", "(total)")]
+    row = "%-7s %9s %10s %15s %15s %14s %12s"
+    lines = [row % ("mode", "episodes", "successes", "wall s/episode", "wall s/episode",
+                    "sim s/episode", "run wall s"),
+             row % ("", "", "", "(mean)", "(median)", "(mean)", "(total)")]
     for r in rows:
-        lines.append("%-7s %9d %10s %18s %20s %12.1f" % (
+        lines.append(row % (
             r.mode, r.episodes, "%d/%d" % (r.successes, r.episodes),
-            _f(r.wall_per_episode_mean_s), _f(r.wall_per_episode_median_s), r.run_wall_s))
+            _f(r.wall_per_episode_mean_s), _f(r.wall_per_episode_median_s),
+            _f(r.sim_per_episode_mean_s), "%.1f" % r.run_wall_s))
         if r.error:
             lines.append("        %s run incomplete: %s" % (r.mode, r.error.splitlines()[0]))
     by_mode = {r.mode: r for r in rows}

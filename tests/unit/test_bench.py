@@ -12,7 +12,7 @@ def _ros_episode(wall, success=False, run_n=None, p50=None, p99=None, window=Non
                       frame_to_command_run_p99_ms=str(p99))
     if window is not None:   # the node's windowed figure (last 5 s before the stop)
         action.update(frame_to_command_p50_ms=str(window), frame_to_command_p99_ms=str(window))
-    return {"task": "reach", "seed": 0, "success": success, "wall_s": wall,
+    return {"task": "reach", "seed": 0, "success": success, "wall_s": wall, "duration_s": 20.0,
             "figures": {"action_node": action,
                         "encoder_node": {"frame_to_latent_p50_ms": "12", "frame_to_latent_p99_ms":
                                          "20"}}}
@@ -29,7 +29,8 @@ def test_mode_figures_and_ratio():
     assert B.speed_ratio(ros, direct) == pytest.approx(10.0)
     text = B.format_comparison([ros, direct])
     assert "ros" in text.splitlines()[2] and "1/3" in text.splitlines()[2]
-    assert "30.00" in text and "3.00" in text
+    assert text.splitlines()[2].split()[3:] == ["30.00", "30.00", "20.00", "100.0"]
+    assert text.splitlines()[3].split()[3:] == ["3.00", "3.00", "-", "9.0"]
     assert "10.0x (target >= 10x: met)" in text
     slow = B.mode_figures("direct", {"wall_s": 9.0, "episodes": [{"wall_s": 5.0}]})
     assert "6.0x (target >= 10x: NOT met)" in B.format_comparison([ros, slow])
