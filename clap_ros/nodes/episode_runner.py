@@ -247,8 +247,8 @@ def record_episodes_ros(robot: str, task: str, seeds: Sequence[int], out_dir,
                         log_dir=None, expert_nice: int = 0) -> List[EpisodeResult]:
     """Record one MCAP bag per seed under ``out_dir`` (named ``<robot>_<task>_seed<NNNNNN>``).
 
-    ``camera_size`` is (width, height). ``real_time_factor`` 0 runs the sim as fast as it can on
-    sim time (every process then follows /clock). Returns one EpisodeResult per seed; an episode
+    ``camera_size`` is (width, height). ``real_time_factor`` 0 runs the sim as fast as it can;
+    any value other than 1 puts every process on sim time (they follow /clock). Returns one EpisodeResult per seed; an episode
     whose expert fails is kept (its bag says so in /clap/episode_outcome) and marked with
     ``error``. Raises RecordingError (nothing written for that seed) if the driver cannot start.
     ``domain_id`` None: $ROS_DOMAIN_ID, else a random one. ``expert_nice`` lowers the expert
@@ -278,7 +278,9 @@ def record_episodes_ros(robot: str, task: str, seeds: Sequence[int], out_dir,
     log_dir.mkdir(parents=True, exist_ok=True)
     if domain_id is None:
         domain_id = int(os.environ.get("ROS_DOMAIN_ID") or random.SystemRandom().randint(1, 100))
-    use_sim_time = real_time_factor == 0.0
+    # Off real time every process follows /clock: a driver that cannot keep up (or is slowed on
+    # purpose) then slows the expert's timing with it instead of leaving it behind.
+    use_sim_time = real_time_factor != 1.0
     width, height = int(camera_size[0]), int(camera_size[1])
     common = {"robot": robot, "task": task, "randomize": bool(randomize),
               "use_sim_time": use_sim_time}
@@ -369,12 +371,15 @@ def _record_one(recorder: _Recorder, expert: NodeProcess, profile, task: str, se
                      ("command_mode", command_mode)):
             bag.set_custom_data(k, str(v))
         try:
+            # The bag starts when the expert announces its instruction, i.e. as it starts moving.
+            # Armed before the reset: the expert (already up, waiting for this seed) may start
+            # the moment the driver reports the seed, before this thread sees that status.
+            # The previous expert has exited, so no other instruction can arrive meanwhile.
+            recorder.arm_bag(bag)
             recorder.reset(timeout=60.0)
             if recorder.wait_status(lambda s: s.get("seed") == seed
                                     and s.get("resets", 0) > resets_before, timeout=10.0) is None:
                 raise RecordingError("no /sim/status for seed %d after reset" % seed)
-            # The bag starts when the expert announces its instruction, i.e. as it starts moving.
-            recorder.arm_bag(bag)
             start_next()
             rc = expert.wait(timeout=episode_timeout_s)
             if rc is None:
