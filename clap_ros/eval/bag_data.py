@@ -18,7 +18,7 @@ import numpy as np
 from clap_ros import topics as T
 from clap_ros.data.bags import BagError
 from clap_ros.rostime import stamp_to_ns
-from clap_ros.runtime.params import (ActionParams, EncoderParams, ParamError, PlannerParams)
+from clap_ros.runtime.params import ActionParams, EncoderParams, ParamError, PlannerParams
 from clap_ros.runtime.virtual_stack import StackParams
 
 MODES = ("offline", "ros")

@@ -30,11 +30,24 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from clap_ros.data.bags import BagError
-from clap_ros.eval.bag_data import (COMMAND_MODES, MODES,  # noqa: F401  (re-exported)
-                                    REPLAY_TRACKING_TOLERANCE_RAD, STAMP_CLOCK_TOLERANCE_S,
-                                    BagData, BagEvalConfig, BagEvalError, Replay, command_mode,
-                                    counts_from_diagnostics, decode_image, hdr_ns, read_bag,
-                                    resolve_topics, stack_params, stamp_s)
+from clap_ros.eval.bag_data import (  # noqa: F401  (re-exported)
+    COMMAND_MODES,
+    MODES,
+    REPLAY_TRACKING_TOLERANCE_RAD,
+    STAMP_CLOCK_TOLERANCE_S,
+    BagData,
+    BagEvalConfig,
+    BagEvalError,
+    Replay,
+    command_mode,
+    counts_from_diagnostics,
+    decode_image,
+    hdr_ns,
+    read_bag,
+    resolve_topics,
+    stack_params,
+    stamp_s,
+)
 
 METRIC_GRID_HZ = 100.0     # commanded vs reference trajectories are compared on this grid
 
@@ -458,7 +471,8 @@ def expand_bag_args(paths: Sequence[str]) -> List[str]:
 
 
 def run(args) -> int:
-    cfg = BagEvalConfig(bags=expand_bag_args(args.bag), out=args.out, model=args.model, mode=args.mode,
+    cfg = BagEvalConfig(bags=expand_bag_args(args.bag), out=args.out, model=args.model,
+                        mode=args.mode,
                         rate=args.rate, topic_map=args.topic_map, robot=args.robot,
                         command_mode=args.command_mode, backend=args.backend, seed=args.seed,
                         instruction=args.instruction, domain_id=args.domain_id,

@@ -22,9 +22,18 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from clap_ros import topics as T
-from clap_ros.eval.bag_data import (BagData, BagEvalConfig, BagEvalError, Replay,
-                                    counts_from_diagnostics, decode_image, hdr_ns, node_params,
-                                    stack_params, stamp_s)
+from clap_ros.eval.bag_data import (
+    BagData,
+    BagEvalConfig,
+    BagEvalError,
+    Replay,
+    counts_from_diagnostics,
+    decode_image,
+    hdr_ns,
+    node_params,
+    stack_params,
+    stamp_s,
+)
 
 CLOCK_PERIOD_S = 0.005        # sim-time spacing of /clock while waiting for the next message
 STARTUP_TIMEOUT_S = 180.0     # three nodes loading ONNX graphs on a loaded 2-core machine
@@ -83,13 +92,14 @@ def replay_ros(data: BagData, profile, cfg: BagEvalConfig, model_dir: Path, out_
 class _Player:
     def __init__(self, data: BagData, profile, command_mode: str, domain: int, out_bag: Path):
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
-        from diagnostic_msgs.msg import DiagnosticArray
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import CameraInfo, Image, JointState
         from std_msgs.msg import Float64MultiArray, Int32MultiArray, String
         from trajectory_msgs.msg import JointTrajectory
+
         from clap_ros.data.bags import BagWriter
         from clap_ros.nodes.common import CLOCK_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS
         self.data = data
@@ -108,7 +118,8 @@ class _Player:
         self.clock_pub = self.node.create_publisher(Clock, T.CLOCK, CLOCK_QOS)
         self._Clock = Clock
         self.clock_ns = data.start_ns + self.offset_ns
-        arm_topic = drv.forward_topic if command_mode == "forward_position" else drv.trajectory_topic
+        arm_topic = (drv.forward_topic if command_mode == "forward_position"
+                     else drv.trajectory_topic)
         arm_type = Float64MultiArray if command_mode == "forward_position" else JointTrajectory
         self.record = [(T.LATENT, Image), (T.PLAN_TOKENS, Int32MultiArray),
                        (T.PLAN, JointTrajectory), (T.DIAGNOSTICS, DiagnosticArray),
@@ -177,6 +188,7 @@ class _Player:
 
     def play(self, rate: Optional[float], progress: bool = True) -> None:
         from tqdm import tqdm
+
         from clap_ros.data.bags import BagReader, deserialize, image_msg, serialize, stamp
         d, tp = self.data, self.data.topics
         names = {tp.camera: "camera", tp.camera_info: "camera_info",

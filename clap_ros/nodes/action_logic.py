@@ -3,7 +3,15 @@ cores (``clap_ros.runtime.action_core`` and its parts); ``ActionConfig`` is the 
 parameter schema (``clap_ros.runtime.params.ActionParams``)."""
 from __future__ import annotations
 
-from clap_ros.runtime.action_core import (COMMAND_MODES, TRACKING_CHECK_PERIOD_S,  # noqa: F401
-                                          WATCHED_INPUTS, ActionConfig, ActionController,
-                                          ActionParams, InferenceJob, JobResult, TickOutput,
-                                          TrajectoryCommand)
+from clap_ros.runtime.action_core import (  # noqa: F401
+                                          COMMAND_MODES,
+                                          TRACKING_CHECK_PERIOD_S,
+                                          WATCHED_INPUTS,
+                                          ActionConfig,
+                                          ActionController,
+                                          ActionParams,
+                                          InferenceJob,
+                                          JobResult,
+                                          TickOutput,
+                                          TrajectoryCommand,
+)

@@ -36,10 +36,18 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from clap_ros import topics as T
-from clap_ros.control.watchdog import State
 from clap_ros.control.pacing import sleep_until
-from clap_ros.nodes.common import (COMMAND_QOS, SENSOR_QOS, STATE_QOS, ParameterError,
-                                   RateLimitedLog, declare_robot, duration_from_s, run_node)
+from clap_ros.control.watchdog import State
+from clap_ros.nodes.common import (
+    COMMAND_QOS,
+    SENSOR_QOS,
+    STATE_QOS,
+    ParameterError,
+    RateLimitedLog,
+    declare_robot,
+    duration_from_s,
+    run_node,
+)
 from clap_ros.nodes.diagnostics import ERROR, WARN, DiagnosticsPublisher
 from clap_ros.nodes.runtime_params import declare_runtime
 from clap_ros.nodes.schema_params import declare_params

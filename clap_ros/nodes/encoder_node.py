@@ -28,8 +28,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from clap_ros import topics as T
-from clap_ros.nodes.common import (SENSOR_QOS, STATE_QOS, ParameterError, RateLimitedLog,
-                                   run_node)
+from clap_ros.nodes.common import SENSOR_QOS, STATE_QOS, ParameterError, RateLimitedLog, run_node
 from clap_ros.nodes.diagnostics import ERROR, WARN, DiagnosticsPublisher
 from clap_ros.nodes.runtime_params import declare_runtime
 from clap_ros.nodes.schema_params import declare_params

@@ -47,9 +47,17 @@ from std_msgs.msg import Float64MultiArray, Int32MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from clap_ros import topics as T
-from clap_ros.nodes.common import (COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS,
-                                   ParameterError, RateLimitedLog, declare_robot,
-                                   duration_from_s, run_node)
+from clap_ros.nodes.common import (
+    COMMAND_QOS,
+    LATCHED_QOS,
+    SENSOR_QOS,
+    STATE_QOS,
+    ParameterError,
+    RateLimitedLog,
+    declare_robot,
+    duration_from_s,
+    run_node,
+)
 from clap_ros.nodes.diagnostics import ERROR, WARN, DiagnosticsPublisher
 from clap_ros.nodes.runtime_params import declare_runtime
 from clap_ros.nodes.schema_params import declare_params

@@ -179,7 +179,7 @@ class ActionController:
         if self.inputs.latent_in(latent, stamp):
             self.watchdog.feed("latent", stamp, now)
 
-    def on_plan_tokens(self, indices: Sequence[int]) -> None:
+    def on_plan_tokens(self, indices: Any) -> None:
         """/clap/plan_tokens: paired with the next /clap/plan (the planner sends tokens first).
         ValueError (InputError) for a wrong count."""
         self.inputs.tokens_in(indices)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -87,7 +87,7 @@ class ActionInputs:
             self.fresh.notify_all()
         return True
 
-    def tokens_in(self, indices: Sequence[int]) -> None:
+    def tokens_in(self, indices: Any) -> None:
         """/clap/plan_tokens, paired with the next /clap/plan (InputError: wrong count/range)."""
         try:
             idx = np.asarray(indices, dtype=np.int64).reshape(-1)

@@ -69,7 +69,7 @@ class ChunkStream:
         self.last_delay_s = float("nan")
 
     def reset(self, now: float, q: np.ndarray, gripper: float) -> None:
-        self.queue.reset(now, np.append(q, gripper))
+        self.queue.reset(now, np.append(q, gripper).tolist())
         self.cmd_q[:] = q
         self.pending = False
         self.sent = None

@@ -149,7 +149,8 @@ def check_joint_state(profile, names: Sequence[str], positions: Sequence[float]
     idx = {n: i for i, n in enumerate(canon)}
     g = [pos[idx[n]] for n in profile.gripper.joint_names if n in idx]
     if g and not all(math.isfinite(v) for v in g):
-        raise InputError("joint_states has non-finite gripper positions: %s" % [float(v) for v in g])
+        raise InputError("joint_states has non-finite gripper positions: %s"
+                         % [float(v) for v in g])
     opening = profile.gripper.command_from_position(float(np.mean(g))) if g else 1.0
     state = np.concatenate([arm, [opening]])
     if not np.all(np.isfinite(state)):

@@ -152,7 +152,7 @@ class Schema:
             raise ParamError("unknown parameter(s) %s; %s takes: %s"
                              % (", ".join(unknown), cls.__name__, ", ".join(sorted(known))))
         kw = {k: v for k, v in values.items() if k in known}
-        obj = cls(**kw)  # type: ignore[call-arg]
+        obj = cls(**kw)
         obj.validate()
         return obj
 

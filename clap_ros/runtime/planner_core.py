@@ -27,8 +27,14 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from clap_ros.runtime.messages import (InputError, check_instruction, check_joint_state,
-                                       check_latent_array, clip_text, latent_from_image)
+from clap_ros.runtime.messages import (
+    InputError,
+    check_instruction,
+    check_joint_state,
+    check_latent_array,
+    clip_text,
+    latent_from_image,
+)
 from clap_ros.runtime.params import PlannerParams
 
 WARN, ERROR = "warn", "error"

@@ -3,7 +3,7 @@ passes ``SafetyFilter`` (position margin, velocity / acceleration / jerk limits 
 parameters), so a bad reference is clamped, never sent; rejections are counted."""
 from __future__ import annotations
 
-from typing import Dict
+from typing import Any, Dict
 
 import numpy as np
 
@@ -21,9 +21,9 @@ class PositionStream:
         self.rejections = 0
 
     def reset(self, q: np.ndarray) -> None:
-        self.filter.reset(q)
+        self.filter.reset(q.tolist())
 
-    def command(self, target: np.ndarray, count: bool = True) -> np.ndarray:
+    def command(self, target: Any, count: bool = True) -> np.ndarray:
         """The filtered position to send for ``target`` (a view of the filter's state)."""
         res = self.filter.filter(target)
         if count and not res.ok:

@@ -72,7 +72,7 @@ class StopPlanner:
         times = period * np.arange(1, n + 1)
         u = times / times[-1]
         pos = q_from + np.outer(3 * u ** 2 - 2 * u ** 3, q_to - q_from)
-        f = make_feasible(self.profile, times, pos, None, margin=p.position_margin,
+        f = make_feasible(self.profile, times.tolist(), pos, None, margin=p.position_margin,
                           start_positions=q_from)
         self.glide = sent_trajectory(now, q_from, f.times, f.positions)
         self.deadline = now + f.times[-1] + 1.0

@@ -224,13 +224,16 @@ class VirtualStack:
         self.record.encode_s.append(res.seconds)
         done = t + self._delay(res.seconds)
 
+        latent = res.latent
+        assert latent is not None
+
         def deliver() -> None:
             self.record.latents += 1
-            why = self.planner.on_latent(res.latent, res.stamp, done)
+            why = self.planner.on_latent(latent, res.stamp, done)
             if why:
                 self._log(done, "warning", why)
             try:
-                self.action.on_latent(res.latent, res.stamp, done)
+                self.action.on_latent(latent, res.stamp, done)
             except ValueError as e:
                 self._log(done, "warning", "action: ignoring latent: %s" % e)
             self._enc_busy = False

@@ -7,8 +7,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clap_ros.runtime.params import (NODE_SCHEMAS, ActionParams, EncoderParams, Param, ParamError,
-                                     PlannerParams, Schema, check_params_file, param)
+from clap_ros.runtime.params import (
+    NODE_SCHEMAS,
+    ActionParams,
+    EncoderParams,
+    Param,
+    ParamError,
+    PlannerParams,
+    Schema,
+    check_params_file,
+    param,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,8 +119,9 @@ def test_a_broken_config_is_reported():
 
 
 def test_evaluator_defaults_come_from_the_schemas():
-    from clap_ros.eval.bag_data import BagEvalConfig, stack_params
     from types import SimpleNamespace
+
+    from clap_ros.eval.bag_data import BagEvalConfig, stack_params
     from clap_ros.robots import load_profile
     cfg = BagEvalConfig(bags=["x"], out="y")
     data = SimpleNamespace(has_camera_info=True, arm_kind="traj")
