@@ -66,15 +66,15 @@ def _eval_client_class():
     from trajectory_msgs.msg import JointTrajectory
 
     from clap_ros.nodes.common import LATCHED_QOS
-    from clap_ros.nodes.episode_runner import _recorded_topics, _Recorder
+    from clap_ros.nodes.episode_runner import EpisodeRecorder, recorded_topics
 
     # Best effort matches reliable and best-effort publishers alike: the evaluator only observes.
     observe = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.BEST_EFFORT)
 
-    class EvalClient(_Recorder):
+    class EvalClient(EpisodeRecorder):
         def __init__(self, domain_id: int, profile, command_mode: str, use_sim_time: bool):
-            topics = _recorded_topics(profile, command_mode, wrist_camera=False)
+            topics = recorded_topics(profile, command_mode, wrist_camera=False)
             topics[T.PLAN] = (JointTrajectory, observe, T.TYPES["joint_trajectory"])
             topics[T.PLAN_TOKENS] = (Int32MultiArray, observe, T.TYPES["int32_array"])
             topics[T.DIAGNOSTICS] = (DiagnosticArray, observe, T.TYPES["diagnostics"])
@@ -226,7 +226,8 @@ class SimEvaluator:
         runner = GraphRunner(
             BRINGUP, self._graph_values(task), log_dir=log_dir,
             out=open(log_dir / "graph.log", "a"), stop_timeout=10.0,
-            env={"ROS_DOMAIN_ID": str(self.domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
+            env={"ROS_DOMAIN_ID": str(self.domain_id),
+                 "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
         runner.start()
         return runner
 
@@ -341,7 +342,8 @@ class SimEvaluator:
                 out.arm_motion_rad = client.motion
                 out.worst_diagnostics = dict(client.worst)
                 out.figures = dict(client.figures)
-            out.duration_s = float(end.get("sim_time", 0.0)) - float(start_status.get("sim_time", 0.0))
+            out.duration_s = (float(end.get("sim_time", 0.0))
+                              - float(start_status.get("sim_time", 0.0)))
             if int(end.get("resets", 0)) == int(start_status.get("resets", 0)):
                 out.goal_distance_end_m = status_goal_distance(end)
                 if out.goal_distance_end_m is not None and out.goal_distance_min_m is not None:

@@ -208,7 +208,8 @@ def report_markdown(result: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for task, t in result["tasks"].items():
         rate = "-" if t["success_rate"] is None else "%.0f %%" % (100 * t["success_rate"])
-        tts = "-" if t["median_time_to_success_s"] is None else "%.1f" % t["median_time_to_success_s"]
+        tts = ("-" if t["median_time_to_success_s"] is None
+               else "%.1f" % t["median_time_to_success_s"])
         dist = "-" if t.get("median_final_goal_distance_m") is None else "%.3f / %.3f" % (
             t["median_final_goal_distance_m"], t["median_min_goal_distance_m"])
         prog = "-" if t.get("median_goal_progress") is None else "%.0f %%" % (

@@ -55,7 +55,7 @@ def episode_bag_name(robot: str, task: str, seed: int) -> str:
     return "%s_%s_seed%06d" % (robot, task, seed)
 
 
-class _Recorder:
+class EpisodeRecorder:
     """rclpy side: raw subscriptions written into the current bag, plus the driver's services."""
 
     def __init__(self, domain_id: int, topics: Dict[str, Tuple[type, object]], use_sim_time: bool,
@@ -212,7 +212,7 @@ class _Recorder:
             self._thread.join(timeout=2.0)
 
 
-def _recorded_topics(profile, command_mode: str, wrist_camera: bool):
+def recorded_topics(profile, command_mode: str, wrist_camera: bool):
     from sensor_msgs.msg import CameraInfo, Image, JointState
     from std_msgs.msg import Float64MultiArray, String
     from trajectory_msgs.msg import JointTrajectory
@@ -248,9 +248,9 @@ def record_episodes_ros(robot: str, task: str, seeds: Sequence[int], out_dir,
     """Record one MCAP bag per seed under ``out_dir`` (named ``<robot>_<task>_seed<NNNNNN>``).
 
     ``camera_size`` is (width, height). ``real_time_factor`` 0 runs the sim as fast as it can;
-    any value other than 1 puts every process on sim time (they follow /clock). Returns one EpisodeResult per seed; an episode
-    whose expert fails is kept (its bag says so in /clap/episode_outcome) and marked with
-    ``error``. Raises RecordingError (nothing written for that seed) if the driver cannot start.
+    any value other than 1 puts every process on sim time (they follow /clock). Returns one
+    EpisodeResult per seed; an episode whose expert fails is kept (its bag says so in
+    /clap/episode_outcome) and marked with ``error``. Raises RecordingError (nothing written for that seed) if the driver cannot start.
     ``domain_id`` None: $ROS_DOMAIN_ID, else a random one. ``expert_nice`` lowers the expert
     processes' CPU priority (their start-up overlaps the previous episode).
     """
@@ -290,12 +290,12 @@ def record_episodes_ros(robot: str, task: str, seeds: Sequence[int], out_dir,
         params=dict(common, seed=seeds[0], camera_width=width, camera_height=height,
                     camera_rate_hz=float(camera_rate_hz), wrist_camera=bool(wrist_camera),
                     real_time_factor=float(real_time_factor)))
-    topics = _recorded_topics(profile, command_mode, wrist_camera)
+    topics = recorded_topics(profile, command_mode, wrist_camera)
     recorder = None
     next_expert = None
     results: List[EpisodeResult] = []
     try:
-        recorder = _Recorder(domain_id, {k: (v[0], v[1]) for k, v in topics.items()},
+        recorder = EpisodeRecorder(domain_id, {k: (v[0], v[1]) for k, v in topics.items()},
                              use_sim_time, "sim_driver", profile.driver.joint_states_topic)
         if not recorder.reset_client.wait_for_service(timeout_sec=startup_timeout_s):
             raise RecordingError("sim_driver did not come up in %.0f s; its log:\n%s"
@@ -355,7 +355,7 @@ def record_episodes_ros(robot: str, task: str, seeds: Sequence[int], out_dir,
     return results
 
 
-def _record_one(recorder: _Recorder, expert: NodeProcess, profile, task: str, seed: int,
+def _record_one(recorder: EpisodeRecorder, expert: NodeProcess, profile, task: str, seed: int,
                 bag_path: Path, topics, command_mode: str, episode_timeout_s: float,
                 start_next, BagWriter, serialize_message, String) -> EpisodeResult:
     wall0 = time.monotonic()
@@ -427,3 +427,7 @@ def _record_one(recorder: _Recorder, expert: NodeProcess, profile, task: str, se
         goal_distance_min_m=min([d for d in (goal_min, end_d) if d is not None], default=None),
         time_to_success_s=None if first_success is None
         else first_success - float(start.get("sim_time", 0.0)))
+
+
+# the names they had before they were public (tests/unit/test_record.py imports this one)
+_recorded_topics = recorded_topics

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from ros_harness import fresh_domain_id
 
 pytestmark = [pytest.mark.ros]
