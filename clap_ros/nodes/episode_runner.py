@@ -250,9 +250,10 @@ def record_episodes_ros(robot: str, task: str, seeds: Sequence[int], out_dir,
     ``camera_size`` is (width, height). ``real_time_factor`` 0 runs the sim as fast as it can;
     any value other than 1 puts every process on sim time (they follow /clock). Returns one
     EpisodeResult per seed; an episode whose expert fails is kept (its bag says so in
-    /clap/episode_outcome) and marked with ``error``. Raises RecordingError (nothing written for that seed) if the driver cannot start.
-    ``domain_id`` None: $ROS_DOMAIN_ID, else a random one. ``expert_nice`` lowers the expert
-    processes' CPU priority (their start-up overlaps the previous episode).
+    /clap/episode_outcome) and marked with ``error``. Raises RecordingError (nothing written
+    for that seed) if the driver cannot start. ``domain_id`` None: $ROS_DOMAIN_ID, else a
+    random one. ``expert_nice`` lowers the expert processes' CPU priority (their start-up
+    overlaps the previous episode).
     """
     from rclpy.serialization import serialize_message
     from std_msgs.msg import String
