@@ -75,6 +75,10 @@ class Watchdog:
         self._received: Dict[str, int] = {k: 0 for k in th}
         self._last_rx: Dict[str, Optional[float]] = {k: None for k in th}
         self._interval: Dict[str, Optional[float]] = {k: None for k in th}
+        # How far ahead of its receipt time the last refused future stamp was (None after a good
+        # one), and how many were refused: one such message must not look fresh for hours.
+        self._future: Dict[str, Optional[float]] = {k: None for k in th}
+        self.future_refused: Dict[str, int] = {k: 0 for k in th}
         self.state = State.HOLD
         self.enabled = False
         self._stop_requested: Optional[str] = None
@@ -92,11 +96,17 @@ class Watchdog:
         stamp = float(stamp)
         if not math.isfinite(stamp):
             raise ValueError("stamp for '%s' is not finite" % name)
+        self._received[name] += 1
+        if now is not None and stamp > float(now) + self.future_tolerance:
+            # Kept as the newest stamp, it would outrank every good message after it.
+            self._future[name] = stamp - float(now)
+            self.future_refused[name] += 1
+            return
+        self._future[name] = None
         prev = self._stamps[name]
         # Out-of-order messages must not make an input look older than it is.
         if prev is None or stamp >= prev:
             self._stamps[name] = stamp
-        self._received[name] += 1
         if now is not None:
             now = float(now)
             last = self._last_rx[name]
@@ -125,6 +135,12 @@ class Watchdog:
         reasons = []
         for name, limit in self.thresholds.items():
             s = self._stamps[name]
+            ahead = self._future[name]
+            if s is None or float(now) - s > limit:
+                if ahead is not None:
+                    reasons.append("%s stamp was %.3f s in the future (ignored): check the clocks "
+                                   "/ use_sim_time" % (name, ahead))
+                    continue
             if s is None:
                 reasons.append("no %s received yet" % name)
                 continue
@@ -214,4 +230,6 @@ class Watchdog:
             d["age_%s_s" % k] = -1.0 if a is None else round(a, 4)
             d["received_%s" % k] = self._received[k]
             d["rate_%s_hz" % k] = round(self.rate_hz(k), 2)
+            if self.future_refused[k]:
+                d["future_stamps_%s" % k] = self.future_refused[k]
         return d

@@ -228,3 +228,29 @@ def test_every_joint_listed_twice_is_refused_while_running(runtime):
     assert ctl.tracking_faults == 0
     assert ctl.state in (State.STOPPING, State.HOLD)      # joint_states went stale: stop, hold
     assert "joint_states" in ctl.reason()
+
+
+@pytest.mark.parametrize("which", ["latent", "plan", "joint_states"])
+def test_one_future_stamped_input_does_not_wedge_the_arm(runtime, which):
+    """A single message stamped an hour ahead (a bad clock, garbage) may be refused, but the good
+    messages after it must count again: the arm resumes instead of holding for an hour."""
+    ctl = ActionController(FR3, runtime, ActionConfig(command_mode="joint_trajectory"))
+    bench = Bench(ctl)
+    bench.good()
+    ctl.enable(bench.t)
+    for _ in range(5):
+        bench.good()
+        bench.tick(3)
+    assert ctl.state is State.RUN
+    t = bench.t
+    if which == "latent":
+        ctl.on_latent(np.zeros(bench.shape, np.float32), t + 3600.0, t)
+    elif which == "plan":
+        ctl.on_plan_tokens([1, 2, 3, 4])
+        ctl.on_plan(t + 3600.0, t)
+    else:
+        ctl.on_joint_state(NAMES, list(bench.q) + [0.04, 0.04], t + 3600.0, t)
+    for _ in range(150):                    # 1.5 s of good input
+        bench.good()
+        bench.tick(1)
+    assert ctl.state is State.RUN, ctl.reason()

@@ -138,3 +138,26 @@ def test_make_feasible_refuses_or_returns_a_finite_trajectory(rows):
     assert np.all(np.isfinite(f.positions)) and np.all(np.isfinite(f.velocities))
     assert np.all(np.isfinite(f.times)) and f.time_scale >= 1.0
     assert np.all(f.positions >= LO + 0.02 - 1e-9) and np.all(f.positions <= HI - 0.02 + 1e-9)
+
+
+@fuzz_settings(150)
+@given(st.lists(st.tuples(st.sampled_from(["latent", "plan", "joint_states"]),
+                          st.one_of(st.floats(-1e6, 1e6), st.sampled_from(
+                              [0.0, 1e18, -1e18, 100.04, 99.0, 100.5, 1e9]))), max_size=12))
+def test_watchdog_recovers_once_good_stamps_arrive_whatever_came_before(feeds):
+    """Garbage stamps (far past, far future) may stop the arm, but the first good message of each
+    input afterwards counts: one future-stamped message must not wedge an input for hours."""
+    from clap_ros.control.watchdog import Watchdog
+    w = Watchdog({"latent": 0.5, "plan": 1.0, "joint_states": 0.2})
+    now = 100.0
+    w.enable(now)
+    for name, stamp in feeds:
+        w.feed(name, stamp, now)
+        ok, reasons = w.check(now)
+        assert all(r and len(r) < 300 for r in reasons)
+    now += 0.01
+    for name in ("latent", "plan", "joint_states"):
+        w.feed(name, now, now)
+    ok, reasons = w.check(now)
+    assert ok, reasons
+    assert w.update(now).value == "run"
