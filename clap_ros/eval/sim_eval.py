@@ -17,6 +17,11 @@ interfaces. Per episode it
 The graph is started once per task (the sim task is a start-up parameter of the driver) and kept
 up across that task's episodes. Episode seeds are ``seed, seed+1, ...``, identical for every task.
 Bags (``--record-bags``) are written with the episode recorder of clap_ros.nodes.episode_runner.
+
+``--policy expert`` runs the scripted expert instead of the stack: a sim_driver process and one
+expert_node process per episode (record_episodes_ros, as `clap-ros demo --policy expert`).
+``--mode direct`` is clap_ros.eval.direct_eval (one process, virtual clock, the same episodes,
+figures and files); what both modes report is clap_ros.eval.sim_results.
 """
 from __future__ import annotations
 
@@ -496,6 +501,13 @@ Writes OUT/result.json (per task: success rate, median time to success; per epis
 instruction, success, commands sent, arm motion, rejected commands, worst diagnostics) and
 OUT/report.md, plus node logs under OUT/logs/<task>/ and, with --record-bags, one MCAP bag per
 episode under OUT/bags/.
+
+--mode direct runs the same episodes in one process on a virtual clock: the sim driver's rules
+(clap_ros.sim.driver_core, the code sim_driver runs), cameras rendered at their rate, the CLAP
+cores driven at the nodes' rates with each inference delaying its output by the wall time it took
+(or --latency-ms); --jobs N spreads episodes over N processes. --policy expert streams the
+scripted expert's plan as JointTrajectory chunks through the same driver rules (in ROS mode: a
+sim_driver and an expert_node process per episode). Ctrl-C writes what finished.
 
 exit status: 0 when every episode ran (whatever the success rate), 1 if the evaluation could not
 finish (a node died, a service never came up; result.json says why), 2 for bad arguments.
