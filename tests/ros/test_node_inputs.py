@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pytest
-
 from ros_harness import RosHarness, fresh_domain_id
 
 pytestmark = [pytest.mark.ros]
@@ -34,6 +33,7 @@ def test_bad_instructions_and_doubled_joint_names_are_refused(tmp_path):
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
     from trajectory_msgs.msg import JointTrajectory
+
     from clap_ros.nodes.common import LATCHED_QOS, STATE_QOS
     from clap_ros.runtime.messages import latent_to_bytes
     domain = fresh_domain_id()
