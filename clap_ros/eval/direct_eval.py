@@ -19,6 +19,7 @@ the policy to be ready (the planner's second plan after the reset) plus ``settle
 until success or the timeout (sim seconds after enable), stop smoothly and let 0.5 s pass, read
 the end status. ``--jobs N`` spreads episodes over N processes.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,11 +34,12 @@ import numpy as np
 from clap_ros import topics as T
 from clap_ros.eval.sim_results import EpisodeOutcome, EvalConfig, summarize, write_result
 
-STOP_SETTLE_S = 0.5          # sim time after the stop before the end status (as ROS mode sleeps)
+STOP_SETTLE_S = 0.5  # sim time after the stop before the end status (as ROS mode sleeps)
 POLICIES = ("model", "expert")
 
 
 # --- policies -----------------------------------------------------------------------------------
+
 
 @dataclass
 class Command:
@@ -53,7 +55,7 @@ class Command:
 @dataclass
 class PolicyCounters:
     plans: int = 0
-    diagnostics: Dict[str, dict] = field(default_factory=dict)   # node -> level, message
+    diagnostics: Dict[str, dict] = field(default_factory=dict)  # node -> level, message
     figures: Dict[str, Dict[str, str]] = field(default_factory=dict)
 
 
@@ -65,8 +67,10 @@ class ExpertPolicy:
 
     def __init__(self, world, command_mode: str):
         from clap_ros.sim.expert import ExpertStreamConfig, ExpertStreamer, make_expert
-        self.streamer = ExpertStreamer(make_expert(world).plan(),
-                                       ExpertStreamConfig(command_mode=command_mode))
+
+        self.streamer = ExpertStreamer(
+            make_expert(world).plan(), ExpertStreamConfig(command_mode=command_mode)
+        )
         self.period = self.streamer.config.period_s
         self.counters = PolicyCounters()
         self.t0: Optional[float] = None
@@ -88,7 +92,7 @@ class ExpertPolicy:
         self.t0 = self.next_tick = t
 
     def stop(self, t: float) -> None:
-        self.next_tick = math.inf   # the driver holds the last target
+        self.next_tick = math.inf  # the driver holds the last target
 
     def advance_to(self, t: float) -> List[Command]:
         out: List[Command] = []
@@ -109,8 +113,10 @@ class StackPolicy:
 
     def __init__(self, stack_params, profile, runtime, latency_ms: Optional[float]):
         from clap_ros.runtime.virtual_stack import VirtualStack
-        self.stack = VirtualStack(profile, runtime, stack_params, latency_ms=latency_ms,
-                                  keep_rf_chunks=False)
+
+        self.stack = VirtualStack(
+            profile, runtime, stack_params, latency_ms=latency_ms, keep_rf_chunks=False
+        )
         self.counters = PolicyCounters()
         self._plans_at_instruction = 0
         self._info_sent = False
@@ -123,7 +129,7 @@ class StackPolicy:
         self.stack.on_joint_state(js.names, js.positions, js.stamp_s, t)
 
     def on_frame(self, rgb, info, stamp: float, t: float) -> None:
-        if not self._info_sent:   # the camera's CameraInfo, as the encoder node subscribes it
+        if not self._info_sent:  # the camera's CameraInfo, as the encoder node subscribes it
             self.stack.on_camera_info(camera_info_fields(info), t)
             self._info_sent = True
         self.stack.on_frame(rgb, stamp, t)
@@ -142,11 +148,13 @@ class StackPolicy:
 
     def advance_to(self, t: float) -> List[Command]:
         from clap_ros.runtime.virtual_stack import ARM, GRIPPER, TRAJECTORY
+
         out: List[Command] = []
         for o in self.stack.advance_to(t):
             if o.kind == TRAJECTORY:
-                out.append(Command(o.t, "trajectory", (list(o.value.joint_names),
-                                                       list(o.value.points))))
+                out.append(
+                    Command(o.t, "trajectory", (list(o.value.joint_names), list(o.value.points)))
+                )
             elif o.kind == ARM:
                 out.append(Command(o.t, "forward", [float(x) for x in o.value]))
             elif o.kind == GRIPPER:
@@ -165,29 +173,38 @@ class StackPolicy:
 def camera_info_fields(info: dict):
     """A CameraInfo-like object (width, height, k, d, r, p) from SimWorld.camera_info."""
     import types
+
     return types.SimpleNamespace(
-        width=int(info["width"]), height=int(info["height"]),
+        width=int(info["width"]),
+        height=int(info["height"]),
         k=[float(v) for v in np.asarray(info["K"]).ravel()],
         d=[float(v) for v in np.asarray(info.get("D", np.zeros(5))).ravel()],
         r=[float(v) for v in np.asarray(info.get("R", np.eye(3))).ravel()],
         p=[float(v) for v in np.asarray(info["P"]).ravel()],
-        distortion_model=str(info.get("distortion_model", "plumb_bob")))
+        distortion_model=str(info.get("distortion_model", "plumb_bob")),
+    )
 
 
 def stack_figures(record) -> Dict[str, Dict[str, str]]:
     """The latency figures of an episode, named as the nodes' diagnostics name them."""
+
     def pct(key: str, seconds: Sequence[float]) -> Dict[str, str]:
         if not seconds:
             return {}
         ms = 1e3 * np.asarray(seconds, dtype=np.float64)
-        return {key + "_p50_ms": "%.3f" % np.percentile(ms, 50),
-                key + "_p99_ms": "%.3f" % np.percentile(ms, 99)}
+        return {
+            key + "_p50_ms": "%.3f" % np.percentile(ms, 50),
+            key + "_p99_ms": "%.3f" % np.percentile(ms, 99),
+        }
+
     f2c = pct("frame_to_command_run", record.frame_to_command_s)
     if f2c:
         f2c["frame_to_command_run_n"] = str(len(record.frame_to_command_s))
-    return {"encoder_node": pct("encode", record.encode_s),
-            "planner_node": pct("plan", record.plan_s),
-            "action_node": dict(pct("inference", record.act_s), **f2c)}
+    return {
+        "encoder_node": pct("encode", record.encode_s),
+        "planner_node": pct("plan", record.plan_s),
+        "action_node": dict(pct("inference", record.act_s), **f2c),
+    }
 
 
 def stack_params_for(cfg: EvalConfig, model: str):
@@ -197,6 +214,7 @@ def stack_params_for(cfg: EvalConfig, model: str):
 
     from clap_ros.runtime.params import ActionParams, EncoderParams, PlannerParams
     from clap_ros.runtime.virtual_stack import StackParams
+
     sections: Dict[str, dict] = {}
     if cfg.params_file:
         data = yaml.safe_load(Path(cfg.params_file).read_text()) or {}
@@ -206,34 +224,45 @@ def stack_params_for(cfg: EvalConfig, model: str):
     common = {"model": model, "backend": cfg.backend}
     enc = dict(sections.get("encoder_node", {}), **common)
     plan = dict(sections.get("planner_node", {}), robot=cfg.robot, **common)
-    act = dict(sections.get("action_node", {}), robot=cfg.robot,
-               command_mode=cfg.command_mode, enable_on_start=False, **common)
+    act = dict(
+        sections.get("action_node", {}),
+        robot=cfg.robot,
+        command_mode=cfg.command_mode,
+        enable_on_start=False,
+        **common,
+    )
     for d in (enc, plan, act):
         d.pop("use_sim_time", None)
-    return StackParams(encoder=EncoderParams.from_mapping(enc),
-                       planner=PlannerParams.from_mapping(plan),
-                       action=ActionParams.from_mapping(act))
+    return StackParams(
+        encoder=EncoderParams.from_mapping(enc),
+        planner=PlannerParams.from_mapping(plan),
+        action=ActionParams.from_mapping(act),
+    )
 
 
 def load_runtime(model: str, backend: str, robot_joints: Sequence[str]):
     """The bundle's ClapRuntime (one intra-op thread per graph, as the nodes run it)."""
     from clap_ros.inference.bundle import load_bundle
     from clap_ros.inference.policy import ClapRuntime
+
     bundle = load_bundle(model)
     if list(bundle.joint_names) != list(robot_joints):
-        raise ValueError("model %s is for joints %s, the robot has %s"
-                         % (model, bundle.joint_names, list(robot_joints)))
-    return ClapRuntime(bundle, backend=backend,
-                       intra_op_num_threads=1)
+        raise ValueError(
+            "model %s is for joints %s, the robot has %s"
+            % (model, bundle.joint_names, list(robot_joints))
+        )
+    return ClapRuntime(bundle, backend=backend, intra_op_num_threads=1)
 
 
 # --- one episode --------------------------------------------------------------------------------
+
 
 class DirectEpisodes:
     """Runs episodes of one robot in this process; worlds are built once per task."""
 
     def __init__(self, cfg: EvalConfig, out_dir: Optional[Path] = None):
         from clap_ros.robots import load_profile
+
         self.cfg = cfg
         self.profile = load_profile(cfg.robot)
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -242,25 +271,29 @@ class DirectEpisodes:
 
     def core(self, task: str):
         from clap_ros.sim.driver_core import SimDriverCore, SimDriverParams
+
         if task not in self._cores:
-            params = SimDriverParams(robot=self.cfg.robot, task=task, seed=self.cfg.seed,
-                                     randomize=self.cfg.randomize,
-                                     real_time_factor=0.0, use_sim_time=True).validate()
+            params = SimDriverParams(
+                robot=self.cfg.robot,
+                task=task,
+                seed=self.cfg.seed,
+                randomize=self.cfg.randomize,
+                real_time_factor=0.0,
+                use_sim_time=True,
+            ).validate()
             self._cores[task] = SimDriverCore(params)
         return self._cores[task]
 
     def runtime(self):
         if self._runtime is None:
-            self._runtime = load_runtime(self.cfg.model, self.cfg.backend,
-                                         self.profile.joint_names)
+            self._runtime = load_runtime(self.cfg.model, self.cfg.backend, self.profile.joint_names)
             self._stack_params = stack_params_for(self.cfg, self.cfg.model)
         return self._runtime
 
     def policy(self, core, seed: int):
         if self.cfg.policy == "expert":
             return ExpertPolicy(core.world, self.cfg.command_mode)
-        return StackPolicy(self._stack_params, self.profile, self.runtime(),
-                           self.cfg.latency_ms)
+        return StackPolicy(self._stack_params, self.profile, self.runtime(), self.cfg.latency_ms)
 
     def run(self, task: str, seed: int) -> EpisodeOutcome:
         out = EpisodeOutcome(task=task, seed=seed)
@@ -278,14 +311,28 @@ class DirectEpisodes:
             out, bag = self._run(task, seed, out)
         except Exception as e:  # one broken episode must not lose the others
             import traceback
+
             out.error = "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc(limit=4))
         finally:
             out.wall_s = time.perf_counter() - wall0
             if bag is not None:
                 import json
-                bag.string(T.EPISODE_OUTCOME, self._last_t, json.dumps(dict(
-                    out.to_dict(), robot=self.cfg.robot, command_mode=self.cfg.command_mode,
-                    duration=out.duration_s, mode="direct"), sort_keys=True, default=str))
+
+                bag.string(
+                    T.EPISODE_OUTCOME,
+                    self._last_t,
+                    json.dumps(
+                        dict(
+                            out.to_dict(),
+                            robot=self.cfg.robot,
+                            command_mode=self.cfg.command_mode,
+                            duration=out.duration_s,
+                            mode="direct",
+                        ),
+                        sort_keys=True,
+                        default=str,
+                    ),
+                )
                 bag.close()
         return out
 
@@ -300,16 +347,27 @@ class DirectEpisodes:
         if cfg.record_bags and self.out_dir is not None:
             from clap_ros.eval.direct_bag import EpisodeBag
             from clap_ros.nodes.episode_runner import episode_bag_name
+
             path = self.out_dir / "bags" / episode_bag_name(cfg.robot, task, seed)
-            bag = EpisodeBag(path, self.profile, cfg.command_mode, {
-                "robot": cfg.robot, "task": task, "seed": seed, "command_mode": cfg.command_mode,
-                "policy": cfg.policy if cfg.policy == "expert" else str(cfg.model),
-                "mode": "direct"})
+            bag = EpisodeBag(
+                path,
+                self.profile,
+                cfg.command_mode,
+                {
+                    "robot": cfg.robot,
+                    "task": task,
+                    "seed": seed,
+                    "command_mode": cfg.command_mode,
+                    "policy": cfg.policy if cfg.policy == "expert" else str(cfg.model),
+                    "mode": "direct",
+                },
+            )
             out.bag = str(path)
         render = policy.needs_frames or bag is not None
         info = world.camera_info("scene")
-        arm_topic = core.trajectory_topic if cfg.command_mode == "joint_trajectory" \
-            else core.forward_topic
+        arm_topic = (
+            core.trajectory_topic if cfg.command_mode == "joint_trajectory" else core.forward_topic
+        )
         state = _EpisodeState()
         self._last_t = core.clock_s
 
@@ -329,10 +387,11 @@ class DirectEpisodes:
                     js = core.joint_state(core.js_period)
                     policy.on_joint_state(js, now)
                     if counting:
-                        state.track_motion(js.positions[:self.profile.dof])
+                        state.track_motion(js.positions[: self.profile.dof])
                     if bag is not None:
-                        bag.joint_state(core.joint_states_topic, now, js.names, js.positions,
-                                        js.velocities)
+                        bag.joint_state(
+                            core.joint_states_topic, now, js.names, js.positions, js.velocities
+                        )
                 elif event == "cam" and render:
                     rgb = world.render("scene")
                     policy.on_frame(rgb, info, now, now)
@@ -352,8 +411,10 @@ class DirectEpisodes:
             bag.string(T.INSTRUCTION, t_reset, out.instruction)
         while not policy.ready(core.clock_s):
             if core.clock_s - t_reset > cfg.plan_timeout_s:
-                raise RuntimeError("the planner produced no plan within %.0f s of sim time "
-                                   "after the reset of seed %d" % (cfg.plan_timeout_s, seed))
+                raise RuntimeError(
+                    "the planner produced no plan within %.0f s of sim time "
+                    "after the reset of seed %d" % (cfg.plan_timeout_s, seed)
+                )
             step_once(False)
         if cfg.policy != "expert":
             t_settle = core.clock_s + cfg.settle_s
@@ -434,7 +495,8 @@ _WORKER: Optional[DirectEpisodes] = None
 
 def _worker_init(cfg: EvalConfig, out_dir: Optional[str]) -> None:
     import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     global _WORKER
     _WORKER = DirectEpisodes(cfg, Path(out_dir) if out_dir else None)
 
@@ -447,8 +509,9 @@ def episode_jobs(cfg: EvalConfig) -> List[Tuple[str, int]]:
     return [(task, cfg.seed + i) for task in cfg.tasks for i in range(cfg.episodes)]
 
 
-def run_outcomes(cfg: EvalConfig, out_dir: Optional[Path] = None, jobs: int = 1,
-                 on_episode=None) -> Tuple[List[EpisodeOutcome], str]:
+def run_outcomes(
+    cfg: EvalConfig, out_dir: Optional[Path] = None, jobs: int = 1, on_episode=None
+) -> Tuple[List[EpisodeOutcome], str]:
     """Every (task, seed) episode of ``cfg``; returns (outcomes in job order, error). Ctrl-C
     returns what finished with error "interrupted". ``on_episode(outcome)`` after each."""
     todo = episode_jobs(cfg)
@@ -465,8 +528,9 @@ def run_outcomes(cfg: EvalConfig, out_dir: Optional[Path] = None, jobs: int = 1,
         else:
             # spawn: a fresh interpreter per worker (MuJoCo's GL contexts do not survive fork)
             ctx = mp.get_context("spawn")
-            with ctx.Pool(jobs, initializer=_worker_init,
-                          initargs=(cfg, str(out_dir) if out_dir else None)) as pool:
+            with ctx.Pool(
+                jobs, initializer=_worker_init, initargs=(cfg, str(out_dir) if out_dir else None)
+            ) as pool:
                 try:
                     for o in pool.imap_unordered(_worker_run, todo):
                         done[(o.task, o.seed)] = o
@@ -483,15 +547,21 @@ def run_outcomes(cfg: EvalConfig, out_dir: Optional[Path] = None, jobs: int = 1,
 def evaluate(cfg: EvalConfig, log=None) -> Tuple[dict, Path]:
     """The direct-mode evaluation of ``cfg`` (result dict, as written to OUT/result.json)."""
     import sys
+
     cfg.validate()
-    out = Path(cfg.out) if cfg.out else Path("eval_results") / time.strftime(
-        "%Y%m%d-%H%M%S", time.gmtime())
+    out = (
+        Path(cfg.out)
+        if cfg.out
+        else Path("eval_results") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    )
     if (out / "result.json").exists():
         raise ValueError("%s already holds a result.json; choose another --out" % out)
     if cfg.record_bags:
         from clap_ros.nodes.episode_runner import episode_bag_name
-        taken = [str(out / "bags" / episode_bag_name(cfg.robot, t, s))
-                 for t, s in episode_jobs(cfg)]
+
+        taken = [
+            str(out / "bags" / episode_bag_name(cfg.robot, t, s)) for t, s in episode_jobs(cfg)
+        ]
         taken = [p for p in taken if Path(p).exists()]
         if taken:
             raise ValueError("bags already exist (never overwritten): %s" % ", ".join(taken))
@@ -503,19 +573,27 @@ def evaluate(cfg: EvalConfig, log=None) -> Tuple[dict, Path]:
     bar = None
     if cfg.progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(episode_jobs(cfg)), unit="episode",
-                   desc="eval-sim direct %s %s" % (cfg.robot, cfg.policy))
+
+        bar = tqdm(
+            total=len(episode_jobs(cfg)),
+            unit="episode",
+            desc="eval-sim direct %s %s" % (cfg.robot, cfg.policy),
+        )
     finished: List[EpisodeOutcome] = []
 
     def on_episode(o: EpisodeOutcome) -> None:
         finished.append(o)
         line = "%s seed %d: %s%s" % (
-            o.task, o.seed, "success in %.1f s" % o.time_to_success_s if o.success
-            else "failure", (" (%s)" % o.error.splitlines()[0]) if o.error else "")
+            o.task,
+            o.seed,
+            "success in %.1f s" % o.time_to_success_s if o.success else "failure",
+            (" (%s)" % o.error.splitlines()[0]) if o.error else "",
+        )
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(task=o.task, success="%d/%d" % (
-                sum(e.success for e in finished), len(finished)))
+            bar.set_postfix(
+                task=o.task, success="%d/%d" % (sum(e.success for e in finished), len(finished))
+            )
             bar.write(line, file=sys.stderr)
         else:
             log(line)
@@ -533,6 +611,7 @@ def evaluate(cfg: EvalConfig, log=None) -> Tuple[dict, Path]:
 
 def _resolve_model(model: str) -> Path:
     from clap_ros.eval.sim_results import resolve_model
+
     return resolve_model(model)
 
 
@@ -541,8 +620,11 @@ def wall_per_episode(result: dict) -> Dict[str, float]:
     walls = [float(e["wall_s"]) for e in result.get("episodes", [])]
     if not walls:
         return {"episodes": 0, "median_wall_s": math.nan, "mean_wall_s": math.nan}
-    return {"episodes": len(walls), "median_wall_s": float(np.median(walls)),
-            "mean_wall_s": float(np.mean(walls))}
+    return {
+        "episodes": len(walls),
+        "median_wall_s": float(np.median(walls)),
+        "mean_wall_s": float(np.mean(walls)),
+    }
 
 
 def run_episodes(cfg: EvalConfig, out_dir: Optional[Path] = None) -> dict:
@@ -565,6 +647,7 @@ def run_direct(cfg: EvalConfig, log=None) -> dict:
     """``eval-sim --mode direct`` of ``cfg`` (whatever its ``mode`` says), writing result.json /
     report.md to ``cfg.out`` like the CLI; returns the result dict (for `make bench`)."""
     import dataclasses
+
     cfg = dataclasses.replace(cfg, mode="direct")
     result, _ = evaluate(cfg, log=log)
     return result
@@ -572,4 +655,5 @@ def run_direct(cfg: EvalConfig, log=None) -> dict:
 
 def default_tasks() -> Sequence[str]:
     from clap_ros.sim.tasks import TASKS
+
     return sorted(TASKS)

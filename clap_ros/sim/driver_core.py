@@ -16,6 +16,7 @@ evaluator (``clap-ros eval-sim --mode direct``) run the same driver rules:
 
 No rclpy import here: stamps are plain seconds on the driver clock.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,6 +40,7 @@ COMMAND_KINDS = ("trajectory", "forward", "gripper")
 
 def _task_names() -> Tuple[str, ...]:
     from clap_ros.sim.tasks import TASKS
+
     return tuple(TASKS)
 
 
@@ -47,50 +49,103 @@ class SimDriverParams(Schema):
     """Every sim_driver parameter (name, default, unit, range, description), declared by the node
     from here, filled by the direct evaluator, and checked against config/sim_driver.yaml."""
 
-    robot: str = param("fr3", "robot profile: fr3, panda, ur5e or a profile YAML path",
-                       read_only=True)
+    robot: str = param(
+        "fr3", "robot profile: fr3, panda, ur5e or a profile YAML path", read_only=True
+    )
     task: str = param("pick_place", "sim task", choices=_task_names(), read_only=True)
-    seed: int = param(0, "layout/appearance seed used by ~/reset (settable)", low=0,
-                      high=2 ** 31 - 1)
-    randomize: bool = param(True, "visual randomisation (textures, lights, distractors) per seed",
-                            read_only=True)
+    seed: int = param(0, "layout/appearance seed used by ~/reset (settable)", low=0, high=2**31 - 1)
+    randomize: bool = param(
+        True, "visual randomisation (textures, lights, distractors) per seed", read_only=True
+    )
     camera_width: int = param(128, "scene camera width", "px", low=16, high=4096, read_only=True)
-    camera_height: int = param(128, "scene camera height", "px", low=16, high=4096,
-                               read_only=True)
-    camera_rate_hz: float = param(15.0, "camera frame rate in sim time (0 = no camera)", "Hz",
-                                  low=0.0, high=240.0, read_only=True)
-    wrist_camera: bool = param(False, "also publish /wrist_camera/image_raw + camera_info",
-                               read_only=True)
+    camera_height: int = param(128, "scene camera height", "px", low=16, high=4096, read_only=True)
+    camera_rate_hz: float = param(
+        15.0,
+        "camera frame rate in sim time (0 = no camera)",
+        "Hz",
+        low=0.0,
+        high=240.0,
+        read_only=True,
+    )
+    wrist_camera: bool = param(
+        False, "also publish /wrist_camera/image_raw + camera_info", read_only=True
+    )
     joint_states_rate_hz: float = param(
-        0.0, "/joint_states rate in sim time (0 = the profile's: 30 Hz Franka, 500 Hz UR)", "Hz",
-        low=0.0, high=1000.0, read_only=True)
+        0.0,
+        "/joint_states rate in sim time (0 = the profile's: 30 Hz Franka, 500 Hz UR)",
+        "Hz",
+        low=0.0,
+        high=1000.0,
+        read_only=True,
+    )
     control_rate_hz: float = param(
-        0.0, "controller update rate (0 = the profile's driver rate: 1 kHz Franka, 500 Hz UR)",
-        "Hz", low=0.0, high=10000.0, read_only=True)
-    clock_rate_hz: float = param(100.0, "/clock rate in sim time when use_sim_time", "Hz",
-                                 low=1.0, high=1000.0, read_only=True)
-    status_rate_hz: float = param(2.0, "/sim/status rate (also sent on reset, success and "
-                                  "rejection)", "Hz", low=0.1, high=100.0, read_only=True)
-    real_time_factor: float = param(1.0, "sim seconds per wall second; 0 = as fast as possible "
-                                    "(needs use_sim_time)", low=0.0, high=100.0, read_only=True)
+        0.0,
+        "controller update rate (0 = the profile's driver rate: 1 kHz Franka, 500 Hz UR)",
+        "Hz",
+        low=0.0,
+        high=10000.0,
+        read_only=True,
+    )
+    clock_rate_hz: float = param(
+        100.0,
+        "/clock rate in sim time when use_sim_time",
+        "Hz",
+        low=1.0,
+        high=1000.0,
+        read_only=True,
+    )
+    status_rate_hz: float = param(
+        2.0,
+        "/sim/status rate (also sent on reset, success and rejection)",
+        "Hz",
+        low=0.1,
+        high=100.0,
+        read_only=True,
+    )
+    real_time_factor: float = param(
+        1.0,
+        "sim seconds per wall second; 0 = as fast as possible (needs use_sim_time)",
+        low=0.0,
+        high=100.0,
+        read_only=True,
+    )
     allow_partial_joints_goal: bool = param(
-        False, "accept trajectories naming a subset of the joints (others hold)", read_only=True)
+        False, "accept trajectories naming a subset of the joints (others hold)", read_only=True
+    )
     allow_nonzero_velocity_at_trajectory_end: bool = param(
-        False, "accept a last trajectory point with non-zero velocity", read_only=True)
-    position_margin: float = param(0.0, "commands must stay this far inside the joint limits",
-                                   "rad", low=0.0, high=0.5, read_only=True)
-    max_forward_step: float = param(0.25, "largest accepted jump of a forward command", "rad",
-                                    low=0.0, high=10.0, read_only=True)
-    trajectory_controller: str = param("", "JointTrajectoryController name ('' = the "
-                                       "profile's)", read_only=True)
-    forward_controller: str = param("", "forward position controller name ('' = the profile's)",
-                                    read_only=True)
-    gripper_command_topic: str = param("", "gripper command topic ('' = the profile's)",
-                                       read_only=True)
+        False, "accept a last trajectory point with non-zero velocity", read_only=True
+    )
+    position_margin: float = param(
+        0.0,
+        "commands must stay this far inside the joint limits",
+        "rad",
+        low=0.0,
+        high=0.5,
+        read_only=True,
+    )
+    max_forward_step: float = param(
+        0.25,
+        "largest accepted jump of a forward command",
+        "rad",
+        low=0.0,
+        high=10.0,
+        read_only=True,
+    )
+    trajectory_controller: str = param(
+        "", "JointTrajectoryController name ('' = the profile's)", read_only=True
+    )
+    forward_controller: str = param(
+        "", "forward position controller name ('' = the profile's)", read_only=True
+    )
+    gripper_command_topic: str = param(
+        "", "gripper command topic ('' = the profile's)", read_only=True
+    )
     camera_info_file: str = param(
-        "", "camera_info_manager YAML published as the scene camera's CameraInfo, as a real "
+        "",
+        "camera_info_manager YAML published as the scene camera's CameraInfo, as a real "
         "camera driver's camera_info_url ('' = the ideal pinhole of the sim camera)",
-        read_only=True)
+        read_only=True,
+    )
     # Not parameters of this schema: ROS's own use_sim_time, and the CameraInfo fields loaded
     # from camera_info_file.
     use_sim_time: bool = False
@@ -100,9 +155,11 @@ class SimDriverParams(Schema):
         """The rule between real_time_factor and ROS's use_sim_time (not a schema field, so
         checked once use_sim_time is known: by the node after declaring, by the core)."""
         if self.real_time_factor == 0.0 and not self.use_sim_time:
-            raise ParamError("parameter 'real_time_factor' = 0 (as fast as possible) needs "
-                             "use_sim_time:=true, or other nodes' wall-clock timing would not "
-                             "match the sim")
+            raise ParamError(
+                "parameter 'real_time_factor' = 0 (as fast as possible) needs "
+                "use_sim_time:=true, or other nodes' wall-clock timing would not "
+                "match the sim"
+            )
 
 
 class Schedule:
@@ -113,8 +170,9 @@ class Schedule:
     """
 
     def __init__(self, periods: Dict[str, float], start: float = 0.0):
-        self.periods = {k: (p if p and p > 0 and math.isfinite(p) else math.inf)
-                        for k, p in periods.items()}
+        self.periods = {
+            k: (p if p and p > 0 and math.isfinite(p) else math.inf) for k, p in periods.items()
+        }
         self.restart(start)
 
     def restart(self, now: float) -> None:
@@ -158,12 +216,14 @@ class DriverWiring:
         drv = profile.driver
         traj_ctrl = params.trajectory_controller or drv.trajectory_controller
         fwd_ctrl = params.forward_controller or drv.forward_controller
-        return cls("/%s/joint_trajectory" % traj_ctrl.strip("/"),
-                   "/%s/commands" % fwd_ctrl.strip("/"),
-                   params.gripper_command_topic or drv.gripper_command_topic,
-                   drv.joint_states_topic,
-                   params.joint_states_rate_hz or drv.joint_states_rate_hz,
-                   params.control_rate_hz or drv.rate_hz)
+        return cls(
+            "/%s/joint_trajectory" % traj_ctrl.strip("/"),
+            "/%s/commands" % fwd_ctrl.strip("/"),
+            params.gripper_command_topic or drv.gripper_command_topic,
+            drv.joint_states_topic,
+            params.joint_states_rate_hz or drv.joint_states_rate_hz,
+            params.control_rate_hz or drv.rate_hz,
+        )
 
 
 class SimDriverCore:
@@ -176,7 +236,9 @@ class SimDriverCore:
         self.rules = TrajectoryRules(
             allow_partial_joints_goal=params.allow_partial_joints_goal,
             allow_nonzero_velocity_at_trajectory_end=params.allow_nonzero_velocity_at_trajectory_end,
-            position_margin=params.position_margin, max_forward_step=params.max_forward_step)
+            position_margin=params.position_margin,
+            max_forward_step=params.max_forward_step,
+        )
         self.wiring = DriverWiring.of(params, self.profile)
         self.trajectory_topic = self.wiring.trajectory_topic
         self.forward_topic = self.wiring.forward_topic
@@ -186,10 +248,15 @@ class SimDriverCore:
         self.control_rate = self.wiring.control_rate_hz
         if world is None:
             from clap_ros.sim.world import SimWorld
-            world = SimWorld(robot=params.robot, task=params.task, seed=params.seed,
-                             randomize=params.randomize,
-                             image_size=(params.camera_height, params.camera_width),
-                             wrist_camera=params.wrist_camera)
+
+            world = SimWorld(
+                robot=params.robot,
+                task=params.task,
+                seed=params.seed,
+                randomize=params.randomize,
+                image_size=(params.camera_height, params.camera_width),
+                wrist_camera=params.wrist_camera,
+            )
         self.world = world
         dt = float(world.timestep)
         # Controller updates at the driver's rate, but never between two physics steps.
@@ -199,11 +266,14 @@ class SimDriverCore:
         self.rejected = 0
         self.last_rejection = ""
         self.resets = 0
-        self.schedule = Schedule({
-            "js": 1.0 / self.js_rate if self.js_rate > 0 else math.inf,
-            "cam": 1.0 / params.camera_rate_hz if params.camera_rate_hz > 0 else math.inf,
-            "clock": 1.0 / params.clock_rate_hz if params.use_sim_time else math.inf,
-            "status": 1.0 / params.status_rate_hz})
+        self.schedule = Schedule(
+            {
+                "js": 1.0 / self.js_rate if self.js_rate > 0 else math.inf,
+                "cam": 1.0 / params.camera_rate_hz if params.camera_rate_hz > 0 else math.inf,
+                "clock": 1.0 / params.clock_rate_hz if params.use_sim_time else math.inf,
+                "status": 1.0 / params.status_rate_hz,
+            }
+        )
         self._init_episode(int(world.seed))
 
     # --- clock and episode ---------------------------------------------------------------------
@@ -238,11 +308,15 @@ class SimDriverCore:
 
     # --- commands ------------------------------------------------------------------------------
     def topic_of(self, kind: str) -> str:
-        return {"trajectory": self.trajectory_topic, "forward": self.forward_topic,
-                "gripper": self.gripper_topic}[kind]
+        return {
+            "trajectory": self.trajectory_topic,
+            "forward": self.forward_topic,
+            "gripper": self.gripper_topic,
+        }[kind]
 
-    def command(self, kind: str, payload, now: Optional[float] = None,
-                stamp_s: float = 0.0) -> Optional[str]:
+    def command(
+        self, kind: str, payload, now: Optional[float] = None, stamp_s: float = 0.0
+    ) -> Optional[str]:
         """Apply one command at driver time ``now`` (default: the clock); None when accepted,
         else the rejection reason (counted; the last safe target stays).
 
@@ -301,7 +375,9 @@ class SimDriverCore:
         return JointStateSample(
             self.clock_s if stamp_s is None else stamp_s,
             list(self.profile.joint_names) + list(self.profile.gripper.joint_names),
-            np.concatenate([w.arm_qpos(), gq]), np.concatenate([w.arm_qvel(), gv]))
+            np.concatenate([w.arm_qpos(), gq]),
+            np.concatenate([w.arm_qvel(), gv]),
+        )
 
     @property
     def js_period(self) -> float:
@@ -314,14 +390,21 @@ class SimDriverCore:
         w = self.world
         self.status_dirty = False
         from clap_ros.data.jsonable import json_default
+
         return {
-            "robot": self.profile.name, "task": w.task_name, "instruction": w.instruction,
-            "seed": int(self.seed), "success": bool(self._last_success),
+            "robot": self.profile.name,
+            "task": w.task_name,
+            "instruction": w.instruction,
+            "seed": int(self.seed),
+            "success": bool(self._last_success),
             "goal_distance_m": round(self.goal_distance(), 4),
-            "sim_time": float(w.time), "appearance": _jsonable(w.appearance, json_default),
-            "rejected_commands": int(self.rejected), "last_rejection": self.last_rejection,
+            "sim_time": float(w.time),
+            "appearance": _jsonable(w.appearance, json_default),
+            "rejected_commands": int(self.rejected),
+            "last_rejection": self.last_rejection,
             "resets": int(self.resets),
-            "camera_frames": int(camera_frames), "camera_dropped": int(camera_dropped),
+            "camera_frames": int(camera_frames),
+            "camera_dropped": int(camera_dropped),
         }
 
 
@@ -336,7 +419,8 @@ def _jsonable(obj, default):
     return _jsonable(default(obj), default)
 
 
-def trajectory_payload(joint_names: Sequence[str], points: Sequence[PointTuple]
-                       ) -> Tuple[List[str], List[PointTuple]]:
+def trajectory_payload(
+    joint_names: Sequence[str], points: Sequence[PointTuple]
+) -> Tuple[List[str], List[PointTuple]]:
     """The ``command("trajectory", ...)`` payload from names and point tuples."""
     return list(joint_names), list(points)

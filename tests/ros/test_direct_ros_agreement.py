@@ -1,5 +1,6 @@
 """eval-sim --policy expert agrees between --mode direct (one process, virtual clock) and
 --mode ros (sim_driver + expert_node processes over DDS) on the same seeds."""
+
 import json
 
 import pytest
@@ -15,8 +16,17 @@ SEED = 200
 
 
 def _cfg(mode, out, **kw):
-    return EvalConfig(robot="fr3", tasks=TASKS, episodes=2, seed=SEED, policy="expert",
-                      mode=mode, out=str(out), progress=False, **kw)
+    return EvalConfig(
+        robot="fr3",
+        tasks=TASKS,
+        episodes=2,
+        seed=SEED,
+        policy="expert",
+        mode=mode,
+        out=str(out),
+        progress=False,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +35,10 @@ def both(tmp_path_factory):
     direct = run_direct(_cfg("direct", tmp / "direct"), log=lambda text: None)
     # Half real time on sim time: on a loaded CI machine a real-time driver falls behind the
     # wall clock and the expert's wall-clock timing with it; on /clock both slow together.
-    ros = SimEvaluator(_cfg("ros", tmp / "ros", domain_id=fresh_domain_id(),
-                            real_time_factor=0.5), log=lambda text: None).run()
+    ros = SimEvaluator(
+        _cfg("ros", tmp / "ros", domain_id=fresh_domain_id(), real_time_factor=0.5),
+        log=lambda text: None,
+    ).run()
     return direct, ros, tmp
 
 
@@ -36,7 +48,8 @@ def test_both_modes_ran_every_episode(both):
         assert result["complete"], result["error"]
         assert result["mode"] == mode and result["policy"] == "expert"
         assert [(e["task"], e["seed"]) for e in result["episodes"]] == [
-            (t, SEED + i) for t in TASKS for i in range(2)]
+            (t, SEED + i) for t in TASKS for i in range(2)
+        ]
         on_disk = json.loads((tmp / mode / "result.json").read_text())
         assert on_disk["mode"] == mode
 

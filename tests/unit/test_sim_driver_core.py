@@ -1,4 +1,5 @@
 """SimDriverCore: the sim driver's rules without ROS (shared by sim_driver and eval-sim direct)."""
+
 import math
 from pathlib import Path
 
@@ -14,8 +15,11 @@ CONFIG = Path(__file__).resolve().parents[2] / "config" / "sim_driver.yaml"
 
 @pytest.fixture(scope="module")
 def core():
-    return SimDriverCore(SimDriverParams(task="reach", seed=3, camera_rate_hz=0.0,
-                                         real_time_factor=0.0, use_sim_time=True))
+    return SimDriverCore(
+        SimDriverParams(
+            task="reach", seed=3, camera_rate_hz=0.0, real_time_factor=0.0, use_sim_time=True
+        )
+    )
 
 
 def test_no_rclpy_in_the_core():
@@ -33,13 +37,16 @@ def test_config_file_matches_the_schema():
     assert set(SimDriverParams.names()) - set(section) <= {"camera_info_file"}
 
 
-@pytest.mark.parametrize("values,needle", [
-    ({"camera_rate_hz": -1.0}, "camera_rate_hz"),
-    ({"task": "juggle"}, "one of"),
-    ({"seed": -1}, "seed"),
-    ({"max_forward_step": 11.0}, "0 .. 10 rad"),
-    ({"no_such": 1}, "no_such"),
-])
+@pytest.mark.parametrize(
+    "values,needle",
+    [
+        ({"camera_rate_hz": -1.0}, "camera_rate_hz"),
+        ({"task": "juggle"}, "one of"),
+        ({"seed": -1}, "seed"),
+        ({"max_forward_step": 11.0}, "0 .. 10 rad"),
+        ({"no_such": 1}, "no_such"),
+    ],
+)
 def test_bad_values_are_refused_by_name_and_range(values, needle):
     with pytest.raises(ParamError) as e:
         SimDriverParams.from_mapping(values)
@@ -56,7 +63,7 @@ def test_schedule_fires_at_its_rate_and_skips_missed_ticks():
     fired = [t for t in np.arange(0.0, 1.0 + 1e-9, 0.01) if s.fire("a", t)]
     assert len(fired) == 11 and not any(s.fire("never", t) for t in (0.0, 5.0))
     assert not s.fire("off", 1.0)
-    assert s.fire("a", 5.0) and s.due["a"] == pytest.approx(5.1)   # no burst of 40 ticks
+    assert s.fire("a", 5.0) and s.due["a"] == pytest.approx(5.1)  # no burst of 40 ticks
 
 
 def test_trajectory_is_followed_and_bad_commands_are_rejected_and_counted(core):
@@ -76,7 +83,7 @@ def test_trajectory_is_followed_and_bad_commands_are_rejected_and_counted(core):
     t_end = core.clock_s + 1.0
     while core.clock_s < t_end:
         core.step()
-    assert np.max(np.abs(core.world.arm_qpos() - target)) < 0.01   # the good one still runs
+    assert np.max(np.abs(core.world.arm_qpos() - target)) < 0.01  # the good one still runs
     assert core.status_dict()["rejected_commands"] == core.rejected
 
 
