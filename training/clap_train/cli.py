@@ -134,16 +134,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("interrupted; resume with the same command", file=sys.stderr)
         return 130
     if is_main():
-        from .pipeline import _jsonable
+        from .common.checkpoint import to_jsonable
 
-        text = json.dumps(_jsonable(summary), indent=1)
+        text = json.dumps(to_jsonable(summary), indent=1)
         if args.summary:
             with open(args.summary, "w") as f:
                 f.write(text + "\n")
         brief = summary.get("stages", {args.stage: summary})
         for name, st in brief.items():
             keys = {k: v for k, v in st.items() if k in ("heldout", "checkpoint", "bundle", "seconds")}
-            print(f"[{name}] {json.dumps(_jsonable(keys))}")
+            print(f"[{name}] {json.dumps(to_jsonable(keys))}")
     return 0
 
 

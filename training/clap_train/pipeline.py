@@ -149,6 +149,7 @@ def run_stage(name: str, cfg, data, opt: Optional[RunOptions] = None) -> Dict[st
 def run_pipeline(cfg, data=None, stages: Optional[Sequence[str]] = None,
                  opt: Optional[RunOptions] = None, synthetic: int = 0) -> Dict[str, Any]:
     """Run ``stages`` (default: all, in order) and write ``<out_dir>/pipeline.json``."""
+    from .common.checkpoint import to_jsonable
     from .common.dist import is_main
     from .common.seed import seed_everything
 
@@ -167,14 +168,5 @@ def run_pipeline(cfg, data=None, stages: Optional[Sequence[str]] = None,
     if is_main():
         path = Path(cfg.out_dir) / "pipeline.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_jsonable(summary), indent=1) + "\n")
+        path.write_text(json.dumps(to_jsonable(summary), indent=1) + "\n")
     return summary
-
-
-def _jsonable(obj):
-    from .common.checkpoint import to_jsonable
-
-    obj = to_jsonable(obj)
-    if isinstance(obj, float) and obj != obj:
-        return None
-    return obj

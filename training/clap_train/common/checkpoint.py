@@ -18,6 +18,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from clap_ros.data.jsonable import json_default
+
 from ..config import Config, config_from_json
 
 FORMAT = "clap_train_checkpoint"
@@ -25,18 +27,16 @@ VERSION = "1"
 
 
 def to_jsonable(obj: Any) -> Any:
+    """Plain JSON types from nested dicts/lists of numbers, numpy values and torch tensors (numpy
+    and paths through the runtime's one ``json_default``)."""
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu().tolist()
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return json_default(obj)
     return obj
 
 

@@ -91,7 +91,7 @@ def run_parallel(args, names, scale, root: Path) -> int:
     import subprocess
     import threading
 
-    from .common import _tool
+    from .common import tool
 
     logs = root / "runs" / "experiments" / scale.name
     logs.mkdir(parents=True, exist_ok=True)
@@ -99,7 +99,7 @@ def run_parallel(args, names, scale, root: Path) -> int:
 
     def chain(group):
         for name in group:
-            cmd = _tool("clap-train") + ["experiment", name, "--scale", scale.name, "--root",
+            cmd = tool("clap-train") + ["experiment", name, "--scale", scale.name, "--root",
                                          str(root), "--threads", "1", "--no-progress",
                                          "--report", str(logs / ("%s.report.md" % name))]
             if args.eval_only:

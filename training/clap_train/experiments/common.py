@@ -167,7 +167,7 @@ class Context:
 # tools (the project's own CLIs, as subprocesses)
 
 
-def _tool(name: str) -> List[str]:
+def tool(name: str) -> List[str]:
     exe = Path(sys.executable).parent / name
     if exe.is_file():
         return [str(exe)]
@@ -227,10 +227,10 @@ def ensure_robot_data(ctx: Context, task: str, shifted: bool = False) -> Path:
             % (n_robot, task, " shifted-look" if shifted else "", seed, base))
     shutil.rmtree(base, ignore_errors=True)
     log = base / "log.txt"
-    _run(_tool("clap-ros") + ["sim", "record", "--direct", "--robot", ROBOT, "--task", task,
+    _run(tool("clap-ros") + ["sim", "record", "--direct", "--robot", ROBOT, "--task", task,
                               "--episodes", str(n_robot), "--seed", str(seed),
                               "--out", str(base / "bags"), "--quiet"], log, "sim record %s" % task)
-    _run(_tool("clap-ros") + ["bag2dataset", "--bags", str(base / "bags"), "--out", str(ds),
+    _run(tool("clap-ros") + ["bag2dataset", "--bags", str(base / "bags"), "--out", str(ds),
                               "--strict", "--quiet"], log, "bag2dataset %s" % task)
     shutil.rmtree(base / "bags", ignore_errors=True)  # the dataset holds everything training reads
     _mark_done(base, {"task": task, "episodes": n_robot, "seed": seed, "shifted": shifted})
@@ -244,7 +244,7 @@ def ensure_human_data(ctx: Context) -> Path:
     _, n_clips = needed_counts(ctx.scale)
     ctx.log("[data] rendering %d human clips per task -> %s" % (n_clips, base))
     shutil.rmtree(base, ignore_errors=True)
-    _run(_tool("clap-ros") + ["sim", "human-videos", "--task", "all", "--episodes", str(n_clips),
+    _run(tool("clap-ros") + ["sim", "human-videos", "--task", "all", "--episodes", str(n_clips),
                               "--scenes", str(ctx.scale.human_scenes), "--fps", "15",
                               "--seed", str(TRAIN_SEED), "--out", str(base)],
          ctx.data_dir / "human_log.txt", "sim human-videos")
@@ -387,7 +387,7 @@ def evaluate_closed_loop(ctx: Context, bundle: Path, tasks: Sequence[str], out_d
         d = out_dir / task
         if (d / "result.json").is_file():  # eval-sim never overwrites: a re-run starts clean
             shutil.rmtree(d)
-        cmd = _tool("clap-ros") + ["eval-sim", "--robot", ROBOT, "--task", task,
+        cmd = tool("clap-ros") + ["eval-sim", "--robot", ROBOT, "--task", task,
                                    "--episodes", str(s.eval_episodes), "--model", str(bundle),
                                    "--backend", "cpu", "--seed", str(seed), "--out", str(d),
                                    "--real-time-factor", repr(s.real_time_factor), "--no-progress"]
@@ -413,13 +413,23 @@ def evaluate_closed_loop(ctx: Context, bundle: Path, tasks: Sequence[str], out_d
     return out, time.time() - t0
 
 
+def load_results(runs_dir: Path) -> List[dict]:
+    """Every result.json under ``runs_dir`` (runs/experiments/<scale>/<exp>), sorted."""
+    out = []
+    for path in sorted(Path(runs_dir).glob("*/seed*/" + RESULT_FILE)):
+        doc = json.loads(path.read_text())
+        if doc.get("format") != "clap_experiment_result":
+            continue
+        doc["_path"] = str(path)
+        out.append(doc)
+    return out
+
+
 def reevaluate(ctx: Context, bundle_of: Optional[Callable[[Context, dict], Path]] = None
                ) -> List[Path]:
     """Closed-loop evaluation again for every finished arm of the experiment, with its bundle and
     eval seed, rewriting success and eval cost in its result.json (training is left alone): for
     a changed evaluator, or more episodes, without retraining."""
-    from .report import load_results
-
     paths = []
     for doc in load_results(ctx.runs_dir):
         if doc.get("scale") != ctx.scale.name:
@@ -458,9 +468,9 @@ def write_result(ctx: Context, arm: Arm, seed: int, out_dir: Path, cfg, *, succe
     doc.update(extra or {})
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / RESULT_FILE
-    from clap_train.pipeline import _jsonable
+    from clap_train.common.checkpoint import to_jsonable
 
-    path.write_text(json.dumps(_jsonable(doc), indent=1) + "\n")
+    path.write_text(json.dumps(to_jsonable(doc), indent=1) + "\n")
     return path
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .common import RESULT_FILE, SCALES
+from .common import SCALES, load_results
 
 
 @dataclass(frozen=True)
@@ -33,18 +33,6 @@ class Claim:
     at_least: bool = False
     tasks: Tuple[str, ...] = ()
     lower: bool = False
-
-
-def load_results(runs_dir: Path) -> List[dict]:
-    """Every result.json under ``runs_dir`` (runs/experiments/<scale>/<exp>), sorted."""
-    out = []
-    for path in sorted(Path(runs_dir).glob("*/seed*/" + RESULT_FILE)):
-        doc = json.loads(path.read_text())
-        if doc.get("format") != "clap_experiment_result":
-            continue
-        doc["_path"] = str(path)
-        out.append(doc)
-    return out
 
 
 def mean_std(values: Sequence[float]) -> Tuple[Optional[float], Optional[float]]:
