@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
+from clap_ros.inference.preprocess import PreprocessingError, PreprocessingSpec, spec_from_manifest
 from clap_ros.inference.tokenizer import InstructionTokenizer, TokenizerError
 
 MANIFEST = "manifest.yaml"
@@ -145,6 +146,8 @@ class Bundle:
     rf_steps: int
     graphs: Dict[str, GraphInfo] = field(repr=False)
     tokenizer: InstructionTokenizer = field(repr=False)
+    # the image recipe the encoder was trained with (clap_ros.inference.preprocess)
+    preprocessing: PreprocessingSpec
 
     @property
     def chunk_dt_s(self) -> float:
@@ -257,6 +260,7 @@ def load_bundle(path: PathLike, check_onnx: bool = True, check_robot: bool = Tru
             codebook_size=int(cb["size"]), tokens_per_chunk=int(cb["tokens_per_chunk"]),
             state_dim=int(m["state"]["dim"]), rf_steps=int(m["rf"]["num_steps"]),
             graphs=graphs, tokenizer=_load_tokenizer(path, m),
+            preprocessing=_preprocessing(m, where),
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, BundleError):
@@ -280,6 +284,17 @@ def load_bundle(path: PathLike, check_onnx: bool = True, check_robot: bool = Tru
             raise BundleError(f"{where}: joint_names {bundle.joint_names} do not match robot "
                               f"profile '{profile.name}' {list(profile.joint_names)}")
     return bundle
+
+
+def _preprocessing(m: Dict[str, Any], where: str) -> PreprocessingSpec:
+    img = m["image"]
+    if img.get("normalized_in_graph", True) is not True:
+        raise BundleError(f"{where}: image.normalized_in_graph is {img['normalized_in_graph']!r}; "
+                          "this runtime only feeds [0, 1] RGB and leaves mean/std to the graph")
+    try:
+        return spec_from_manifest(m.get("preprocessing"), int(img["height"]), int(img["width"]))
+    except PreprocessingError as exc:
+        raise BundleError(f"{where}: {exc}") from None
 
 
 def _load_tokenizer(path: Path, m: Dict[str, Any]) -> InstructionTokenizer:

@@ -75,6 +75,11 @@ def test_bundle_files_and_manifest(bundle_dir, models):
     assert m["action_space"]["type"] == "joint_abs" and m["action_space"]["dim"] == A
     assert m["codebook"] == {"size": K, "dim": 8, "tokens_per_chunk": T}
     assert m["image"]["height"] == IMG and m["image"]["layout"] == "NCHW"
+    # the exporter names the runtime's recipe, and the runtime reads it back
+    assert (m["preprocessing"]["name"], m["preprocessing"]["version"]) == ("rgb_area_unit", 1)
+    assert m["preprocessing"]["size"] == [IMG, IMG]
+    from clap_ros.inference.bundle import load_bundle
+    assert load_bundle(bundle_dir, check_robot=False).preprocessing.height == IMG
     assert m["rf"]["num_steps"] == 4
     assert m["normalization"]["action"]["std"] == stats["action_std"]
     assert m["graphs"]["planner"]["outputs"][0] == {"name": "indices", "shape": ["batch", T],

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from clap_ros.data.images import ImageEncodingError, numpy_to_image_fields
-from clap_ros.inference.preprocess import (Calibration, Preprocessor, preprocess_rgb,
-                                           rgb_from_array, rgb_from_msg, undistort_image)
+from clap_ros.inference.preprocess import (ENCODER_MEAN, ENCODER_STD, Calibration, Preprocessor,
+                                           preprocess_rgb, rgb_from_array, rgb_from_msg, to_unit,
+                                           undistort_image)
 
 
 def scene(h=96, w=128, seed=0):
@@ -24,10 +25,13 @@ def test_matches_training_preprocessing_exactly():
     ntp = pytest.importorskip("clap_train.ntp")
     import torch
 
+    # training's encoder normalises with the runtime's constants (the graph applies them)
+    assert ntp.ObsEncoder.MEAN == ENCODER_MEAN and ntp.ObsEncoder.STD == ENCODER_STD
+
     img = scene(120, 160)
     ours = preprocess_rgb(img, 64, 64)
-    frames = data.resize_frames(img[None], 64)                       # uint8 [1,3,64,64]
-    theirs = ntp.frames_to_unit(torch.from_numpy(frames)).numpy()   # float [0,1]
+    frames = data.resize_frames(img[None], 64)                # uint8 [1,3,64,64]
+    theirs = to_unit(torch.from_numpy(frames)).numpy()        # float [0,1], as the NTP/RF batches
     assert ours.shape == theirs.shape == (1, 3, 64, 64) and ours.dtype == np.float32
     np.testing.assert_array_equal(ours, theirs)
 

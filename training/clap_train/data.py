@@ -140,20 +140,16 @@ def action_chunks(episodes: Sequence[Dict[str, Any]], H: int, action_space: str 
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """uint8 [T,H,W,3] -> uint8 [T,3,size,size] (area interpolation, as the encoder node does)."""
+    """uint8 [T,H,W,3] -> uint8 [T,3,size,size], each frame resized by the runtime's own
+    ``resize_rgb`` (the encoder's recipe; batches then scale with ``preprocess.to_unit``)."""
+    from clap_ros.inference.preprocess import resize_rgb
+
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise DataError("frames must be uint8 [T,H,W,3], got %s %s" % (frames.dtype, frames.shape))
     if frames.shape[1] != size or frames.shape[2] != size:
-        import cv2
-
-        frames = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+        frames = np.stack([resize_rgb(f, size, size) for f in frames])
     return np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
-
-
-def frames_to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [B,3,H,W] -> float in [-1, 1]."""
-    return x.float() / 127.5 - 1.0
 
 
 def _factor_key(v: Any) -> str:

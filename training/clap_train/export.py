@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from clap_ros.inference.preprocess import preprocessing_spec
+
 from . import bundle as B
 from .config import register_section
 
@@ -296,6 +298,9 @@ def export_bundle(policy, act_vae, out_dir, *, stats: Dict[str, Any], tokenizer,
             "mean": list(ntp.encoder.MEAN), "std": list(ntp.encoder.STD),
             "normalized_in_graph": True,
         },
+        # the recipe training fed the encoder with; the runtime refuses one it does not know
+        "preprocessing": preprocessing_spec(ntp.encoder.image_size,
+                                            ntp.encoder.image_size).to_manifest(),
         "latent": {"tokens": ntp.num_obs_tokens, "dim": ntp.encoder.width},
         "codebook": {"size": ntp.codebook_size, "dim": int(policy.codebook.shape[1]),
                      "tokens_per_chunk": ntp.num_tokens},

@@ -28,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from clap_ros.inference.preprocess import ENCODER_MEAN, ENCODER_STD, to_unit
+
 from .config import StageTrainConfig, register_section
 
 
@@ -62,8 +64,8 @@ class ObsEncoder(nn.Module):
     ImageNet-style mean/std normalisation happens inside, so the runtime only resizes and scales
     to [0, 1] (recorded in the bundle manifest)."""
 
-    MEAN = (0.485, 0.456, 0.406)
-    STD = (0.229, 0.224, 0.225)
+    MEAN = ENCODER_MEAN
+    STD = ENCODER_STD
 
     def __init__(self, image_size: int, width: int = 64, stride: int = 16):
         super().__init__()
@@ -281,11 +283,6 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 # data: (frame, instruction, state, chunk, codes) windows for NTP and RF
 
 
-def frames_to_unit(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [B,3,S,S] -> float RGB in [0, 1] (what encoder.onnx takes)."""
-    return x.float() / 255.0
-
-
 @dataclass
 class PolicyWindows:
     """Robot windows with everything the policy stages need; tensors indexed by window."""
@@ -442,7 +439,7 @@ class NTPTrainModule(nn.Module):
         self.ntp = ntp
 
     def forward(self, batch):
-        return self.ntp.loss(frames_to_unit(batch["image"]), batch["instr_ids"], batch["instr_mask"],
+        return self.ntp.loss(to_unit(batch["image"]), batch["instr_ids"], batch["instr_mask"],
                              batch["codes"], batch["state"], batch["has_state"])
 
 
@@ -537,7 +534,7 @@ def evaluate_ntp(ntp: ClapNTP, act_vae, windows: PolicyWindows, tokenizer, actio
     acc, se, ae, n = 0.0, 0.0, 0.0, 0
     for i in range(0, len(windows), batch_size):
         sl = slice(i, i + batch_size)
-        img = frames_to_unit(windows.frames[windows.i_t[sl]])
+        img = to_unit(windows.frames[windows.i_t[sl]])
         idx, _ = ntp.decode_greedy(ntp.encoder(img), ids[sl], mask[sl], windows.state[sl])
         acc += float((idx == windows.codes[sl]).float().sum())
         pred = action_norm.unnormalize(act_vae.decode_indices(idx))
@@ -637,7 +634,7 @@ def train_ntp(cfg, data=None, out_dir=None, resume: bool = True, progress: bool 
         ntp = ntp.cpu()
         metrics = evaluate(prep["heldout"])
         metrics.update(per_task_metrics(evaluate, prep["heldout"], data.heldout_episodes))
-        _write_metrics(out_dir, metrics)
+        write_metrics(out_dir, metrics)
     return ntp, res, metrics
 
 
@@ -659,7 +656,7 @@ def _label_in_memory(cfg, clips, progress: bool = True):
     return load_pseudo_codes(clips)
 
 
-def _write_metrics(out_dir, metrics: Dict[str, float]) -> None:
+def write_metrics(out_dir, metrics: Dict[str, float]) -> None:
     import json
     from pathlib import Path
 

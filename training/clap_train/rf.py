@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from clap_ros.inference.preprocess import to_unit
+
 from .config import StageTrainConfig, register_section
 from .ntp import ClapNTP, frozen_copy
 
@@ -294,9 +296,7 @@ class ClapPolicy(nn.Module):
 
     def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Training step for :func:`clap_train.common.fit` (uint8 images in the batch)."""
-        from .ntp import frames_to_unit
-
-        return self.loss(frames_to_unit(batch["image"]), batch["instr_ids"], batch["instr_mask"],
+        return self.loss(to_unit(batch["image"]), batch["instr_ids"], batch["instr_mask"],
                          batch["state"], batch["actions"], batch["codes"])
 
     # -- inference ----------------------------------------------------------------------------
@@ -330,7 +330,7 @@ def evaluate_policy(policy: ClapPolicy, act_vae, windows, tokenizer, action_norm
     ``rf_true_plan_*``: RF with the Act-VAE tokens of the true chunk as plan;
     ``ntp_decoded_*``: the plan decoded by the Act-VAE decoder (CLAP-NTP alone);
     ``mean_chunk_mse``: predicting the data-mean chunk, the no-skill reference."""
-    from .ntp import evaluate_ntp, frames_to_unit
+    from .ntp import evaluate_ntp
 
     policy.eval()
     ntp = policy.ntp
@@ -341,7 +341,7 @@ def evaluate_policy(policy: ClapPolicy, act_vae, windows, tokenizer, action_norm
     for i in range(0, len(windows), batch_size):
         sl = slice(i, i + batch_size)
         truth = windows.chunks[sl]
-        latent = ntp.encoder(frames_to_unit(windows.frames[windows.i_t[sl]]))
+        latent = ntp.encoder(to_unit(windows.frames[windows.i_t[sl]]))
         plan, _ = ntp.decode_greedy(latent, ids[sl], mask[sl], windows.state[sl])
         noise = torch.randn(truth.shape, generator=gen)
         pred = policy.sample(latent, plan, windows.state[sl], noise)
@@ -390,7 +390,7 @@ def train_rf(cfg, data=None, out_dir=None, resume: bool = True, progress: bool =
     from .common.seed import seed_everything
     from .common.trainer import fit
     from .data import load_training_data
-    from .ntp import (PolicySource, _write_metrics, load_ntp, per_task_metrics,
+    from .ntp import (PolicySource, write_metrics, load_ntp, per_task_metrics,
                       prepare_policy_data)
 
     seed_everything(cfg.seed)
@@ -426,7 +426,7 @@ def train_rf(cfg, data=None, out_dir=None, resume: bool = True, progress: bool =
 
         metrics = evaluate(prep["heldout"])
         metrics.update(per_task_metrics(evaluate, prep["heldout"], data.heldout_episodes))
-        _write_metrics(out_dir, metrics)
+        write_metrics(out_dir, metrics)
         if is_main():  # the metrics travel with the final checkpoint into the bundle manifest
             save_checkpoint(out_dir / "final.safetensors", policy, cfg, stats, res.step, None,
                             {**meta, "metrics": metrics}, save_rng=False)
