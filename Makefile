@@ -10,11 +10,12 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup test test-fast demo bench model lock clean help
+.PHONY: setup test test-fast lint demo bench model lock clean help
 help:
 	@echo "make setup   build $(VENV) from the pinned requirements (run by demo/test when needed)"
 	@echo "make demo    run the main job on the simulated robot"
-	@echo "make test    run the whole test suite"
+	@echo "make test    run the whole test suite (linters included)"
+	@echo "make lint    ruff check, ruff format --check and mypy only"
 	@echo "make bench   print the benchmark figures"
 	@echo "make model   re-record the sim data and retrain models/default (about an hour on 1 core)"
 
@@ -35,6 +36,12 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow"
+
+# The linters on their own (make test runs them too, in tests/unit/test_lint.py).
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 demo: setup
 	$(VENV)/bin/clap-ros demo
