@@ -10,8 +10,8 @@ from typing import Optional
 
 from clap_ros.inference.model_paths import ModelNotFoundError, locate_model
 from clap_ros.nodes.common import ParameterError, declare
-
-BACKENDS = ("auto", "cpu", "cuda", "tensorrt")
+from clap_ros.nodes.schema_params import declare_params
+from clap_ros.runtime.params import BACKENDS, RuntimeParams  # noqa: F401  (BACKENDS re-exported)
 
 
 def declare_runtime(node, calibration=None, check_robot: Optional[str] = None):
@@ -26,13 +26,9 @@ def declare_runtime(node, calibration=None, check_robot: Optional[str] = None):
                     "model bundle directory ('' = the robot profile's default_model; relative: "
                     "working directory, then the ament index share/clap_ros, then the source "
                     "checkout, then the install prefix)")
-    backend = declare(node, "backend", "auto",
-                      "inference backend; auto picks the best available and logs why",
-                      choices=BACKENDS)
-    threads = declare(node, "threads", 1, "onnxruntime intra-op threads per graph",
-                      min_value=1, max_value=64)
-    cache_dir = declare(node, "engine_cache_dir", "",
-                        "TensorRT engine cache directory ('' = default cache)")
+    # backend, threads, engine_cache_dir: declared from the schema (clap_ros.runtime.params)
+    rp = declare_params(node, RuntimeParams, skip=("model",))
+    backend, threads, cache_dir = rp.backend, rp.threads, rp.engine_cache_dir
     found_in, path = _model_dir(node, model, check_robot)
     try:
         bundle = load_bundle(path)

@@ -19,7 +19,9 @@ S = TypeVar("S", bound=Schema)
 
 def descriptor(p: Param) -> ParameterDescriptor:
     """The ParameterDescriptor for one schema parameter."""
-    d = ParameterDescriptor(description=p.describe(), read_only=p.read_only)
+    # the range / choices go in additional_constraints and the ranges (shown next to it)
+    unit = " [%s]" % p.unit if p.unit else ""
+    d = ParameterDescriptor(description=p.description + unit, read_only=p.read_only)
     k = p.kind
     if p.choices:
         d.additional_constraints = p.allowed()
