@@ -67,8 +67,10 @@ HUMAN_HAND = HandModel(
         'rgba="0.87 0.68 0.55 1"/>',
         '<geom type="ellipsoid" size="0.045 0.07 0.035" pos="0 0 0.06" rgba="0.87 0.68 0.55 1"/>',
         # Forearm in a sleeve, rising away from the fingers like an arm reaching in.
-        '<geom type="capsule" size="0.032" fromto="0.01 0 0.01 0.09 0 -0.2" rgba="0.87 0.68 0.55 1"/>',
-        '<geom type="capsule" size="0.042" fromto="0.07 0 -0.15 0.16 0 -0.4" rgba="0.3 0.35 0.55 1"/>',
+        '<geom type="capsule" size="0.032" fromto="0.01 0 0.01 0.09 0 -0.2" '
+        'rgba="0.87 0.68 0.55 1"/>',
+        '<geom type="capsule" size="0.042" fromto="0.07 0 -0.15 0.16 0 -0.4" '
+        'rgba="0.3 0.35 0.55 1"/>',
     ),
     finger_rgba=(0.87, 0.68, 0.55, 1), pad_rgba=(0.84, 0.62, 0.5, 1), palm_bottom=0.09,
 )
@@ -81,7 +83,8 @@ HAND_FOR_ROBOT = {"fr3": FRANKA_HAND, "panda": FRANKA_HAND, "ur5e": ROBOTIQ_2F85
 def hand_for_profile(profile: RobotProfile) -> HandModel:
     if profile.name in HAND_FOR_ROBOT:
         return HAND_FOR_ROBOT[profile.name]
-    # Unknown profiles: two finger joints in metres look like a Franka hand, one knuckle like a 2F-85.
+    # Unknown profiles: two finger joints in metres look like a Franka hand, one knuckle like a
+    # 2F-85.
     return FRANKA_HAND if len(profile.gripper.joint_names) == 2 else ROBOTIQ_2F85
 
 

@@ -119,7 +119,8 @@ def build_scene_xml(embodiment: Embodiment, objects: Sequence[Tuple[str, str]],
   </asset>
   <worldbody>
     <light name="key" pos="0.6 -0.6 2" dir="-0.2 0.3 -1" diffuse="0.7 0.7 0.7" castshadow="true"/>
-    <light name="fill" pos="-0.5 0.8 1.8" dir="0.5 -0.4 -1" diffuse="0.3 0.3 0.3" castshadow="false"/>
+    <light name="fill" pos="-0.5 0.8 1.8" dir="0.5 -0.4 -1" diffuse="0.3 0.3 0.3"
+           castshadow="false"/>
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 %(floor)s" contype="0" conaffinity="0"
           rgba="0.35 0.33 0.32 1"/>
     <geom name="wall_back" type="box" size="0.02 2.5 1.3" pos="-1.1 0 0.4" contype="0"

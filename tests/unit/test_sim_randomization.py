@@ -1,4 +1,5 @@
-"""Visual randomisation changes pixels, never physics; appearance seeds are separate from layouts."""
+"""Visual randomisation changes pixels, never physics; appearance seeds are separate from
+layouts."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
-"""Tasks, seeds and scripted experts: determinism, success predicates, plan smoothness and limits."""
+"""Tasks, seeds and scripted experts: determinism, success predicates, plan smoothness and
+limits."""
 import numpy as np
 import pytest
 
