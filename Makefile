@@ -31,7 +31,7 @@ $(STAMP): $(REQS) setup.py training/pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . -e training
 	touch $(STAMP)
 
-test: setup
+test: setup lerobot-env
 	$(PY) -m pytest tests
 
 test-fast: setup
@@ -64,5 +64,16 @@ experiments: setup
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -vE '^(clap[-_]ros|clap[-_]train)' > requirements/constraints.txt
 
+# The reference LeRobot reader in its own environment (its pins clash with .venv's; see
+# requirements/lerobot.txt), for tests/unit/test_lerobot_reference.py.
+LEROBOT_VENV ?= .venv-lerobot
+LEROBOT_STAMP := $(LEROBOT_VENV)/.clap-ros-lerobot
+.PHONY: lerobot-env
+lerobot-env: $(LEROBOT_STAMP)
+
+$(LEROBOT_STAMP): requirements/lerobot.txt scripts/setup_lerobot_env.sh
+	PYTHON=$(PYTHON) ./scripts/setup_lerobot_env.sh $(LEROBOT_VENV)
+	touch $(LEROBOT_STAMP)
+
 clean:
-	rm -rf $(VENV) build *.egg-info training/*.egg-info
+	rm -rf $(VENV) $(LEROBOT_VENV) build *.egg-info training/*.egg-info
