@@ -23,4 +23,24 @@ def declares(source_files, key: str) -> bool:
             return True
         if any(h in text and p == key for h, p in HELPERS.items()):
             return True
+        if key in _schema_names(text):
+            return True
     return False
+
+
+def _schema_names(text: str) -> set:
+    """Parameters declared from a schema (``declare_params(node, XParams, ...)``, see
+    clap_ros/nodes/schema_params.py): the schema class is looked up in the modules the node
+    imports from."""
+    import importlib
+    import re
+    names = set()
+    modules = ["clap_ros.runtime.params"] + re.findall(r"^from (clap_ros[\w.]*) import", text,
+                                                       re.M)
+    for cls_name in re.findall(r"declare_params\(\s*\w+\s*,\s*(\w+)", text):
+        for mod in modules:
+            cls = getattr(importlib.import_module(mod), cls_name, None)
+            if cls is not None and hasattr(cls, "names"):
+                names.update(cls.names())
+                break
+    return names
