@@ -443,7 +443,7 @@ class DirectEpisodes:
         t_stop = core.clock_s
         policy.stop(t_stop)
         while core.clock_s < t_stop + STOP_SETTLE_S:
-            step_once(False)
+            step_once(True)  # as ROS mode: the smooth stop's commands and motion count too
         if hasattr(policy, "finish"):
             policy.finish(core.clock_s)
         end = core.status_dict()
