@@ -203,3 +203,27 @@ def test_encoder_core_refuses_arrays_that_are_not_rgb_frames(runtime, shape, dty
                 and math.isfinite(fill))
     else:
         assert res.refused and res.reason and len(res.reason) < 1500
+
+
+@fuzz_settings(250)
+@given(latent_fields(16, 64))
+def test_latent_from_image_decodes_exactly_or_refuses(fields):
+    """/clap/latent (32FC1) of any shape, step, length, byte order and content: the bundle's
+    [16, 64] finite latent exactly, or an InputError that says why."""
+    from clap_ros.nodes.clap_logic import InputError, latent_from_image
+    msg = image_ns(fields)
+    raw = bytes(fields["data"])
+    try:
+        lat = latent_from_image(msg, 16, 64)
+    except InputError as e:
+        assert str(e) and len(str(e)) < 500
+        ok = (fields["encoding"] == "32FC1" and (fields["height"], fields["width"]) == (16, 64)
+              and fields["step"] >= 256 and len(raw) >= fields["step"] * 16)
+        if ok:   # the only remaining reason: a non-finite value
+            assert "non-finite" in str(e)
+        return
+    assert lat.shape == (16, 64) and lat.dtype == np.float32 and np.all(np.isfinite(lat))
+    dt = ">f4" if fields["is_bigendian"] else "<f4"
+    want = np.stack([np.frombuffer(raw[r * fields["step"]: r * fields["step"] + 256], dtype=dt)
+                     for r in range(16)])
+    np.testing.assert_array_equal(lat, want)
