@@ -14,8 +14,11 @@ The message builders turn numpy data into rosbags message objects, so code that 
 """
 from __future__ import annotations
 
+import io
 import json
+import re
 import struct
+import threading
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -92,6 +95,8 @@ def deserialize(data: Union[bytes, memoryview], msgtype: str) -> Any:
 # profile for cameras, transient-local for latched topics (instruction, sim status) so a late
 # subscriber still gets them on replay, reliable for everything else.
 QOS_KINDS = ("reliable", "sensor_data", "transient_local")
+# RMW_DURATION_INFINITE as (sec, nsec): INT64_MAX nanoseconds.
+INFINITE_QOS_TIME = (9223372036, 854775807)
 
 
 def make_qos(kind: str = "reliable", depth: int = 10):
@@ -107,11 +112,13 @@ def make_qos(kind: str = "reliable", depth: int = 10):
         depth = 5
     if kind == "transient_local":
         depth = 1
-    # 0/0 means "infinite" (the rclpy default) for deadline, lifespan and lease duration.
-    zero = QosTime(sec=0, nsec=0)
+    # Our publishers leave deadline, lifespan and lease duration unset; the RMW (Fast DDS on
+    # Jazzy) then offers "infinite", which it reports, and rosbag2 records, as RMW_DURATION_INFINITE
+    # (INFINITE_QOS_TIME). tests/ros/test_bag_qos.py compares these with what rmw reports.
+    inf = QosTime(sec=INFINITE_QOS_TIME[0], nsec=INFINITE_QOS_TIME[1])
     return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=reliability,
-               durability=durability, deadline=zero, lifespan=zero,
-               liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=zero,
+               durability=durability, deadline=inf, lifespan=inf,
+               liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=inf,
                avoid_ros_namespace_conventions=False)
 
 
@@ -124,28 +131,69 @@ def default_qos_kind(topic: str) -> str:
 
 
 # --- writer -----------------------------------------------------------------------------------
-def _checksummed_mcap_writer():
-    """rosbags' MCAP writer with zstd frame checksums on.
+# What rosbag2 on Jazzy writes and rosbags (a ROS-free writer) does not: ``ros_distro: jazzy`` in
+# metadata.yaml and in the MCAP file's ``rosbag2`` metadata record (inside serialized_metadata,
+# where Jazzy's reader looks, and as the ``ROS_DISTRO`` key older readers use). Every message type
+# comes from the Jazzy typestore, so the distro is a fact, not the environment's guess.
+ROS_DISTRO = "jazzy"
+DEFAULT_RECORDER = "clap_ros"
+_DISTRO_LINE = re.compile(r"^(\s*ros_distro:)\s*rosbags\s*$", re.MULTILINE)
+_MCAP_METADATA_OPCODE = 0x0C
+_CLOSE_LOCK = threading.Lock()
+
+
+def _with_distro(metadata_yaml: str) -> str:
+    return _DISTRO_LINE.sub(r"\1 %s" % ROS_DISTRO, metadata_yaml)
+
+
+def _mcap_writer(checksum: bool):
+    """rosbags' MCAP writer, writing the Jazzy metadata record, and (``checksum``) zstd chunks
+    with frame checksums.
 
     rosbags writes chunk CRCs as 0 (= not checked), so without a checksum a flipped byte inside a
     chunk decodes silently into wrong pixels or joint values. A zstd content checksum makes any
     such damage a read error instead; every zstd decoder (ros2 bag, Foxglove) verifies it.
     """
+    from rosbags.rosbag2 import storage_mcap
     from rosbags.rosbag2.enums import CompressionMode
     from rosbags.rosbag2.storage_mcap import McapWriter
-    try:
-        from compression import zstd  # Python >= 3.14
-    except ImportError:
-        from backports import zstd
 
-    class ChecksummedMcapWriter(McapWriter):
+    class JazzyMcapWriter(McapWriter):
         def __init__(self, path, compression):
             super().__init__(path, compression)
-            if compression == CompressionMode.STORAGE:
+            if checksum and compression == CompressionMode.STORAGE:
+                try:
+                    from compression import zstd  # Python >= 3.14
+                except ImportError:
+                    from backports import zstd
                 opts = {zstd.CompressionParameter.checksum_flag: 1}
                 self.compressor = lambda data: zstd.compress(data, options=opts)
 
-    return ChecksummedMcapWriter
+        def close(self, version: int, metadata: str) -> None:
+            metadata = _with_distro(metadata)
+            write_record = storage_mcap.write_record
+
+            def jazzy_record(bio, op_, record):
+                # rosbags' close writes the metadata record inline: rebuilt here with both keys.
+                if op_ == _MCAP_METADATA_OPCODE:
+                    record = io.BytesIO()
+                    storage_mcap.write_string(record, "rosbag2")
+                    body = io.BytesIO()
+                    for k, v in (("serialized_metadata", metadata), ("ROS_DISTRO", ROS_DISTRO)):
+                        storage_mcap.write_string(body, k)
+                        storage_mcap.write_string(body, v)
+                    storage_mcap.write_uint32(record, body.tell())
+                    record.write(body.getbuffer())
+                write_record(bio, op_, record)
+
+            with _CLOSE_LOCK:  # the module function is swapped for this close only
+                storage_mcap.write_record = jazzy_record
+                try:
+                    super().close(version, metadata)
+                finally:
+                    storage_mcap.write_record = write_record
+
+    return JazzyMcapWriter
 
 
 class BagWriter:
@@ -157,7 +205,7 @@ class BagWriter:
     """
 
     def __init__(self, path: PathLike, compress: bool = True, version: int = BAG_VERSION,
-                 storage: str = "mcap"):
+                 storage: str = "mcap", recorder: str = DEFAULT_RECORDER):
         from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
         from rosbags.rosbag2.errors import WriterError
         self.path = Path(path)
@@ -175,11 +223,14 @@ class BagWriter:
             # zstd chunk compression inside the MCAP file: ros2 bag's mcap plugin reads it natively
             # and rendered camera frames shrink several-fold.
             self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
-            plugins = dict(self._writer.STORAGE_PLUGINS)
-            plugins[StoragePlugin.MCAP] = _checksummed_mcap_writer()
-            self._writer.STORAGE_PLUGINS = plugins
+        plugins = dict(self._writer.STORAGE_PLUGINS)
+        plugins[StoragePlugin.MCAP] = _mcap_writer(checksum=compress)
+        self._writer.STORAGE_PLUGINS = plugins
         # ROS 2's metadata reader expects custom_data to be a map; rosbags writes null when empty.
+        # ``recorder`` says which recorder wrote the bag (a caller may refine it with
+        # set_custom_data): every bag has it, as docs/DATASET.md promises.
         self._writer.set_custom_data("writer", "clap_ros")
+        self._writer.set_custom_data("recorder", str(recorder))
         self._connections: Dict[str, Any] = {}
         self._types: Dict[str, str] = {}
         self._counts: Dict[str, int] = {}
@@ -208,6 +259,8 @@ class BagWriter:
         if self._open:
             self._open = False
             self._writer.close()
+            meta = self.path / "metadata.yaml"
+            meta.write_text(_with_distro(meta.read_text()))
 
     def set_custom_data(self, key: str, value: str) -> None:
         """A string key/value stored in metadata.yaml's custom_data (e.g. robot, task, seed)."""
