@@ -50,7 +50,8 @@ setup(
         # install from any directory: nodes look relative model paths up in the ament index's
         # share/clap_ros and in <prefix>/share/clap_ros (clap_ros.inference.model_paths).
     ] + [
-        ("share/%s/%s" % (PACKAGE, d.rstrip("/")), sorted(f for f in glob(d + "*") if os.path.isfile(f)))
+        ("share/%s/%s" % (PACKAGE, d.rstrip("/")),
+         sorted(f for f in glob(d + "*") if os.path.isfile(f)))
         for d in sorted(glob("models/*/"))
     ] + [
         ("lib/" + PACKAGE, _node_wrappers()),
