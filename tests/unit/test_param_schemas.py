@@ -131,3 +131,23 @@ def test_evaluator_defaults_come_from_the_schemas():
     assert sp.action.enable_on_start and sp.action.tracking_tolerance_rad == \
         ActionParams.spec("tracking_tolerance_rad").high
     assert sp.encoder.require_camera_info
+
+
+def test_launch_argument_defaults_agree_with_the_schemas():
+    # bringup's launch arguments feed node parameters; a default there that differed from the
+    # schema's would be a second source of truth
+    from clap_ros.launching.graph import BRINGUP, Arg
+    coerce = {bool: lambda s: str(s).lower() == "true", int: int, float: float, str: str}
+    checked = 0
+    for spec in BRINGUP.nodes:
+        schema = NODE_SCHEMAS.get(spec.name)
+        if schema is None:
+            continue
+        for key, value in spec.parameters.items():
+            if not isinstance(value, Arg) or key == "use_sim_time":
+                continue
+            p = schema.spec(key)
+            default = BRINGUP.argument(value.name).default
+            assert coerce[p.kind](default) == p.default, (spec.name, key, default, p.default)
+            checked += 1
+    assert checked >= 10
