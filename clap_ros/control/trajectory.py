@@ -293,6 +293,36 @@ class Trajectory:
         self._knots = [(self.now_s, start)] + [(self.start_time_s + p.time_from_start, p)
                                                for p in self.points]
         self._times = np.array([k[0] for k in self._knots])
+        self._check_curve()
+
+    def _check_curve(self) -> None:
+        """Refuse a spline that leaves the joint limits between its points: velocities too large
+        for the point spacing make the Hermite segments swing far out (1e300 rad/s gave 1e299
+        rad positions), though every point itself is inside."""
+        lim = self.profile.limits
+        u = np.linspace(0.0, 1.0, 17)[1:-1, None]
+        for k in range(len(self._knots) - 1):
+            (ta, a), (tb, b) = self._knots[k], self._knots[k + 1]
+            if a.velocities is None or b.velocities is None:
+                continue  # linear: stays between its two (checked) ends
+            T = tb - ta
+            both = a.accelerations is not None and b.accelerations is not None
+            with np.errstate(over="ignore", invalid="ignore"):
+                q, _ = _hermite(u * T, T, a.positions, a.velocities,
+                                a.accelerations if both else None, b.positions, b.velocities,
+                                b.accelerations if both else None)
+            # an end already outside the limits (a start pose at the limit) does not count
+            lo = np.minimum(lim.lower, np.minimum(a.positions, b.positions)) - 1e-6
+            hi = np.maximum(lim.upper, np.maximum(a.positions, b.positions)) + 1e-6
+            bad = ~np.isfinite(q) | (q < lo) | (q > hi)
+            if bad.any():
+                j = int(np.nonzero(bad.any(axis=0))[0][0])
+                worst = q[:, j][np.argmax(np.abs(np.nan_to_num(q[:, j] - b.positions[j])))]
+                where = "the current command" if k == 0 else "point #%d" % (k - 1)
+                raise TrajectoryRejected(
+                    "between %s and point #%d the spline leaves the limits of %s (reaches %.4g, "
+                    "limits [%.4f, %.4f]): its velocities are too large for the point spacing"
+                    % (where, k, self.profile.joint_names[j], worst, lim.lower[j], lim.upper[j]))
 
     @property
     def end_time_s(self) -> float:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clap_ros.control.trajectory import TrajectoryRules, validate_points
+from clap_ros.control.trajectory import TrajectoryFollower, TrajectoryRules, validate_points
 from clap_ros.control.watchdog import State
 from clap_ros.nodes.action_logic import ActionConfig, ActionController
 from fuzz_support import FR3, ODD_FLOATS, any_float, fuzz_settings, joint_states
@@ -122,6 +122,8 @@ class Bench:
             for _, pos, vel in pts:
                 assert np.all(np.isfinite(pos)) and np.all(np.isfinite(vel))
             validate_points(tr.joint_names, pts, FR3, self.q, self.rules)   # JTC would accept
+            # and the sim driver too (its follower also refuses a spline leaving the limits)
+            TrajectoryFollower(FR3, self.q).set_trajectory(tr.joint_names, pts, self.t)
             self.traj = (self.t, np.array([0.0] + [p[0] for p in pts]),
                          np.vstack([self.q] + [p[1] for p in pts]))
         if out.gripper is not None:

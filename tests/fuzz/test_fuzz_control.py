@@ -60,9 +60,10 @@ def test_follower_takes_a_trajectory_or_keeps_its_command(msg, rules, now, offse
         np.testing.assert_array_equal(f.commanded[0], before[0])   # nothing changed
         np.testing.assert_array_equal(f.sample(now + 1.0)[0], FR3.home)
         return
-    for dt in sorted(offsets):
+    for dt in sorted(offsets) + list(np.linspace(0.0, 3.0, 61)):
         q, qd = f.sample(now + dt)
         assert np.all(np.isfinite(q)) and np.all(np.isfinite(qd)), (dt, q, qd)
+        assert np.all(q >= LO - 1e-6) and np.all(q <= HI + 1e-6), (dt, q)   # never leaves
 
 
 @fuzz_settings(200)
