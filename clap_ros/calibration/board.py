@@ -11,6 +11,7 @@ even and one odd number of squares, the 180-degree ambiguity is resolved by the 
 even or both odd is symmetric under that rotation: fine for intrinsics, ambiguous for hand-eye.
 ChArUco boards carry marker ids, so their corners are never ambiguous.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,15 +33,17 @@ class CalibrationInputError(ValueError):
 
 def aruco_available() -> bool:
     import cv2
+
     return hasattr(cv2, "aruco") and hasattr(cv2.aruco, "CharucoDetector")
 
 
 @dataclass(frozen=True)
 class Detection:
     """Board corners found in one image: pixel positions and the matching board points."""
-    image_points: np.ndarray   # N x 2, float64, pixels (pixel-centre convention)
+
+    image_points: np.ndarray  # N x 2, float64, pixels (pixel-centre convention)
     object_points: np.ndarray  # N x 3, float64, metres in the board frame (z = 0)
-    ids: np.ndarray            # N, int: corner index on the board
+    ids: np.ndarray  # N, int: corner index on the board
 
     def __len__(self) -> int:
         return int(self.ids.size)
@@ -49,28 +52,35 @@ class Detection:
 @dataclass(frozen=True)
 class Board:
     kind: str = "chessboard"
-    cols: int = 10            # squares across (x)
-    rows: int = 7             # squares down (y)
-    square: float = 0.025     # square side, m
-    marker: float = 0.0       # ChArUco marker side, m (default 0.75 * square)
+    cols: int = 10  # squares across (x)
+    rows: int = 7  # squares down (y)
+    square: float = 0.025  # square side, m
+    marker: float = 0.0  # ChArUco marker side, m (default 0.75 * square)
     dictionary: str = DEFAULT_DICTIONARY
 
     def __post_init__(self):
         if self.kind not in BOARD_KINDS:
-            raise CalibrationInputError("board kind must be one of %s, got '%s'"
-                                        % (", ".join(BOARD_KINDS), self.kind))
+            raise CalibrationInputError(
+                "board kind must be one of %s, got '%s'" % (", ".join(BOARD_KINDS), self.kind)
+            )
         if self.cols < 3 or self.rows < 3:
-            raise CalibrationInputError("a board needs at least 3x3 squares, got %dx%d"
-                                        % (self.cols, self.rows))
+            raise CalibrationInputError(
+                "a board needs at least 3x3 squares, got %dx%d" % (self.cols, self.rows)
+            )
         if not self.square > 0:
-            raise CalibrationInputError("square size must be positive (metres), got %r" % self.square)
+            raise CalibrationInputError(
+                "square size must be positive (metres), got %r" % self.square
+            )
         if self.kind == "charuco":
             if not aruco_available():
-                raise CalibrationInputError("ChArUco boards need cv2.aruco (opencv-contrib or "
-                                            "opencv>=4.7); this OpenCV has none")
+                raise CalibrationInputError(
+                    "ChArUco boards need cv2.aruco (opencv-contrib or "
+                    "opencv>=4.7); this OpenCV has none"
+                )
             if not 0 < self.marker_size < self.square:
-                raise CalibrationInputError("ChArUco marker size must be in (0, square size), got %r"
-                                            % self.marker_size)
+                raise CalibrationInputError(
+                    "ChArUco marker size must be in (0, square size), got %r" % self.marker_size
+                )
 
     # --- geometry ---------------------------------------------------------------------------
     @property
@@ -101,7 +111,9 @@ class Board:
     def object_points(self) -> np.ndarray:
         """All corners (n_corners x 3), index = corner id."""
         if self.kind == "charuco":
-            return np.asarray(self._charuco().getChessboardCorners(), dtype=np.float64).reshape(-1, 3)
+            return np.asarray(self._charuco().getChessboardCorners(), dtype=np.float64).reshape(
+                -1, 3
+            )
         nx, ny = self.inner
         i, j = np.meshgrid(np.arange(nx), np.arange(ny))
         pts = np.zeros((nx * ny, 3))
@@ -110,8 +122,11 @@ class Board:
         return pts
 
     def describe(self) -> dict:
-        d = {"kind": self.kind, "squares": [int(self.cols), int(self.rows)],
-             "square_size_m": float(self.square)}
+        d = {
+            "kind": self.kind,
+            "squares": [int(self.cols), int(self.rows)],
+            "square_size_m": float(self.square),
+        }
         if self.kind == "charuco":
             d.update(marker_size_m=self.marker_size, dictionary=self.dictionary)
         return d
@@ -119,25 +134,32 @@ class Board:
     # --- OpenCV objects -------------------------------------------------------------------------
     def _charuco(self):
         import cv2
+
         name = self.dictionary.upper()
         if not name.startswith("DICT_"):
             name = "DICT_" + name
         if not hasattr(cv2.aruco, name):
-            raise CalibrationInputError("unknown ArUco dictionary '%s' (e.g. DICT_4X4_50, "
-                                        "DICT_5X5_100, DICT_6X6_250)" % self.dictionary)
+            raise CalibrationInputError(
+                "unknown ArUco dictionary '%s' (e.g. DICT_4X4_50, "
+                "DICT_5X5_100, DICT_6X6_250)" % self.dictionary
+            )
         dic = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, name))
-        board = cv2.aruco.CharucoBoard((self.cols, self.rows), float(self.square),
-                                       float(self.marker_size), dic)
+        board = cv2.aruco.CharucoBoard(
+            (self.cols, self.rows), float(self.square), float(self.marker_size), dic
+        )
         need = (self.cols * self.rows) // 2
         if need > len(dic.bytesList):
-            raise CalibrationInputError("dictionary %s has %d markers, a %dx%d ChArUco board needs %d"
-                                        % (name, len(dic.bytesList), self.cols, self.rows, need))
+            raise CalibrationInputError(
+                "dictionary %s has %d markers, a %dx%d ChArUco board needs %d"
+                % (name, len(dic.bytesList), self.cols, self.rows, need)
+            )
         return board
 
     # --- detection ---------------------------------------------------------------------------
     def detect(self, image: np.ndarray, min_corners: int = 6) -> Optional[Detection]:
         """Corners in a uint8 image (gray or RGB); None when the board is not found."""
         import cv2
+
         gray = np.asarray(image)
         if gray.ndim == 3:
             gray = cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY)
@@ -148,20 +170,29 @@ class Board:
 
     def _detect_chessboard(self, gray: np.ndarray) -> Optional[Detection]:
         import cv2
+
         nx, ny = self.inner
-        flags = cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE | cv2.CALIB_CB_FAST_CHECK
+        flags = (
+            cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE | cv2.CALIB_CB_FAST_CHECK
+        )
         ok, corners = cv2.findChessboardCorners(gray, (nx, ny), flags=flags)
         if ok:
             # Refine within a window of about a third of a square, at most 11 px.
             c = corners.reshape(-1, 2)
-            spacing = float(np.median(np.linalg.norm(np.diff(c.reshape(ny, nx, 2), axis=1), axis=2)))
+            spacing = float(
+                np.median(np.linalg.norm(np.diff(c.reshape(ny, nx, 2), axis=1), axis=2))
+            )
             win = int(max(2, min(11, spacing / 3)))
             crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4)
             corners = cv2.cornerSubPix(gray, corners, (win, win), (-1, -1), crit)
         else:
             ok, corners = cv2.findChessboardCornersSB(
-                gray, (nx, ny), flags=cv2.CALIB_CB_NORMALIZE_IMAGE | cv2.CALIB_CB_EXHAUSTIVE
-                | cv2.CALIB_CB_ACCURACY)
+                gray,
+                (nx, ny),
+                flags=cv2.CALIB_CB_NORMALIZE_IMAGE
+                | cv2.CALIB_CB_EXHAUSTIVE
+                | cv2.CALIB_CB_ACCURACY,
+            )
             if not ok:
                 return None
         pts = self._canonical(gray, corners.reshape(-1, 2).astype(np.float64))
@@ -183,8 +214,9 @@ class Board:
                 r = max(1.0, 0.15 * float(np.linalg.norm(q[0] - q[3])))
                 x0, x1 = int(round(c[0] - r)), int(round(c[0] + r)) + 1
                 y0, y1 = int(round(c[1] - r)), int(round(c[1] + r)) + 1
-                patch = gray[max(0, y0):max(0, y1), max(0, x0):max(0, x1)]
+                patch = gray[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)]
                 return float(patch.mean()) if patch.size else 0.0
+
             black = mean_at(np.array([grid[0, 0], grid[0, 1], grid[1, 0], grid[1, 1]]))
             white = mean_at(np.array([grid[0, 1], grid[0, 2], grid[1, 1], grid[1, 2]]))
             if black > white:
@@ -193,6 +225,7 @@ class Board:
 
     def _detect_charuco(self, gray: np.ndarray, min_corners: int) -> Optional[Detection]:
         import cv2
+
         board = self._charuco()
         detector = cv2.aruco.CharucoDetector(board)
         corners, ids, _, _ = detector.detectBoard(gray)
@@ -219,5 +252,5 @@ class Board:
             j, i = np.mgrid[0:h, 0:w] // px
             img = np.where((i + j) % 2 == 0, 0, 255).astype(np.uint8)
         out = np.full((h + 2 * margin, w + 2 * margin), 255, np.uint8)
-        out[margin:margin + h, margin:margin + w] = img
+        out[margin : margin + h, margin : margin + w] = img
         return out

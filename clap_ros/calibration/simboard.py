@@ -9,6 +9,7 @@ render. Flat unlit shading (headlight ambient only) keeps the board's black and 
 View generators give board views for intrinsics and robot poses (through the profile's forward
 kinematics) for eye-in-hand / eye-to-hand, with the true hand-eye transform.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,6 +56,7 @@ def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
 
 def rot_axis_angle(axis, angle: float) -> np.ndarray:
     import cv2
+
     axis = np.asarray(axis, float)
     axis = axis / np.linalg.norm(axis)
     R, _ = cv2.Rodrigues(axis * float(angle))
@@ -64,10 +66,17 @@ def rot_axis_angle(axis, angle: float) -> np.ndarray:
 class BoardScene:
     """A board and a camera in an empty MuJoCo world; ``render(world_T_cam, world_T_board)``."""
 
-    def __init__(self, board: Board, image_size: Tuple[int, int] = (480, 640), fovy: float = 50.0,
-                 px_per_square: int = 64, background=(0.35, 0.4, 0.45)):
+    def __init__(
+        self,
+        board: Board,
+        image_size: Tuple[int, int] = (480, 640),
+        fovy: float = 50.0,
+        px_per_square: int = 64,
+        background=(0.35, 0.4, 0.45),
+    ):
         import cv2
         import mujoco
+
         self._mj = mujoco
         self.board = board
         self.height, self.width = int(image_size[0]), int(image_size[1])
@@ -84,8 +93,20 @@ class BoardScene:
         top = [(x0, y0, 0), (x1, y0, 0), (x1, y1, 0), (x0, y1, 0)]
         verts = top + [(x, y, 0.003) for x, y, _ in top]  # back face behind the board (+z)
         uv = [(0, 0), (1, 0), (1, 1), (0, 1)] * 2
-        faces = [(0, 2, 1), (0, 3, 2), (4, 5, 6), (4, 6, 7), (0, 1, 5), (0, 5, 4), (1, 2, 6),
-                 (1, 6, 5), (2, 3, 7), (2, 7, 6), (3, 0, 4), (3, 4, 7)]
+        faces = [
+            (0, 2, 1),
+            (0, 3, 2),
+            (4, 5, 6),
+            (4, 6, 7),
+            (0, 1, 5),
+            (0, 5, 4),
+            (1, 2, 6),
+            (1, 6, 5),
+            (2, 3, 7),
+            (2, 7, 6),
+            (3, 0, 4),
+            (3, 4, 7),
+        ]
         size = max(self.width, self.height, 640)
         xml = f"""<mujoco model="calibration_board">
   <compiler texturedir="{self._tmp.name}"/>
@@ -98,7 +119,8 @@ class BoardScene:
   <asset>
     <texture name="board" type="2d" file="board.png"/>
     <material name="board" texture="board" specular="0" shininess="0" reflectance="0"/>
-    <texture name="sky" type="skybox" builtin="flat" rgb1="{_fmt(background)}" rgb2="{_fmt(background)}" width="8" height="8"/>
+    <texture name="sky" type="skybox" builtin="flat" rgb1="{_fmt(background)}"
+             rgb2="{_fmt(background)}" width="8" height="8"/>
     <mesh name="board" vertex="{_fmt(verts)}" texcoord="{_fmt(uv)}" face="{_fmt(faces)}"/>
   </asset>
   <worldbody>
@@ -125,9 +147,16 @@ class BoardScene:
         K = self.K
         P = np.zeros((3, 4))
         P[:, :3] = K
-        return {"width": self.width, "height": self.height, "K": K, "D": np.zeros(5),
-                "R": np.eye(3), "P": P, "distortion_model": "plumb_bob",
-                "frame_id": "camera_optical_frame"}
+        return {
+            "width": self.width,
+            "height": self.height,
+            "K": K,
+            "D": np.zeros(5),
+            "R": np.eye(3),
+            "P": P,
+            "distortion_model": "plumb_bob",
+            "frame_id": "camera_optical_frame",
+        }
 
     def _set(self, mocap: int, T: np.ndarray, R_fix: Optional[np.ndarray] = None) -> None:
         R = T[:3, :3] if R_fix is None else T[:3, :3] @ R_fix
@@ -136,8 +165,9 @@ class BoardScene:
         self.data.mocap_pos[mocap] = T[:3, 3]
         self.data.mocap_quat[mocap] = q
 
-    def render(self, world_T_cam: np.ndarray, world_T_board: Optional[np.ndarray] = None
-               ) -> np.ndarray:
+    def render(
+        self, world_T_cam: np.ndarray, world_T_board: Optional[np.ndarray] = None
+    ) -> np.ndarray:
         """RGB uint8 (H x W x 3) seen from the optical frame ``world_T_cam``."""
         self._set(self._board_mocap, np.eye(4) if world_T_board is None else world_T_board)
         self._set(self._cam_mocap, world_T_cam, _MJ_FROM_OPTICAL)
@@ -153,8 +183,9 @@ class BoardScene:
         uv = pts @ self.K.T
         return uv[:, :2] / uv[:, 2:3]
 
-    def visible(self, cam_T_board: np.ndarray, margin_px: float = 12.0,
-                max_tilt_deg: float = 55.0) -> bool:
+    def visible(
+        self, cam_T_board: np.ndarray, margin_px: float = 12.0, max_tilt_deg: float = 55.0
+    ) -> bool:
         """All corners in the image (with a margin), board in front and facing the camera."""
         pts = self.board.object_points() @ cam_T_board[:3, :3].T + cam_T_board[:3, 3]
         if np.any(pts[:, 2] < 0.05):
@@ -164,9 +195,12 @@ class BoardScene:
         if np.degrees(np.arccos(np.clip(normal @ view, -1, 1))) > max_tilt_deg:
             return False
         uv = self.project(cam_T_board)
-        return bool(np.all(uv[:, 0] > margin_px) and np.all(uv[:, 0] < self.width - 1 - margin_px)
-                    and np.all(uv[:, 1] > margin_px)
-                    and np.all(uv[:, 1] < self.height - 1 - margin_px))
+        return bool(
+            np.all(uv[:, 0] > margin_px)
+            and np.all(uv[:, 0] < self.width - 1 - margin_px)
+            and np.all(uv[:, 1] > margin_px)
+            and np.all(uv[:, 1] < self.height - 1 - margin_px)
+        )
 
     def close(self) -> None:
         if self._renderer is not None:
@@ -186,8 +220,9 @@ def board_centre(board: Board) -> np.ndarray:
     return 0.5 * (pts.min(axis=0) + pts.max(axis=0))
 
 
-def intrinsics_views(scene: BoardScene, n: int, seed: int = 0, max_tries: int = 20000
-                     ) -> List[np.ndarray]:
+def intrinsics_views(
+    scene: BoardScene, n: int, seed: int = 0, max_tries: int = 20000
+) -> List[np.ndarray]:
     """``n`` cam_T_board poses: the board tilted up to ~45 degrees, at different distances and
     spread over the image (corners, edges, centre), all corners visible."""
     rng = np.random.default_rng(seed)
@@ -203,8 +238,9 @@ def intrinsics_views(scene: BoardScene, n: int, seed: int = 0, max_tries: int = 
         d = f * span / (frac * scene.width)
         axis = rng.normal(size=3)
         axis[2] *= 0.3
-        R = rot_axis_angle(axis, math.radians(rng.uniform(0, 45))) @ \
-            rot_axis_angle([0, 0, 1], rng.uniform(-0.5, 0.5))
+        R = rot_axis_angle(axis, math.radians(rng.uniform(0, 45))) @ rot_axis_angle(
+            [0, 0, 1], rng.uniform(-0.5, 0.5)
+        )
         # Board centre at a random pixel.
         u = rng.uniform(0.2, 0.8) * scene.width
         v = rng.uniform(0.2, 0.8) * scene.height
@@ -221,15 +257,22 @@ def intrinsics_views(scene: BoardScene, n: int, seed: int = 0, max_tries: int = 
 @dataclass
 class HandEyeScenario:
     setup: str
-    X: np.ndarray                 # true flange_T_cam (eye_in_hand) or base_T_cam (eye_to_hand)
+    X: np.ndarray  # true flange_T_cam (eye_in_hand) or base_T_cam (eye_to_hand)
     joint_positions: List[np.ndarray]
     base_T_cam: List[np.ndarray]
     base_T_board: List[np.ndarray]
 
 
-def hand_eye_views(scene: BoardScene, profile, setup: str, n: int, seed: int = 0,
-                   joint_sigma: float = 0.25, distance: float = 0.45,
-                   max_tries: int = 20000) -> HandEyeScenario:
+def hand_eye_views(
+    scene: BoardScene,
+    profile,
+    setup: str,
+    n: int,
+    seed: int = 0,
+    joint_sigma: float = 0.25,
+    distance: float = 0.45,
+    max_tries: int = 20000,
+) -> HandEyeScenario:
     """Robot poses near the profile's home with the board in view, and the true transform.
 
     eye_in_hand: camera at ``X = flange_T_cam`` (a few cm off the flange axis, tilted ~10 deg),
@@ -239,16 +282,25 @@ def hand_eye_views(scene: BoardScene, profile, setup: str, n: int, seed: int = 0
     rng = np.random.default_rng(seed)
     c = board_centre(scene.board)
     home = np.asarray(profile.home, dtype=np.float64)
-    frontal = make_T(np.eye(3), np.array([0.0, 0.0, distance]) - c)   # cam_T_board, head-on
+    frontal = make_T(np.eye(3), np.array([0.0, 0.0, distance]) - c)  # cam_T_board, head-on
     if setup == "eye_in_hand":
         X = make_T(rot_axis_angle([1.0, 0.5, 0.2], math.radians(10)), [0.05, -0.03, 0.06])
-        base_T_board = profile.flange_pose(home) @ X @ frontal @ make_T(
-            rot_axis_angle([0.3, 1.0, 0.0], math.radians(15)), np.zeros(3))
+        base_T_board = (
+            profile.flange_pose(home)
+            @ X
+            @ frontal
+            @ make_T(rot_axis_angle([0.3, 1.0, 0.0], math.radians(15)), np.zeros(3))
+        )
     elif setup == "eye_to_hand":
-        flange_T_board = make_T(rot_axis_angle([1, 0, 0], math.pi), [0.0, 0.0, 0.01]) @ \
-            make_T(np.eye(3), -c)
-        X = profile.flange_pose(home) @ flange_T_board @ inv_T(frontal) @ make_T(
-            rot_axis_angle([1.0, -0.4, 0.0], math.radians(12)), [0.02, -0.01, 0.0])
+        flange_T_board = make_T(rot_axis_angle([1, 0, 0], math.pi), [0.0, 0.0, 0.01]) @ make_T(
+            np.eye(3), -c
+        )
+        X = (
+            profile.flange_pose(home)
+            @ flange_T_board
+            @ inv_T(frontal)
+            @ make_T(rot_axis_angle([1.0, -0.4, 0.0], math.radians(12)), [0.02, -0.01, 0.0])
+        )
     else:
         raise ValueError("setup must be eye_in_hand or eye_to_hand, got %r" % setup)
     qs, cams, boards = [], [], []
@@ -270,5 +322,6 @@ def hand_eye_views(scene: BoardScene, profile, setup: str, n: int, seed: int = 0
             boards.append(board)
     if len(qs) < n:
         raise RuntimeError("could only place %d of %d robot poses" % (len(qs), n))
-    return HandEyeScenario(setup=setup, X=X, joint_positions=qs, base_T_cam=cams,
-                           base_T_board=boards)
+    return HandEyeScenario(
+        setup=setup, X=X, joint_positions=qs, base_T_cam=cams, base_T_board=boards
+    )

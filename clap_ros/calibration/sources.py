@@ -1,8 +1,9 @@
 """Where calibration views come from: an image folder (+ a poses file) or a rosbag2 bag."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -25,6 +26,7 @@ def image_paths(folder) -> List[Path]:
 def read_image(path) -> np.ndarray:
     """uint8 RGB (or gray) image; a clear error when it does not decode."""
     import cv2
+
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise CalibrationInputError("cannot read image %s" % path)
@@ -53,6 +55,7 @@ def images_from_bag(bag, topic: str, every: int = 1) -> List[Tuple[str, np.ndarr
     """(name, rgb, stamp_ns) of every ``every``-th image on ``topic`` (Image or CompressedImage)."""
     from clap_ros.data.bags import BagReader
     from clap_ros.data.images import message_to_rgb
+
     out = []
     with BagReader(bag) as reader:
         reader.require([topic])
@@ -67,6 +70,7 @@ def images_from_bag(bag, topic: str, every: int = 1) -> List[Tuple[str, np.ndarr
 def joint_states_from_bag(bag, topic: str = "/joint_states"):
     """(stamps_ns [N], names per message, positions per message)."""
     from clap_ros.data.bags import BagReader
+
     stamps, names, positions = [], [], []
     with BagReader(bag) as reader:
         reader.require([topic])
@@ -77,9 +81,14 @@ def joint_states_from_bag(bag, topic: str = "/joint_states"):
     return np.asarray(stamps, dtype=np.int64), names, positions
 
 
-def pair_with_joint_states(image_stamps: Sequence[int], js_stamps: np.ndarray, js_q: np.ndarray,
-                           max_dt: float = 0.05, max_speed: float = 0.02,
-                           min_change: float = 0.02) -> List[Tuple[int, int]]:
+def pair_with_joint_states(
+    image_stamps: Sequence[int],
+    js_stamps: np.ndarray,
+    js_q: np.ndarray,
+    max_dt: float = 0.05,
+    max_speed: float = 0.02,
+    min_change: float = 0.02,
+) -> List[Tuple[int, int]]:
     """(image index, joint-state index) pairs: the joint state nearest in time, at most ``max_dt``
     seconds away, with the arm still (joint speed from the neighbouring states <= ``max_speed``
     rad/s), and a pose at least ``min_change`` rad (max over joints) from the last one kept, so a
@@ -118,6 +127,12 @@ def joint_vector(profile, joints: dict, where: str, allow_unknown: bool = False)
     if unknown or missing:
         raise CalibrationInputError(
             "%s: joint names do not match robot profile '%s'%s%s (expected %s)"
-            % (where, profile.name, ("; unknown %s" % unknown) if unknown else "",
-               ("; missing %s" % missing) if missing else "", ", ".join(profile.joint_names)))
+            % (
+                where,
+                profile.name,
+                ("; unknown %s" % unknown) if unknown else "",
+                ("; missing %s" % missing) if missing else "",
+                ", ".join(profile.joint_names),
+            )
+        )
     return np.array([canon[n] for n in profile.joint_names], dtype=np.float64)

@@ -4,6 +4,7 @@ camera_info YAML is the format ``camera_info_manager`` / ``camera_calibration`` 
 the file works with ROS camera drivers as well as with ``Calibration.from_camera_info`` and the
 encoder node's ``calibration_file`` parameter.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,22 +43,34 @@ def quat_xyzw_from_matrix(R: np.ndarray) -> np.ndarray:
 
 def matrix_from_quat_xyzw(q: Sequence[float]) -> np.ndarray:
     x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def _mat(rows: int, cols: int, data: np.ndarray) -> Dict[str, Any]:
-    return {"rows": int(rows), "cols": int(cols),
-            "data": [float(x) for x in np.asarray(data, dtype=np.float64).reshape(-1)]}
+    return {
+        "rows": int(rows),
+        "cols": int(cols),
+        "data": [float(x) for x in np.asarray(data, dtype=np.float64).reshape(-1)],
+    }
 
 
 # --- camera_info ------------------------------------------------------------------------------
-def camera_info_dict(K: np.ndarray, D: np.ndarray, width: int, height: int,
-                     camera_name: str = "camera", distortion_model: Optional[str] = None,
-                     P: Optional[np.ndarray] = None, R: Optional[np.ndarray] = None
-                     ) -> Dict[str, Any]:
+def camera_info_dict(
+    K: np.ndarray,
+    D: np.ndarray,
+    width: int,
+    height: int,
+    camera_name: str = "camera",
+    distortion_model: Optional[str] = None,
+    P: Optional[np.ndarray] = None,
+    R: Optional[np.ndarray] = None,
+) -> Dict[str, Any]:
     """camera_info_manager YAML content. P defaults to [K | 0] for an undistorted camera and to
     OpenCV's optimal new camera matrix (alpha = 0, as ROS camera_calibration) otherwise."""
     K = np.asarray(K, dtype=np.float64).reshape(3, 3)
@@ -68,15 +81,20 @@ def camera_info_dict(K: np.ndarray, D: np.ndarray, width: int, height: int,
         P = np.zeros((3, 4))
         if D.size and np.any(D != 0):
             import cv2
+
             newK, _ = cv2.getOptimalNewCameraMatrix(K, D, (int(width), int(height)), 0.0)
             P[:, :3] = newK
         else:
             P[:, :3] = K
     R = np.eye(3) if R is None else np.asarray(R, dtype=np.float64).reshape(3, 3)
     return {
-        "image_width": int(width), "image_height": int(height), "camera_name": str(camera_name),
-        "camera_matrix": _mat(3, 3, K), "distortion_model": str(distortion_model),
-        "distortion_coefficients": _mat(1, D.size, D), "rectification_matrix": _mat(3, 3, R),
+        "image_width": int(width),
+        "image_height": int(height),
+        "camera_name": str(camera_name),
+        "camera_matrix": _mat(3, 3, K),
+        "distortion_model": str(distortion_model),
+        "distortion_coefficients": _mat(1, D.size, D),
+        "rectification_matrix": _mat(3, 3, R),
         "projection_matrix": _mat(3, 4, np.asarray(P).reshape(3, 4)),
     }
 
@@ -91,15 +109,25 @@ def write_yaml(path: PathLike, data: Mapping[str, Any], header: str = "") -> Pat
     return path
 
 
-def write_camera_info(path: PathLike, K, D, width: int, height: int, camera_name: str = "camera",
-                      distortion_model: Optional[str] = None, header: str = "") -> Path:
-    return write_yaml(path, camera_info_dict(K, D, width, height, camera_name, distortion_model),
-                      header)
+def write_camera_info(
+    path: PathLike,
+    K,
+    D,
+    width: int,
+    height: int,
+    camera_name: str = "camera",
+    distortion_model: Optional[str] = None,
+    header: str = "",
+) -> Path:
+    return write_yaml(
+        path, camera_info_dict(K, D, width, height, camera_name, distortion_model), header
+    )
 
 
 def read_camera_info(path: PathLike):
     """``Calibration`` (K, D, width, height) from a camera_info YAML, with a clear error."""
     from clap_ros.inference.preprocess import Calibration
+
     try:
         data = yaml.safe_load(Path(path).read_text())
         return Calibration.from_camera_info(data)
@@ -112,10 +140,13 @@ def transform_dict(T: np.ndarray, parent: str, child: str) -> Dict[str, Any]:
     T = np.asarray(T, dtype=np.float64)
     t = T[:3, 3]
     q = quat_xyzw_from_matrix(T[:3, :3])
-    return {"parent_frame": parent, "child_frame": child,
-            "translation": {"x": float(t[0]), "y": float(t[1]), "z": float(t[2])},
-            "rotation": {"x": float(q[0]), "y": float(q[1]), "z": float(q[2]), "w": float(q[3])},
-            "matrix": _mat(4, 4, T)}
+    return {
+        "parent_frame": parent,
+        "child_frame": child,
+        "translation": {"x": float(t[0]), "y": float(t[1]), "z": float(t[2])},
+        "rotation": {"x": float(q[0]), "y": float(q[1]), "z": float(q[2]), "w": float(q[3])},
+        "matrix": _mat(4, 4, T),
+    }
 
 
 def read_transform(path_or_dict: Union[PathLike, Mapping[str, Any]]) -> np.ndarray:
@@ -151,19 +182,24 @@ def load_joint_poses(path: PathLike) -> List[Dict[str, Any]]:
     except OSError as e:
         raise CalibrationInputError("poses file %s: %s" % (path, e.strerror or e)) from None
     except (ValueError, yaml.YAMLError) as e:
-        raise CalibrationInputError("poses file %s: not valid %s: %s"
-                                    % (path, "JSON" if path.suffix.lower() == ".json" else "YAML",
-                                       e)) from None
+        raise CalibrationInputError(
+            "poses file %s: not valid %s: %s"
+            % (path, "JSON" if path.suffix.lower() == ".json" else "YAML", e)
+        ) from None
     if isinstance(raw, Mapping) and "poses" in raw:
         raw = raw["poses"]
     if not isinstance(raw, list) or not raw:
-        raise CalibrationInputError("poses file %s: expected a non-empty list of poses (or a "
-                                    "mapping with a 'poses' list)" % path)
+        raise CalibrationInputError(
+            "poses file %s: expected a non-empty list of poses (or a "
+            "mapping with a 'poses' list)" % path
+        )
     out = []
     for k, item in enumerate(raw):
         where = "poses file %s, entry %d" % (path, k)
         if not isinstance(item, Mapping):
-            raise CalibrationInputError("%s: expected a mapping, got %s" % (where, type(item).__name__))
+            raise CalibrationInputError(
+                "%s: expected a mapping, got %s" % (where, type(item).__name__)
+            )
         image = item.get("image")
         if "joints" in item:
             joints = item["joints"]
@@ -172,8 +208,9 @@ def load_joint_poses(path: PathLike) -> List[Dict[str, Any]]:
         elif "name" in item and "position" in item:
             names, pos = list(item["name"]), list(item["position"])
             if len(names) != len(pos):
-                raise CalibrationInputError("%s: %d names but %d positions"
-                                            % (where, len(names), len(pos)))
+                raise CalibrationInputError(
+                    "%s: %d names but %d positions" % (where, len(names), len(pos))
+                )
             joints = dict(zip(names, pos))
         else:
             joints = {n: v for n, v in item.items() if n != "image"}

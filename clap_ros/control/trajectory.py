@@ -25,6 +25,7 @@ Hermite where both ends carry velocities, quintic where both ends also carry acc
 segment before the first point starts from the state commanded when the message arrived, which is
 what makes "a new message replaces the running one" jump-free.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,16 +77,19 @@ def points_from_msg(msg) -> Tuple[List[str], List[PointTuple], float]:
     """(joint_names, point tuples, header stamp in s) from a trajectory_msgs/JointTrajectory."""
     points = []
     for p in msg.points:
-        points.append((
-            stamp_to_s(p.time_from_start),
-            list(p.positions),
-            list(p.velocities) if len(p.velocities) else None,
-            list(p.accelerations) if len(p.accelerations) else None,
-        ))
+        points.append(
+            (
+                stamp_to_s(p.time_from_start),
+                list(p.positions),
+                list(p.velocities) if len(p.velocities) else None,
+                list(p.accelerations) if len(p.accelerations) else None,
+            )
+        )
         if len(p.effort):
             raise TrajectoryRejected(
                 "trajectories with effort fields are only supported for controllers using the "
-                "'effort' command interface; this one commands positions")
+                "'effort' command interface; this one commands positions"
+            )
     return list(msg.joint_names), points, stamp_to_s(msg.header.stamp)
 
 
@@ -101,14 +105,16 @@ def _field(values, n_names: int, what: str, index: int, required: bool) -> Optio
     if arr.ndim != 1 or arr.shape[0] != n_names:
         raise TrajectoryRejected(
             "mismatch between joint_names size (%d) and %s (%d) at point #%d"
-            % (n_names, what, arr.size, index))
+            % (n_names, what, arr.size, index)
+        )
     if not np.all(np.isfinite(arr)):
         raise TrajectoryRejected("point #%d: %s contain NaN or Inf" % (index, what))
     return arr
 
 
-def resolve_joint_names(joint_names: Sequence[str], profile: RobotProfile,
-                        allow_partial: bool) -> np.ndarray:
+def resolve_joint_names(
+    joint_names: Sequence[str], profile: RobotProfile, allow_partial: bool
+) -> np.ndarray:
     """Profile index of each message joint; rejects empty, duplicate, unknown and missing names."""
     names = [str(n) for n in joint_names]
     if not names:
@@ -122,12 +128,14 @@ def resolve_joint_names(joint_names: Sequence[str], profile: RobotProfile,
     if unknown:
         raise TrajectoryRejected(
             "incoming joints %s don't match the controller's joints %s"
-            % (names_text(unknown), profile.joint_names))
+            % (names_text(unknown), profile.joint_names)
+        )
     if not allow_partial and len(canon) != profile.dof:
         missing = [n for n in profile.joint_names if n not in canon]
         raise TrajectoryRejected(
             "joints on incoming trajectory don't match the controller joints: missing %s "
-            "(partial joint goals are not allowed)" % missing)
+            "(partial joint goals are not allowed)" % missing
+        )
     return np.array([known[c] for c in canon], dtype=np.int64)
 
 
@@ -139,13 +147,24 @@ def check_positions(q: np.ndarray, profile: RobotProfile, margin: float, where: 
         j = int(bad[0])
         raise TrajectoryRejected(
             "%s: %s = %.4f is beyond its limits [%.4f, %.4f]%s"
-            % (where, profile.joint_names[j], q[j], lo[j], hi[j],
-               (" (and %d more joints)" % (bad.size - 1)) if bad.size > 1 else ""))
+            % (
+                where,
+                profile.joint_names[j],
+                q[j],
+                lo[j],
+                hi[j],
+                (" (and %d more joints)" % (bad.size - 1)) if bad.size > 1 else "",
+            )
+        )
 
 
-def validate_points(joint_names: Sequence[str], points: Sequence[PointTuple],
-                    profile: RobotProfile, hold_positions: np.ndarray,
-                    rules: TrajectoryRules = TrajectoryRules()) -> List[TrajectoryPoint]:
+def validate_points(
+    joint_names: Sequence[str],
+    points: Sequence[PointTuple],
+    profile: RobotProfile,
+    hold_positions: np.ndarray,
+    rules: TrajectoryRules = TrajectoryRules(),
+) -> List[TrajectoryPoint]:
     """Apply the JTC rules and return the points in profile order.
 
     ``hold_positions`` (profile order) fills joints left out of a partial goal; their velocity
@@ -167,11 +186,13 @@ def validate_points(joint_names: Sequence[str], points: Sequence[PointTuple],
         if i == 0 and t <= 0.0:
             raise TrajectoryRejected(
                 "first point has time_from_start %.6f s; it must be > 0, or the arm would jump "
-                "to it" % t)
+                "to it" % t
+            )
         if prev_t is not None and t <= prev_t:
             raise TrajectoryRejected(
                 "time between points %d and %d is not strictly increasing, it is %.6f and %.6f "
-                "respectively" % (i - 1, i, prev_t, t))
+                "respectively" % (i - 1, i, prev_t, t)
+            )
         prev_t = t
         pos = _field(p[1], n, "positions", i, required=True)
         vel = _field(p[2] if len(p) > 2 else None, n, "velocities", i, required=False)
@@ -188,17 +209,25 @@ def validate_points(joint_names: Sequence[str], points: Sequence[PointTuple],
             qdd[idx] = acc
         out.append(TrajectoryPoint(t, q, qd, qdd))
     last = out[-1]
-    if (not rules.allow_nonzero_velocity_at_trajectory_end and last.velocities is not None
-            and np.any(last.velocities != 0.0)):
+    if (
+        not rules.allow_nonzero_velocity_at_trajectory_end
+        and last.velocities is not None
+        and np.any(last.velocities != 0.0)
+    ):
         j = int(np.nonzero(last.velocities)[0][0])
         raise TrajectoryRejected(
             "velocity of last trajectory point of joint %s is not zero: %.6f"
-            % (profile.joint_names[j], last.velocities[j]))
+            % (profile.joint_names[j], last.velocities[j])
+        )
     return out
 
 
-def validate_forward_command(values, profile: RobotProfile, current: Optional[np.ndarray],
-                             rules: TrajectoryRules = TrajectoryRules()) -> np.ndarray:
+def validate_forward_command(
+    values,
+    profile: RobotProfile,
+    current: Optional[np.ndarray],
+    rules: TrajectoryRules = TrajectoryRules(),
+) -> np.ndarray:
     """A forward_position_controller command: one position per arm joint, profile order."""
     try:
         q = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -207,7 +236,8 @@ def validate_forward_command(values, profile: RobotProfile, current: Optional[np
     if q.size != profile.dof:
         raise TrajectoryRejected(
             "forward command has %d values; the controller has %d joints %s"
-            % (q.size, profile.dof, profile.joint_names))
+            % (q.size, profile.dof, profile.joint_names)
+        )
     if not np.all(np.isfinite(q)):
         raise TrajectoryRejected("forward command contains NaN or Inf")
     check_positions(q, profile, rules.position_margin, "forward command")
@@ -217,7 +247,8 @@ def validate_forward_command(values, profile: RobotProfile, current: Optional[np
         if step[j] > rules.max_forward_step:
             raise TrajectoryRejected(
                 "forward command moves %s by %.4f rad in one step (max %.4f): the arm would jump"
-                % (profile.joint_names[j], step[j], rules.max_forward_step))
+                % (profile.joint_names[j], step[j], rules.max_forward_step)
+            )
     return q
 
 
@@ -228,8 +259,9 @@ def validate_gripper_command(values) -> float:
     except (TypeError, ValueError) as e:
         raise TrajectoryRejected("gripper command is not numbers (%s)" % e) from e
     if v.size != 1:
-        raise TrajectoryRejected("gripper command needs exactly 1 value (opening 0..1), got %d"
-                                 % v.size)
+        raise TrajectoryRejected(
+            "gripper command needs exactly 1 value (opening 0..1), got %d" % v.size
+        )
     if not math.isfinite(v[0]) or not 0.0 <= v[0] <= 1.0:
         raise TrajectoryRejected("gripper opening %r is not in [0, 1]" % float(v[0]))
     return float(v[0])
@@ -246,7 +278,7 @@ def _hermite(t: float, T: float, q0, v0, a0, q1, v1, a1) -> Tuple[np.ndarray, np
         qd = (d00 * q0 + d01 * q1) / T + d10 * v0 + d11 * v1
         return q, qd
     # Quintic through (q, v, a) at both ends, written as polynomial coefficients in t.
-    T2, T3, T4, T5 = T * T, T ** 3, T ** 4, T ** 5
+    T2, T3, T4, T5 = T * T, T**3, T**4, T**5
     c0, c1, c2 = q0, v0, a0 / 2.0
     dq = q1 - q0
     c3 = (20 * dq - (8 * v1 + 12 * v0) * T - (3 * a0 - a1) * T2) / (2 * T3)
@@ -266,16 +298,26 @@ class Trajectory:
     held; after the last point its positions are held with zero velocity.
     """
 
-    def __init__(self, joint_names: Sequence[str], points: Sequence[PointTuple],
-                 profile: RobotProfile, start_time_s: float, start_positions: ArrayLike,
-                 start_velocities: Optional[ArrayLike] = None,
-                 rules: TrajectoryRules = TrajectoryRules(), now_s: Optional[float] = None):
+    def __init__(
+        self,
+        joint_names: Sequence[str],
+        points: Sequence[PointTuple],
+        profile: RobotProfile,
+        start_time_s: float,
+        start_positions: ArrayLike,
+        start_velocities: Optional[ArrayLike] = None,
+        rules: TrajectoryRules = TrajectoryRules(),
+        now_s: Optional[float] = None,
+    ):
         self.profile = profile
         q0 = np.asarray(start_positions, dtype=np.float64)
         if q0.shape != (profile.dof,) or not np.all(np.isfinite(q0)):
             raise ValueError("start_positions must be %d finite values" % profile.dof)
-        v0 = (np.zeros(profile.dof) if start_velocities is None
-              else np.asarray(start_velocities, dtype=np.float64))
+        v0 = (
+            np.zeros(profile.dof)
+            if start_velocities is None
+            else np.asarray(start_velocities, dtype=np.float64)
+        )
         self.points = validate_points(joint_names, points, profile, q0, rules)
         self.start_time_s = float(start_time_s)
         self.now_s = self.start_time_s if now_s is None else float(now_s)
@@ -283,15 +325,22 @@ class Trajectory:
         if self.start_time_s + self.points[-1].time_from_start < self.now_s:
             raise TrajectoryRejected(
                 "received trajectory with start time %.6f s that ends in the past (%.6f s < now "
-                "%.6f s)" % (self.start_time_s, self.start_time_s + self.points[-1].time_from_start,
-                             self.now_s))
+                "%.6f s)"
+                % (
+                    self.start_time_s,
+                    self.start_time_s + self.points[-1].time_from_start,
+                    self.now_s,
+                )
+            )
         if first_abs <= self.now_s:
             raise TrajectoryRejected(
                 "the first point (at %.6f s) is not in the future (now %.6f s): starting "
-                "mid-trajectory would make the arm jump" % (first_abs, self.now_s))
+                "mid-trajectory would make the arm jump" % (first_abs, self.now_s)
+            )
         start = TrajectoryPoint(0.0, q0, v0, np.zeros(profile.dof))
-        self._knots = [(self.now_s, start)] + [(self.start_time_s + p.time_from_start, p)
-                                               for p in self.points]
+        self._knots = [(self.now_s, start)] + [
+            (self.start_time_s + p.time_from_start, p) for p in self.points
+        ]
         self._times = np.array([k[0] for k in self._knots])
         self._check_curve()
 
@@ -348,9 +397,16 @@ class Trajectory:
         T = tb - ta
         if a.velocities is not None and b.velocities is not None:
             both_acc = a.accelerations is not None and b.accelerations is not None
-            return _hermite(t - ta, T, a.positions, a.velocities,
-                            a.accelerations if both_acc else None,
-                            b.positions, b.velocities, b.accelerations if both_acc else None)
+            return _hermite(
+                t - ta,
+                T,
+                a.positions,
+                a.velocities,
+                a.accelerations if both_acc else None,
+                b.positions,
+                b.velocities,
+                b.accelerations if both_acc else None,
+            )
         s = (t - ta) / T
         return a.positions + s * (b.positions - a.positions), (b.positions - a.positions) / T
 
@@ -362,8 +418,12 @@ class TrajectoryFollower:
     so nothing jumps; a rejected command changes nothing and the last safe target stays.
     """
 
-    def __init__(self, profile: RobotProfile, initial_positions: ArrayLike,
-                 rules: TrajectoryRules = TrajectoryRules()):
+    def __init__(
+        self,
+        profile: RobotProfile,
+        initial_positions: ArrayLike,
+        rules: TrajectoryRules = TrajectoryRules(),
+    ):
         self.profile = profile
         self.rules = rules
         self.reset(initial_positions)
@@ -384,7 +444,9 @@ class TrajectoryFollower:
     @property
     def active(self) -> bool:
         """True while a trajectory is still moving (not yet at its last point)."""
-        return self._traj is not None and (self._last_t is None or not self._traj.done(self._last_t))
+        return self._traj is not None and (
+            self._last_t is None or not self._traj.done(self._last_t)
+        )
 
     def sample(self, t: float) -> Tuple[np.ndarray, np.ndarray]:
         if self._traj is not None:
@@ -399,13 +461,17 @@ class TrajectoryFollower:
         """The last sampled (positions, velocities)."""
         return self._last[0].copy(), self._last[1].copy()
 
-    def set_trajectory(self, joint_names: Sequence[str], points: Sequence[PointTuple],
-                       now_s: float, stamp_s: float = 0.0) -> Trajectory:
+    def set_trajectory(
+        self,
+        joint_names: Sequence[str],
+        points: Sequence[PointTuple],
+        now_s: float,
+        stamp_s: float = 0.0,
+    ) -> Trajectory:
         """Replace the running command; raises TrajectoryRejected and keeps it on bad input."""
         q0, v0 = self.sample(now_s)
         start = now_s if stamp_s == 0.0 else stamp_s
-        traj = Trajectory(joint_names, points, self.profile, start, q0, v0, self.rules,
-                          now_s=now_s)
+        traj = Trajectory(joint_names, points, self.profile, start, q0, v0, self.rules, now_s=now_s)
         self._traj = traj
         return traj
 

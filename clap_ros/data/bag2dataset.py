@@ -15,6 +15,7 @@ sensor_msgs/Image or CompressedImage; MCAP and sqlite3 storage. Camera gaps and 
 --split-on-instruction also splits where the instruction changes. What each bag gave and what was
 skipped, and why, is printed and written to DATASET/meta/bag_import.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,16 @@ import numpy as np
 
 from clap_ros import topics as T
 from clap_ros.data.bags import BagError, BagReader, bag_size_bytes, deserialize, find_bags
-from clap_ros.data.dataset import (IMAGE_PREFIX, DatasetError, DatasetWriter, EpisodeRecord)
+from clap_ros.data.dataset import IMAGE_PREFIX, DatasetError, DatasetWriter, EpisodeRecord
 from clap_ros.data.jsonable import json_default
-from clap_ros.data.timeline import (Event, apply_events, camera_gaps, clock_jumps,
-                                    median_period_ns, segments)
+from clap_ros.data.timeline import (
+    Event,
+    apply_events,
+    camera_gaps,
+    clock_jumps,
+    median_period_ns,
+    segments,
+)
 from clap_ros.data.topic_map import TopicMap, TopicMapError
 from clap_ros.rostime import NS_PER_S, stamp_to_ns
 
@@ -56,14 +63,14 @@ class ConversionError(RuntimeError):
 @dataclass
 class ConvertConfig:
     fps: float = 15.0
-    robot: Optional[str] = None             # profile name/path; None: from the bag's outcome
+    robot: Optional[str] = None  # profile name/path; None: from the bag's outcome
     cameras: Dict[str, str] = field(default_factory=lambda: dict(DEFAULT_CAMERAS))
     crf: int = 18
     topic_map: TopicMap = field(default_factory=TopicMap)  # its camera is the scene camera
-    split_on_instruction: bool = False      # a new episode whenever the instruction text changes
-    max_clock_jump_s: float = 1.0           # larger forward steps of time split the episode
-    gap_factor: float = 1.5                 # camera gap: step > gap_factor x median period
-    min_episode_frames: int = 2             # shorter pieces (after splitting) are skipped
+    split_on_instruction: bool = False  # a new episode whenever the instruction text changes
+    max_clock_jump_s: float = 1.0  # larger forward steps of time split the episode
+    gap_factor: float = 1.5  # camera gap: step > gap_factor x median period
+    min_episode_frames: int = 2  # shorter pieces (after splitting) are skipped
 
     def camera_topics(self) -> Dict[str, str]:
         cams = dict(self.cameras)
@@ -147,7 +154,9 @@ class _Topics:
     camera_info: Optional[str]
 
 
-def _check_topics(reader: BagReader, cfg: ConvertConfig, profile, cameras: Dict[str, str]) -> _Topics:
+def _check_topics(
+    reader: BagReader, cfg: ConvertConfig, profile, cameras: Dict[str, str]
+) -> _Topics:
     """The topics to read, or one ConversionError naming every mapped topic the bag lacks (and the
     topic-map key it came from) or holds with the wrong type."""
     tm = cfg.topic_map
@@ -160,8 +169,10 @@ def _check_topics(reader: BagReader, cfg: ConvertConfig, profile, cameras: Dict[
         if not has(topic):
             problems.append("missing topic %s (topic map '%s')" % (topic, key))
         elif types[topic] not in allowed:
-            problems.append("%s (topic map '%s') is %s, expected %s"
-                            % (topic, key, types[topic], " or ".join(allowed)))
+            problems.append(
+                "%s (topic map '%s') is %s, expected %s"
+                % (topic, key, types[topic], " or ".join(allowed))
+            )
 
     need(tm.joint_states, "joint_states", [T.TYPES["joint_state"]])
     for key, topic in cameras.items():
@@ -170,34 +181,55 @@ def _check_topics(reader: BagReader, cfg: ConvertConfig, profile, cameras: Dict[
     arm = [t for t in tm.arm_command_candidates(profile) if has(t)]
     if not arm:
         cands = tm.arm_command_candidates(profile)
-        problems.append("no arm command topic (%s) in the bag%s" % (
-            " or ".join(cands), "" if tm.arm_command else "; set arm_command in the topic map"))
+        problems.append(
+            "no arm command topic (%s) in the bag%s"
+            % (" or ".join(cands), "" if tm.arm_command else "; set arm_command in the topic map")
+        )
     for t in arm:
         need(t, "arm_command", [TRAJ_TYPE, FWD_TYPE])
     gripper = tm.resolve(profile).gripper_command
     # Keys the user set explicitly must be there; the defaults are optional (sim bags, old bags).
-    for key, topic, typ in (("gripper_command", gripper, FWD_TYPE),
-                            ("instruction", tm.instruction, T.TYPES["string"]),
-                            ("camera_info", tm.camera_info, T.TYPES["camera_info"])):
+    for key, topic, typ in (
+        ("gripper_command", gripper, FWD_TYPE),
+        ("instruction", tm.instruction, T.TYPES["string"]),
+        ("camera_info", tm.camera_info, T.TYPES["camera_info"]),
+    ):
         if getattr(tm, key) != getattr(default, key) or has(topic):
             need(topic, key, [typ])
     if problems:
-        raise ConversionError("; ".join(problems) + " (bag has: %s)"
-                              % (", ".join("%s [%s]" % (t, types[t].rsplit("/", 1)[-1])
-                                           for t in sorted(types) if counts.get(t)) or "nothing"))
-    return _Topics(joint_states=tm.joint_states, cameras=cameras, arm=arm, gripper=gripper,
-                   instruction=tm.instruction,
-                   camera_info=tm.camera_info if has(tm.camera_info) else None)
+        raise ConversionError(
+            "; ".join(problems)
+            + " (bag has: %s)"
+            % (
+                ", ".join(
+                    "%s [%s]" % (t, types[t].rsplit("/", 1)[-1])
+                    for t in sorted(types)
+                    if counts.get(t)
+                )
+                or "nothing"
+            )
+        )
+    return _Topics(
+        joint_states=tm.joint_states,
+        cameras=cameras,
+        arm=arm,
+        gripper=gripper,
+        instruction=tm.instruction,
+        camera_info=tm.camera_info if has(tm.camera_info) else None,
+    )
 
 
 def _read_streams(reader: BagReader, profile, tp: _Topics) -> _Streams:
     from clap_ros.robots import ProfileError
+
     grip_names = set(profile.gripper.joint_names)
     js_topic = tp.joint_states
     image_topics = {topic: key for key, topic in tp.cameras.items()}
-    s = _Streams(image_t={key: [] for key in tp.cameras},
-                 image_stamp={key: [] for key in tp.cameras},
-                 image_type={key: reader.topics[t] for key, t in tp.cameras.items()})
+    s = _Streams(
+        image_t={key: [] for key in tp.cameras},
+        image_stamp={key: [] for key in tp.cameras},
+        image_type={key: reader.topics[t] for key, t in tp.cameras.items()},
+    )
     wanted = [js_topic, tp.gripper, tp.instruction, T.EPISODE_OUTCOME, T.SIM_STATUS] + tp.arm
     if tp.camera_info:
         wanted.append(tp.camera_info)
@@ -213,8 +245,9 @@ def _read_streams(reader: BagReader, profile, tp: _Topics) -> _Streams:
         try:
             msg = deserialize(data, msgtype)
         except Exception as e:
-            raise ConversionError("message on %s at %d ns does not deserialise as %s (%s)"
-                                  % (topic, ts, msgtype, e)) from None
+            raise ConversionError(
+                "message on %s at %d ns does not deserialise as %s (%s)" % (topic, ts, msgtype, e)
+            ) from None
         if topic == js_topic:
             names = list(msg.name)
             pos = np.asarray(msg.position, dtype=np.float64)
@@ -226,7 +259,9 @@ def _read_streams(reader: BagReader, profile, tp: _Topics) -> _Streams:
             s.js_t.append(ts)
             s.js_stamp.append(stamp_to_ns(msg.header.stamp))
             s.js_q.append(q)
-            s.js_grip.append(profile.gripper.command_from_position(float(np.mean(g))) if g else np.nan)
+            s.js_grip.append(
+                profile.gripper.command_from_position(float(np.mean(g))) if g else np.nan
+            )
         elif topic in tp.arm:
             if msgtype == TRAJ_TYPE:
                 s.commands.append((ts, "traj", msg))
@@ -242,10 +277,15 @@ def _read_streams(reader: BagReader, profile, tp: _Topics) -> _Streams:
             if not s.instructions or s.instructions[-1][1] != text:
                 s.instructions.append((ts, text))
         elif topic == tp.camera_info:
-            s.camera_info = {"width": int(msg.width), "height": int(msg.height),
-                             "distortion_model": str(msg.distortion_model),
-                             "k": [float(x) for x in msg.k], "d": [float(x) for x in msg.d],
-                             "frame_id": str(msg.header.frame_id), "topic": topic}
+            s.camera_info = {
+                "width": int(msg.width),
+                "height": int(msg.height),
+                "distortion_model": str(msg.distortion_model),
+                "k": [float(x) for x in msg.k],
+                "d": [float(x) for x in msg.d],
+                "frame_id": str(msg.header.frame_id),
+                "topic": topic,
+            }
         elif topic == T.EPISODE_OUTCOME:
             try:
                 s.outcome = json.loads(msg.data)
@@ -259,11 +299,13 @@ def _read_streams(reader: BagReader, profile, tp: _Topics) -> _Streams:
     return s
 
 
-def commanded_arm(profile, s: _Streams, grid: np.ndarray, t0: int,
-                  initial_q: np.ndarray) -> Tuple[np.ndarray, int]:
+def commanded_arm(
+    profile, s: _Streams, grid: np.ndarray, t0: int, initial_q: np.ndarray
+) -> Tuple[np.ndarray, int]:
     """Commanded arm positions [len(grid), dof] at the grid times, replaying the recorded commands
     through the controller's own rules. Returns (positions, number of commands it rejected)."""
     from clap_ros.control.trajectory import TrajectoryFollower, TrajectoryRejected, points_from_msg
+
     follower = TrajectoryFollower(profile, initial_q)
     out = np.zeros((len(grid), profile.dof))
     rejected = 0
@@ -278,8 +320,9 @@ def commanded_arm(profile, s: _Streams, grid: np.ndarray, t0: int,
                 if kind == "traj":
                     names, points, _ = points_from_msg(payload)
                     st = stamp_to_ns(payload.header.stamp)
-                    follower.set_trajectory(names, points, now_s=sec(ts),
-                                            stamp_s=sec(st) if st else 0.0)
+                    follower.set_trajectory(
+                        names, points, now_s=sec(ts), stamp_s=sec(st) if st else 0.0
+                    )
                 else:
                     follower.set_forward(payload, now_s=sec(ts))
             except TrajectoryRejected:
@@ -292,6 +335,7 @@ def _first_frames(reader: BagReader, cameras: Dict[str, str]) -> Dict[str, Tuple
     """Decode each camera's first frame, so an unsupported encoding fails the bag before anything
     is written; returns key -> (height, width)."""
     from clap_ros.data.images import ImageEncodingError, decode_image_msg
+
     sizes = {}
     for key, topic in cameras.items():
         for _, msgtype, _, msg in reader.messages([topic]):
@@ -304,25 +348,29 @@ def _first_frames(reader: BagReader, cameras: Dict[str, str]) -> Dict[str, Tuple
     return sizes
 
 
-def _detect_events(s: _Streams, tp: _Topics, grid: np.ndarray, cfg: ConvertConfig
-                   ) -> Tuple[List[Event], np.ndarray, np.ndarray]:
+def _detect_events(
+    s: _Streams, tp: _Topics, grid: np.ndarray, cfg: ConvertConfig
+) -> Tuple[List[Event], np.ndarray, np.ndarray]:
     grid_period = 1e9 / cfg.fps
     events = clock_jumps(tp.joint_states, s.js_t, s.js_stamp, cfg.max_clock_jump_s)
     stale = {tp.joint_states: cfg.gap_factor * max(median_period_ns(s.js_t), grid_period)}
     for key, topic in tp.cameras.items():
         gaps, med = camera_gaps(topic, s.image_t[key], cfg.gap_factor, cfg.max_clock_jump_s)
-        events += gaps + clock_jumps(topic, s.image_t[key], s.image_stamp[key],
-                                     cfg.max_clock_jump_s)
+        events += gaps + clock_jumps(
+            topic, s.image_t[key], s.image_stamp[key], cfg.max_clock_jump_s
+        )
         stale[topic] = cfg.gap_factor * max(med, grid_period)
     events.sort(key=lambda e: (e.after_ns, e.topic))
     keep, cut = apply_events(grid, events, stale)
     return events, keep, cut
 
 
-def _write_frames(reader: BagReader, vw, topic: str, times: List[int], rows: np.ndarray,
-                  bar=None) -> None:
+def _write_frames(
+    reader: BagReader, vw, topic: str, times: List[int], rows: np.ndarray, bar=None
+) -> None:
     """Stream the frames that grid ``rows`` sample (latest at or before) into ``vw``."""
     from clap_ros.data.images import ImageEncodingError, decode_image_msg
+
     fi = latest_index(times, rows)
     start, stop = int(times[fi[0]]), int(times[fi[-1]]) + 1
     j = int(np.searchsorted(np.asarray(times, dtype=np.int64), start, side="left"))
@@ -332,7 +380,9 @@ def _write_frames(reader: BagReader, vw, topic: str, times: List[int], rows: np.
             try:
                 vw.write(decode_image_msg(msg, msgtype))
             except ImageEncodingError as e:
-                raise ConversionError("%s frame %d (%.3f s): %s" % (topic, j, ts * 1e-9, e)) from None
+                raise ConversionError(
+                    "%s frame %d (%.3f s): %s" % (topic, j, ts * 1e-9, e)
+                ) from None
             g += 1
             if bar is not None:
                 bar.update(1)
@@ -341,13 +391,22 @@ def _write_frames(reader: BagReader, vw, topic: str, times: List[int], rows: np.
             break
 
 
-def convert_bag(bag: Path, writer: DatasetWriter, profile, cfg: ConvertConfig,
-                progress: bool = False) -> Dict[str, Any]:
+def convert_bag(
+    bag: Path, writer: DatasetWriter, profile, cfg: ConvertConfig, progress: bool = False
+) -> Dict[str, Any]:
     """Convert one bag into the next episode(s) of ``writer``; raises ConversionError/BagError
     when nothing of it can be used. The result's ``report`` says what was detected and skipped."""
     from tqdm import tqdm
-    report: Dict[str, Any] = {"bag": str(bag), "storage": None, "episodes": [], "frames": 0,
-                              "events": [], "skipped": [], "warnings": []}
+
+    report: Dict[str, Any] = {
+        "bag": str(bag),
+        "storage": None,
+        "episodes": [],
+        "frames": 0,
+        "events": [],
+        "skipped": [],
+        "warnings": [],
+    }
     with BagReader(bag) as reader:
         report["storage"] = reader.storage
         report["warnings"].extend(reader.warnings)
@@ -357,8 +416,10 @@ def convert_bag(bag: Path, writer: DatasetWriter, profile, cfg: ConvertConfig,
         if writer.image_keys is not None:
             have = sorted(IMAGE_PREFIX + k for k in cameras)
             if have != writer.image_keys:
-                raise ConversionError("cameras %s differ from the dataset's %s (from its first "
-                                      "episode)" % (have, writer.image_keys))
+                raise ConversionError(
+                    "cameras %s differ from the dataset's %s (from its first "
+                    "episode)" % (have, writer.image_keys)
+                )
         tp = _check_topics(reader, cfg, profile, cameras)
         sizes = _first_frames(reader, cameras)
         s = _read_streams(reader, profile, tp)
@@ -371,12 +432,21 @@ def convert_bag(bag: Path, writer: DatasetWriter, profile, cfg: ConvertConfig,
         t0 = int(grid[0]) - 1_000_000_000
         rel = lambda ns: round((int(ns) - t_bag) * 1e-9, 3)  # noqa: E731  s since bag start
 
-        if s.camera_info and tuple(sizes.get("scene", ())) != (s.camera_info["height"],
-                                                              s.camera_info["width"]):
-            report["warnings"].append("%s is %dx%d but %s frames are %dx%d"
-                                      % (tp.camera_info, s.camera_info["width"],
-                                         s.camera_info["height"], cameras["scene"],
-                                         sizes["scene"][1], sizes["scene"][0]))
+        if s.camera_info and tuple(sizes.get("scene", ())) != (
+            s.camera_info["height"],
+            s.camera_info["width"],
+        ):
+            report["warnings"].append(
+                "%s is %dx%d but %s frames are %dx%d"
+                % (
+                    tp.camera_info,
+                    s.camera_info["width"],
+                    s.camera_info["height"],
+                    cameras["scene"],
+                    sizes["scene"][1],
+                    sizes["scene"][0],
+                )
+            )
         ji = latest_index(s.js_t, grid)
         state_q = np.stack(s.js_q)[ji]
         meas_grip = np.asarray(s.js_grip)[ji]
@@ -387,11 +457,14 @@ def convert_bag(bag: Path, writer: DatasetWriter, profile, cfg: ConvertConfig,
         # Before the first gripper command the gripper holds where it is.
         cmd_grip = np.where(np.isnan(cmd_grip), state_grip, cmd_grip)
         if np.any(np.isnan(state_grip)):
-            raise ConversionError("no gripper position: %s has no %s joints and there is no "
-                                  "gripper command on %s"
-                                  % (tp.joint_states, "/".join(profile.gripper.joint_names),
-                                     tp.gripper))
-        first_js = int(np.searchsorted(s.js_t, s.commands[0][0], side="right")) - 1 if s.commands else 0
+            raise ConversionError(
+                "no gripper position: %s has no %s joints and there is no "
+                "gripper command on %s"
+                % (tp.joint_states, "/".join(profile.gripper.joint_names), tp.gripper)
+            )
+        first_js = (
+            int(np.searchsorted(s.js_t, s.commands[0][0], side="right")) - 1 if s.commands else 0
+        )
         initial_q = s.js_q[max(first_js, 0)]
         arm_cmd, rejected = commanded_arm(profile, s, grid, t0, initial_q)
 
@@ -403,8 +476,14 @@ def convert_bag(bag: Path, writer: DatasetWriter, profile, cfg: ConvertConfig,
             if mask.any():
                 rows = grid[mask]
                 reported |= mask
-                report["skipped"].append({"from_s": rel(rows[0]), "to_s": rel(rows[-1]),
-                                          "frames": int(mask.sum()), "reason": e.detail})
+                report["skipped"].append(
+                    {
+                        "from_s": rel(rows[0]),
+                        "to_s": rel(rows[-1]),
+                        "frames": int(mask.sum()),
+                        "reason": e.detail,
+                    }
+                )
         labels = None
         outcome = s.outcome or {}
         status = s.status or {}
@@ -413,9 +492,11 @@ def convert_bag(bag: Path, writer: DatasetWriter, profile, cfg: ConvertConfig,
             ii = np.maximum(latest_index([t for t, _ in s.instructions], grid), 0)
             labels = [s.instructions[i][1] for i in ii]
         elif len(s.instructions) > 1:
-            report["warnings"].append("the instruction changed %d times on %s; the episode takes "
-                                      "the last one (--split-on-instruction makes one episode per "
-                                      "instruction)" % (len(s.instructions) - 1, tp.instruction))
+            report["warnings"].append(
+                "the instruction changed %d times on %s; the episode takes "
+                "the last one (--split-on-instruction makes one episode per "
+                "instruction)" % (len(s.instructions) - 1, tp.instruction)
+            )
         pieces = segments(keep, cut, labels)
 
         base_meta = {
@@ -431,56 +512,101 @@ def convert_bag(bag: Path, writer: DatasetWriter, profile, cfg: ConvertConfig,
         if s.camera_info:
             base_meta["camera_info"] = s.camera_info
         n_use = sum(b - a for a, b in pieces if b - a >= cfg.min_episode_frames)
-        bar = tqdm(total=n_use * len(cameras), desc=bag.name[-30:], unit="frame", leave=False,
-                   disable=not progress)
+        bar = tqdm(
+            total=n_use * len(cameras),
+            desc=bag.name[-30:],
+            unit="frame",
+            leave=False,
+            disable=not progress,
+        )
         try:
             for k, (a, b) in enumerate(pieces):
                 rows = grid[a:b]
                 if b - a < cfg.min_episode_frames:
-                    report["skipped"].append({
-                        "from_s": rel(rows[0]), "to_s": rel(rows[-1]), "frames": b - a,
-                        "reason": "piece of %d frame(s) between splits is shorter than "
-                                  "--min-episode-frames %d" % (b - a, cfg.min_episode_frames)})
+                    report["skipped"].append(
+                        {
+                            "from_s": rel(rows[0]),
+                            "to_s": rel(rows[-1]),
+                            "frames": b - a,
+                            "reason": "piece of %d frame(s) between splits is shorter than "
+                            "--min-episode-frames %d" % (b - a, cfg.min_episode_frames),
+                        }
+                    )
                     continue
                 try:
                     for key, topic in cameras.items():
-                        _write_frames(reader, writer.video_writer(IMAGE_PREFIX + key), topic,
-                                      s.image_t[key], rows, bar)
-                    meta = dict(base_meta, segment=k, storage=report["storage"],
-                                source_span_s=[rel(rows[0]), rel(rows[-1])])
+                        _write_frames(
+                            reader,
+                            writer.video_writer(IMAGE_PREFIX + key),
+                            topic,
+                            s.image_t[key],
+                            rows,
+                            bar,
+                        )
+                    meta = dict(
+                        base_meta,
+                        segment=k,
+                        storage=report["storage"],
+                        source_span_s=[rel(rows[0]), rel(rows[-1])],
+                    )
                     rec = EpisodeRecord(
                         state=np.column_stack([state_q[a:b], state_grip[a:b]]),
                         action=np.column_stack([arm_cmd[a:b], cmd_grip[a:b]]),
                         timestamp=(rows - rows[0]) * 1e-9,
-                        instruction=labels[a] if labels is not None else instruction, meta=meta)
+                        instruction=labels[a] if labels is not None else instruction,
+                        meta=meta,
+                    )
                     idx = writer.add_episode(rec)
                 except (ConversionError, BagError, DatasetError) as e:
                     # This piece is lost; the pieces before it are written and the ones after it
                     # may still be readable (a damaged chunk does not spoil the whole file).
                     writer.discard_episode()
-                    report["skipped"].append({"from_s": rel(rows[0]), "to_s": rel(rows[-1]),
-                                              "frames": b - a, "reason": str(e)})
+                    report["skipped"].append(
+                        {
+                            "from_s": rel(rows[0]),
+                            "to_s": rel(rows[-1]),
+                            "frames": b - a,
+                            "reason": str(e),
+                        }
+                    )
                     continue
                 report["episodes"].append(idx)
                 report["frames"] += b - a
         finally:
             bar.close()
     if not report["episodes"]:
-        reasons = "; ".join("%s (%d frames)" % (x["reason"], x["frames"]) for x in report["skipped"])
+        reasons = "; ".join(
+            "%s (%d frames)" % (x["reason"], x["frames"]) for x in report["skipped"]
+        )
         raise ConversionError("no episode left: %s" % (reasons or "nothing to convert"), report)
-    return {"episode_index": report["episodes"][0], "episodes": report["episodes"],
-            "frames": report["frames"], "success": base_meta["success"], "report": report}
+    return {
+        "episode_index": report["episodes"][0],
+        "episodes": report["episodes"],
+        "frames": report["frames"],
+        "success": base_meta["success"],
+        "report": report,
+    }
 
 
-def convert(bags_root: Path, out: Path, cfg: ConvertConfig, overwrite: bool = False,
-            progress: bool = True, log=print) -> Dict[str, Any]:
+def convert(
+    bags_root: Path,
+    out: Path,
+    cfg: ConvertConfig,
+    overwrite: bool = False,
+    progress: bool = True,
+    log=print,
+) -> Dict[str, Any]:
     """Convert every bag under ``bags_root``; returns a summary dict (converted, skipped, ...)."""
     from tqdm import tqdm
+
     from clap_ros.robots import ProfileError, load_profile
+
     paths = find_bags(bags_root)
     if not paths:
-        raise BagError("%s: no bags found (rosbag2 directories with metadata.yaml, or .mcap / "
-                       ".db3 files)" % bags_root)
+        raise BagError(
+            "%s: no bags found (rosbag2 directories with metadata.yaml, or .mcap / "
+            ".db3 files)" % bags_root
+        )
     robot = cfg.robot
     if robot is None:
         for p in paths:
@@ -491,8 +617,9 @@ def convert(bags_root: Path, out: Path, cfg: ConvertConfig, overwrite: bool = Fa
             if robot:
                 break
     if not robot:
-        raise ConversionError("cannot tell the robot from the bags' %s; pass --robot"
-                              % T.EPISODE_OUTCOME)
+        raise ConversionError(
+            "cannot tell the robot from the bags' %s; pass --robot" % T.EPISODE_OUTCOME
+        )
     try:
         profile = load_profile(robot)
     except ProfileError as e:
@@ -530,13 +657,24 @@ def convert(bags_root: Path, out: Path, cfg: ConvertConfig, overwrite: bool = Fa
         info = writer.finalize() if converted else None
         if converted:
             # What each bag gave, and what was left out and why, next to the dataset's own meta.
-            (tmp / "meta" / "bag_import.json").write_text(json.dumps({
-                "format": "clap_ros_bag_import", "version": 1,
-                "topic_map": cfg.topic_map.to_dict(), "cameras": cfg.camera_topics(),
-                "split_on_instruction": cfg.split_on_instruction,
-                "max_clock_jump_s": cfg.max_clock_jump_s, "gap_factor": cfg.gap_factor,
-                "min_episode_frames": cfg.min_episode_frames, "bags": reports,
-            }, indent=1, default=json_default) + "\n")
+            (tmp / "meta" / "bag_import.json").write_text(
+                json.dumps(
+                    {
+                        "format": "clap_ros_bag_import",
+                        "version": 1,
+                        "topic_map": cfg.topic_map.to_dict(),
+                        "cameras": cfg.camera_topics(),
+                        "split_on_instruction": cfg.split_on_instruction,
+                        "max_clock_jump_s": cfg.max_clock_jump_s,
+                        "gap_factor": cfg.gap_factor,
+                        "min_episode_frames": cfg.min_episode_frames,
+                        "bags": reports,
+                    },
+                    indent=1,
+                    default=json_default,
+                )
+                + "\n"
+            )
         size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
         if converted:
             if out.exists():
@@ -546,10 +684,18 @@ def convert(bags_root: Path, out: Path, cfg: ConvertConfig, overwrite: bool = Fa
         if tmp.exists():
             shutil.rmtree(tmp)
     wall = time.perf_counter() - t_start
-    return {"converted": converted, "skipped": skipped, "frames": frames, "wall_s": wall,
-            "bag_bytes": bag_bytes, "dataset_bytes": size if converted else 0, "info": info,
-            "robot": profile.name, "bags": reports,
-            "episodes": sum(len(c["episodes"]) for c in converted)}
+    return {
+        "converted": converted,
+        "skipped": skipped,
+        "frames": frames,
+        "wall_s": wall,
+        "bag_bytes": bag_bytes,
+        "dataset_bytes": size if converted else 0,
+        "info": info,
+        "robot": profile.name,
+        "bags": reports,
+        "episodes": sum(len(c["episodes"]) for c in converted),
+    }
 
 
 def bag_report_lines(rep: Dict[str, Any]) -> List[str]:
@@ -561,12 +707,15 @@ def bag_report_lines(rep: Dict[str, Any]) -> List[str]:
         if e["action"] == "outside the grid":
             continue
         what = {"held": "frame held", "split": "episode split"}.get(
-            e["action"], "%d frames dropped, episode split" % e["rows_dropped"])
+            e["action"], "%d frames dropped, episode split" % e["rows_dropped"]
+        )
         lines.append("%.3f s: %s -> %s" % (e["at_s"], e["detail"], what))
     for sk in rep.get("skipped", []):
         if sk["reason"] not in details:
-            lines.append("skipped %d frame(s) at %.3f-%.3f s: %s"
-                         % (sk["frames"], sk["from_s"], sk["to_s"], sk["reason"]))
+            lines.append(
+                "skipped %d frame(s) at %.3f-%.3f s: %s"
+                % (sk["frames"], sk["from_s"], sk["to_s"], sk["reason"])
+            )
     for w in rep.get("warnings", []):
         lines.append("warning: %s" % w)
     return lines
@@ -580,28 +729,39 @@ def _cli(args: argparse.Namespace) -> int:
         return 2
     if args.camera_topic:
         tm = replace(tm, camera=args.camera_topic)
-    cfg = ConvertConfig(fps=args.fps, robot=args.robot, crf=args.crf, topic_map=tm,
-                        split_on_instruction=args.split_on_instruction,
-                        max_clock_jump_s=args.max_clock_jump, gap_factor=args.gap_factor,
-                        min_episode_frames=args.min_episode_frames)
+    cfg = ConvertConfig(
+        fps=args.fps,
+        robot=args.robot,
+        crf=args.crf,
+        topic_map=tm,
+        split_on_instruction=args.split_on_instruction,
+        max_clock_jump_s=args.max_clock_jump,
+        gap_factor=args.gap_factor,
+        min_episode_frames=args.min_episode_frames,
+    )
     try:
-        summary = convert(Path(args.bags), Path(args.out), cfg, overwrite=args.overwrite,
-                          progress=not args.quiet)
+        summary = convert(
+            Path(args.bags), Path(args.out), cfg, overwrite=args.overwrite, progress=not args.quiet
+        )
     except (BagError, ConversionError, DatasetError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1
     n_ok, n_skip = len(summary["converted"]), len(summary["skipped"])
     succ = [c["success"] for c in summary["converted"] if c["success"] is not None]
     wall = max(summary["wall_s"], 1e-9)
-    print("bag2dataset: %d converted, %d skipped (robot %s, %g fps) -> %d episodes"
-          % (n_ok, n_skip, summary["robot"], args.fps, summary["episodes"]))
+    print(
+        "bag2dataset: %d converted, %d skipped (robot %s, %g fps) -> %d episodes"
+        % (n_ok, n_skip, summary["robot"], args.fps, summary["episodes"])
+    )
     for rep in summary["bags"]:
         if rep.get("status") != "converted":
             continue
         lines = bag_report_lines(rep)
         if lines or len(rep["episodes"]) > 1:
-            print("  %s (%s): %d episode(s), %d frames"
-                  % (rep["bag"], rep["storage"], len(rep["episodes"]), rep["frames"]))
+            print(
+                "  %s (%s): %d episode(s), %d frames"
+                % (rep["bag"], rep["storage"], len(rep["episodes"]), rep["frames"])
+            )
             for line in lines:
                 print("    " + line)
     for s in summary["skipped"]:
@@ -609,11 +769,19 @@ def _cli(args: argparse.Namespace) -> int:
     if n_ok:
         if succ:
             print("  successful episodes: %d/%d" % (sum(bool(x) for x in succ), len(succ)))
-        print("  dataset %.1f MB at %s; per-bag import report: %s"
-              % (summary["dataset_bytes"] / 1e6, args.out, Path(args.out) / "meta" / "bag_import.json"))
+        print(
+            "  dataset %.1f MB at %s; per-bag import report: %s"
+            % (
+                summary["dataset_bytes"] / 1e6,
+                args.out,
+                Path(args.out) / "meta" / "bag_import.json",
+            )
+        )
         # Throughput last, so scripts and benchmarks can take the final line.
-        print("import throughput: %d frames in %.2f s = %.1f frames/s (%.1f MB/s of bags)"
-              % (summary["frames"], wall, summary["frames"] / wall, summary["bag_bytes"] / 1e6 / wall))
+        print(
+            "import throughput: %d frames in %.2f s = %.1f frames/s (%.1f MB/s of bags)"
+            % (summary["frames"], wall, summary["frames"] / wall, summary["bag_bytes"] / 1e6 / wall)
+        )
     if n_ok == 0:
         return 1
     if args.strict and n_skip:
@@ -643,41 +811,80 @@ own bags is described there under "Importing your own bags".
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "bag2dataset", help="convert recorded episode bags (sim or your own) into a training dataset",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EXAMPLES)
-    p.add_argument("--bags", required=True,
-                   help="a bag, or a directory searched recursively for bags (rosbag2 directories "
-                        "with metadata.yaml in MCAP or sqlite3 storage, or .mcap / .db3 files)")
+        "bag2dataset",
+        help="convert recorded episode bags (sim or your own) into a training dataset",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
+    )
+    p.add_argument(
+        "--bags",
+        required=True,
+        help="a bag, or a directory searched recursively for bags (rosbag2 directories "
+        "with metadata.yaml in MCAP or sqlite3 storage, or .mcap / .db3 files)",
+    )
     p.add_argument("--out", required=True, help="dataset directory to create")
-    p.add_argument("--fps", type=float, default=15.0,
-                   help="frame rate of the dataset grid (default: 15)")
-    p.add_argument("--robot", default=None,
-                   help="robot profile (fr3, panda, ur5e or a YAML path); default: the 'robot' "
-                        "field of the bags' /clap/episode_outcome (user bags need --robot)")
-    p.add_argument("--topic-map", default=None, metavar="YAML",
-                   help="YAML file mapping camera, camera_info, joint_states, instruction, "
-                        "arm_command, gripper_command to your bag's topics (any subset; see below)")
-    p.add_argument("--camera-topic", default=None,
-                   help="scene camera topic; overrides the topic map's camera (default: %s)"
-                        % T.CAMERA_IMAGE)
-    p.add_argument("--split-on-instruction", action="store_true",
-                   help="start a new episode whenever the instruction text changes (default: one "
-                        "episode per bag, taking the last instruction)")
-    p.add_argument("--max-clock-jump", type=float, default=1.0, metavar="S",
-                   help="a forward step of log time or header stamps larger than this on "
-                        "joint_states or a camera is a clock jump: the episode is split there "
-                        "(time going backwards always is); default: 1.0 s")
-    p.add_argument("--gap-factor", type=float, default=1.5,
-                   help="a camera gap is a step longer than this times the median frame period; "
-                        "rows whose frame is older than that are dropped and the episode split "
-                        "(default: 1.5)")
-    p.add_argument("--min-episode-frames", type=int, default=2,
-                   help="pieces shorter than this after splitting are skipped (default: 2)")
-    p.add_argument("--crf", type=int, default=18,
-                   help="x264 quality of the videos, 0 lossless .. 51 worst (default: 18)")
+    p.add_argument(
+        "--fps", type=float, default=15.0, help="frame rate of the dataset grid (default: 15)"
+    )
+    p.add_argument(
+        "--robot",
+        default=None,
+        help="robot profile (fr3, panda, ur5e or a YAML path); default: the 'robot' "
+        "field of the bags' /clap/episode_outcome (user bags need --robot)",
+    )
+    p.add_argument(
+        "--topic-map",
+        default=None,
+        metavar="YAML",
+        help="YAML file mapping camera, camera_info, joint_states, instruction, "
+        "arm_command, gripper_command to your bag's topics (any subset; see below)",
+    )
+    p.add_argument(
+        "--camera-topic",
+        default=None,
+        help="scene camera topic; overrides the topic map's camera (default: %s)" % T.CAMERA_IMAGE,
+    )
+    p.add_argument(
+        "--split-on-instruction",
+        action="store_true",
+        help="start a new episode whenever the instruction text changes (default: one "
+        "episode per bag, taking the last instruction)",
+    )
+    p.add_argument(
+        "--max-clock-jump",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="a forward step of log time or header stamps larger than this on "
+        "joint_states or a camera is a clock jump: the episode is split there "
+        "(time going backwards always is); default: 1.0 s",
+    )
+    p.add_argument(
+        "--gap-factor",
+        type=float,
+        default=1.5,
+        help="a camera gap is a step longer than this times the median frame period; "
+        "rows whose frame is older than that are dropped and the episode split "
+        "(default: 1.5)",
+    )
+    p.add_argument(
+        "--min-episode-frames",
+        type=int,
+        default=2,
+        help="pieces shorter than this after splitting are skipped (default: 2)",
+    )
+    p.add_argument(
+        "--crf",
+        type=int,
+        default=18,
+        help="x264 quality of the videos, 0 lossless .. 51 worst (default: 18)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
-    p.add_argument("--strict", action="store_true",
-                   help="exit non-zero if any bag was skipped (the others are still converted)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit non-zero if any bag was skipped (the others are still converted)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cli)

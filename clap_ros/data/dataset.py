@@ -4,6 +4,7 @@ Laid out like a LeRobot dataset (one parquet file and one mp4 per camera per epi
 episodes) so it converts to LeRobot v3 with a file-level script; ``Dataset(root).load_episode(i)``
 is what training reads. ``DatasetWriter`` is what ``clap-ros bag2dataset`` writes with.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from clap_ros.data.jsonable import json_default
-
 from clap_ros.data.video import VideoWriter, read_video
 
 PathLike = Union[str, Path]
@@ -56,9 +56,15 @@ def vector_stats(x: np.ndarray) -> Dict[str, Any]:
     """mean/std/min/max/q01/q99/count per dimension of [N, D] data."""
     x = np.asarray(x, dtype=np.float64)
     q = np.quantile(x, QUANTILES, axis=0)
-    return {"mean": x.mean(0).tolist(), "std": x.std(0).tolist(), "min": x.min(0).tolist(),
-            "max": x.max(0).tolist(), "q01": q[0].tolist(), "q99": q[1].tolist(),
-            "count": [int(x.shape[0])]}
+    return {
+        "mean": x.mean(0).tolist(),
+        "std": x.std(0).tolist(),
+        "min": x.min(0).tolist(),
+        "max": x.max(0).tolist(),
+        "q01": q[0].tolist(),
+        "q99": q[1].tolist(),
+        "count": [int(x.shape[0])],
+    }
 
 
 class ImageStats:
@@ -101,24 +107,34 @@ class ImageStats:
 class EpisodeRecord:
     """One episode's aligned arrays and metadata, as DatasetWriter.add_episode takes it."""
 
-    state: np.ndarray                      # [T, D] float
-    action: np.ndarray                     # [T, D] float
-    timestamp: np.ndarray                  # [T] seconds from the episode's first frame
+    state: np.ndarray  # [T, D] float
+    action: np.ndarray  # [T, D] float
+    timestamp: np.ndarray  # [T] seconds from the episode's first frame
     instruction: str
-    meta: Dict[str, Any] = field(default_factory=dict)   # task_name, success, seed, appearance, source, ...
+    meta: Dict[str, Any] = field(
+        default_factory=dict
+    )  # task_name, success, seed, appearance, source, ...
 
 
 class DatasetWriter:
     """Write a dataset episode by episode; ``finalize()`` writes meta/ (info, stats, episodes,
     tasks). Videos are written first through ``video_writer`` so frames stream from the bag."""
 
-    def __init__(self, root: PathLike, robot: str, joint_names: Sequence[str], fps: float,
-                 overwrite: bool = False, crf: int = 18):
+    def __init__(
+        self,
+        root: PathLike,
+        robot: str,
+        joint_names: Sequence[str],
+        fps: float,
+        overwrite: bool = False,
+        crf: int = 18,
+    ):
         self.root = Path(root)
         if self.root.exists() and any(self.root.iterdir()):
             if not overwrite:
-                raise DatasetError("%s exists and is not empty (use --overwrite to replace it)"
-                                   % self.root)
+                raise DatasetError(
+                    "%s exists and is not empty (use --overwrite to replace it)" % self.root
+                )
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.robot = robot
@@ -146,7 +162,8 @@ class DatasetWriter:
         return sorted(self._image_shapes) if self.episodes else None
 
     def video_writer(self, key: str) -> "_StatsVideoWriter":
-        """An mp4 writer for camera ``key`` of the next episode (collects image stats as it goes)."""
+        """An mp4 writer for camera ``key`` of the next episode (collects image stats as it
+        goes)."""
         if not key.startswith(IMAGE_PREFIX):
             key = IMAGE_PREFIX + key
         path = self.root / video_relpath(key, self.next_index)
@@ -165,13 +182,16 @@ class DatasetWriter:
     def add_episode(self, ep: EpisodeRecord) -> int:
         import pyarrow as pa
         import pyarrow.parquet as pq
+
         state = np.asarray(ep.state, dtype=np.float32)
         action = np.asarray(ep.action, dtype=np.float32)
         n, d = state.shape
         if action.shape != (n, d) or d != len(self.names):
             self.discard_episode()
-            raise DatasetError("episode arrays: state %s, action %s, expected [T, %d]"
-                               % (state.shape, action.shape, len(self.names)))
+            raise DatasetError(
+                "episode arrays: state %s, action %s, expected [T, %d]"
+                % (state.shape, action.shape, len(self.names))
+            )
         if n == 0:
             self.discard_episode()
             raise DatasetError("episode has no frames")
@@ -183,19 +203,23 @@ class DatasetWriter:
             w.close()
             if w.frames_written != n:
                 self.discard_episode()
-                raise DatasetError("episode %d: video %s has %d frames, table has %d"
-                                   % (idx, key, w.frames_written, n))
+                raise DatasetError(
+                    "episode %d: video %s has %d frames, table has %d"
+                    % (idx, key, w.frames_written, n)
+                )
         task_index = self.tasks.setdefault(ep.instruction, len(self.tasks))
         index0 = self._total_frames
-        table = pa.table({
-            "timestamp": pa.array(np.asarray(ep.timestamp, dtype=np.float32)),
-            "frame_index": pa.array(np.arange(n, dtype=np.int64)),
-            "episode_index": pa.array(np.full(n, idx, dtype=np.int64)),
-            "index": pa.array(np.arange(index0, index0 + n, dtype=np.int64)),
-            "task_index": pa.array(np.full(n, task_index, dtype=np.int64)),
-            STATE: pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), d),
-            ACTION: pa.FixedSizeListArray.from_arrays(pa.array(action.reshape(-1)), d),
-        })
+        table = pa.table(
+            {
+                "timestamp": pa.array(np.asarray(ep.timestamp, dtype=np.float32)),
+                "frame_index": pa.array(np.arange(n, dtype=np.int64)),
+                "episode_index": pa.array(np.full(n, idx, dtype=np.int64)),
+                "index": pa.array(np.arange(index0, index0 + n, dtype=np.int64)),
+                "task_index": pa.array(np.full(n, task_index, dtype=np.int64)),
+                STATE: pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), d),
+                ACTION: pa.FixedSizeListArray.from_arrays(pa.array(action.reshape(-1)), d),
+            }
+        )
         path = self.root / data_relpath(idx)
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)
@@ -206,8 +230,12 @@ class DatasetWriter:
         self._states.append(state)
         self._actions.append(action)
         self._total_frames += n
-        meta = {"episode_index": idx, "length": int(n), "instruction": ep.instruction,
-                "task_index": task_index}
+        meta = {
+            "episode_index": idx,
+            "length": int(n),
+            "instruction": ep.instruction,
+            "task_index": task_index,
+        }
         meta.update({k: v for k, v in ep.meta.items() if k not in meta})
         self.episodes.append(meta)
         return idx
@@ -219,13 +247,25 @@ class DatasetWriter:
             ACTION: {"dtype": "float32", "shape": [d], "names": self.names},
         }
         for key, shape in sorted(self._image_shapes.items()):
-            feats[key] = {"dtype": "video", "shape": shape, "names": ["height", "width", "channels"],
-                          "info": {"video.fps": self.fps, "video.codec": "h264",
-                                   "video.pix_fmt": "yuv420p", "video.is_depth_map": False,
-                                   "has_audio": False}}
-        for name, dtype in (("timestamp", "float32"), ("frame_index", "int64"),
-                            ("episode_index", "int64"), ("index", "int64"),
-                            ("task_index", "int64")):
+            feats[key] = {
+                "dtype": "video",
+                "shape": shape,
+                "names": ["height", "width", "channels"],
+                "info": {
+                    "video.fps": self.fps,
+                    "video.codec": "h264",
+                    "video.pix_fmt": "yuv420p",
+                    "video.is_depth_map": False,
+                    "has_audio": False,
+                },
+            }
+        for name, dtype in (
+            ("timestamp", "float32"),
+            ("frame_index", "int64"),
+            ("episode_index", "int64"),
+            ("index", "int64"),
+            ("task_index", "int64"),
+        ):
             feats[name] = {"dtype": dtype, "shape": [1], "names": None}
         return feats
 
@@ -235,15 +275,24 @@ class DatasetWriter:
         meta = self.root / "meta"
         meta.mkdir(parents=True, exist_ok=True)
         info = {
-            "format": FORMAT, "version": VERSION, "robot": self.robot, "fps": self.fps,
-            "joint_names": self.joint_names, "features": self.features(),
-            "total_episodes": len(self.episodes), "total_frames": self._total_frames,
-            "total_tasks": len(self.tasks), "chunks_size": CHUNK_SIZE,
-            "data_path": DATA_PATH, "video_path": VIDEO_PATH,
+            "format": FORMAT,
+            "version": VERSION,
+            "robot": self.robot,
+            "fps": self.fps,
+            "joint_names": self.joint_names,
+            "features": self.features(),
+            "total_episodes": len(self.episodes),
+            "total_frames": self._total_frames,
+            "total_tasks": len(self.tasks),
+            "chunks_size": CHUNK_SIZE,
+            "data_path": DATA_PATH,
+            "video_path": VIDEO_PATH,
             "image_keys": sorted(self._image_shapes),
         }
-        stats: Dict[str, Any] = {STATE: vector_stats(np.concatenate(self._states)),
-                                 ACTION: vector_stats(np.concatenate(self._actions))}
+        stats: Dict[str, Any] = {
+            STATE: vector_stats(np.concatenate(self._states)),
+            ACTION: vector_stats(np.concatenate(self._actions)),
+        }
         for key, st in sorted(self._image_stats.items()):
             stats[key] = st.to_dict()
         (meta / "info.json").write_text(json.dumps(info, indent=2))
@@ -270,7 +319,6 @@ class _StatsVideoWriter(VideoWriter):
         self.height, self.width = int(frame.shape[0]), int(frame.shape[1])
 
 
-
 # --- reading ----------------------------------------------------------------------------------
 class Dataset:
     """Read a clap_ros dataset. ``load_episode(i)`` returns a dict of numpy arrays:
@@ -283,17 +331,23 @@ class Dataset:
         meta = self.root / "meta"
         self.info = self._json(meta / "info.json")
         if self.info.get("format") != FORMAT:
-            raise DatasetError("%s: not a %s dataset (format %r)"
-                               % (meta / "info.json", FORMAT, self.info.get("format")))
+            raise DatasetError(
+                "%s: not a %s dataset (format %r)"
+                % (meta / "info.json", FORMAT, self.info.get("format"))
+            )
         if int(self.info.get("version", -1)) > VERSION:
-            raise DatasetError("%s: dataset version %s is newer than this reader (%d)"
-                               % (meta / "info.json", self.info.get("version"), VERSION))
+            raise DatasetError(
+                "%s: dataset version %s is newer than this reader (%d)"
+                % (meta / "info.json", self.info.get("version"), VERSION)
+            )
         self.stats = self._json(meta / "stats.json")
         self.episodes = self._jsonl(meta / "episodes.jsonl")
         self.tasks = {int(t["task_index"]): t["task"] for t in self._jsonl(meta / "tasks.jsonl")}
         if len(self.episodes) != int(self.info["total_episodes"]):
-            raise DatasetError("%s: info.json says %s episodes, episodes.jsonl lists %d"
-                               % (self.root, self.info["total_episodes"], len(self.episodes)))
+            raise DatasetError(
+                "%s: info.json says %s episodes, episodes.jsonl lists %d"
+                % (self.root, self.info["total_episodes"], len(self.episodes))
+            )
 
     @staticmethod
     def _json(path: Path) -> Dict[str, Any]:
@@ -311,7 +365,7 @@ class Dataset:
         except FileNotFoundError:
             raise DatasetError("%s: missing" % path) from None
         try:
-            return [json.loads(l) for l in lines if l.strip()]
+            return [json.loads(line) for line in lines if line.strip()]
         except json.JSONDecodeError as e:
             raise DatasetError("%s: not valid JSON lines (%s)" % (path, e)) from None
 
@@ -342,10 +396,13 @@ class Dataset:
         try:
             return np.asarray(self.stats[feature][stat], dtype=np.float64)
         except KeyError:
-            raise DatasetError("%s: no stat %r for feature %r" % (self.root, stat, feature)) from None
+            raise DatasetError(
+                "%s: no stat %r for feature %r" % (self.root, stat, feature)
+            ) from None
 
     def load_episode(self, i: int, images: bool = True) -> Dict[str, Any]:
         import pyarrow.parquet as pq
+
         if not 0 <= i < len(self.episodes):
             raise IndexError("episode %d out of range (dataset has %d)" % (i, len(self.episodes)))
         path = self.root / data_relpath(i)
@@ -359,11 +416,13 @@ class Dataset:
 
         def vec(name: str) -> np.ndarray:
             col = table.column(name).combine_chunks()
-            return np.asarray(col.flatten().to_numpy(zero_copy_only=False),
-                              dtype=np.float32).reshape(n, -1)
+            return np.asarray(
+                col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32
+            ).reshape(n, -1)
 
         out: Dict[str, Any] = {
-            "state": vec(STATE), "action": vec(ACTION),
+            "state": vec(STATE),
+            "action": vec(ACTION),
             "timestamp": table.column("timestamp").to_numpy().astype(np.float64),
             "frame_index": table.column("frame_index").to_numpy(),
             "task_index": table.column("task_index").to_numpy(),
@@ -376,7 +435,8 @@ class Dataset:
                 vpath = self.root / video_relpath(key, i)
                 frames = read_video(vpath)
                 if len(frames) != n:
-                    raise DatasetError("%s: %d frames, but the episode table has %d rows"
-                                       % (vpath, len(frames), n))
+                    raise DatasetError(
+                        "%s: %d frames, but the episode table has %d rows" % (vpath, len(frames), n)
+                    )
                 out["images"][key] = frames
         return out

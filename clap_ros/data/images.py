@@ -4,6 +4,7 @@ Works on rosbags message objects and rclpy messages alike (same field names). De
 ``step`` (rows may be padded) and ``is_bigendian``; an unsupported encoding is an ImageEncodingError
 that names it and lists the supported ones.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Tuple
@@ -40,8 +41,10 @@ def _spec(encoding: str) -> Tuple[int, np.dtype]:
     try:
         return ENCODINGS[encoding]
     except (KeyError, TypeError):
-        raise ImageEncodingError("unsupported image encoding '%s' (supported: %s)"
-                                 % (clip_text(encoding), ", ".join(ENCODINGS))) from None
+        raise ImageEncodingError(
+            "unsupported image encoding '%s' (supported: %s)"
+            % (clip_text(encoding), ", ".join(ENCODINGS))
+        ) from None
 
 
 def _as_bytes(data: Any) -> np.ndarray:
@@ -57,15 +60,21 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     row_bytes = w * channels * dtype.itemsize
     if step < row_bytes:
-        raise ImageEncodingError("image %dx%d %s: step %d is smaller than a row (%d bytes)"
-                                 % (w, h, msg.encoding, step, row_bytes))
+        raise ImageEncodingError(
+            "image %dx%d %s: step %d is smaller than a row (%d bytes)"
+            % (w, h, msg.encoding, step, row_bytes)
+        )
     buf = _as_bytes(msg.data)
     if buf.size < step * h:
-        raise ImageEncodingError("image %dx%d %s: %d data bytes, expected step*height = %d"
-                                 % (w, h, msg.encoding, buf.size, step * h))
+        raise ImageEncodingError(
+            "image %dx%d %s: %d data bytes, expected step*height = %d"
+            % (w, h, msg.encoding, buf.size, step * h)
+        )
     rows = buf[: step * h].reshape(h, step)[:, :row_bytes]
     order = ">" if msg.is_bigendian else "<"
-    arr = np.ascontiguousarray(rows).view(dtype.newbyteorder(order) if dtype.itemsize > 1 else dtype)
+    arr = np.ascontiguousarray(rows).view(
+        dtype.newbyteorder(order) if dtype.itemsize > 1 else dtype
+    )
     arr = arr.reshape(h, w, channels) if channels > 1 else arr.reshape(h, w)
     if dtype.itemsize > 1:
         arr = arr.astype(dtype.newbyteorder("="), copy=False)
@@ -81,7 +90,9 @@ def to_rgb(arr: np.ndarray, encoding: str) -> np.ndarray:
     """uint8 HxWx3 RGB from an array in ``encoding`` (8-bit encodings only)."""
     channels, dtype = _spec(encoding)
     if dtype != np.uint8:
-        raise ImageEncodingError("cannot show encoding '%s' as RGB (only 8-bit encodings)" % encoding)
+        raise ImageEncodingError(
+            "cannot show encoding '%s' as RGB (only 8-bit encodings)" % encoding
+        )
     if encoding in ("rgb8", "8UC3"):
         return arr
     if encoding == "bgr8":
@@ -99,36 +110,53 @@ def numpy_to_image_fields(array: np.ndarray, encoding: str = "rgb8") -> Dict[str
     channels, dtype = _spec(encoding)
     arr = np.asarray(array)
     if arr.dtype != dtype:
-        raise ImageEncodingError("encoding '%s' needs dtype %s, got %s" % (encoding, dtype, arr.dtype))
+        raise ImageEncodingError(
+            "encoding '%s' needs dtype %s, got %s" % (encoding, dtype, arr.dtype)
+        )
     if channels == 1 and arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     want_ndim = 2 if channels == 1 else 3
     if arr.ndim != want_ndim or (channels > 1 and arr.shape[2] != channels):
-        raise ImageEncodingError("encoding '%s' needs shape %s, got %s"
-                                 % (encoding, "HxW" if channels == 1 else "HxWx%d" % channels,
-                                    arr.shape))
+        raise ImageEncodingError(
+            "encoding '%s' needs shape %s, got %s"
+            % (encoding, "HxW" if channels == 1 else "HxWx%d" % channels, arr.shape)
+        )
     h, w = arr.shape[:2]
-    data = np.ascontiguousarray(arr.astype(dtype.newbyteorder("<"), copy=False)).reshape(-1).view(np.uint8)
-    return {"height": int(h), "width": int(w), "encoding": encoding, "is_bigendian": 0,
-            "step": int(w * channels * dtype.itemsize), "data": data}
+    data = (
+        np.ascontiguousarray(arr.astype(dtype.newbyteorder("<"), copy=False))
+        .reshape(-1)
+        .view(np.uint8)
+    )
+    return {
+        "height": int(h),
+        "width": int(w),
+        "encoding": encoding,
+        "is_bigendian": 0,
+        "step": int(w * channels * dtype.itemsize),
+        "data": data,
+    }
 
 
 def compressed_to_rgb(msg: Any) -> np.ndarray:
     """uint8 HxWx3 RGB from a sensor_msgs/CompressedImage (jpeg or png)."""
     import cv2
+
     fmt = str(msg.format).lower()
     # Some drivers leave format empty; cv2 then tells the codec from the data's magic bytes.
     if fmt.strip() and not any(k in fmt for k in ("jpeg", "jpg", "png")):
-        raise ImageEncodingError("unsupported compressed image format '%s' (jpeg or png)"
-                                 % clip_text(msg.format))
+        raise ImageEncodingError(
+            "unsupported compressed image format '%s' (jpeg or png)" % clip_text(msg.format)
+        )
     buf = _as_bytes(msg.data)
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     except cv2.error:  # truncated or malformed streams can trip an OpenCV assertion
         img = None
     if img is None:
-        raise ImageEncodingError("compressed image (format '%s', %d bytes) does not decode"
-                                 % (clip_text(msg.format), buf.size))
+        raise ImageEncodingError(
+            "compressed image (format '%s', %d bytes) does not decode"
+            % (clip_text(msg.format), buf.size)
+        )
     if img.dtype != np.uint8:  # 16-bit PNG, mono or colour
         img = (img / 257).astype(np.uint8)
     if img.ndim == 2:
@@ -157,10 +185,14 @@ def decode_image_msg(msg: Any, msgtype: str) -> np.ndarray:
     kind = str(msgtype).rsplit("/", 1)[-1]
     if kind == "Image":
         if msg.encoding not in RGB_ENCODINGS:
-            raise ImageEncodingError("unsupported image encoding '%s' for an RGB camera (supported: "
-                                     "%s)" % (clip_text(msg.encoding), ", ".join(RGB_ENCODINGS)))
+            raise ImageEncodingError(
+                "unsupported image encoding '%s' for an RGB camera (supported: "
+                "%s)" % (clip_text(msg.encoding), ", ".join(RGB_ENCODINGS))
+            )
         return np.ascontiguousarray(image_to_rgb(msg))
     if kind == "CompressedImage":
         return np.ascontiguousarray(compressed_to_rgb(msg))
-    raise ImageEncodingError("message type '%s' is not an image (sensor_msgs/msg/Image or "
-                             "sensor_msgs/msg/CompressedImage)" % clip_text(msgtype))
+    raise ImageEncodingError(
+        "message type '%s' is not an image (sensor_msgs/msg/Image or "
+        "sensor_msgs/msg/CompressedImage)" % clip_text(msgtype)
+    )

@@ -1,4 +1,5 @@
 """``json_default``: the one ``json.dumps(default=...)`` for numpy values and paths in metadata."""
+
 from __future__ import annotations
 
 from pathlib import Path

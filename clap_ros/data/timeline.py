@@ -12,6 +12,7 @@ latest message is older than ``gap_factor`` x max(median period, grid period) ar
 episode is split there; a clock jump always splits, as the two sides' times do not line up.
 A camera gap that leaves every row fresh enough only repeats a frame, and is reported as held.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -25,14 +26,14 @@ class Event:
     """One detected discontinuity on a stream, between its messages at log times ``before_ns`` and
     ``after_ns``."""
 
-    kind: str            # "camera_gap" | "backwards" | "forward"
+    kind: str  # "camera_gap" | "backwards" | "forward"
     topic: str
     before_ns: int
     after_ns: int
-    jump_s: float        # size of the gap / jump (negative for backwards)
-    detail: str          # human-readable reason
+    jump_s: float  # size of the gap / jump (negative for backwards)
+    detail: str  # human-readable reason
     rows_dropped: int = 0
-    action: str = ""     # "held" | "split" | "dropped rows, split" | "outside the grid"
+    action: str = ""  # "held" | "split" | "dropped rows, split" | "outside the grid"
 
     def to_dict(self, t0_ns: int) -> Dict[str, Any]:
         d = asdict(self)
@@ -50,8 +51,9 @@ def median_period_ns(times: Sequence[int]) -> float:
     return float(np.median(d)) if d.size else 0.0
 
 
-def clock_jumps(topic: str, log_ns: Sequence[int], stamp_ns: Sequence[int],
-                max_jump_s: float) -> List[Event]:
+def clock_jumps(
+    topic: str, log_ns: Sequence[int], stamp_ns: Sequence[int], max_jump_s: float
+) -> List[Event]:
     """Backwards header stamps and forward jumps (> max_jump_s) of log time or header stamp.
 
     Messages with a zero stamp (publishers that leave the header empty) are not checked on
@@ -68,19 +70,35 @@ def clock_jumps(topic: str, log_ns: Sequence[int], stamp_ns: Sequence[int],
     for i in np.flatnonzero((dlog > lim) | (dst > lim) | (dst < 0)):
         a, b = int(log[i]), int(log[i + 1])
         if dst[i] < 0:
-            out.append(Event("backwards", topic, a, b, dst[i] * 1e-9,
-                             "time went backwards by %.3f s on %s (header stamp)"
-                             % (-dst[i] * 1e-9, topic)))
+            out.append(
+                Event(
+                    "backwards",
+                    topic,
+                    a,
+                    b,
+                    dst[i] * 1e-9,
+                    "time went backwards by %.3f s on %s (header stamp)" % (-dst[i] * 1e-9, topic),
+                )
+            )
         else:
-            which, step = (("log time", dlog[i]) if dlog[i] >= dst[i] else ("header stamp", dst[i]))
-            out.append(Event("forward", topic, a, b, step * 1e-9,
-                             "time jumped forward %.3f s on %s (%s; limit %g s)"
-                             % (step * 1e-9, topic, which, max_jump_s)))
+            which, step = ("log time", dlog[i]) if dlog[i] >= dst[i] else ("header stamp", dst[i])
+            out.append(
+                Event(
+                    "forward",
+                    topic,
+                    a,
+                    b,
+                    step * 1e-9,
+                    "time jumped forward %.3f s on %s (%s; limit %g s)"
+                    % (step * 1e-9, topic, which, max_jump_s),
+                )
+            )
     return out
 
 
-def camera_gaps(topic: str, log_ns: Sequence[int], gap_factor: float,
-                max_jump_s: float) -> Tuple[List[Event], float]:
+def camera_gaps(
+    topic: str, log_ns: Sequence[int], gap_factor: float, max_jump_s: float
+) -> Tuple[List[Event], float]:
     """Steps longer than gap_factor x the median period (but not clock jumps, which
     ``clock_jumps`` reports). Returns (events, median period in ns)."""
     log = np.asarray(log_ns, dtype=np.int64)
@@ -92,15 +110,24 @@ def camera_gaps(topic: str, log_ns: Sequence[int], gap_factor: float,
     lim = int(max_jump_s * 1e9)
     for i in np.flatnonzero((d > gap_factor * med) & (d <= lim)):
         gap = d[i] * 1e-9
-        out.append(Event("camera_gap", topic, int(log[i]), int(log[i + 1]), gap,
-                         "camera gap %.3f s on %s (> %g x median period %.3f s, ~%d frames "
-                         "dropped)" % (gap, topic, gap_factor, med * 1e-9,
-                                       max(1, int(round(d[i] / med)) - 1))))
+        out.append(
+            Event(
+                "camera_gap",
+                topic,
+                int(log[i]),
+                int(log[i + 1]),
+                gap,
+                "camera gap %.3f s on %s (> %g x median period %.3f s, ~%d frames "
+                "dropped)"
+                % (gap, topic, gap_factor, med * 1e-9, max(1, int(round(d[i] / med)) - 1)),
+            )
+        )
     return out, med
 
 
-def apply_events(grid: np.ndarray, events: Sequence[Event], stale_ns: Dict[str, float]
-                 ) -> Tuple[np.ndarray, np.ndarray]:
+def apply_events(
+    grid: np.ndarray, events: Sequence[Event], stale_ns: Dict[str, float]
+) -> Tuple[np.ndarray, np.ndarray]:
     """(keep, cut) over the grid rows: ``keep`` False for rows whose latest message on the event's
     topic is older than stale_ns[topic]; ``cut`` True where a row starts a new episode. Sets each
     event's rows_dropped and action."""
@@ -124,8 +151,9 @@ def apply_events(grid: np.ndarray, events: Sequence[Event], stale_ns: Dict[str, 
     return keep, cut
 
 
-def segments(keep: np.ndarray, cut: np.ndarray, labels: Optional[Sequence[Any]] = None
-             ) -> List[Tuple[int, int]]:
+def segments(
+    keep: np.ndarray, cut: np.ndarray, labels: Optional[Sequence[Any]] = None
+) -> List[Tuple[int, int]]:
     """[start, end) runs of kept rows, broken at dropped rows, at ``cut`` rows and where
     ``labels`` (e.g. the instruction in force) changes."""
     out: List[Tuple[int, int]] = []

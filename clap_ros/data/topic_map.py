@@ -11,6 +11,7 @@ instruction: /task/instruction
 
 Empty command topics mean "what the robot profile's driver uses" (``resolve``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
@@ -28,12 +29,12 @@ class TopicMapError(ValueError):
 
 @dataclass(frozen=True)
 class TopicMap:
-    camera: str = T.CAMERA_IMAGE            # Image or CompressedImage (type from the bag)
+    camera: str = T.CAMERA_IMAGE  # Image or CompressedImage (type from the bag)
     camera_info: str = T.CAMERA_INFO
     joint_states: str = "/joint_states"
     instruction: str = T.INSTRUCTION
-    arm_command: str = ""                   # "" = the profile's trajectory or forward topic, whichever the bag has
-    gripper_command: str = ""               # "" = the profile's gripper command topic
+    arm_command: str = ""  # "" = the profile's trajectory or forward topic, whichever the bag has
+    gripper_command: str = ""  # "" = the profile's gripper command topic
 
     @classmethod
     def keys(cls) -> List[str]:
@@ -44,23 +45,29 @@ class TopicMap:
         """A map from a dict with any subset of the keys; an unknown key or a non-string value is
         a TopicMapError naming it (a typo must not silently fall back to a default topic)."""
         if not isinstance(data, dict):
-            raise TopicMapError("%s: expected a mapping of key: topic, got %s"
-                                % (source, type(data).__name__))
+            raise TopicMapError(
+                "%s: expected a mapping of key: topic, got %s" % (source, type(data).__name__)
+            )
         known = cls.keys()
         unknown = [k for k in data if k not in known]
         if unknown:
-            raise TopicMapError("%s: unknown key(s) %s (known: %s)"
-                                % (source, ", ".join(map(str, unknown)), ", ".join(known)))
+            raise TopicMapError(
+                "%s: unknown key(s) %s (known: %s)"
+                % (source, ", ".join(map(str, unknown)), ", ".join(known))
+            )
         values: Dict[str, str] = {}
         for k, v in data.items():
             if v is None:
                 v = ""
             if not isinstance(v, str):
-                raise TopicMapError("%s: %s must be a topic name (a string), got %r" % (source, k, v))
+                raise TopicMapError(
+                    "%s: %s must be a topic name (a string), got %r" % (source, k, v)
+                )
             v = v.strip()
             if v and not v.startswith("/"):
-                raise TopicMapError("%s: %s topic '%s' must be absolute (start with '/')"
-                                    % (source, k, v))
+                raise TopicMapError(
+                    "%s: %s topic '%s' must be absolute (start with '/')" % (source, k, v)
+                )
             values[k] = v
         for k in ("camera", "joint_states"):
             if k in values and not values[k]:
@@ -73,6 +80,7 @@ class TopicMap:
         if path is None:
             return cls()
         import yaml
+
         p = Path(path)
         try:
             text = p.read_text()
@@ -90,8 +98,9 @@ class TopicMap:
         An empty ``arm_command`` stays empty: which of the profile's trajectory and forward
         topics applies depends on the bag (``arm_command_candidates`` lists both, preferred
         first), and filling in one of them would reject bags recorded in the other mode."""
-        return replace(self, gripper_command=self.gripper_command
-                       or profile.driver.gripper_command_topic)
+        return replace(
+            self, gripper_command=self.gripper_command or profile.driver.gripper_command_topic
+        )
 
     def arm_command_candidates(self, profile) -> Sequence[str]:
         """Arm command topics to look for in a bag, in order of preference."""

@@ -3,6 +3,7 @@
 The one video module: datasets write their camera streams with it and the human-video renderer
 writes its clips with it, so every mp4 in the project decodes the same way (LeRobot-compatible).
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -25,8 +26,14 @@ class VideoWriter:
     visually near-lossless). Frame size is fixed by the first frame and must be even (yuv420p).
     """
 
-    def __init__(self, path: PathLike, fps: float, crf: int = 18, preset: str = "veryfast",
-                 gop: Optional[int] = None):
+    def __init__(
+        self,
+        path: PathLike,
+        fps: float,
+        crf: int = 18,
+        preset: str = "veryfast",
+        gop: Optional[int] = None,
+    ):
         if not fps or fps <= 0:
             raise VideoError("%s: fps must be positive, got %r" % (path, fps))
         self.path = Path(path)
@@ -48,8 +55,11 @@ class VideoWriter:
 
     def _open(self, h: int, w: int) -> None:
         import av
+
         if h % 2 or w % 2:
-            raise VideoError("%s: frame size %dx%d must be even for H.264 yuv420p" % (self.path, w, h))
+            raise VideoError(
+                "%s: frame size %dx%d must be even for H.264 yuv420p" % (self.path, w, h)
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(self.path), mode="w")
         rate = Fraction(self.fps).limit_denominator(1001)
@@ -65,16 +75,27 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         import av
+
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise VideoError("%s: frames must be uint8 HxWx3 RGB, got %s %s"
-                             % (self.path, frame.dtype, frame.shape))
+            raise VideoError(
+                "%s: frames must be uint8 HxWx3 RGB, got %s %s"
+                % (self.path, frame.dtype, frame.shape)
+            )
         if self._container is None:
             self._open(frame.shape[0], frame.shape[1])
         elif frame.shape[:2] != self._size:
-            raise VideoError("%s: frame %d is %dx%d, the video is %dx%d"
-                             % (self.path, self.frames_written, frame.shape[1], frame.shape[0],
-                                self._size[1], self._size[0]))
+            raise VideoError(
+                "%s: frame %d is %dx%d, the video is %dx%d"
+                % (
+                    self.path,
+                    self.frames_written,
+                    frame.shape[1],
+                    frame.shape[0],
+                    self._size[1],
+                    self._size[0],
+                )
+            )
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         vf.pts = self.frames_written
         for packet in self._stream.encode(vf):
@@ -89,8 +110,13 @@ class VideoWriter:
             self._container = None
 
 
-def write_video(path: PathLike, frames: Iterable[np.ndarray], fps: float, crf: int = 18,
-                preset: str = "veryfast") -> int:
+def write_video(
+    path: PathLike,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    crf: int = 18,
+    preset: str = "veryfast",
+) -> int:
     """Write all ``frames`` (uint8 HxWx3 RGB); returns the number of frames written."""
     with VideoWriter(path, fps, crf=crf, preset=preset) as w:
         for f in frames:
@@ -104,6 +130,7 @@ def write_video(path: PathLike, frames: Iterable[np.ndarray], fps: float, crf: i
 def iter_video(path: PathLike) -> Iterator[np.ndarray]:
     """Decode an mp4 frame by frame as uint8 HxWx3 RGB."""
     import av
+
     path = Path(path)
     if not path.is_file():
         raise VideoError("%s: no such video file" % path)
@@ -137,6 +164,7 @@ def video_info(path: PathLike) -> Dict[str, Any]:
     """codec, pix_fmt, width, height, fps and frame count of an mp4 (frames counted by decoding
     when the container does not say)."""
     import av
+
     path = Path(path)
     try:
         container = av.open(str(path))
@@ -147,8 +175,13 @@ def video_info(path: PathLike) -> Dict[str, Any]:
         n = int(s.frames or 0)
         if n == 0:
             n = sum(1 for _ in container.decode(video=0))
-        return {"codec": s.codec_context.name, "pix_fmt": s.codec_context.pix_fmt,
-                "width": s.codec_context.width, "height": s.codec_context.height,
-                "fps": float(s.average_rate or s.base_rate or 0), "frames": n}
+        return {
+            "codec": s.codec_context.name,
+            "pix_fmt": s.codec_context.pix_fmt,
+            "width": s.codec_context.width,
+            "height": s.codec_context.height,
+            "fps": float(s.average_rate or s.base_rate or 0),
+            "frames": n,
+        }
     finally:
         container.close()

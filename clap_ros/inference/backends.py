@@ -6,6 +6,7 @@ over, so a robot that silently ended up on the CPU says so in its log. Asking ex
 backend that is not available is an error, never a silent fallback: a user who asked for the GPU
 must not get a 20x slower policy without knowing.
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,14 +33,17 @@ class BackendError(RuntimeError):
 
 @dataclass(frozen=True)
 class BackendChoice:
-    backend: str                 # "cpu" | "cuda" | "tensorrt"
-    engine: str                  # "onnxruntime" | "tensorrt-native"
-    providers: Tuple[str, ...]   # onnxruntime providers in priority order (empty for native)
-    reason: str                  # why this one (for auto: why better ones were skipped)
+    backend: str  # "cpu" | "cuda" | "tensorrt"
+    engine: str  # "onnxruntime" | "tensorrt-native"
+    providers: Tuple[str, ...]  # onnxruntime providers in priority order (empty for native)
+    reason: str  # why this one (for auto: why better ones were skipped)
 
 
-def select_backend(requested: str = "auto", available_providers: Optional[Sequence[str]] = None,
-                   native_tensorrt: Optional[Callable[[], Optional[str]]] = None) -> BackendChoice:
+def select_backend(
+    requested: str = "auto",
+    available_providers: Optional[Sequence[str]] = None,
+    native_tensorrt: Optional[Callable[[], Optional[str]]] = None,
+) -> BackendChoice:
     """Pick a backend. ``available_providers`` defaults to onnxruntime's list;
     ``native_tensorrt()`` returns None when native TensorRT is usable, else why not (default:
     :func:`clap_ros.inference.tensorrt_engine.tensorrt_available`). Both are injectable so the
@@ -48,29 +52,44 @@ def select_backend(requested: str = "auto", available_providers: Optional[Sequen
         raise BackendError(f"unknown backend '{requested}': choose one of {', '.join(BACKENDS)}")
     if available_providers is None:
         import onnxruntime as ort
+
         available_providers = ort.get_available_providers()
     avail = list(available_providers)
     if native_tensorrt is None:
         from clap_ros.inference.tensorrt_engine import tensorrt_available
+
         native_tensorrt = tensorrt_available
 
     def trt_choice() -> Tuple[Optional[BackendChoice], str]:
         if TRT_EP in avail and CUDA_EP in avail:
-            return BackendChoice("tensorrt", "onnxruntime", (TRT_EP, CUDA_EP, CPU_EP),
-                                 "onnxruntime TensorRT execution provider"), ""
+            return BackendChoice(
+                "tensorrt",
+                "onnxruntime",
+                (TRT_EP, CUDA_EP, CPU_EP),
+                "onnxruntime TensorRT execution provider",
+            ), ""
         why_native = native_tensorrt()
         if why_native is None:
-            return BackendChoice("tensorrt", "tensorrt-native", (),
-                                 "native TensorRT engine (onnxruntime has no TensorRT provider)"), ""
-        return None, (f"no {TRT_EP} in onnxruntime (available: {', '.join(avail)}) and native "
-                      f"TensorRT unusable: {why_native}")
+            return BackendChoice(
+                "tensorrt",
+                "tensorrt-native",
+                (),
+                "native TensorRT engine (onnxruntime has no TensorRT provider)",
+            ), ""
+        return None, (
+            f"no {TRT_EP} in onnxruntime (available: {', '.join(avail)}) and native "
+            f"TensorRT unusable: {why_native}"
+        )
 
     def cuda_choice() -> Tuple[Optional[BackendChoice], str]:
         if CUDA_EP in avail:
-            return BackendChoice("cuda", "onnxruntime", (CUDA_EP, CPU_EP),
-                                 "onnxruntime CUDA execution provider"), ""
-        return None, (f"no {CUDA_EP} in onnxruntime (available: {', '.join(avail)}; "
-                      f"install onnxruntime-gpu and a CUDA driver)")
+            return BackendChoice(
+                "cuda", "onnxruntime", (CUDA_EP, CPU_EP), "onnxruntime CUDA execution provider"
+            ), ""
+        return None, (
+            f"no {CUDA_EP} in onnxruntime (available: {', '.join(avail)}; "
+            f"install onnxruntime-gpu and a CUDA driver)"
+        )
 
     cpu = BackendChoice("cpu", "onnxruntime", (CPU_EP,), "onnxruntime CPU execution provider")
     if requested == "cpu":
@@ -78,10 +97,16 @@ def select_backend(requested: str = "auto", available_providers: Optional[Sequen
     if requested in ("cuda", "tensorrt"):
         choice, why = (trt_choice if requested == "tensorrt" else cuda_choice)()
         if choice is None:
-            raise BackendError(f"backend '{requested}' requested but unavailable: {why}; "
-                               f"use backend:=auto or backend:=cpu")
-        return BackendChoice(choice.backend, choice.engine, choice.providers,
-                             f"requested {requested}: {choice.reason}")
+            raise BackendError(
+                f"backend '{requested}' requested but unavailable: {why}; "
+                f"use backend:=auto or backend:=cpu"
+            )
+        return BackendChoice(
+            choice.backend,
+            choice.engine,
+            choice.providers,
+            f"requested {requested}: {choice.reason}",
+        )
     skipped: List[str] = []
     for name, fn in (("tensorrt", trt_choice), ("cuda", cuda_choice)):
         choice, why = fn()
@@ -96,8 +121,9 @@ class Session:
     """One graph on one backend. ``run`` takes {input name: array} and returns {output name:
     array}; latencies of every call are kept in ``latency_s`` (the last 1000)."""
 
-    def __init__(self, onnx_path: Path, choice: BackendChoice, run_fn, input_specs, output_names,
-                 closer=None):
+    def __init__(
+        self, onnx_path: Path, choice: BackendChoice, run_fn, input_specs, output_names, closer=None
+    ):
         self.onnx_path = Path(onnx_path)
         self.choice = choice
         self._run = run_fn
@@ -132,8 +158,10 @@ class Session:
 
     def dummy_feeds(self, batch: int = 1) -> Dict[str, np.ndarray]:
         """Zero inputs of the graph's declared shapes (index inputs 0 are valid tokens)."""
-        return {n: np.zeros(tuple(batch if s is None else s for s in shape), dtype=dt)
-                for n, shape, dt in self.input_specs}
+        return {
+            n: np.zeros(tuple(batch if s is None else s for s in shape), dtype=dt)
+            for n, shape, dt in self.input_specs
+        }
 
     def warmup(self, runs: int = 2) -> float:
         """First calls allocate arenas / build kernels; do them before the robot needs an answer.
@@ -152,12 +180,17 @@ class Session:
             self._closer = None
 
 
-_NP_DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(int64)": np.dtype(np.int64),
-              "tensor(float16)": np.dtype(np.float16), "tensor(int32)": np.dtype(np.int32)}
+_NP_DTYPES = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(float16)": np.dtype(np.float16),
+    "tensor(int32)": np.dtype(np.int32),
+}
 
 
-def _ort_session(onnx_path: Path, choice: BackendChoice, cache_dir: Path, threads: int,
-                 precision: str):
+def _ort_session(
+    onnx_path: Path, choice: BackendChoice, cache_dir: Path, threads: int, precision: str
+):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -170,24 +203,32 @@ def _ort_session(onnx_path: Path, choice: BackendChoice, cache_dir: Path, thread
     for p in choice.providers:
         if p == TRT_EP:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            providers.append((TRT_EP, {
-                "trt_engine_cache_enable": True,
-                "trt_engine_cache_path": str(cache_dir),
-                "trt_timing_cache_enable": True,
-                "trt_timing_cache_path": str(cache_dir),
-                "trt_fp16_enable": precision == "fp16",
-            }))
+            providers.append(
+                (
+                    TRT_EP,
+                    {
+                        "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": str(cache_dir),
+                        "trt_timing_cache_enable": True,
+                        "trt_timing_cache_path": str(cache_dir),
+                        "trt_fp16_enable": precision == "fp16",
+                    },
+                )
+            )
         else:
             providers.append(p)
     try:
         sess = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types per failure
-        raise BackendError(f"{onnx_path.name}: onnxruntime could not create a {choice.backend} "
-                           f"session: {exc}") from None
+        raise BackendError(
+            f"{onnx_path.name}: onnxruntime could not create a {choice.backend} session: {exc}"
+        ) from None
     active = sess.get_providers()
     if choice.providers and active[0] != choice.providers[0]:
-        raise BackendError(f"{onnx_path.name}: asked onnxruntime for {choice.providers[0]} but "
-                           f"it activated {active} (driver or library missing?)")
+        raise BackendError(
+            f"{onnx_path.name}: asked onnxruntime for {choice.providers[0]} but "
+            f"it activated {active} (driver or library missing?)"
+        )
     specs = []
     for i in sess.get_inputs():
         shape = tuple(None if not isinstance(s, int) else int(s) for s in i.shape)
@@ -206,6 +247,7 @@ def _native_session(onnx_path: Path, cache_dir: Path, precision: str):
     engine = build_tensorrt_engine(onnx_path, cache_dir, precision)
     sess = TensorRTEngineSession(engine)
     import onnx
+
     model = onnx.load(str(onnx_path), load_external_data=False)
     inits = {i.name for i in model.graph.initializer}
     types = {1: np.dtype(np.float32), 7: np.dtype(np.int64)}
@@ -224,10 +266,15 @@ def _native_session(onnx_path: Path, cache_dir: Path, precision: str):
     return run, specs, out_names, sess.close
 
 
-def create_session(onnx_path: Union[str, Path], backend: str = "auto",
-                   cache_dir: Union[str, Path, None] = None, intra_op_num_threads: int = 1,
-                   precision: str = "fp16", warmup: bool = True,
-                   available_providers: Optional[Sequence[str]] = None) -> Session:
+def create_session(
+    onnx_path: Union[str, Path],
+    backend: str = "auto",
+    cache_dir: Union[str, Path, None] = None,
+    intra_op_num_threads: int = 1,
+    precision: str = "fp16",
+    warmup: bool = True,
+    available_providers: Optional[Sequence[str]] = None,
+) -> Session:
     """An inference session for one ONNX graph; ``session.choice.reason`` (also logged) says why
     this backend. ``cache_dir`` holds TensorRT engines (default ~/.cache/clap_ros/engines).
     ``intra_op_num_threads`` 0 lets onnxruntime use every core; the default 1 leaves the other
@@ -241,9 +288,11 @@ def create_session(onnx_path: Union[str, Path], backend: str = "auto",
         raise BackendError(f"intra_op_num_threads must be >= 0, got {intra_op_num_threads}")
     if available_providers is None:
         import onnxruntime as ort
+
         available_providers = ort.get_available_providers()
     avail = list(available_providers)
     from clap_ros.inference.tensorrt_engine import TensorRTError, tensorrt_available
+
     native: Callable[[], Optional[str]] = tensorrt_available
     cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
     failed: List[str] = []
@@ -256,8 +305,9 @@ def create_session(onnx_path: Union[str, Path], backend: str = "auto",
                 except TensorRTError as exc:
                     raise BackendError(f"{onnx_path.name}: {exc}") from None
             else:
-                run, specs, outs, closer = _ort_session(onnx_path, choice, cache,
-                                                        intra_op_num_threads, precision)
+                run, specs, outs, closer = _ort_session(
+                    onnx_path, choice, cache, intra_op_num_threads, precision
+                )
             break
         except BackendError as exc:
             # a provider can be listed yet unusable (onnxruntime-gpu without a driver); auto
@@ -270,8 +320,9 @@ def create_session(onnx_path: Union[str, Path], backend: str = "auto",
             else:
                 avail = [p for p in avail if p != choice.providers[0]]
     if failed:
-        choice = BackendChoice(choice.backend, choice.engine, choice.providers,
-                               "; ".join(failed + [choice.reason]))
+        choice = BackendChoice(
+            choice.backend, choice.engine, choice.providers, "; ".join(failed + [choice.reason])
+        )
     session = Session(onnx_path, choice, run, specs, outs, closer)
     log.info("%s: backend %s (%s)", onnx_path.name, choice.backend, choice.reason)
     if warmup:

@@ -1,4 +1,5 @@
 """``clap-ros bundle check``: verify a model bundle and time one inference per graph."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,17 +19,32 @@ Example:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bundle", help="inspect and verify model bundles",
-                       description="Inspect and verify CLAP model bundles (models/<name>/).")
+    p = sub.add_parser(
+        "bundle",
+        help="inspect and verify model bundles",
+        description="Inspect and verify CLAP model bundles (models/<name>/).",
+    )
     bsub = p.add_subparsers(dest="bundle_command", metavar="ACTION")
-    c = bsub.add_parser("check", help="verify a bundle and time each graph",
-                        description=CHECK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c = bsub.add_parser(
+        "check",
+        help="verify a bundle and time each graph",
+        description=CHECK_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     c.add_argument("path", help="bundle directory (with manifest.yaml)")
-    c.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"),
-                   help="inference backend (default: auto, which says why it picked one)")
+    c.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "cpu", "cuda", "tensorrt"),
+        help="inference backend (default: auto, which says why it picked one)",
+    )
     c.add_argument("--runs", type=int, default=20, help="timed calls per graph (default: 20)")
-    c.add_argument("--threads", type=int, default=1,
-                   help="onnxruntime intra-op threads (0 = all cores; default: 1)")
+    c.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="onnxruntime intra-op threads (0 = all cores; default: 1)",
+    )
     c.add_argument("--cache-dir", default=None, help="TensorRT engine cache directory")
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.set_defaults(func=run_check)
@@ -47,15 +63,21 @@ def run_check(args: argparse.Namespace) -> int:
         return 2
     try:
         bundle = load_bundle(args.path)
-        rt = ClapRuntime(bundle, backend=args.backend, cache_dir=args.cache_dir,
-                         intra_op_num_threads=args.threads)
+        rt = ClapRuntime(
+            bundle,
+            backend=args.backend,
+            cache_dir=args.cache_dir,
+            intra_op_num_threads=args.threads,
+        )
     except (BundleError, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     b = bundle
     rng = np.random.default_rng(0)
-    state = np.asarray(b.manifest.get("normalization", {}).get("state", {}).get("mean")
-                       or np.zeros(b.state_dim), dtype=np.float32)
+    state = np.asarray(
+        b.manifest.get("normalization", {}).get("state", {}).get("mean") or np.zeros(b.state_dim),
+        dtype=np.float32,
+    )
     image = rng.integers(0, 256, (b.image_height, b.image_width, 3), dtype=np.uint8)
     try:
         latent = rt.encode(image)
@@ -67,14 +89,27 @@ def run_check(args: argparse.Namespace) -> int:
     ids, mask = rt.instruction_ids("put the red cube in the blue bowl")
     feeds = {
         "encoder": {"image": rt.preprocess(image)},
-        "planner": {"latent": latent[None], "instruction_ids": ids, "instruction_mask": mask,
-                    "state": state[None]},
+        "planner": {
+            "latent": latent[None],
+            "instruction_ids": ids,
+            "instruction_mask": mask,
+            "state": state[None],
+        },
         "codebook_decoder": {"indices": indices[None]},
-        "rf_policy": {"latent": latent[None], "plan_indices": indices[None], "state": state[None],
-                      "noise": rng.standard_normal((1, b.chunk_length, b.action_dim), dtype=np.float32)},
+        "rf_policy": {
+            "latent": latent[None],
+            "plan_indices": indices[None],
+            "state": state[None],
+            "noise": rng.standard_normal((1, b.chunk_length, b.action_dim), dtype=np.float32),
+        },
     }
-    result: Dict[str, Any] = {"bundle": str(b.path), "robot": b.robot, "backend": rt.backend,
-              "backend_reason": rt.backend_reason, "graphs": {}}
+    result: Dict[str, Any] = {
+        "bundle": str(b.path),
+        "robot": b.robot,
+        "backend": rt.backend,
+        "backend_reason": rt.backend_reason,
+        "graphs": {},
+    }
     for name, sess in rt.sessions.items():
         times = []
         out: Dict[str, np.ndarray] = {}
@@ -85,7 +120,8 @@ def run_check(args: argparse.Namespace) -> int:
         t = np.asarray(times) * 1e3
         result["graphs"][name] = {
             "outputs": {k: list(v.shape) for k, v in out.items()},
-            "median_ms": float(np.median(t)), "p99_ms": float(np.percentile(t, 99)),
+            "median_ms": float(np.median(t)),
+            "p99_ms": float(np.percentile(t, 99)),
         }
     result["chunk_shape"] = list(chunk.shape)
     result["coarse_shape"] = list(coarse.shape)
@@ -93,8 +129,10 @@ def run_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(f"bundle {b.path}: OK (robot {b.robot}, {b.action_space}, chunk {b.chunk_length}x"
-          f"{b.action_dim} at {b.control_rate_hz:g} Hz, latent {b.latent_tokens}x{b.latent_dim})")
+    print(
+        f"bundle {b.path}: OK (robot {b.robot}, {b.action_space}, chunk {b.chunk_length}x"
+        f"{b.action_dim} at {b.control_rate_hz:g} Hz, latent {b.latent_tokens}x{b.latent_dim})"
+    )
     print(f"backend: {rt.backend} ({rt.backend_reason})")
     print(f"{'graph':18s} {'outputs':40s} {'median ms':>10s} {'p99 ms':>8s}")
     for name, g in result["graphs"].items():

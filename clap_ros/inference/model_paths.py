@@ -14,6 +14,7 @@ An empty ``model`` means "the robot's default bundle": the ``default_model`` of 
 ``find_model_dir`` raises ModelNotFoundError naming every place it looked and the ``model:=`` to
 pass. No rclpy import; ament_index_python is optional (without it step 2 is skipped).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,7 @@ def ament_share_dir() -> Optional[Path]:
     """The package's share directory from the ament index, or None when it is not indexed
     (no AMENT_PREFIX_PATH entry has it) or ament_index_python is not installed."""
     try:
-        from ament_index_python.packages import (PackageNotFoundError,
-                                                 get_package_share_directory)
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
     except ImportError:
         return None
     try:
@@ -123,7 +123,8 @@ def locate_model(model: str, robot=None, param: str = "model") -> Tuple[str, Pat
         if not model:
             raise ModelNotFoundError(
                 "parameter '%s' is empty and robot %s has no default_model: pass %s:=<bundle "
-                "directory>" % (param, repr(robot_name) if robot_name else "(none)", param))
+                "directory>" % (param, repr(robot_name) if robot_name else "(none)", param)
+            )
     found = candidates(model)
     for label, c in found:
         if c.is_dir():
@@ -133,7 +134,14 @@ def locate_model(model: str, robot=None, param: str = "model") -> Tuple[str, Pat
     raise ModelNotFoundError(
         "model bundle %r%s not found; looked in %s. Pass %s:=<absolute path to a bundle "
         "directory> (one with manifest.yaml), or install the bundle there%s"
-        % (model, for_robot, looked, param,
-           "" if ament_share_dir() is not None else
-           " (the ament index has no clap_ros: source the install's setup script so "
-           "AMENT_PREFIX_PATH includes it)"))
+        % (
+            model,
+            for_robot,
+            looked,
+            param,
+            ""
+            if ament_share_dir() is not None
+            else " (the ament index has no clap_ros: source the install's setup script so "
+            "AMENT_PREFIX_PATH includes it)",
+        )
+    )

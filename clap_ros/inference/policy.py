@@ -5,6 +5,7 @@ comes from the bundle, so a new bundle needs no code change. Every output is che
 a diverged model must stop the arm through the action node's controlled stop, never reach it as a
 command.
 """
+
 from __future__ import annotations
 
 import threading
@@ -42,26 +43,42 @@ class ClapRuntime:
     ``i / bundle.control_rate_hz`` after the source camera frame. Each method is thread-safe per
     graph (a node may run plan and act on different threads)."""
 
-    def __init__(self, bundle: Union[Bundle, str, Path], backend: str = "auto",
-                 cache_dir: Union[str, Path, None] = None, intra_op_num_threads: int = 1,
-                 precision: str = "fp16", calibration: Optional[Calibration] = None,
-                 warmup: bool = True, available_providers=None):
+    def __init__(
+        self,
+        bundle: Union[Bundle, str, Path],
+        backend: str = "auto",
+        cache_dir: Union[str, Path, None] = None,
+        intra_op_num_threads: int = 1,
+        precision: str = "fp16",
+        calibration: Optional[Calibration] = None,
+        warmup: bool = True,
+        available_providers=None,
+    ):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         b = self.bundle
         self.sessions: Dict[str, Session] = {}
         for name in GRAPH_FILES:
             self.sessions[name] = create_session(
-                b.graphs[name].path, backend=backend, cache_dir=cache_dir,
-                intra_op_num_threads=intra_op_num_threads, precision=precision, warmup=warmup,
-                available_providers=available_providers)
+                b.graphs[name].path,
+                backend=backend,
+                cache_dir=cache_dir,
+                intra_op_num_threads=intra_op_num_threads,
+                precision=precision,
+                warmup=warmup,
+                available_providers=available_providers,
+            )
         self.backend = self.sessions["encoder"].backend
         self.backend_reason = self.sessions["encoder"].reason
         self.preprocessor = Preprocessor(b.image_height, b.image_width, calibration)
         self.tokenizer = b.tokenizer
         self._locks = {name: threading.Lock() for name in self.sessions}
-        self._latency: Dict[str, Deque[float]] = {k: deque(maxlen=1000)
-                                                  for k in ("encode", "plan", "act")}
-        self._instruction_cache: Tuple[Optional[str], Optional[Tuple[np.ndarray, np.ndarray]]] = (None, None)
+        self._latency: Dict[str, Deque[float]] = {
+            k: deque(maxlen=1000) for k in ("encode", "plan", "act")
+        }
+        self._instruction_cache: Tuple[Optional[str], Optional[Tuple[np.ndarray, np.ndarray]]] = (
+            None,
+            None,
+        )
 
     # -- helpers ------------------------------------------------------------------------------
     def _run(self, graph: str, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -71,13 +88,17 @@ class ClapRuntime:
             arr = out[spec.name]
             want = spec.concrete(arr.shape[0] if arr.ndim else 1)
             if arr.shape != want:
-                raise InferenceError(f"{graph} graph output '{spec.name}' has shape "
-                                     f"{list(arr.shape)}, the manifest says {list(want)}")
+                raise InferenceError(
+                    f"{graph} graph output '{spec.name}' has shape "
+                    f"{list(arr.shape)}, the manifest says {list(want)}"
+                )
         for name, arr in out.items():
             if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
                 bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-                raise InferenceError(f"{graph} graph output '{name}' has {bad} non-finite "
-                                     f"value(s) (NaN/Inf) out of {arr.size}")
+                raise InferenceError(
+                    f"{graph} graph output '{name}' has {bad} non-finite "
+                    f"value(s) (NaN/Inf) out of {arr.size}"
+                )
         return out
 
     def _record(self, key: str, t0: float) -> None:
@@ -86,8 +107,10 @@ class ClapRuntime:
     def _state(self, state) -> np.ndarray:
         s = np.asarray(state, dtype=np.float32).reshape(-1)
         if s.shape != (self.bundle.state_dim,):
-            raise InferenceError(f"state must have {self.bundle.state_dim} values (arm joints in "
-                                 f"profile order + gripper opening), got {s.shape[0]}")
+            raise InferenceError(
+                f"state must have {self.bundle.state_dim} values (arm joints in "
+                f"profile order + gripper opening), got {s.shape[0]}"
+            )
         if not np.all(np.isfinite(s)):
             raise InferenceError(f"state has non-finite values: {s.tolist()}")
         return s[None]
@@ -138,8 +161,9 @@ class ClapRuntime:
                 x = x[None]
             want = (1, 3, self.bundle.image_height, self.bundle.image_width)
             if x.shape != want:
-                raise InferenceError(f"preprocessed image must have shape {list(want)}, got "
-                                     f"{list(x.shape)}")
+                raise InferenceError(
+                    f"preprocessed image must have shape {list(want)}, got {list(x.shape)}"
+                )
         out = self._run("encoder", {"image": np.ascontiguousarray(x)})
         self._record("encode", t0)
         return out["latent"][0]
@@ -148,8 +172,15 @@ class ClapRuntime:
         """Greedy NTP action tokens ``[T]`` and their decoded coarse chunk ``[H, A]``."""
         t0 = time.perf_counter()
         ids, mask = self.instruction_ids(instruction)
-        out = self._run("planner", {"latent": self._latent(latent), "instruction_ids": ids,
-                                    "instruction_mask": mask, "state": self._state(state)})
+        out = self._run(
+            "planner",
+            {
+                "latent": self._latent(latent),
+                "instruction_ids": ids,
+                "instruction_mask": mask,
+                "state": self._state(state),
+            },
+        )
         indices = out["indices"].astype(np.int64)
         k = self.bundle.codebook_size
         if indices.min() < 0 or indices.max() >= k:
@@ -158,17 +189,24 @@ class ClapRuntime:
         self._record("plan", t0)
         return indices[0], chunk[0]
 
-    def act(self, latent, plan_indices, state, rng: Optional[np.random.Generator] = None
-            ) -> np.ndarray:
+    def act(
+        self, latent, plan_indices, state, rng: Optional[np.random.Generator] = None
+    ) -> np.ndarray:
         """CLAP-RF action chunk ``[H, A]``; the flow's starting noise comes from ``rng`` (a seeded
         numpy Generator gives reproducible chunks)."""
         t0 = time.perf_counter()
         rng = rng if rng is not None else np.random.default_rng()
         b = self.bundle
         noise = rng.standard_normal((1, b.chunk_length, b.action_dim), dtype=np.float32)
-        out = self._run("rf_policy", {"latent": self._latent(latent),
-                                      "plan_indices": self._indices(plan_indices),
-                                      "state": self._state(state), "noise": noise})
+        out = self._run(
+            "rf_policy",
+            {
+                "latent": self._latent(latent),
+                "plan_indices": self._indices(plan_indices),
+                "state": self._state(state),
+                "noise": noise,
+            },
+        )
         self._record("act", t0)
         return out["actions"][0]
 
@@ -180,8 +218,9 @@ class ClapRuntime:
         chunk = np.asarray(chunk, dtype=np.float64)
         b = self.bundle
         if chunk.shape != (b.chunk_length, b.action_dim):
-            raise InferenceError(f"chunk must have shape {[b.chunk_length, b.action_dim]}, got "
-                                 f"{list(chunk.shape)}")
+            raise InferenceError(
+                f"chunk must have shape {[b.chunk_length, b.action_dim]}, got {list(chunk.shape)}"
+            )
         if b.action_space == "joint_abs":
             return chunk.copy()
         if b.action_space == "joint_delta":
@@ -190,8 +229,10 @@ class ClapRuntime:
             out = chunk.copy()
             out[:, :arm] += s[:arm]
             return out
-        raise InferenceError(f"action space '{b.action_space}' cannot be turned into joint targets "
-                             f"by the runtime (needs inverse kinematics)")
+        raise InferenceError(
+            f"action space '{b.action_space}' cannot be turned into joint targets "
+            f"by the runtime (needs inverse kinematics)"
+        )
 
     # -- introspection ------------------------------------------------------------------------
     def latency(self, call: str) -> Optional[LatencyStats]:
@@ -200,8 +241,9 @@ class ClapRuntime:
         if not d:
             return None
         arr = np.fromiter(d, dtype=np.float64)
-        return LatencyStats(len(arr), float(arr[-1]), float(np.median(arr)),
-                            float(np.percentile(arr, 99)))
+        return LatencyStats(
+            len(arr), float(arr[-1]), float(np.median(arr)), float(np.percentile(arr, 99))
+        )
 
     def close(self) -> None:
         for s in self.sessions.values():

@@ -13,6 +13,7 @@ Optional undistortion uses the camera's K/D (sensor_msgs/CameraInfo or a camera_
 resizing, because training frames came from an ideal pinhole camera. Torch-free: :func:`to_unit`
 also takes torch tensors, duck-typed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,11 +48,17 @@ class PreprocessingSpec:
     def to_manifest(self) -> Dict[str, Any]:
         """The bundle manifest's ``preprocessing`` entry (name, version and size are checked on
         load; the rest says in words what the recipe does)."""
-        return {"name": self.name, "version": self.version, "size": [self.height, self.width],
-                "input": "uint8 RGB HxWx3", "resize": "cv2.INTER_AREA to size (h, w)",
-                "scale": "divide by 255 -> float32 [0, 1], NCHW",
-                "mean": list(ENCODER_MEAN), "std": list(ENCODER_STD),
-                "mean_std": "applied inside the encoder graph"}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "size": [self.height, self.width],
+            "input": "uint8 RGB HxWx3",
+            "resize": "cv2.INTER_AREA to size (h, w)",
+            "scale": "divide by 255 -> float32 [0, 1], NCHW",
+            "mean": list(ENCODER_MEAN),
+            "std": list(ENCODER_STD),
+            "mean_std": "applied inside the encoder graph",
+        }
 
 
 def preprocessing_spec(height: int, width: int) -> PreprocessingSpec:
@@ -59,35 +66,42 @@ def preprocessing_spec(height: int, width: int) -> PreprocessingSpec:
     return PreprocessingSpec(PREPROCESSING, PREPROCESSING_VERSION, int(height), int(width))
 
 
-def spec_from_manifest(entry: Optional[Mapping[str, Any]], height: int,
-                       width: int) -> PreprocessingSpec:
+def spec_from_manifest(
+    entry: Optional[Mapping[str, Any]], height: int, width: int
+) -> PreprocessingSpec:
     """The recipe a manifest names, checked against what this runtime implements and against the
     image size the manifest gives the encoder. No entry (bundles exported before the field
     existed, such as the first models/default) means rgb_area_unit v1: what they were trained on."""
     if entry is None:
         return preprocessing_spec(height, width)
     if not isinstance(entry, Mapping):
-        raise PreprocessingError(f"preprocessing must be a mapping with name, version and size, "
-                                 f"got {entry!r}")
+        raise PreprocessingError(
+            f"preprocessing must be a mapping with name, version and size, got {entry!r}"
+        )
     name, version = entry.get("name"), entry.get("version")
     if (name, version) != (PREPROCESSING, PREPROCESSING_VERSION):
         raise PreprocessingError(
             f"the bundle's image preprocessing is {name!r} version {version!r}; this runtime "
             f"implements only {PREPROCESSING!r} version {PREPROCESSING_VERSION} "
             "(clap_ros/inference/preprocess.py): update clap_ros to the version the bundle was "
-            "exported with, or re-export the bundle with this one")
+            "exported with, or re-export the bundle with this one"
+        )
     size = entry.get("size")
     if not isinstance(size, (list, tuple)) or list(size) != [int(height), int(width)]:
-        raise PreprocessingError(f"preprocessing.size {size!r} differs from the encoder input "
-                                 f"size {height}x{width} of the manifest's image entry")
+        raise PreprocessingError(
+            f"preprocessing.size {size!r} differs from the encoder input "
+            f"size {height}x{width} of the manifest's image entry"
+        )
     return preprocessing_spec(height, width)
 
 
 def rgb_from_array(arr: np.ndarray, encoding: str) -> np.ndarray:
     """uint8 HxWx3 RGB from an array in one of the accepted encodings; others are rejected."""
     if encoding not in ACCEPTED_ENCODINGS:
-        raise ImageEncodingError(f"image encoding '{clip_text(encoding)}' is not accepted by the "
-                                 f"encoder (accepted: {', '.join(ACCEPTED_ENCODINGS)})")
+        raise ImageEncodingError(
+            f"image encoding '{clip_text(encoding)}' is not accepted by the "
+            f"encoder (accepted: {', '.join(ACCEPTED_ENCODINGS)})"
+        )
     arr = np.asarray(arr)
     if arr.dtype != np.uint8:
         raise ImageEncodingError(f"{encoding} image must be uint8, got {arr.dtype}")
@@ -95,16 +109,19 @@ def rgb_from_array(arr: np.ndarray, encoding: str) -> np.ndarray:
         arr = arr[..., 0]
     want = 2 if encoding == "mono8" else 3
     if arr.ndim != want or (want == 3 and arr.shape[2] != 3) or min(arr.shape[:2]) < 1:
-        raise ImageEncodingError(f"{encoding} image has shape {arr.shape}; expected "
-                                 f"{'HxW' if want == 2 else 'HxWx3'}")
+        raise ImageEncodingError(
+            f"{encoding} image has shape {arr.shape}; expected {'HxW' if want == 2 else 'HxWx3'}"
+        )
     return np.ascontiguousarray(to_rgb(arr, encoding))
 
 
 def rgb_from_msg(msg: Any) -> np.ndarray:
     """uint8 HxWx3 RGB from a sensor_msgs/Image (rclpy or rosbags) in an accepted encoding."""
     if msg.encoding not in ACCEPTED_ENCODINGS:
-        raise ImageEncodingError(f"image encoding '{clip_text(msg.encoding)}' is not accepted by "
-                                 f"the encoder (accepted: {', '.join(ACCEPTED_ENCODINGS)})")
+        raise ImageEncodingError(
+            f"image encoding '{clip_text(msg.encoding)}' is not accepted by "
+            f"the encoder (accepted: {', '.join(ACCEPTED_ENCODINGS)})"
+        )
     return rgb_from_array(image_to_numpy(msg), msg.encoding)
 
 
@@ -112,6 +129,7 @@ def rgb_from_msg(msg: Any) -> np.ndarray:
 class Calibration:
     """Pinhole intrinsics K (3x3) and distortion D (plumb_bob / rational_polynomial) of the image
     size they were calibrated at."""
+
     K: np.ndarray
     D: np.ndarray
     width: int
@@ -121,6 +139,7 @@ class Calibration:
     def from_camera_info(cls, info: Any) -> "Calibration":
         """From a sensor_msgs/CameraInfo message or a dict with the same fields (``k``/``K``,
         ``d``/``D``, ``width``, ``height``), or a camera_info_manager YAML dict."""
+
         def get(*names):
             for n in names:
                 if isinstance(info, dict) and n in info:
@@ -175,13 +194,18 @@ class Preprocessor:
             return rgb
         h, w = rgb.shape[:2]
         if (w, h) != (cal.width, cal.height):
-            raise ImageEncodingError(f"image is {w}x{h} but the calibration is for "
-                                     f"{cal.width}x{cal.height}")
+            raise ImageEncodingError(
+                f"image is {w}x{h} but the calibration is for {cal.width}x{cal.height}"
+            )
         import cv2
+
         if self._maps is None:
-            self._maps = cv2.initUndistortRectifyMap(cal.K, cal.D, None, cal.K, (w, h), cv2.CV_32FC1)
-        return cv2.remap(rgb, self._maps[0], self._maps[1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT)
+            self._maps = cv2.initUndistortRectifyMap(
+                cal.K, cal.D, None, cal.K, (w, h), cv2.CV_32FC1
+            )
+        return cv2.remap(
+            rgb, self._maps[0], self._maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         rgb = np.asarray(rgb)
@@ -192,7 +216,7 @@ class Preprocessor:
 
 
 def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 HxWx3 -> uint8 height x width x 3 with cv2.INTER_AREA (as is when already that size)."""
+    """uint8 HxWx3 -> uint8 height x width x 3 with cv2.INTER_AREA (as is when already so)."""
     if rgb.shape[0] != height or rgb.shape[1] != width:
         import cv2
 
@@ -221,6 +245,7 @@ def preprocess_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
 def undistort_image(image: np.ndarray, K: Sequence, D: Sequence) -> np.ndarray:
     """One-off undistortion with cv2.undistort (same camera matrix kept)."""
     import cv2
+
     k = np.asarray(K, dtype=np.float64).reshape(3, 3)
     d = np.asarray(D, dtype=np.float64).reshape(-1)
     return np.asarray(cv2.undistort(image, k, d, None, k))

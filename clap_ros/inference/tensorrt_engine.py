@@ -8,6 +8,7 @@ library with ctypes, so neither torch nor pycuda is needed on the robot computer
 Optional dependencies: ``tensorrt`` (the Python package) and a CUDA GPU. Nothing here is imported
 by the CPU path.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -38,9 +39,13 @@ def engine_cache_key(gpu_name: str, trt_version: str, onnx_sha256: str, precisio
 def cuda_device_name(index: int = 0) -> str:
     """GPU name without torch: via nvidia-smi (present wherever the NVIDIA driver is)."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i",
-                              str(index)], capture_output=True, text=True, timeout=20,
-                             check=True).stdout.strip()
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", str(index)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError) as exc:
         raise TensorRTError(f"no CUDA GPU visible (nvidia-smi failed: {exc})") from None
     if not out:
@@ -65,19 +70,29 @@ def tensorrt_available() -> Optional[str]:
     return None
 
 
-def engine_path_for(onnx_path: Union[str, Path], cache_dir: Union[str, Path], precision: str,
-                    gpu_name: Optional[str] = None, trt_version: Optional[str] = None) -> Path:
+def engine_path_for(
+    onnx_path: Union[str, Path],
+    cache_dir: Union[str, Path],
+    precision: str,
+    gpu_name: Optional[str] = None,
+    trt_version: Optional[str] = None,
+) -> Path:
     if trt_version is None:
         import tensorrt as trt
+
         trt_version = trt.__version__
     gpu_name = gpu_name or cuda_device_name()
     key = engine_cache_key(gpu_name, trt_version, sha256_file(onnx_path), precision)
     return Path(cache_dir) / f"{Path(onnx_path).stem}-{key}.engine"
 
 
-def build_tensorrt_engine(onnx_path: Union[str, Path], cache_dir: Union[str, Path],
-                          precision: str = "fp16", max_batch: int = 4,
-                          workspace_bytes: int = 1 << 30) -> Path:
+def build_tensorrt_engine(
+    onnx_path: Union[str, Path],
+    cache_dir: Union[str, Path],
+    precision: str = "fp16",
+    max_batch: int = 4,
+    workspace_bytes: int = 1 << 30,
+) -> Path:
     """Build (or reuse from ``cache_dir``) a serialized engine for ``onnx_path``; the dynamic
     batch axis gets an optimisation profile 1..max_batch, optimised for 1 (the robot's case)."""
     try:
@@ -109,8 +124,9 @@ def build_tensorrt_engine(onnx_path: Union[str, Path], cache_dir: Union[str, Pat
         inp = network.get_input(i)
         fixed = [int(s) for s in list(inp.shape)[1:]]
         if any(s < 0 for s in fixed):
-            raise TensorRTError(f"{onnx_path}: input {inp.name} has a dynamic non-batch axis "
-                                f"{list(inp.shape)}")
+            raise TensorRTError(
+                f"{onnx_path}: input {inp.name} has a dynamic non-batch axis {list(inp.shape)}"
+            )
         profile.set_shape(inp.name, [1] + fixed, [1] + fixed, [max_batch] + fixed)
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
@@ -134,11 +150,17 @@ def _cudart():
     global _CUDART
     if _CUDART is not None:
         return _CUDART
-    names = [ctypes.util.find_library("cudart"), "libcudart.so", "libcudart.so.12", "libcudart.so.13",
-             "libcudart.so.11.0"]
+    names = [
+        ctypes.util.find_library("cudart"),
+        "libcudart.so",
+        "libcudart.so.12",
+        "libcudart.so.13",
+        "libcudart.so.11.0",
+    ]
     # pip wheels (nvidia-cuda-runtime-cu12) ship the library inside site-packages
     try:
         import nvidia.cuda_runtime as _ncr
+
         for base in list(getattr(_ncr, "__path__", [])):
             names += [str(p) for p in sorted(Path(base, "lib").glob("libcudart.so*"))]
     except ImportError:
@@ -156,8 +178,13 @@ def _cudart():
         raise TensorRTError("CUDA runtime library (libcudart) not found: " + "; ".join(errors[-2:]))
     lib.cudaMalloc.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t]
     lib.cudaFree.argtypes = [ctypes.c_void_p]
-    lib.cudaMemcpyAsync.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
-                                    ctypes.c_void_p]
+    lib.cudaMemcpyAsync.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_void_p,
+    ]
     lib.cudaStreamCreate.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
     lib.cudaStreamSynchronize.argtypes = [ctypes.c_void_p]
     lib.cudaStreamDestroy.argtypes = [ctypes.c_void_p]
@@ -201,12 +228,15 @@ class TensorRTEngineSession:
         runtime = trt.Runtime(self._logger)
         self.engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if self.engine is None:
-            raise TensorRTError(f"{self.engine_path}: TensorRT could not deserialize the engine "
-                                f"(built by another TensorRT version or GPU?)")
+            raise TensorRTError(
+                f"{self.engine_path}: TensorRT could not deserialize the engine "
+                f"(built by another TensorRT version or GPU?)"
+            )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input_names: List[str] = [n for n in names
-                                       if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.input_names: List[str] = [
+            n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT
+        ]
         self.output_names: List[str] = [n for n in names if n not in self.input_names]
         self._dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         self._buffers: Dict[str, _DeviceBuffer] = {}
@@ -222,8 +252,9 @@ class TensorRTEngineSession:
             buf = self._buffers[name] = _DeviceBuffer(nbytes)
         return buf
 
-    def run(self, feeds: Dict[str, np.ndarray],
-            output_names: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+    def run(
+        self, feeds: Dict[str, np.ndarray], output_names: Optional[Sequence[str]] = None
+    ) -> Dict[str, np.ndarray]:
         lib = _cudart()
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
@@ -233,12 +264,16 @@ class TensorRTEngineSession:
             arr = np.ascontiguousarray(feeds[name], dtype=self._dtypes[name])
             hosts[name] = arr
             if not self.context.set_input_shape(name, tuple(arr.shape)):
-                raise TensorRTError(f"{self.engine_path.name}: input {name} shape {arr.shape} "
-                                    f"outside the engine's profile")
+                raise TensorRTError(
+                    f"{self.engine_path.name}: input {name} shape {arr.shape} "
+                    f"outside the engine's profile"
+                )
             buf = self._buffer(name, arr.nbytes)
             self.context.set_tensor_address(name, buf.ptr.value)
-            _check(lib.cudaMemcpyAsync(buf.ptr, arr.ctypes.data, arr.nbytes, _H2D, self._stream),
-                   "cudaMemcpyAsync H2D")
+            _check(
+                lib.cudaMemcpyAsync(buf.ptr, arr.ctypes.data, arr.nbytes, _H2D, self._stream),
+                "cudaMemcpyAsync H2D",
+            )
         outs = {}
         for name in self.output_names:
             shape = tuple(self.context.get_tensor_shape(name))
@@ -249,8 +284,12 @@ class TensorRTEngineSession:
         if not self.context.execute_async_v3(self._stream.value):
             raise TensorRTError(f"{self.engine_path.name}: TensorRT execution failed")
         for name, arr in outs.items():
-            _check(lib.cudaMemcpyAsync(arr.ctypes.data, self._buffers[name].ptr, arr.nbytes, _D2H,
-                                       self._stream), "cudaMemcpyAsync D2H")
+            _check(
+                lib.cudaMemcpyAsync(
+                    arr.ctypes.data, self._buffers[name].ptr, arr.nbytes, _D2H, self._stream
+                ),
+                "cudaMemcpyAsync D2H",
+            )
         _check(lib.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
         names = list(output_names) if output_names else self.output_names
         return {n: outs[n] for n in names}

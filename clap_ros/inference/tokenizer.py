@@ -8,6 +8,7 @@ cannot drift apart.
 Normalisation: lower-case, words are maximal runs of ``[a-z0-9]``; everything else separates words.
 Id 0 is padding, id 1 is the unknown word.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,15 +57,17 @@ class InstructionTokenizer:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def fit(cls, texts: Iterable[str], max_length: int = 16, min_count: int = 1
-            ) -> "InstructionTokenizer":
+    def fit(
+        cls, texts: Iterable[str], max_length: int = 16, min_count: int = 1
+    ) -> "InstructionTokenizer":
         """Build a vocabulary from instructions; words are ordered by frequency then spelling so
         the same corpus always gives the same ids."""
         counts: Counter = Counter()
         for text in texts:
             counts.update(normalize(text))
-        words = sorted((w for w, c in counts.items() if c >= min_count),
-                       key=lambda w: (-counts[w], w))
+        words = sorted(
+            (w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w)
+        )
         return cls(list(SPECIAL_TOKENS) + words, max_length=max_length)
 
     @property
@@ -111,15 +114,22 @@ class InstructionTokenizer:
 
     # -- persistence --------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, "max_length": self.max_length,
-                "vocab": list(self.vocab)}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "max_length": self.max_length,
+            "vocab": list(self.vocab),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> "InstructionTokenizer":
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise TokenizerError(f"not a {FORMAT} vocabulary (format={data.get('format') if isinstance(data, dict) else None!r})")
+            found = data.get("format") if isinstance(data, dict) else None
+            raise TokenizerError(f"not a {FORMAT} vocabulary (format={found!r})")
         if int(data.get("version", -1)) != VERSION:
-            raise TokenizerError(f"unsupported tokenizer version {data.get('version')!r}; expected {VERSION}")
+            raise TokenizerError(
+                f"unsupported tokenizer version {data.get('version')!r}; expected {VERSION}"
+            )
         return cls(data["vocab"], max_length=int(data["max_length"]))
 
     def save(self, path: Union[str, Path]) -> Path:
@@ -140,8 +150,11 @@ class InstructionTokenizer:
         return cls.from_dict(data)
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, InstructionTokenizer) and self.vocab == other.vocab
-                and self.max_length == other.max_length)
+        return (
+            isinstance(other, InstructionTokenizer)
+            and self.vocab == other.vocab
+            and self.max_length == other.max_length
+        )
 
     def __repr__(self) -> str:
         return f"InstructionTokenizer(vocab_size={self.vocab_size}, max_length={self.max_length})"

@@ -1,10 +1,11 @@
 """Act-VAE: chunk extraction per action space, API shapes, learning, and codebook health."""
+
 import numpy as np
 import pytest
 import torch
 
 from clap_train.act_vae import ActVAE, load_act_vae, train_act_vae
-from clap_train.common import load_config, seed_everything
+from clap_train.common import load_config
 from clap_train.common.vq import EMAVectorQuantizer, perplexity
 from clap_train.data import DataError, Normalizer, action_chunks, chunk_at, make_synthetic_episodes
 
@@ -17,8 +18,10 @@ def test_action_chunks_absolute_and_delta():
     assert ab.shape == de.shape == (2 * (20 - H), H, 3)
     np.testing.assert_allclose(ab[0], eps[0]["action"][0:H])
     # arm dims are relative to the measured state at t; the gripper (last dim) stays absolute
-    np.testing.assert_allclose(de[3, :, :2], eps[0]["action"][3:3 + H, :2] - eps[0]["state"][3, :2], atol=1e-6)
-    np.testing.assert_allclose(de[3, :, 2], eps[0]["action"][3:3 + H, 2])
+    np.testing.assert_allclose(
+        de[3, :, :2], eps[0]["action"][3 : 3 + H, :2] - eps[0]["state"][3, :2], atol=1e-6
+    )
+    np.testing.assert_allclose(de[3, :, 2], eps[0]["action"][3 : 3 + H, 2])
     with pytest.raises(DataError, match="unknown action_space"):
         action_chunks(eps, H, "cartesian")
     with pytest.raises(DataError, match="longer than the chunk"):
@@ -44,9 +47,18 @@ def test_ee_delta_uses_robot_kinematics():
 
 
 def test_api_shapes_and_per_arm_tokens():
-    cfg = load_config("tiny", ["act_vae.d_model=32", "act_vae.enc_layers=1", "act_vae.dec_layers=1",
-                               "act_vae.num_arms=2", "act_vae.num_tokens=3", "act_vae.code_dim=8",
-                               "act_vae.codebook_size=16"])
+    cfg = load_config(
+        "tiny",
+        [
+            "act_vae.d_model=32",
+            "act_vae.enc_layers=1",
+            "act_vae.dec_layers=1",
+            "act_vae.num_arms=2",
+            "act_vae.num_tokens=3",
+            "act_vae.code_dim=8",
+            "act_vae.codebook_size=16",
+        ],
+    )
     torch.manual_seed(0)
     m = ActVAE(cfg.act_vae, action_dim=8, chunk_len=6).eval()
     x = torch.randn(5, 6, 8)
@@ -66,11 +78,14 @@ def test_dead_code_restarts_prevent_collapse():
     torch.manual_seed(0)
     # 64 codes but data from 8 tight clusters far from a bad init: without restarts most codes die
     centers = torch.randn(8, 4) * 3
+
     def batch():
         return centers[torch.randint(0, 8, (256,))] + 0.05 * torch.randn(256, 4)
 
     def run(restart_every):
-        vq = EMAVectorQuantizer(64, 4, decay=0.9, dead_threshold=0.5, restart_every=restart_every).train()
+        vq = EMAVectorQuantizer(
+            64, 4, decay=0.9, dead_threshold=0.5, restart_every=restart_every
+        ).train()
         vq.initialized.fill_(True)  # skip data init: a deliberately bad (all near 0) codebook
         vq.codebook.weight.data.mul_(0.01)
         vq.ema_sum.copy_(vq.codebook.weight)
@@ -88,8 +103,16 @@ def test_dead_code_restarts_prevent_collapse():
 
 
 def test_training_reduces_loss_keeps_codebook_alive_and_reloads(tmp_path):
-    cfg = load_config("tiny", ["out_dir=%s" % tmp_path, "act_vae.steps=150", "act_vae.log_every=10",
-                               "act_vae.d_model=48", "data.chunk_len=8"])
+    cfg = load_config(
+        "tiny",
+        [
+            "out_dir=%s" % tmp_path,
+            "act_vae.steps=150",
+            "act_vae.log_every=10",
+            "act_vae.d_model=48",
+            "data.chunk_len=8",
+        ],
+    )
     eps = make_synthetic_episodes(12, length=40, image_size=16, seed=3)
     model, res, stats = train_act_vae(cfg, episodes=eps, resume=False, progress=False)
     hist = res.history

@@ -1,4 +1,5 @@
 """`clap-train` / `clap-export` as a user runs them: real console scripts in subprocesses."""
+
 import json
 import os
 import subprocess
@@ -6,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from clap_train import bundle as B
 from clap_train.cli import build_parser
@@ -15,10 +15,22 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 STAGES = ["act_vae", "visual_lam", "lapa", "probes", "pseudo_label", "ntp", "rf", "export"]
 # Small enough for CI, but every stage really trains and the export runs its parity checks.
-SMOKE = ["data.image_size=32", "data.chunk_len=8", "act_vae.steps=10", "act_vae.batch_size=16",
-         "visual_lam.steps=4", "visual_lam.batch_size=8", "visual_lam.human_batch_size=8",
-         "lapa.steps=4", "lapa.batch_size=8", "probes.classifier_steps=10", "ntp.steps=6",
-         "ntp.batch_size=8", "rf.steps=6", "rf.batch_size=8"]
+SMOKE = [
+    "data.image_size=32",
+    "data.chunk_len=8",
+    "act_vae.steps=10",
+    "act_vae.batch_size=16",
+    "visual_lam.steps=4",
+    "visual_lam.batch_size=8",
+    "visual_lam.human_batch_size=8",
+    "lapa.steps=4",
+    "lapa.batch_size=8",
+    "probes.classifier_steps=10",
+    "ntp.steps=6",
+    "ntp.batch_size=8",
+    "rf.steps=6",
+    "rf.batch_size=8",
+]
 
 
 def _env():
@@ -29,8 +41,14 @@ def _env():
 
 
 def run(args, timeout=600):
-    return subprocess.run([str(a) for a in args], cwd=REPO, env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [str(a) for a in args],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def sets(overrides):
@@ -54,17 +72,46 @@ def test_help_texts():
 def test_bad_override_is_a_clear_error(tmp_path):
     res = run([BIN / "clap-train", "ntp", "--config", "tiny", "--set", "ntp.hiden_size=3"])
     assert res.returncode == 2 and "hiden_size" in res.stderr and "unknown key" in res.stderr
-    res = run([BIN / "clap-train", "rf", "--config", "tiny", "--set", f"out_dir={tmp_path}",
-               "--synthetic", "4", "--set", "data.image_size=32", "--set", "data.chunk_len=8"])
+    res = run(
+        [
+            BIN / "clap-train",
+            "rf",
+            "--config",
+            "tiny",
+            "--set",
+            f"out_dir={tmp_path}",
+            "--synthetic",
+            "4",
+            "--set",
+            "data.image_size=32",
+            "--set",
+            "data.chunk_len=8",
+        ]
+    )
     assert res.returncode == 1 and "not found" in res.stderr  # no NTP checkpoint yet
 
 
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("pipe")
-    res = run([BIN / "clap-train", "pipeline", "--config", "tiny", "--synthetic", "8",
-               "--no-progress", "--threads", "1", "--set", f"out_dir={out}", *sets(SMOKE),
-               "--bundle", out / "bundle"])
+    res = run(
+        [
+            BIN / "clap-train",
+            "pipeline",
+            "--config",
+            "tiny",
+            "--synthetic",
+            "8",
+            "--no-progress",
+            "--threads",
+            "1",
+            "--set",
+            f"out_dir={out}",
+            *sets(SMOKE),
+            "--bundle",
+            out / "bundle",
+        ]
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return out, res
 
@@ -92,15 +139,33 @@ def test_pipeline_runs_every_stage_and_exports_a_valid_bundle(pipeline_run):
 
 def test_clap_export_from_the_rf_checkpoint(pipeline_run, tmp_path):
     out, _ = pipeline_run
-    res = run([BIN / "clap-export", "--checkpoint", out / "rf" / "final.safetensors",
-               "--out", tmp_path / "again", "--num-steps", "2", "--no-progress"])
+    res = run(
+        [
+            BIN / "clap-export",
+            "--checkpoint",
+            out / "rf" / "final.safetensors",
+            "--out",
+            tmp_path / "again",
+            "--num-steps",
+            "2",
+            "--no-progress",
+        ]
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "parity max abs diff" in res.stdout
     m = B.verify_bundle(tmp_path / "again")
     assert m["rf"]["num_steps"] == 2 and m["name"] == "again"
     # not an RF checkpoint: a clear error, nothing written
-    bad = run([BIN / "clap-export", "--checkpoint", out / "ntp" / "final.safetensors",
-               "--out", tmp_path / "bad", "--no-progress"])
+    bad = run(
+        [
+            BIN / "clap-export",
+            "--checkpoint",
+            out / "ntp" / "final.safetensors",
+            "--out",
+            tmp_path / "bad",
+            "--no-progress",
+        ]
+    )
     assert bad.returncode == 1 and "not an RF-stage checkpoint" in bad.stderr
     assert not (tmp_path / "bad" / "manifest.yaml").exists()
 
@@ -108,14 +173,33 @@ def test_clap_export_from_the_rf_checkpoint(pipeline_run, tmp_path):
 def test_single_stage_resumes_from_its_checkpoint(pipeline_run):
     out, _ = pipeline_run
     before = (out / "ntp" / "metrics.jsonl").read_text().splitlines()
-    res = run([BIN / "clap-train", "ntp", "--config", "tiny", "--synthetic", "8", "--no-progress",
-               "--threads", "1", "--set", f"out_dir={out}", *sets(SMOKE), "--set", "ntp.steps=8",
-               "--summary", out / "ntp_summary.json"])
+    res = run(
+        [
+            BIN / "clap-train",
+            "ntp",
+            "--config",
+            "tiny",
+            "--synthetic",
+            "8",
+            "--no-progress",
+            "--threads",
+            "1",
+            "--set",
+            f"out_dir={out}",
+            *sets(SMOKE),
+            "--set",
+            "ntp.steps=8",
+            "--summary",
+            out / "ntp_summary.json",
+        ]
+    )
     assert res.returncode == 0, res.stderr[-2000:]
-    after = [json.loads(l) for l in (out / "ntp" / "metrics.jsonl").read_text().splitlines()]
+    after = [json.loads(x) for x in (out / "ntp" / "metrics.jsonl").read_text().splitlines()]
     # the second run continued at step 6 instead of starting over
     assert len(after) > len(before) and after[-1]["step"] == 8
-    assert json.loads((out / "ntp_summary.json").read_text())["checkpoint"].endswith("final.safetensors")
+    assert json.loads((out / "ntp_summary.json").read_text())["checkpoint"].endswith(
+        "final.safetensors"
+    )
 
 
 @pytest.mark.slow
@@ -124,17 +208,31 @@ def test_make_model_script_runs_the_tiny_pipeline_on_sim_data(tmp_path):
     few sim episodes: records FR3 demonstrations and human clips, trains every stage, exports with
     parity, checks the bundle with the runtime's loader and installs it at OUT, with the rebuild
     command in its manifest. This is CI's run of the whole pipeline (several minutes)."""
-    env = dict(_env(), EPISODES="2", HUMAN_CLIPS="1", DATA=str(tmp_path / "data"),
-               OUT=str(tmp_path / "models" / "mine"), RUN_DIR=str(tmp_path / "run"),
-               CONFIG="tiny", VENV=str(BIN.parent))
-    res = subprocess.run(["bash", str(REPO / "scripts" / "train_default_model.sh")], cwd=REPO,
-                         env=env, capture_output=True, text=True, timeout=1500)
+    env = dict(
+        _env(),
+        EPISODES="2",
+        HUMAN_CLIPS="1",
+        DATA=str(tmp_path / "data"),
+        OUT=str(tmp_path / "models" / "mine"),
+        RUN_DIR=str(tmp_path / "run"),
+        CONFIG="tiny",
+        VENV=str(BIN.parent),
+    )
+    res = subprocess.run(
+        ["bash", str(REPO / "scripts" / "train_default_model.sh")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
     summary = json.loads((tmp_path / "run" / "pipeline.json").read_text())
     assert list(summary["stages"]) == STAGES
     assert summary["config"]["data"]["robot_dataset"] == str(tmp_path / "data" / "dataset")
-    assert summary["config"]["rf"]["steps"] == 300            # the tiny preset, unchanged
+    assert summary["config"]["rf"]["steps"] == 300  # the tiny preset, unchanged
     from clap_ros.inference.bundle import load_bundle
+
     bundle = load_bundle(tmp_path / "models" / "mine")
     prov = bundle.manifest["provenance"]
     assert prov["command"].startswith("make model") and "EPISODES=2" in prov["command"]

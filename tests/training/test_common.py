@@ -1,6 +1,6 @@
-"""Trainer infrastructure: typed configs and overrides, schedule, checkpoints, resume, DDP on gloo."""
+"""Trainer infrastructure: typed configs and overrides, schedule, checkpoints, resume, DDP."""
+
 import json
-import math
 import os
 import socket
 
@@ -10,17 +10,36 @@ import torch
 import torch.multiprocessing as mp
 
 from clap_train.act_vae import ActVAE
-from clap_train.common import (ConfigError, cosine_lr_factor, cosine_with_warmup, fit,
-                               load_checkpoint, load_config, save_checkpoint, seed_everything)
+from clap_train.common import (
+    ConfigError,
+    cosine_lr_factor,
+    cosine_with_warmup,
+    fit,
+    load_checkpoint,
+    load_config,
+    save_checkpoint,
+    seed_everything,
+)
 from clap_train.config import CONFIG_DIR, ActVAEConfig, config_from_json
 from clap_train.data import ChunkSource, Normalizer, action_chunks, make_synthetic_episodes
 
 
 def tiny_cfg(tmp_path, *extra):
-    return load_config("tiny", ["out_dir=%s" % tmp_path, "act_vae.d_model=32", "act_vae.enc_layers=1",
-                                "act_vae.dec_layers=1", "act_vae.codebook_size=16", "act_vae.code_dim=8",
-                                "act_vae.batch_size=16", "act_vae.log_every=5", "data.chunk_len=8",
-                                *extra])
+    return load_config(
+        "tiny",
+        [
+            "out_dir=%s" % tmp_path,
+            "act_vae.d_model=32",
+            "act_vae.enc_layers=1",
+            "act_vae.dec_layers=1",
+            "act_vae.codebook_size=16",
+            "act_vae.code_dim=8",
+            "act_vae.batch_size=16",
+            "act_vae.log_every=5",
+            "data.chunk_len=8",
+            *extra,
+        ],
+    )
 
 
 def chunks_for(cfg, n=6):
@@ -35,8 +54,12 @@ def test_presets_load_and_are_typed():
         assert isinstance(cfg.act_vae, ActVAEConfig)
         assert isinstance(cfg.act_vae.lr, float) and isinstance(cfg.act_vae.steps, int)
     paper = load_config(CONFIG_DIR / "paper.yaml")
-    assert (paper.act_vae.codebook_size, paper.act_vae.code_dim, paper.act_vae.num_tokens,
-            paper.data.chunk_len) == (512, 128, 8, 32)
+    assert (
+        paper.act_vae.codebook_size,
+        paper.act_vae.code_dim,
+        paper.act_vae.num_tokens,
+        paper.data.chunk_len,
+    ) == (512, 128, 8, 32)
 
 
 def test_default_preset_inherits_tiny_and_overrides_only_what_it_names():
@@ -52,7 +75,9 @@ def test_preset_base_chain_and_cycles(tmp_path):
     (tmp_path / "a.yaml").write_text("base: tiny\nrf:\n  steps: 11\n")
     (tmp_path / "b.yaml").write_text("base: a.yaml\nrf:\n  lr: 0.5\n")
     cfg = load_config(str(tmp_path / "b.yaml"))
-    assert cfg.rf.steps == 11 and cfg.rf.lr == 0.5 and cfg.rf.d_model == load_config("tiny").rf.d_model
+    assert (
+        cfg.rf.steps == 11 and cfg.rf.lr == 0.5 and cfg.rf.d_model == load_config("tiny").rf.d_model
+    )
     (tmp_path / "c.yaml").write_text("base: d.yaml\n")
     (tmp_path / "d.yaml").write_text("base: c.yaml\n")
     with pytest.raises(ConfigError, match="inherits from itself"):
@@ -63,10 +88,22 @@ def test_preset_base_chain_and_cycles(tmp_path):
 
 
 def test_dotted_overrides_are_parsed_and_type_checked():
-    cfg = load_config("tiny", ["act_vae.lr=1e-3", "act_vae.steps=7", "data.robot_dataset=/x/y",
-                               "visual_lam.freeze_backbone=true", "seed=3"])
+    cfg = load_config(
+        "tiny",
+        [
+            "act_vae.lr=1e-3",
+            "act_vae.steps=7",
+            "data.robot_dataset=/x/y",
+            "visual_lam.freeze_backbone=true",
+            "seed=3",
+        ],
+    )
     assert cfg.act_vae.lr == pytest.approx(1e-3) and cfg.act_vae.steps == 7
-    assert cfg.data.robot_dataset == "/x/y" and cfg.visual_lam.freeze_backbone is True and cfg.seed == 3
+    assert (
+        cfg.data.robot_dataset == "/x/y"
+        and cfg.visual_lam.freeze_backbone is True
+        and cfg.seed == 3
+    )
     with pytest.raises(ConfigError, match="unknown key"):
         load_config("tiny", ["act_vae.lrr=1"])
     with pytest.raises(ConfigError, match="integer"):
@@ -107,7 +144,9 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     model.loss(x)["loss"].backward()
     opt.step()
     stats = {"action": Normalizer(np.zeros(3, np.float32), np.ones(3, np.float32)).to_dict()}
-    path = save_checkpoint(tmp_path / "a.safetensors", model, cfg, stats, 5, opt, {"stage": "act_vae"})
+    path = save_checkpoint(
+        tmp_path / "a.safetensors", model, cfg, stats, 5, opt, {"stage": "act_vae"}
+    )
     ck = load_checkpoint(path)
     assert ck.step == 5 and ck.meta["stage"] == "act_vae"
     assert ck.cfg.to_dict() == cfg.to_dict()
@@ -139,13 +178,25 @@ def test_corrupt_or_foreign_file_is_rejected(tmp_path):
 def _train(cfg, out, chunks, stop_after=None, resume=True):
     seed_everything(cfg.seed)
     model = ActVAE(cfg.act_vae, chunks.shape[-1], cfg.data.chunk_len)
-    res = fit(model, ChunkSource(chunks), cfg.act_vae, out, cfg=cfg, meta=model.constructor_meta(),
-              seed=cfg.seed, resume=resume, progress=False, stop_after=stop_after)
+    res = fit(
+        model,
+        ChunkSource(chunks),
+        cfg.act_vae,
+        out,
+        cfg=cfg,
+        meta=model.constructor_meta(),
+        seed=cfg.seed,
+        resume=resume,
+        progress=False,
+        stop_after=stop_after,
+    )
     return model, res
 
 
 def test_resume_is_bit_identical_to_uninterrupted(tmp_path):
-    cfg = tiny_cfg(tmp_path, "act_vae.steps=24", "act_vae.restart_every=5", "act_vae.warmup_steps=4")
+    cfg = tiny_cfg(
+        tmp_path, "act_vae.steps=24", "act_vae.restart_every=5", "act_vae.warmup_steps=4"
+    )
     chunks = chunks_for(cfg)
     straight, r1 = _train(cfg, tmp_path / "straight", chunks, resume=False)
     _, half = _train(cfg, tmp_path / "resumed", chunks, stop_after=11)
@@ -158,7 +209,9 @@ def test_resume_is_bit_identical_to_uninterrupted(tmp_path):
         assert torch.equal(sd1[k], sd2[k]), k
     # TensorBoard event file and metrics.jsonl were written
     assert list((tmp_path / "straight" / "tb").glob("events.out.tfevents.*"))
-    lines = [json.loads(l) for l in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert lines[-1]["step"] == 24 and "perplexity" in lines[-1] and "lr" in lines[-1]
 
 
@@ -177,7 +230,9 @@ def _ddp_worker(rank, world, port, out, cfg_json, chunks, q):
     try:
         cfg = config_from_json(cfg_json)
         model, res = _train(cfg, out, torch.as_tensor(chunks), resume=False)
-        flat = torch.cat([p.detach().reshape(-1) for p in model.state_dict().values() if p.is_floating_point()])
+        flat = torch.cat(
+            [p.detach().reshape(-1) for p in model.state_dict().values() if p.is_floating_point()]
+        )
         q.put((rank, flat.numpy(), res.step))
     finally:
         dist.destroy_process_group()
@@ -189,8 +244,12 @@ def test_ddp_gloo_two_processes_keep_replicas_identical(tmp_path):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, str(tmp_path / "ddp"), cfg.to_json(), chunks, q))
-             for r in range(2)]
+    procs = [
+        ctx.Process(
+            target=_ddp_worker, args=(r, 2, port, str(tmp_path / "ddp"), cfg.to_json(), chunks, q)
+        )
+        for r in range(2)
+    ]
     for p in procs:
         p.start()
     got = dict((r, (flat, step)) for r, flat, step in (q.get(timeout=120) for _ in procs))

@@ -1,4 +1,5 @@
 """torchrun DDP on CPU (gloo, 2 processes): NTP and RF+KM steps keep the replicas identical."""
+
 import json
 import os
 import subprocess
@@ -10,9 +11,19 @@ import pytest
 from clap_train.ddp import param_digest
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = ["data.image_size=32", "data.chunk_len=8", "act_vae.steps=8", "act_vae.batch_size=16",
-         "ntp.steps=4", "ntp.batch_size=4", "ntp.human_mix=0.0", "rf.steps=4", "rf.batch_size=4",
-         "ntp.log_every=2", "rf.log_every=2"]
+SMALL = [
+    "data.image_size=32",
+    "data.chunk_len=8",
+    "act_vae.steps=8",
+    "act_vae.batch_size=16",
+    "ntp.steps=4",
+    "ntp.batch_size=4",
+    "ntp.human_mix=0.0",
+    "rf.steps=4",
+    "rf.batch_size=4",
+    "ntp.log_every=2",
+    "rf.log_every=2",
+]
 
 
 def _env():
@@ -27,9 +38,26 @@ def _sets(out):
 
 
 def _torchrun(stage, out, digests):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "clap_train.ddp", stage, "--config", "tiny", "--synthetic", "6",
-           "--backend", "gloo", "--digest-dir", str(digests), *_sets(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "clap_train.ddp",
+        stage,
+        "--config",
+        "tiny",
+        "--synthetic",
+        "6",
+        "--backend",
+        "gloo",
+        "--digest-dir",
+        str(digests),
+        *_sets(out),
+    ]
     res = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     ranks = [json.loads((digests / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -40,9 +68,27 @@ def _torchrun(stage, out, digests):
 @pytest.fixture(scope="module")
 def act_vae_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    res = subprocess.run([sys.executable, "-m", "clap_train.cli", "act_vae", "--config", "tiny",
-                          "--synthetic", "6", "--no-progress", "--threads", "1", *_sets(out)],
-                         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clap_train.cli",
+            "act_vae",
+            "--config",
+            "tiny",
+            "--synthetic",
+            "6",
+            "--no-progress",
+            "--threads",
+            "1",
+            *_sets(out),
+        ],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return out
 

@@ -1,4 +1,5 @@
-"""ONNX export of the four bundle graphs: onnxruntime vs torch parity, manifest, sha256, TensorRT."""
+"""ONNX export of the four bundle graphs: onnxruntime/torch parity, manifest, sha256, TensorRT."""
+
 import shutil
 
 import numpy as np
@@ -33,24 +34,60 @@ def _randomise(module, seed):
 @pytest.fixture(scope="module")
 def models():
     torch.manual_seed(0)
-    tok = InstructionTokenizer.fit(["put the red cube in the bowl", "push the block left"],
-                                   max_length=6)
-    av = ActVAE(ActVAEConfig(codebook_size=K, code_dim=8, num_tokens=T, d_model=32, n_heads=2,
-                             enc_layers=1, dec_layers=1), A, H).eval()
-    ntp = ClapNTP(NTPConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
-                            obs_width=16, max_instruction_len=6),
-                  image_size=IMG, codebook_size=K, num_tokens=T, state_dim=S,
-                  vocab_size=tok.vocab_size)
+    tok = InstructionTokenizer.fit(
+        ["put the red cube in the bowl", "push the block left"], max_length=6
+    )
+    av = ActVAE(
+        ActVAEConfig(
+            codebook_size=K,
+            code_dim=8,
+            num_tokens=T,
+            d_model=32,
+            n_heads=2,
+            enc_layers=1,
+            dec_layers=1,
+        ),
+        A,
+        H,
+    ).eval()
+    ntp = ClapNTP(
+        NTPConfig(
+            hidden_size=32,
+            num_layers=2,
+            num_heads=2,
+            intermediate_size=64,
+            obs_width=16,
+            max_instruction_len=6,
+        ),
+        image_size=IMG,
+        codebook_size=K,
+        num_tokens=T,
+        state_dim=S,
+        vocab_size=tok.vocab_size,
+    )
     ntp.set_state_stats([0.1, -0.2, 0.3, 0.5], [1.0, 2.0, 0.5, 0.3])
-    pol = ClapPolicy(RFConfig(d_model=32, num_layers=2, num_heads=2, km_weight=0.0), ntp,
-                     av.codebook.weight, action_dim=A, chunk_len=H)
+    pol = ClapPolicy(
+        RFConfig(d_model=32, num_layers=2, num_heads=2, km_weight=0.0),
+        ntp,
+        av.codebook.weight,
+        action_dim=A,
+        chunk_len=H,
+    )
     pol.set_action_stats([0.0, 1.0, -1.0, 0.5], [1.0, 0.5, 2.0, 0.3])
     _randomise(pol, 1)
     _randomise(av, 2)
-    stats = dict(action_mean=[0.0, 1.0, -1.0, 0.5], action_std=[1.0, 0.5, 2.0, 0.3],
-                 state_mean=[0.1, -0.2, 0.3, 0.5], state_std=[1.0, 2.0, 0.5, 0.3], robot="fr3",
-                 joint_names=["j1", "j2", "j3"], action_names=["j1", "j2", "j3", "gripper"],
-                 state_names=["j1", "j2", "j3", "gripper"], action_space="joint_abs", fps=15.0)
+    stats = dict(
+        action_mean=[0.0, 1.0, -1.0, 0.5],
+        action_std=[1.0, 0.5, 2.0, 0.3],
+        state_mean=[0.1, -0.2, 0.3, 0.5],
+        state_std=[1.0, 2.0, 0.5, 0.3],
+        robot="fr3",
+        joint_names=["j1", "j2", "j3"],
+        action_names=["j1", "j2", "j3", "gripper"],
+        state_names=["j1", "j2", "j3", "gripper"],
+        action_space="joint_abs",
+        fps=15.0,
+    )
     return pol.eval(), av, tok, stats
 
 
@@ -58,17 +95,33 @@ def models():
 def bundle_dir(models, tmp_path_factory):
     pol, av, tok, stats = models
     out = tmp_path_factory.mktemp("bundle") / "tiny"
-    export_bundle(pol, av, out, stats=stats, tokenizer=tok,
-                  provenance={"data": {"robot_dataset": "synthetic"}, "metrics": {"rf_mse": 0.1},
-                              "config": {"seed": 0}}, progress=False)
+    export_bundle(
+        pol,
+        av,
+        out,
+        stats=stats,
+        tokenizer=tok,
+        provenance={
+            "data": {"robot_dataset": "synthetic"},
+            "metrics": {"rf_mse": 0.1},
+            "config": {"seed": 0},
+        },
+        progress=False,
+    )
     return out
 
 
 def test_bundle_files_and_manifest(bundle_dir, models):
     pol, av, tok, stats = models
     names = sorted(p.name for p in bundle_dir.iterdir())
-    assert names == ["codebook_decoder.onnx", "encoder.onnx", "manifest.yaml", "planner.onnx",
-                     "rf_policy.onnx", "tokenizer.json"]
+    assert names == [
+        "codebook_decoder.onnx",
+        "encoder.onnx",
+        "manifest.yaml",
+        "planner.onnx",
+        "rf_policy.onnx",
+        "tokenizer.json",
+    ]
     m = yaml.safe_load((bundle_dir / "manifest.yaml").read_text())
     assert m["format"] == "clap_ros_model_bundle" and m["robot"] == "fr3"
     assert m["chunk_length"] == H and m["control_rate_hz"] == 15.0
@@ -79,11 +132,15 @@ def test_bundle_files_and_manifest(bundle_dir, models):
     assert (m["preprocessing"]["name"], m["preprocessing"]["version"]) == ("rgb_area_unit", 1)
     assert m["preprocessing"]["size"] == [IMG, IMG]
     from clap_ros.inference.bundle import load_bundle
+
     assert load_bundle(bundle_dir, check_robot=False).preprocessing.height == IMG
     assert m["rf"]["num_steps"] == 4
     assert m["normalization"]["action"]["std"] == stats["action_std"]
-    assert m["graphs"]["planner"]["outputs"][0] == {"name": "indices", "shape": ["batch", T],
-                                                     "dtype": "int64"}
+    assert m["graphs"]["planner"]["outputs"][0] == {
+        "name": "indices",
+        "shape": ["batch", T],
+        "dtype": "int64",
+    }
     prov = m["provenance"]
     assert prov["metrics"] == {"rf_mse": 0.1} and prov["config"] == {"seed": 0}
     assert "git_commit" in prov and prov["parity"]["atol"] == 1e-4
@@ -145,13 +202,15 @@ def test_graph_outputs_are_meaningful(bundle_dir, models):
     latent = enc.run(None, {"image": img})[0]
     ids, mask = tok.encode_batch(["put the red cube in the bowl", "push the block left"])
     state = np.zeros((2, S), np.float32)
-    idx, logits = plan.run(None, {"latent": latent, "instruction_ids": ids,
-                                  "instruction_mask": mask, "state": state})
+    idx, logits = plan.run(
+        None, {"latent": latent, "instruction_ids": ids, "instruction_mask": mask, "state": state}
+    )
     np.testing.assert_array_equal(idx, logits.argmax(-1))
     chunk = dec.run(None, {"indices": idx})[0]
     with torch.no_grad():
-        ref = av.decode_indices(torch.from_numpy(idx)) * torch.tensor(stats["action_std"]) \
-            + torch.tensor(stats["action_mean"])
+        ref = av.decode_indices(torch.from_numpy(idx)) * torch.tensor(
+            stats["action_std"]
+        ) + torch.tensor(stats["action_mean"])
     np.testing.assert_allclose(chunk, ref.numpy(), atol=1e-4)
     n1 = np.zeros((2, H, A), np.float32)
     n2 = np.ones((2, H, A), np.float32)
@@ -163,10 +222,12 @@ def test_graph_outputs_are_meaningful(bundle_dir, models):
 def test_engine_cache_key_depends_on_every_part():
     base = B.engine_cache_key("NVIDIA H100", "10.3.0", "abc", "fp16")
     assert base == B.engine_cache_key("NVIDIA H100", "10.3.0", "abc", "fp16")
-    others = {B.engine_cache_key("NVIDIA L4", "10.3.0", "abc", "fp16"),
-              B.engine_cache_key("NVIDIA H100", "10.4.0", "abc", "fp16"),
-              B.engine_cache_key("NVIDIA H100", "10.3.0", "abd", "fp16"),
-              B.engine_cache_key("NVIDIA H100", "10.3.0", "abc", "fp32")}
+    others = {
+        B.engine_cache_key("NVIDIA L4", "10.3.0", "abc", "fp16"),
+        B.engine_cache_key("NVIDIA H100", "10.4.0", "abc", "fp16"),
+        B.engine_cache_key("NVIDIA H100", "10.3.0", "abd", "fp16"),
+        B.engine_cache_key("NVIDIA H100", "10.3.0", "abc", "fp32"),
+    }
     assert base not in others and len(others) == 4
 
 
@@ -189,8 +250,10 @@ SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[2] / "models" /
 def test_shipped_default_bundle_is_valid_and_runs_with_onnxruntime_only():
     m = B.verify_bundle(SHIPPED)
     assert m["robot"] == "fr3" and m["action_space"]["dim"] == len(m["joint_names"]) + 1
-    assert max(v for g in m["provenance"]["parity"]["max_abs_diff"].values()
-               for v in g.values()) < 1e-4
+    assert (
+        max(v for g in m["provenance"]["parity"]["max_abs_diff"].values() for v in g.values())
+        < 1e-4
+    )
     # held-out error recorded at training time beats predicting the mean chunk
     assert m["provenance"]["metrics"]["rf_mse"] < m["provenance"]["metrics"]["mean_chunk_mse"]
     sess = {n: ort.InferenceSession(str(SHIPPED / g["file"])) for n, g in m["graphs"].items()}
@@ -200,13 +263,18 @@ def test_shipped_default_bundle_is_valid_and_runs_with_onnxruntime_only():
     state = np.asarray([m["normalization"]["state"]["mean"]], np.float32)
     ids, mask = tok.encode_batch(["put the red cube in the blue bowl"])
     latent = sess["encoder"].run(None, {"image": img})[0]
-    idx, _ = sess["planner"].run(None, {"latent": latent, "instruction_ids": ids,
-                                        "instruction_mask": mask, "state": state})
+    idx, _ = sess["planner"].run(
+        None, {"latent": latent, "instruction_ids": ids, "instruction_mask": mask, "state": state}
+    )
     coarse = sess["codebook_decoder"].run(None, {"indices": idx})[0]
-    noise = np.random.default_rng(1).standard_normal(
-        (1, m["chunk_length"], m["action_space"]["dim"])).astype(np.float32)
-    act = sess["rf_policy"].run(None, {"latent": latent, "plan_indices": idx, "state": state,
-                                       "noise": noise})[0]
+    noise = (
+        np.random.default_rng(1)
+        .standard_normal((1, m["chunk_length"], m["action_space"]["dim"]))
+        .astype(np.float32)
+    )
+    act = sess["rf_policy"].run(
+        None, {"latent": latent, "plan_indices": idx, "state": state, "noise": noise}
+    )[0]
     assert idx.shape == (1, m["codebook"]["tokens_per_chunk"]) and idx.max() < m["codebook"]["size"]
     assert coarse.shape == act.shape == (1, m["chunk_length"], m["action_space"]["dim"])
     assert np.isfinite(act).all()

@@ -1,4 +1,6 @@
-"""Probes measure what they claim: R^2 for action content, leakage accuracy vs chance, perplexity."""
+"""Probes measure what they claim: R^2 for action content, leakage accuracy vs chance,
+perplexity."""
+
 import json
 
 import numpy as np
@@ -14,7 +16,9 @@ def synthetic_latents(seed=0, episodes=24, per_ep=30, H=4):
     motion = rng.normal(size=(len(groups), 3))  # the "action" of each window
     start = rng.normal(size=(len(groups), 1, 2))
     steps = np.arange(1, H + 1)[None, :, None]
-    chunks = np.concatenate([start + steps * motion[:, None, :2], np.repeat(motion[:, None, 2:], H, 1)], -1)
+    chunks = np.concatenate(
+        [start + steps * motion[:, None, :2], np.repeat(motion[:, None, 2:], H, 1)], -1
+    )
     mix = rng.normal(size=(4, 16))
     action_latent = np.c_[motion, start[:, 0, :1]] @ mix + 0.05 * rng.normal(size=(len(groups), 16))
     return groups, background, chunks, action_latent, rng
@@ -32,7 +36,9 @@ def test_leakage_probe_near_chance_without_appearance_high_with_it():
     groups, background, _, lat, rng = synthetic_latents(seed=1)
     clean = leakage_probe(lat, background, groups)
     onehot = np.eye(4)[background]
-    leaky = leakage_probe(np.c_[lat, 2.0 * onehot + 0.3 * rng.normal(size=onehot.shape)], background, groups)
+    leaky = leakage_probe(
+        np.c_[lat, 2.0 * onehot + 0.3 * rng.normal(size=onehot.shape)], background, groups
+    )
     assert clean["classes"] == 4
     assert clean["accuracy"] < clean["chance"] + 0.2
     assert leaky["accuracy"] > 0.95 and leaky["accuracy"] > leaky["chance"] + 0.3
@@ -59,10 +65,21 @@ def test_codebook_stats():
 
 
 def test_comparison_table_written(tmp_path):
-    row = {"windows": 10, "episodes": 2, "perplexity": 5.0, "codebook_size": 8, "codes_used": 6,
-           "quantised": {"r2_chunk": 0.5, "r2_motion": 0.4,
-                         "leakage": {"background": {"accuracy": 0.3, "chance": 0.25, "classes": 4}}}}
-    paths = write_comparison_table({"CLAP/ConLA": row, "LAPA-style": dict(row, perplexity=2.0)}, tmp_path)
+    row = {
+        "windows": 10,
+        "episodes": 2,
+        "perplexity": 5.0,
+        "codebook_size": 8,
+        "codes_used": 6,
+        "quantised": {
+            "r2_chunk": 0.5,
+            "r2_motion": 0.4,
+            "leakage": {"background": {"accuracy": 0.3, "chance": 0.25, "classes": 4}},
+        },
+    }
+    paths = write_comparison_table(
+        {"CLAP/ConLA": row, "LAPA-style": dict(row, perplexity=2.0)}, tmp_path
+    )
     assert json.loads(paths["json"].read_text())["LAPA-style"]["perplexity"] == 2.0
     md = paths["markdown"].read_text()
     assert "| CLAP/ConLA | quantised | 0.500 | 0.400 | 0.30 (0.25) | 5.0 / 8 | 6 |" in md

@@ -1,4 +1,5 @@
 """pseudo_label.model=lapa: human clips labelled with the LAPA-style baseline's codes."""
+
 import pytest
 import torch
 
@@ -9,9 +10,19 @@ from clap_train.ntp import _label_in_memory
 from clap_train.pseudo_label import label_clip, labeller_path, load_labeller
 
 torch.set_num_threads(1)
-SMALL = ["data.image_size=16", "data.chunk_len=6", "data.stride=2", "lapa.width=32", "lapa.patch=4",
-         "lapa.lam_layers=1", "lapa.batch_size=8", "visual_lam.human_batch_size=4", "lapa.steps=3",
-         "lapa.warmup_steps=1", "lapa.log_every=1"]
+SMALL = [
+    "data.image_size=16",
+    "data.chunk_len=6",
+    "data.stride=2",
+    "lapa.width=32",
+    "lapa.patch=4",
+    "lapa.lam_layers=1",
+    "lapa.batch_size=8",
+    "visual_lam.human_batch_size=4",
+    "lapa.steps=3",
+    "lapa.warmup_steps=1",
+    "lapa.log_every=1",
+]
 
 
 def test_lapa_labels_human_clips_and_the_default_still_wants_visual_lam(tmp_path):

@@ -1,4 +1,5 @@
 """CLAP-RF (rectified flow, DiT head) and Knowledge Matching / knowledge insulation."""
+
 import math
 
 import pytest
@@ -15,9 +16,21 @@ K, T, S, VOCAB, IMG, H, A = 8, 4, 3, 10, 32, 6, 3
 
 def make_policy(seed=0, **rf_kw):
     torch.manual_seed(seed)
-    ntp = ClapNTP(NTPConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
-                            obs_width=16, max_instruction_len=4),
-                  image_size=IMG, codebook_size=K, num_tokens=T, state_dim=S, vocab_size=VOCAB)
+    ntp = ClapNTP(
+        NTPConfig(
+            hidden_size=32,
+            num_layers=1,
+            num_heads=2,
+            intermediate_size=64,
+            obs_width=16,
+            max_instruction_len=4,
+        ),
+        image_size=IMG,
+        codebook_size=K,
+        num_tokens=T,
+        state_dim=S,
+        vocab_size=VOCAB,
+    )
     cfg = RFConfig(d_model=48, num_layers=2, num_heads=4, **rf_kw)
     return ClapPolicy(cfg, ntp, torch.randn(K, 6), action_dim=A, chunk_len=H)
 
@@ -96,7 +109,9 @@ def test_km_term_is_zero_against_itself_and_positive_after_drift():
     out = pol.loss(img, ids, mask, state, actions, codes)
     kl = float(out["km_kl"])
     assert kl > 1e-3
-    assert float(out["loss"].detach()) == pytest.approx(float(out["action_loss"]) + 0.005 * kl, rel=1e-4)
+    assert float(out["loss"].detach()) == pytest.approx(
+        float(out["action_loss"]) + 0.005 * kl, rel=1e-4
+    )
     # the reference did not move with the model
     ref_w = next(pol.reference.encoder.parameters())
     assert not torch.allclose(ref_w, next(pol.ntp.encoder.parameters()))

@@ -1,4 +1,5 @@
 """Camera image -> encoder input: parity with training, encodings, undistortion."""
+
 from types import SimpleNamespace
 
 import cv2
@@ -6,9 +7,17 @@ import numpy as np
 import pytest
 
 from clap_ros.data.images import ImageEncodingError, numpy_to_image_fields
-from clap_ros.inference.preprocess import (ENCODER_MEAN, ENCODER_STD, Calibration, Preprocessor,
-                                           preprocess_rgb, rgb_from_array, rgb_from_msg, to_unit,
-                                           undistort_image)
+from clap_ros.inference.preprocess import (
+    ENCODER_MEAN,
+    ENCODER_STD,
+    Calibration,
+    Preprocessor,
+    preprocess_rgb,
+    rgb_from_array,
+    rgb_from_msg,
+    to_unit,
+    undistort_image,
+)
 
 
 def scene(h=96, w=128, seed=0):
@@ -16,7 +25,7 @@ def scene(h=96, w=128, seed=0):
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w]
     img = np.stack([(x * 2) % 256, (y * 3) % 256, ((x + y) * 5) % 256], axis=-1).astype(np.uint8)
-    img[h // 3: h // 2, w // 4: w // 2] = rng.integers(0, 255, 3, dtype=np.uint8)
+    img[h // 3 : h // 2, w // 4 : w // 2] = rng.integers(0, 255, 3, dtype=np.uint8)
     return img
 
 
@@ -30,8 +39,8 @@ def test_matches_training_preprocessing_exactly():
 
     img = scene(120, 160)
     ours = preprocess_rgb(img, 64, 64)
-    frames = data.resize_frames(img[None], 64)                # uint8 [1,3,64,64]
-    theirs = to_unit(torch.from_numpy(frames)).numpy()        # float [0,1], as the NTP/RF batches
+    frames = data.resize_frames(img[None], 64)  # uint8 [1,3,64,64]
+    theirs = to_unit(torch.from_numpy(frames)).numpy()  # float [0,1], as the NTP/RF batches
     assert ours.shape == theirs.shape == (1, 3, 64, 64) and ours.dtype == np.float32
     np.testing.assert_array_equal(ours, theirs)
 
@@ -58,7 +67,9 @@ def test_encodings_bgr_and_mono_give_the_rgb_image():
 
 
 def test_other_encodings_and_bad_arrays_are_rejected_clearly():
-    with pytest.raises(ImageEncodingError, match="'rgba8' is not accepted by the encoder.*rgb8, bgr8, mono8"):
+    with pytest.raises(
+        ImageEncodingError, match="'rgba8' is not accepted by the encoder.*rgb8, bgr8, mono8"
+    ):
         rgb_from_array(np.zeros((4, 4, 4), np.uint8), "rgba8")
     with pytest.raises(ImageEncodingError, match="must be uint8"):
         rgb_from_array(np.zeros((4, 4, 3), np.float32), "rgb8")
@@ -112,18 +123,24 @@ def test_distortion_is_removed_and_size_is_checked():
     assert np.mean(np.abs(out - preprocess_rgb(img, 96, 128))) > 0.01
     # the image centre is a fixed point of radial distortion
     np.testing.assert_allclose(out[0, :, 48, 64], img[48, 64] / 255.0, atol=0.02)
-    with pytest.raises(ImageEncodingError, match="image is 64x64 but the calibration is for 128x96"):
+    with pytest.raises(
+        ImageEncodingError, match="image is 64x64 but the calibration is for 128x96"
+    ):
         pre(scene(64, 64))
 
 
 def test_calibration_from_camera_info_message_and_yaml():
-    msg = SimpleNamespace(width=128, height=96, k=[100.0, 0, 64, 0, 100, 48, 0, 0, 1],
-                          d=[0.1, 0, 0, 0, 0])
+    msg = SimpleNamespace(
+        width=128, height=96, k=[100.0, 0, 64, 0, 100, 48, 0, 0, 1], d=[0.1, 0, 0, 0, 0]
+    )
     cal = Calibration.from_camera_info(msg)
     assert cal.K[0, 0] == 100 and cal.K[1, 2] == 48 and cal.distorted
-    yaml_like = {"image_width": 640, "image_height": 480,
-                 "camera_matrix": {"rows": 3, "cols": 3, "data": [500, 0, 320, 0, 500, 240, 0, 0, 1]},
-                 "distortion_coefficients": {"rows": 1, "cols": 5, "data": [0, 0, 0, 0, 0]}}
+    yaml_like = {
+        "image_width": 640,
+        "image_height": 480,
+        "camera_matrix": {"rows": 3, "cols": 3, "data": [500, 0, 320, 0, 500, 240, 0, 0, 1]},
+        "distortion_coefficients": {"rows": 1, "cols": 5, "data": [0, 0, 0, 0, 0]},
+    }
     cal = Calibration.from_camera_info(yaml_like)
     assert (cal.width, cal.height) == (640, 480) and cal.K[0, 2] == 320 and not cal.distorted
     with pytest.raises(ValueError, match="camera matrix K is invalid"):

@@ -2,6 +2,7 @@
 runtime cores. Configuration: ruff.toml and mypy.ini at the repository root; versions pinned in
 requirements/dev.txt. `make lint` runs the same three commands directly.
 """
+
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,7 @@ COMMANDS = {
 
 def _run(name):
     try:
-        return subprocess.run(COMMANDS[name], cwd=ROOT, capture_output=True, text=True,
-                              timeout=600)
+        return subprocess.run(COMMANDS[name], cwd=ROOT, capture_output=True, text=True, timeout=600)
     except FileNotFoundError as exc:  # pragma: no cover - the venv always has a python
         raise AssertionError(f"{name}: cannot run {COMMANDS[name][0]}: {exc}") from None
 
@@ -31,7 +31,8 @@ def test_linter_is_clean(name):
     out = (res.stdout + res.stderr).strip()
     assert "No module named" not in out, (
         f"{name} is not installed in this environment: pip install -r requirements/dev.txt "
-        f"-c requirements/constraints.txt\n{out}")
+        f"-c requirements/constraints.txt\n{out}"
+    )
     assert res.returncode == 0, f"`{' '.join(COMMANDS[name][2:])}` found problems:\n{out[-6000:]}"
 
 
@@ -43,7 +44,8 @@ def test_linter_versions_are_the_pinned_ones():
             pins[name.strip().lower()] = version.strip()
     import mypy.version
 
-    ruff_version = subprocess.run([sys.executable, "-m", "ruff", "--version"], capture_output=True,
-                                  text=True, check=True).stdout.split()[-1]
+    ruff_version = subprocess.run(
+        [sys.executable, "-m", "ruff", "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
     assert ruff_version == pins["ruff"]
     assert mypy.version.__version__.split("+")[0] == pins["mypy"]

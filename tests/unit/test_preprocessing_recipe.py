@@ -1,4 +1,5 @@
 """The bundle names its image preprocessing; the runtime checks it and refuses one it lacks."""
+
 import shutil
 from pathlib import Path
 
@@ -7,9 +8,16 @@ import pytest
 import yaml
 
 from clap_ros.inference.bundle import BundleError, load_bundle
-from clap_ros.inference.preprocess import (PREPROCESSING, PREPROCESSING_VERSION,
-                                           PreprocessingError, Preprocessor, preprocess_rgb,
-                                           preprocessing_spec, spec_from_manifest, to_unit)
+from clap_ros.inference.preprocess import (
+    PREPROCESSING,
+    PREPROCESSING_VERSION,
+    PreprocessingError,
+    Preprocessor,
+    preprocess_rgb,
+    preprocessing_spec,
+    spec_from_manifest,
+    to_unit,
+)
 
 DEFAULT = Path(__file__).resolve().parents[2] / "models" / "default"
 
@@ -29,24 +37,33 @@ def test_shipped_bundle_names_the_recipe_at_its_encoder_size():
     assert (b.preprocessing.name, b.preprocessing.version) == (PREPROCESSING, PREPROCESSING_VERSION)
     assert (b.preprocessing.height, b.preprocessing.width) == (b.image_height, b.image_width)
     img = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(Preprocessor.for_bundle(b)(img),
-                                  preprocess_rgb(img, b.image_height, b.image_width))
+    np.testing.assert_array_equal(
+        Preprocessor.for_bundle(b)(img), preprocess_rgb(img, b.image_height, b.image_width)
+    )
 
 
 def test_manifest_without_the_field_is_the_legacy_recipe(tmp_path):
-    b = load_bundle(bundle_with(tmp_path, lambda m: m.pop("preprocessing", None)),
-                    check_onnx=False)
+    b = load_bundle(bundle_with(tmp_path, lambda m: m.pop("preprocessing", None)), check_onnx=False)
     assert b.preprocessing == preprocessing_spec(b.image_height, b.image_width)
 
 
-@pytest.mark.parametrize("entry, match", [
-    ({"name": "imagenet_bilinear_crop", "version": 1, "size": [64, 64]},
-     "'imagenet_bilinear_crop' version 1; this runtime implements only 'rgb_area_unit' version 1"),
-    ({"name": "rgb_area_unit", "version": 2, "size": [64, 64]}, "version 2"),
-    ({"name": "rgb_area_unit", "version": 1, "size": [32, 32]}, "differs from the encoder input"),
-    ({"name": "rgb_area_unit", "version": 1}, "preprocessing.size None"),
-    ("rgb_area_unit", "must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "entry, match",
+    [
+        (
+            {"name": "imagenet_bilinear_crop", "version": 1, "size": [64, 64]},
+            "'imagenet_bilinear_crop' version 1; this runtime implements only "
+            "'rgb_area_unit' version 1",
+        ),
+        ({"name": "rgb_area_unit", "version": 2, "size": [64, 64]}, "version 2"),
+        (
+            {"name": "rgb_area_unit", "version": 1, "size": [32, 32]},
+            "differs from the encoder input",
+        ),
+        ({"name": "rgb_area_unit", "version": 1}, "preprocessing.size None"),
+        ("rgb_area_unit", "must be a mapping"),
+    ],
+)
 def test_unknown_or_inconsistent_recipe_is_refused_with_a_clear_message(tmp_path, entry, match):
     path = bundle_with(tmp_path, lambda m: m.update(preprocessing=entry))
     with pytest.raises(BundleError, match="manifest.yaml: ") as exc:

@@ -6,6 +6,7 @@ projected to the code dimension D and quantised with a K x D EMA codebook. The d
 (per arm) code vectors and H position queries and regresses the chunk back. The codebook is what the
 visual latent-action model quantises onto (frozen), and what NTP's <ACT_k> tokens index.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common.checkpoint import load_checkpoint, save_checkpoint
+from .common.checkpoint import load_checkpoint
 from .common.vq import EMAVectorQuantizer
 from .config import ActVAEConfig
 
@@ -23,8 +24,9 @@ __all__ = ["ActVAE", "ActVAEConfig", "load_act_vae", "train_act_vae"]
 
 
 def transformer(d_model: int, n_heads: int, layers: int, dropout: float) -> nn.TransformerEncoder:
-    layer = nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout, activation="gelu",
-                                       batch_first=True, norm_first=True)
+    layer = nn.TransformerEncoderLayer(
+        d_model, n_heads, 4 * d_model, dropout, activation="gelu", batch_first=True, norm_first=True
+    )
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
@@ -32,7 +34,9 @@ class ActVAE(nn.Module):
     def __init__(self, cfg: ActVAEConfig, action_dim: int, chunk_len: int):
         super().__init__()
         if action_dim % cfg.num_arms:
-            raise ValueError("action_dim %d is not divisible by num_arms %d" % (action_dim, cfg.num_arms))
+            raise ValueError(
+                "action_dim %d is not divisible by num_arms %d" % (action_dim, cfg.num_arms)
+            )
         self.cfg, self.action_dim, self.chunk_len = cfg, action_dim, chunk_len
         self.arms, self.arm_dim, self.T = cfg.num_arms, action_dim // cfg.num_arms, cfg.num_tokens
         d = cfg.d_model
@@ -42,8 +46,14 @@ class ActVAE(nn.Module):
         self.arm_emb = nn.Parameter(torch.zeros(self.arms, d))
         self.encoder = transformer(d, cfg.n_heads, cfg.enc_layers, cfg.dropout)
         self.to_code = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.code_dim))
-        self.vq = EMAVectorQuantizer(cfg.codebook_size, cfg.code_dim, cfg.ema_decay, cfg.commitment,
-                                     cfg.dead_code_threshold, cfg.restart_every)
+        self.vq = EMAVectorQuantizer(
+            cfg.codebook_size,
+            cfg.code_dim,
+            cfg.ema_decay,
+            cfg.commitment,
+            cfg.dead_code_threshold,
+            cfg.restart_every,
+        )
         self.from_code = nn.Linear(cfg.code_dim, d)
         self.code_pos = nn.Parameter(torch.randn(self.T, d) * 0.02)
         self.out_queries = nn.Parameter(torch.randn(chunk_len, d) * 0.02)
@@ -64,9 +74,15 @@ class ActVAE(nn.Module):
         """Normalised chunk [B, H, A] -> pre-quantisation latents [B, arms*T, D]."""
         B, H, A = actions.shape
         if H != self.chunk_len or A != self.action_dim:
-            raise ValueError("expected chunks [B, %d, %d], got %s"
-                             % (self.chunk_len, self.action_dim, tuple(actions.shape)))
-        x = actions.reshape(B, H, self.arms, self.arm_dim).permute(0, 2, 1, 3).reshape(B * self.arms, H, -1)
+            raise ValueError(
+                "expected chunks [B, %d, %d], got %s"
+                % (self.chunk_len, self.action_dim, tuple(actions.shape))
+            )
+        x = (
+            actions.reshape(B, H, self.arms, self.arm_dim)
+            .permute(0, 2, 1, 3)
+            .reshape(B * self.arms, H, -1)
+        )
         h = self.in_proj(x) + self.step_pos
         arm = self.arm_emb.repeat(B, 1)[:, None, :]
         h = torch.cat([h + arm, self.queries.expand(B * self.arms, -1, -1) + arm], dim=1)
@@ -87,7 +103,7 @@ class ActVAE(nn.Module):
         h = self.from_code(z_q.reshape(B * self.arms, self.T, -1)) + self.code_pos
         arm = self.arm_emb.repeat(B, 1)[:, None, :]
         q = self.out_queries[None] + arm
-        h = self.decoder(torch.cat([h + arm, q], dim=1))[:, self.T:]
+        h = self.decoder(torch.cat([h + arm, q], dim=1))[:, self.T :]
         y = self.out(h).reshape(B, self.arms, self.chunk_len, self.arm_dim).permute(0, 2, 1, 3)
         return y.reshape(B, self.chunk_len, self.action_dim)
 
@@ -98,8 +114,13 @@ class ActVAE(nn.Module):
     def loss(self, actions: torch.Tensor) -> Dict[str, torch.Tensor]:
         z_q, idx, st = self.vq(self.encode_continuous(actions))
         recon = F.mse_loss(self.decode_latent(z_q), actions)
-        return {"loss": recon + st["commit"], "recon": recon.detach(), "commit": st["commit"].detach(),
-                "perplexity": st["perplexity"], "usage": st["usage"]}
+        return {
+            "loss": recon + st["commit"],
+            "recon": recon.detach(),
+            "commit": st["commit"].detach(),
+            "perplexity": st["perplexity"],
+            "usage": st["usage"],
+        }
 
     def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         return self.loss(batch["actions"])
@@ -115,14 +136,22 @@ def load_act_vae(path, map_location: str = "cpu"):
     """Rebuild an Act-VAE from its checkpoint: (model in eval mode, Checkpoint)."""
     ck = load_checkpoint(Path(path), map_location)
     if ck.cfg is None or ck.meta.get("stage") != "act_vae":
-        raise ValueError("%s is not an Act-VAE checkpoint (stage=%r)" % (path, ck.meta.get("stage")))
+        raise ValueError(
+            "%s is not an Act-VAE checkpoint (stage=%r)" % (path, ck.meta.get("stage"))
+        )
     model = ActVAE(ck.cfg.act_vae, int(ck.meta["action_dim"]), int(ck.meta["chunk_len"]))
     model.load_state_dict(ck.state_dict)
     return model.eval(), ck
 
 
-def train_act_vae(cfg, episodes=None, out_dir=None, resume: bool = True, progress: bool = True,
-                  stop_after: Optional[int] = None):
+def train_act_vae(
+    cfg,
+    episodes=None,
+    out_dir=None,
+    resume: bool = True,
+    progress: bool = True,
+    stop_after: Optional[int] = None,
+):
     """Train stage 1 on the training episodes' action chunks; returns (model, FitResult, stats)."""
     from .common.seed import seed_everything
     from .common.trainer import fit
@@ -131,14 +160,33 @@ def train_act_vae(cfg, episodes=None, out_dir=None, resume: bool = True, progres
     seed_everything(cfg.seed)
     if episodes is None:
         episodes = load_training_data(cfg).train_episodes
-    chunks = action_chunks(episodes, cfg.data.chunk_len, action_space=cfg.data.action_space,
-                           stride=1, robot=cfg.data.robot)
+    chunks = action_chunks(
+        episodes,
+        cfg.data.chunk_len,
+        action_space=cfg.data.action_space,
+        stride=1,
+        robot=cfg.data.robot,
+    )
     norm = Normalizer.fit(chunks.reshape(-1, chunks.shape[-1]))
-    stats = {"action": norm.to_dict(), "action_space": cfg.data.action_space,
-             "chunk_len": cfg.data.chunk_len}
+    stats = {
+        "action": norm.to_dict(),
+        "action_space": cfg.data.action_space,
+        "chunk_len": cfg.data.chunk_len,
+    }
     model = ActVAE(cfg.act_vae, chunks.shape[-1], cfg.data.chunk_len)
     out_dir = Path(out_dir or Path(cfg.out_dir) / "act_vae")
-    res = fit(model, ChunkSource(norm.normalize(chunks)), cfg.act_vae, out_dir, cfg=cfg, stats=stats,
-              meta=model.constructor_meta(), stage="act_vae", seed=cfg.seed, resume=resume,
-              progress=progress, stop_after=stop_after)
+    res = fit(
+        model,
+        ChunkSource(norm.normalize(chunks)),
+        cfg.act_vae,
+        out_dir,
+        cfg=cfg,
+        stats=stats,
+        meta=model.constructor_meta(),
+        stage="act_vae",
+        seed=cfg.seed,
+        resume=resume,
+        progress=progress,
+        stop_after=stop_after,
+    )
     return model, res, stats

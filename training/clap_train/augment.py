@@ -5,6 +5,7 @@ its trajectory instead of locating the objects: held-out layouts then get some t
 motion. Shifting every training image by a few pixels (edge-replicated, as DrQ and Diffusion Policy
 do) breaks that shortcut cheaply. Applied to batches only, never at inference.
 """
+
 from __future__ import annotations
 
 from typing import Dict
@@ -20,8 +21,8 @@ def random_shift(images: torch.Tensor, shift: int, gen: torch.Generator) -> torc
     b, _, h, w = images.shape
     dy = torch.randint(-shift, shift + 1, (b, 1), generator=gen)
     dx = torch.randint(-shift, shift + 1, (b, 1), generator=gen)
-    rows = (torch.arange(h)[None, :] + dy).clamp(0, h - 1)          # [B,H]
-    cols = (torch.arange(w)[None, :] + dx).clamp(0, w - 1)          # [B,W]
+    rows = (torch.arange(h)[None, :] + dy).clamp(0, h - 1)  # [B,H]
+    cols = (torch.arange(w)[None, :] + dx).clamp(0, w - 1)  # [B,W]
     bi = torch.arange(b)[:, None, None]
     # [B,C,H,W] -> index H and W per sample, keep C
     out = images.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]

@@ -6,6 +6,7 @@ robot check bundles with the same code, so they cannot disagree about what a val
 The names below are re-exported for the exporter and existing callers. Layout: DESIGN.md
 section 5; manifest keys: docs/INTERFACES.md ("Model bundle").
 """
+
 from __future__ import annotations
 
 import os
@@ -16,20 +17,42 @@ from typing import Any, Dict, Optional, Union
 import yaml
 
 from clap_ros.inference.bundle import (  # noqa: F401  (re-exported)
-    FORMAT, GRAPH_FILES, MANIFEST, TOKENIZER_FILE, VERSION, BundleError, load_manifest,
-    sha256_file, verify_files as verify_bundle)
+    FORMAT,
+    GRAPH_FILES,
+    MANIFEST,
+    TOKENIZER_FILE,
+    VERSION,
+    BundleError,
+    load_manifest,
+    sha256_file,
+    verify_files as verify_bundle,
+)
 from clap_ros.inference.tensorrt_engine import (  # noqa: F401  (re-exported)
-    build_tensorrt_engine, cuda_device_name, engine_cache_key)
+    build_tensorrt_engine,
+    cuda_device_name,
+    engine_cache_key,
+)
 
 
 def git_commit(repo: Union[str, Path, None] = None) -> Optional[str]:
     """The checkout's HEAD commit (with ``-dirty`` when there are local changes), or None."""
     repo = Path(repo or Path(__file__).resolve().parents[2])
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("-dirty" if dirty else "")

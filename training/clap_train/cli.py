@@ -4,6 +4,7 @@ Works the same under ``torchrun`` (DDP): the process group is initialised from t
 torchrun sets (gloo on CPU, NCCL on GPU), every rank loads the same data, rank 0 writes
 checkpoints, logs and the bundle.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,48 +42,91 @@ examples:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="tiny",
-                   help="preset name in training/configs (tiny, default, paper) or a YAML file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted config override, repeatable (e.g. --set rf.km_weight=0.01)")
-    p.add_argument("--synthetic", type=int, default=0, metavar="N",
-                   help="train on N synthetic moving-square episodes (+ N human clips) instead "
-                        "of data.robot_dataset / data.human_videos (smoke tests, CI)")
-    p.add_argument("--no-resume", action="store_true",
-                   help="start from scratch even if <out_dir>/<stage>/last.safetensors exists")
+    p.add_argument(
+        "--config",
+        default="tiny",
+        help="preset name in training/configs (tiny, default, paper) or a YAML file",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted config override, repeatable (e.g. --set rf.km_weight=0.01)",
+    )
+    p.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train on N synthetic moving-square episodes (+ N human clips) instead "
+        "of data.robot_dataset / data.human_videos (smoke tests, CI)",
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start from scratch even if <out_dir>/<stage>/last.safetensors exists",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--summary", default=None, metavar="PATH",
-                   help="also write the stage summary (metrics, checkpoint paths) as JSON here")
-    p.add_argument("--threads", type=int, default=0, metavar="N",
-                   help="torch CPU threads (0: torch's default). On a shared or small CPU, 1 "
-                        "avoids threads spinning against each other")
+    p.add_argument(
+        "--summary",
+        default=None,
+        metavar="PATH",
+        help="also write the stage summary (metrics, checkpoint paths) as JSON here",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="torch CPU threads (0: torch's default). On a shared or small CPU, 1 "
+        "avoids threads spinning against each other",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clap-train", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="clap-train",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="stage", metavar="STAGE")
     for name in STAGES:
         p = sub.add_parser(name, help=STAGE_HELP[name], description=STAGE_HELP[name])
         _common(p)
         if name == "export":
-            p.add_argument("--bundle", default=None,
-                           help="bundle directory (default: <out_dir>/bundle)")
-    p = sub.add_parser("pipeline", help="every stage in order, then export and parity",
-                       description="Run " + " -> ".join(STAGES) + " with one config; writes "
-                                   "<out_dir>/pipeline.json with every stage's metrics.")
+            p.add_argument(
+                "--bundle", default=None, help="bundle directory (default: <out_dir>/bundle)"
+            )
+    p = sub.add_parser(
+        "pipeline",
+        help="every stage in order, then export and parity",
+        description="Run " + " -> ".join(STAGES) + " with one config; writes "
+        "<out_dir>/pipeline.json with every stage's metrics.",
+    )
     _common(p)
-    p.add_argument("--stages", default=",".join(STAGES),
-                   help="comma-separated subset of stages to run, in pipeline order")
+    p.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help="comma-separated subset of stages to run, in pipeline order",
+    )
     p.add_argument("--bundle", default=None, help="bundle directory (default: <out_dir>/bundle)")
-    p.add_argument("--command", default=None, metavar="TEXT",
-                   help="how to rebuild this bundle, recorded in its manifest (default: this "
-                        "command line), e.g. 'make model'")
+    p.add_argument(
+        "--command",
+        default=None,
+        metavar="TEXT",
+        help="how to rebuild this bundle, recorded in its manifest (default: this "
+        "command line), e.g. 'make model'",
+    )
     from .experiments.cli import add_parser as add_experiment_parser
 
     add_experiment_parser(sub)
-    p = sub.add_parser("show-config", help="print the resolved config (preset + overrides) as YAML",
-                       description="Print the resolved config (preset + overrides) as YAML.")
+    p = sub.add_parser(
+        "show-config",
+        help="print the resolved config (preset + overrides) as YAML",
+        description="Print the resolved config (preset + overrides) as YAML.",
+    )
     p.add_argument("--config", default="tiny")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return parser
@@ -118,9 +162,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         torch.set_num_threads(args.threads)
     init_from_env()
-    opt = RunOptions(resume=not args.no_resume, progress=not args.no_progress,
-                     bundle_out=getattr(args, "bundle", None),
-                     command=getattr(args, "command", None))
+    opt = RunOptions(
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+        bundle_out=getattr(args, "bundle", None),
+        command=getattr(args, "command", None),
+    )
     try:
         if args.stage == "pipeline":
             stages: List[str] = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -142,7 +189,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 f.write(text + "\n")
         brief = summary.get("stages", {args.stage: summary})
         for name, st in brief.items():
-            keys = {k: v for k, v in st.items() if k in ("heldout", "checkpoint", "bundle", "seconds")}
+            keys = {
+                k: v for k, v in st.items() if k in ("heldout", "checkpoint", "bundle", "seconds")
+            }
             print(f"[{name}] {json.dumps(to_jsonable(keys))}")
     return 0
 

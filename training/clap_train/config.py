@@ -9,6 +9,7 @@ without this file knowing them all.
 Overrides are dotted ``key=value`` strings (``act_vae.lr=1e-3``); values are parsed as YAML and
 checked against the field's type, so a typo fails loudly instead of being silently ignored.
 """
+
 from __future__ import annotations
 
 import copy
@@ -138,7 +139,9 @@ class LAPAConfig(StageTrainConfig):
 class ProbeConfig:
     """Probes on held-out episodes (linear R^2, appearance leakage, perplexity)."""
 
-    ridge_alpha: float = 0.0  # <= 0: chosen by group cross-validation on the probe's training episodes
+    ridge_alpha: float = (
+        0.0  # <= 0: chosen by group cross-validation on the probe's training episodes
+    )
     classifier_steps: int = 300
     classifier_lr: float = 0.05
     classifier_weight_decay: float = 1e-3
@@ -287,9 +290,12 @@ def from_dict(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError("%s: unknown key(s) %s; known: %s"
-                          % (where or cls.__name__, unknown, sorted(names)))
-    kwargs = {k: _coerce(v, hints[k], "%s.%s" % (where, k) if where else k) for k, v in data.items()}
+        raise ConfigError(
+            "%s: unknown key(s) %s; known: %s" % (where or cls.__name__, unknown, sorted(names))
+        )
+    kwargs = {
+        k: _coerce(v, hints[k], "%s.%s" % (where, k) if where else k) for k, v in data.items()
+    }
     return cls(**kwargs)
 
 
@@ -303,8 +309,9 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
             continue
         typ = _section_type(name)
         if typ is None:
-            raise ConfigError("unknown config section %r (no module clap_train.%s registers it)"
-                              % (name, name))
+            raise ConfigError(
+                "unknown config section %r (no module clap_train.%s registers it)" % (name, name)
+            )
         if not isinstance(value, Mapping):
             raise ConfigError("%s: expected a mapping, got %r" % (name, value))
         cfg.sections[name] = from_dict(typ, value, name)
@@ -341,8 +348,10 @@ def resolve_preset(path_or_name: str) -> Path:
     cand = CONFIG_DIR / ("%s.yaml" % path_or_name)
     if cand.is_file():
         return cand
-    raise ConfigError("no config file %s (presets: %s)"
-                      % (path_or_name, sorted(x.stem for x in CONFIG_DIR.glob("*.yaml"))))
+    raise ConfigError(
+        "no config file %s (presets: %s)"
+        % (path_or_name, sorted(x.stem for x in CONFIG_DIR.glob("*.yaml")))
+    )
 
 
 def _deep_merge(base: Dict[str, Any], top: Mapping[str, Any]) -> Dict[str, Any]:
@@ -360,8 +369,10 @@ def _read_preset(path: str, seen: Sequence[Path] = ()) -> Dict[str, Any]:
     preset states only what it changes (models/default's recipe is tiny plus longer training)."""
     file = resolve_preset(path).resolve()
     if file in seen:
-        raise ConfigError("preset %s inherits from itself (%s)"
-                          % (file, " -> ".join(str(x) for x in (*seen, file))))
+        raise ConfigError(
+            "preset %s inherits from itself (%s)"
+            % (file, " -> ".join(str(x) for x in (*seen, file)))
+        )
     with open(file) as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
@@ -373,8 +384,9 @@ def _read_preset(path: str, seen: Sequence[Path] = ()) -> Dict[str, Any]:
         raise ConfigError("%s: base must be a preset name or path, got %r" % (path, base))
     # A relative base path is looked up next to the preset that names it, then as a preset name.
     sibling = file.parent / base
-    return _deep_merge(_read_preset(str(sibling) if sibling.is_file() else base,
-                                    (*seen, file)), data)
+    return _deep_merge(
+        _read_preset(str(sibling) if sibling.is_file() else base, (*seen, file)), data
+    )
 
 
 def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:

@@ -9,6 +9,7 @@ tensors only for the sampled batch.
 
 The last action dimension(s) are the gripper opening (``gripper_dims``), the rest arm joints.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,8 @@ class DataError(ValueError):
 
 @dataclass
 class Normalizer:
-    """Per-dimension z-scoring; the std has a floor so constant dims (a gripper never moved) stay finite."""
+    """Per-dimension z-scoring; the std has a floor so constant dims (a gripper never moved) stay
+    finite."""
 
     mean: np.ndarray
     std: np.ndarray
@@ -45,12 +47,16 @@ class Normalizer:
 
     def normalize(self, x):
         if isinstance(x, torch.Tensor):
-            return (x - torch.as_tensor(self.mean, device=x.device)) / torch.as_tensor(self.std, device=x.device)
+            return (x - torch.as_tensor(self.mean, device=x.device)) / torch.as_tensor(
+                self.std, device=x.device
+            )
         return ((np.asarray(x, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
 
     def unnormalize(self, x):
         if isinstance(x, torch.Tensor):
-            return x * torch.as_tensor(self.std, device=x.device) + torch.as_tensor(self.mean, device=x.device)
+            return x * torch.as_tensor(self.std, device=x.device) + torch.as_tensor(
+                self.mean, device=x.device
+            )
         return (np.asarray(x, dtype=np.float32) * self.std + self.mean).astype(np.float32)
 
     def to_dict(self) -> Dict[str, list]:
@@ -66,7 +72,7 @@ class Normalizer:
 
 
 def _rotvec(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix -> axis-angle vector (stable near 0 and pi is not needed for small deltas)."""
+    """Rotation matrix -> axis-angle vector (stable near 0; pi is not needed for small deltas)."""
     cos = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
     angle = math.acos(cos)
     if angle < 1e-8:
@@ -92,11 +98,17 @@ def window_starts(length: int, H: int, stride: int) -> np.ndarray:
     return np.arange(0, max(0, length - H), max(1, stride))
 
 
-def chunk_at(ep: Dict[str, Any], t: int, H: int, action_space: str = "joint_abs",
-             gripper_dims: int = 1, profile=None) -> np.ndarray:
+def chunk_at(
+    ep: Dict[str, Any],
+    t: int,
+    H: int,
+    action_space: str = "joint_abs",
+    gripper_dims: int = 1,
+    profile=None,
+) -> np.ndarray:
     """The action chunk starting at frame t in the given action space, [H, A']."""
     act = np.asarray(ep["action"], np.float32)
-    chunk = act[t:t + H]
+    chunk = act[t : t + H]
     if action_space == "joint_abs":
         return chunk.copy()
     arm = act.shape[1] - gripper_dims
@@ -122,14 +134,23 @@ def _profile(robot: Optional[str], action_space: str):
     return load_profile(robot or "fr3")
 
 
-def action_chunks(episodes: Sequence[Dict[str, Any]], H: int, action_space: str = "joint_abs",
-                  stride: int = 1, robot: Optional[str] = None, gripper_dims: int = 1) -> np.ndarray:
+def action_chunks(
+    episodes: Sequence[Dict[str, Any]],
+    H: int,
+    action_space: str = "joint_abs",
+    stride: int = 1,
+    robot: Optional[str] = None,
+    gripper_dims: int = 1,
+) -> np.ndarray:
     """All chunks of length H from the episodes, [N, H, A'] float32."""
     if action_space not in ACTION_SPACES:
         raise DataError("unknown action_space %r (choose from %s)" % (action_space, ACTION_SPACES))
     prof = _profile(robot, action_space)
-    out = [chunk_at(ep, int(t), H, action_space, gripper_dims, prof)
-           for ep in episodes for t in window_starts(len(ep["action"]), H, stride)]
+    out = [
+        chunk_at(ep, int(t), H, action_space, gripper_dims, prof)
+        for ep in episodes
+        for t in window_starts(len(ep["action"]), H, stride)
+    ]
     if not out:
         raise DataError("no episode is longer than the chunk length %d" % H)
     return np.stack(out).astype(np.float32)
@@ -186,26 +207,47 @@ class RobotWindows:
 
     def subset(self, mask: np.ndarray) -> "RobotWindows":
         idx = torch.as_tensor(np.nonzero(np.asarray(mask))[0])
-        return RobotWindows(self.frames, self.i_t[idx], self.i_tH[idx], self.chunks[idx],
-                            self.episode[idx], self.t[idx], {k: v[idx] for k, v in self.appearance.items()})
+        return RobotWindows(
+            self.frames,
+            self.i_t[idx],
+            self.i_tH[idx],
+            self.chunks[idx],
+            self.episode[idx],
+            self.t[idx],
+            {k: v[idx] for k, v in self.appearance.items()},
+        )
 
 
-def build_robot_windows(episodes: Sequence[Dict[str, Any]], H: int, image_size: int,
-                        image_key: Optional[str] = None, stride: int = 1,
-                        action_space: str = "joint_abs", robot: Optional[str] = None,
-                        gripper_dims: int = 1) -> RobotWindows:
+def build_robot_windows(
+    episodes: Sequence[Dict[str, Any]],
+    H: int,
+    image_size: int,
+    image_key: Optional[str] = None,
+    stride: int = 1,
+    action_space: str = "joint_abs",
+    robot: Optional[str] = None,
+    gripper_dims: int = 1,
+) -> RobotWindows:
     prof = _profile(robot, action_space)
     app = appearance_ids(episodes)
     frames, i_t, i_tH, chunks, ep_idx, ts, app_rows = [], [], [], [], [], [], {k: [] for k in app}
     offset = 0
     for e, ep in enumerate(episodes):
         imgs = ep["images"]
-        key = image_key if image_key in imgs else (next(iter(imgs)) if image_key is None and imgs else None)
+        key = (
+            image_key
+            if image_key in imgs
+            else (next(iter(imgs)) if image_key is None and imgs else None)
+        )
         if key is None:
-            raise DataError("episode %d has no image stream %r (has %s)" % (e, image_key, sorted(imgs)))
+            raise DataError(
+                "episode %d has no image stream %r (has %s)" % (e, image_key, sorted(imgs))
+            )
         fr = resize_frames(imgs[key], image_size)
         if len(fr) != len(ep["action"]):
-            raise DataError("episode %d: %d frames but %d actions" % (e, len(fr), len(ep["action"])))
+            raise DataError(
+                "episode %d: %d frames but %d actions" % (e, len(fr), len(ep["action"]))
+            )
         for t in window_starts(len(fr), H, stride):
             i_t.append(offset + t)
             i_tH.append(offset + t + H)
@@ -220,10 +262,13 @@ def build_robot_windows(episodes: Sequence[Dict[str, Any]], H: int, image_size: 
         raise DataError("no episode is longer than the chunk length %d" % H)
     return RobotWindows(
         frames=torch.from_numpy(np.concatenate(frames)),
-        i_t=torch.tensor(i_t), i_tH=torch.tensor(i_tH),
+        i_t=torch.tensor(i_t),
+        i_tH=torch.tensor(i_tH),
         chunks=torch.from_numpy(np.stack(chunks).astype(np.float32)),
-        episode=torch.tensor(ep_idx), t=torch.tensor(ts),
-        appearance={k: torch.tensor(v) for k, v in app_rows.items()})
+        episode=torch.tensor(ep_idx),
+        t=torch.tensor(ts),
+        appearance={k: torch.tensor(v) for k, v in app_rows.items()},
+    )
 
 
 @dataclass
@@ -241,8 +286,9 @@ class HumanWindows:
         return int(self.i_t.shape[0])
 
 
-def build_human_windows(clips: Sequence[Dict[str, Any]], H: int, image_size: int,
-                        stride: int = 1) -> HumanWindows:
+def build_human_windows(
+    clips: Sequence[Dict[str, Any]], H: int, image_size: int, stride: int = 1
+) -> HumanWindows:
     cats = sorted({c["action_category"] for c in clips})
     cat_id = {c: i for i, c in enumerate(cats)}
     frames, i_t, i_tH, cat, scene, clip, ts = [], [], [], [], [], [], []
@@ -260,8 +306,16 @@ def build_human_windows(clips: Sequence[Dict[str, Any]], H: int, image_size: int
         offset += len(fr)
     if not i_t:
         raise DataError("no human clip is longer than the chunk length %d" % H)
-    return HumanWindows(torch.from_numpy(np.concatenate(frames)), torch.tensor(i_t), torch.tensor(i_tH),
-                        torch.tensor(cat), torch.tensor(scene), torch.tensor(clip), torch.tensor(ts), cats)
+    return HumanWindows(
+        torch.from_numpy(np.concatenate(frames)),
+        torch.tensor(i_t),
+        torch.tensor(i_tH),
+        torch.tensor(cat),
+        torch.tensor(scene),
+        torch.tensor(clip),
+        torch.tensor(ts),
+        cats,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -293,8 +347,12 @@ class RobotPairSource:
         return len(self.w)
 
     def batch(self, idx: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return {"obs": self.w.frames[self.w.i_t[idx]], "obs_next": self.w.frames[self.w.i_tH[idx]],
-                "actions": self.actions[idx], "episode": self.w.episode[idx]}
+        return {
+            "obs": self.w.frames[self.w.i_t[idx]],
+            "obs_next": self.w.frames[self.w.i_tH[idx]],
+            "actions": self.actions[idx],
+            "episode": self.w.episode[idx],
+        }
 
     def sample(self, batch_size: int, gen: torch.Generator) -> Dict[str, torch.Tensor]:
         return self.batch(torch.randint(0, len(self.w), (batch_size,), generator=gen))
@@ -310,8 +368,13 @@ class HumanPairSource:
         return len(self.w)
 
     def batch(self, idx: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return {"obs": self.w.frames[self.w.i_t[idx]], "obs_next": self.w.frames[self.w.i_tH[idx]],
-                "category": self.w.category[idx], "scene": self.w.scene[idx], "clip": self.w.clip[idx]}
+        return {
+            "obs": self.w.frames[self.w.i_t[idx]],
+            "obs_next": self.w.frames[self.w.i_tH[idx]],
+            "category": self.w.category[idx],
+            "scene": self.w.scene[idx],
+            "clip": self.w.clip[idx],
+        }
 
     def sample(self, batch_size: int, gen: torch.Generator) -> Dict[str, torch.Tensor]:
         return self.batch(torch.randint(0, len(self.w), (batch_size,), generator=gen))
@@ -320,8 +383,12 @@ class HumanPairSource:
 class MixedSource:
     """A robot batch plus (when there are human clips) a human batch under ``h_``-prefixed keys."""
 
-    def __init__(self, robot: RobotPairSource, human: Optional[HumanPairSource] = None,
-                 human_batch_size: int = 0):
+    def __init__(
+        self,
+        robot: RobotPairSource,
+        human: Optional[HumanPairSource] = None,
+        human_batch_size: int = 0,
+    ):
         self.robot, self.human, self.human_bs = robot, human, human_batch_size
 
     def sample(self, batch_size: int, gen: torch.Generator) -> Dict[str, torch.Tensor]:
@@ -342,13 +409,20 @@ def split_episodes(n: int, heldout_fraction: float, seed: int = 0) -> Tuple[np.n
     return np.sort(perm[n_held:]), np.sort(perm[:n_held])
 
 
-def load_robot_episodes(root, image_key: Optional[str] = None, max_episodes: int = 0) -> List[Dict[str, Any]]:
-    """Episodes of a clap_ros dataset, each with its ``appearance`` factors from meta/episodes.jsonl."""
+def load_robot_episodes(
+    root, image_key: Optional[str] = None, max_episodes: int = 0
+) -> List[Dict[str, Any]]:
+    """Episodes of a clap_ros dataset, each with its ``appearance`` factors from
+    meta/episodes.jsonl."""
     from clap_ros.data.dataset import Dataset
 
     ds = Dataset(root)
     meta_path = Path(root) / "meta" / "episodes.jsonl"
-    metas = [json.loads(l) for l in meta_path.read_text().splitlines() if l.strip()] if meta_path.is_file() else []
+    metas = (
+        [json.loads(line) for line in meta_path.read_text().splitlines() if line.strip()]
+        if meta_path.is_file()
+        else []
+    )
     n = len(metas) if metas else len(ds)
     if max_episodes:
         n = min(n, max_episodes)
@@ -360,8 +434,10 @@ def load_robot_episodes(root, image_key: Optional[str] = None, max_episodes: int
             ep.setdefault("instruction", metas[i].get("instruction"))
             ep.setdefault("task_name", metas[i].get("task_name"))
         if image_key is not None and image_key not in ep["images"]:
-            raise DataError("%s episode %d has no image stream %r (has %s)"
-                            % (root, i, image_key, sorted(ep["images"])))
+            raise DataError(
+                "%s episode %d has no image stream %r (has %s)"
+                % (root, i, image_key, sorted(ep["images"]))
+            )
         eps.append(ep)
     return eps
 
@@ -403,29 +479,51 @@ def load_training_data(cfg) -> TrainingData:
 # synthetic data (tests and CPU smoke runs): moving squares whose motion is the action
 
 
-PALETTE = np.array([[200, 60, 60], [60, 160, 60], [60, 80, 200], [200, 180, 60],
-                    [150, 60, 180], [60, 170, 170], [120, 120, 120], [230, 130, 40]], np.uint8)
+PALETTE = np.array(
+    [
+        [200, 60, 60],
+        [60, 160, 60],
+        [60, 80, 200],
+        [200, 180, 60],
+        [150, 60, 180],
+        [60, 170, 170],
+        [120, 120, 120],
+        [230, 130, 40],
+    ],
+    np.uint8,
+)
 
 
-def _draw(size: int, bg: int, distractor: int, pos: np.ndarray, grip: float, agent_color,
-          disc: bool = False) -> np.ndarray:
+def _draw(
+    size: int,
+    bg: int,
+    distractor: int,
+    pos: np.ndarray,
+    grip: float,
+    agent_color,
+    disc: bool = False,
+) -> np.ndarray:
     img = np.empty((size, size, 3), np.uint8)
     img[:] = PALETTE[bg]
     d0 = size // 8 + (distractor * size // 5) % (size // 2)
-    img[d0:d0 + size // 8, size - size // 4:size - size // 8] = PALETTE[(bg + 3 + distractor) % len(PALETTE)]
+    img[d0 : d0 + size // 8, size - size // 4 : size - size // 8] = PALETTE[
+        (bg + 3 + distractor) % len(PALETTE)
+    ]
     half = max(2, int(round(size * (0.05 + 0.05 * grip))))
     cx, cy = (np.clip(pos, 0.0, 1.0) * (size - 2 * half - 1) + half).astype(int)
     if disc:
         yy, xx = np.mgrid[:size, :size]
-        img[(xx - cx) ** 2 + (yy - cy) ** 2 <= half ** 2] = agent_color
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 <= half**2] = agent_color
     else:
-        img[cy - half:cy + half + 1, cx - half:cx + half + 1] = agent_color
+        img[cy - half : cy + half + 1, cx - half : cx + half + 1] = agent_color
     return img
 
 
-def make_synthetic_episodes(n: int, length: int = 48, image_size: int = 32, seed: int = 0,
-                            n_backgrounds: int = 4) -> List[Dict[str, Any]]:
-    """Robot-like episodes: a square moves along a smooth random path; action = commanded (x, y, grip).
+def make_synthetic_episodes(
+    n: int, length: int = 48, image_size: int = 32, seed: int = 0, n_backgrounds: int = 4
+) -> List[Dict[str, Any]]:
+    """Robot-like episodes: a square moves along a smooth random path; action = commanded
+    (x, y, grip).
 
     The background colour (``appearance.background``) is drawn independently of the motion, so a
     latent that encodes the action well need not (and should not) predict it.
@@ -439,23 +537,35 @@ def make_synthetic_episodes(n: int, length: int = 48, image_size: int = 32, seed
         ph = rng.uniform(0, 2 * np.pi, size=2)
         amp = rng.uniform(0.2, 0.4, size=2)
         pos = 0.5 + amp[None] * np.sin(2 * np.pi * f[None] * t[:, None] + ph[None])
-        grip = (np.sin(2 * np.pi * rng.uniform(0.1, 0.3) * t + rng.uniform(0, 6)) > 0).astype(np.float32)
+        grip = (np.sin(2 * np.pi * rng.uniform(0.1, 0.3) * t + rng.uniform(0, 6)) > 0).astype(
+            np.float32
+        )
         cmd = np.concatenate([pos, grip[:, None]], 1).astype(np.float32)
         state = cmd[:-1]
         action = cmd[1:]  # the command at t is where the square is at t+1
-        frames = np.stack([_draw(image_size, bg, distractor, s[:2], s[2], (255, 255, 255)) for s in state])
-        eps.append({"state": state, "action": action, "timestamp": t[:-1].astype(np.float64),
-                    "images": {"observation.images.scene": frames},
-                    "appearance": {"background": bg, "distractor": distractor},
-                    "instruction": "follow the path", "task_name": "synthetic"})
+        frames = np.stack(
+            [_draw(image_size, bg, distractor, s[:2], s[2], (255, 255, 255)) for s in state]
+        )
+        eps.append(
+            {
+                "state": state,
+                "action": action,
+                "timestamp": t[:-1].astype(np.float64),
+                "images": {"observation.images.scene": frames},
+                "appearance": {"background": bg, "distractor": distractor},
+                "instruction": "follow the path",
+                "task_name": "synthetic",
+            }
+        )
     return eps
 
 
 HUMAN_CATEGORIES = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
 
-def make_synthetic_human_clips(n: int, length: int = 40, image_size: int = 32, seed: int = 0,
-                               n_scenes: int = 4) -> List[Dict[str, Any]]:
+def make_synthetic_human_clips(
+    n: int, length: int = 40, image_size: int = 32, seed: int = 0, n_scenes: int = 4
+) -> List[Dict[str, Any]]:
     """Human-like clips: a disc (another embodiment) moves in one of four directions; no actions."""
     rng = np.random.default_rng(seed + 7777)
     names = sorted(HUMAN_CATEGORIES)
@@ -465,8 +575,19 @@ def make_synthetic_human_clips(n: int, length: int = 40, image_size: int = 32, s
         scene = int(rng.integers(n_scenes))
         v = np.array(HUMAN_CATEGORIES[cat], np.float64) * rng.uniform(0.012, 0.02)
         start = 0.5 - v * length / 2 + rng.normal(0, 0.05, size=2)
-        frames = np.stack([_draw(image_size, scene, 0, start + v * k, 0.5, (250, 220, 190), disc=True)
-                           for k in range(length)])
-        clips.append({"frames": frames, "action_category": cat, "scene_id": scene,
-                      "appearance": {"background": scene}, "num_frames": length})
+        frames = np.stack(
+            [
+                _draw(image_size, scene, 0, start + v * k, 0.5, (250, 220, 190), disc=True)
+                for k in range(length)
+            ]
+        )
+        clips.append(
+            {
+                "frames": frames,
+                "action_category": cat,
+                "scene_id": scene,
+                "appearance": {"background": scene},
+                "num_frames": length,
+            }
+        )
     return clips

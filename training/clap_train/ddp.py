@@ -8,6 +8,7 @@ runs one ``clap-train`` stage under DDP (gloo on CPU, NCCL on GPU) and makes eve
 cluster) can check that the replicas really stayed identical. Plain ``clap-train`` works under
 torchrun too; this module only adds the digest.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,21 +44,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m clap_train.ddp",
         description="Run one clap-train stage under torchrun and write a per-rank digest of the "
-                    "trained parameters (rank<r>.json in --digest-dir).")
-    p.add_argument("stage", choices=[s for s in STAGES if s not in ("probes", "pseudo_label", "export")])
+        "trained parameters (rank<r>.json in --digest-dir).",
+    )
+    p.add_argument(
+        "stage", choices=[s for s in STAGES if s not in ("probes", "pseudo_label", "export")]
+    )
     p.add_argument("--config", default="tiny")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--synthetic", type=int, default=0, metavar="N")
     p.add_argument("--digest-dir", required=True)
-    p.add_argument("--backend", default=None, help="gloo | nccl (default: nccl with CUDA, else gloo)")
+    p.add_argument(
+        "--backend", default=None, help="gloo | nccl (default: nccl with CUDA, else gloo)"
+    )
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     init_from_env(args.backend)
     opt = RunOptions(resume=False, progress=False)
     summary = run_stage(args.stage, cfg, load_data(cfg, args.synthetic), opt)
     digest = param_digest(opt.models[args.stage])
-    digest.update({"rank": rank(), "world_size": world_size(), "stage": args.stage,
-                   "train": summary.get("train", {})})
+    digest.update(
+        {
+            "rank": rank(),
+            "world_size": world_size(),
+            "stage": args.stage,
+            "train": summary.get("train", {}),
+        }
+    )
     out = Path(args.digest_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"rank{rank()}.json").write_text(json.dumps(digest, indent=1) + "\n")

@@ -14,6 +14,7 @@ States are raw (joint positions + gripper opening); each graph normalises intern
 is checked against torch with onnxruntime (CPU, fp32) at batch 1 and 3 before the manifest is
 written; a bundle whose parity exceeds the tolerance is not written.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -133,22 +134,44 @@ def graph_specs(policy, act_vae, action_mean, action_std, num_steps: int) -> Lis
         return torch.randint(0, k, (b, t), generator=g)
 
     return [
-        GraphSpec("encoder", EncoderGraph(policy), [("image", (3, img, img), "float32")],
-                  [("latent", (n, c), "float32")], image),
-        GraphSpec("planner", PlannerGraph(policy),
-                  [("latent", (n, c), "float32"), ("instruction_ids", (L,), "int64"),
-                   ("instruction_mask", (L,), "int64"), ("state", (s,), "float32")],
-                  [("indices", (t,), "int64"), ("logits", (t, k), "float32")],
-                  lambda b, g: (latent(b, g), *instruction(b, g), state(b, g))),
-        GraphSpec("codebook_decoder", CodebookDecoderGraph(act_vae, action_mean, action_std),
-                  [("indices", (t,), "int64")], [("chunk", (h, a), "float32")],
-                  lambda b, g: (plan(b, g),)),
-        GraphSpec("rf_policy", RFPolicyGraph(policy, num_steps),
-                  [("latent", (n, c), "float32"), ("plan_indices", (t,), "int64"),
-                   ("state", (s,), "float32"), ("noise", (h, a), "float32")],
-                  [("actions", (h, a), "float32")],
-                  lambda b, g: (latent(b, g), plan(b, g), state(b, g),
-                                torch.randn(b, h, a, generator=g))),
+        GraphSpec(
+            "encoder",
+            EncoderGraph(policy),
+            [("image", (3, img, img), "float32")],
+            [("latent", (n, c), "float32")],
+            image,
+        ),
+        GraphSpec(
+            "planner",
+            PlannerGraph(policy),
+            [
+                ("latent", (n, c), "float32"),
+                ("instruction_ids", (L,), "int64"),
+                ("instruction_mask", (L,), "int64"),
+                ("state", (s,), "float32"),
+            ],
+            [("indices", (t,), "int64"), ("logits", (t, k), "float32")],
+            lambda b, g: (latent(b, g), *instruction(b, g), state(b, g)),
+        ),
+        GraphSpec(
+            "codebook_decoder",
+            CodebookDecoderGraph(act_vae, action_mean, action_std),
+            [("indices", (t,), "int64")],
+            [("chunk", (h, a), "float32")],
+            lambda b, g: (plan(b, g),),
+        ),
+        GraphSpec(
+            "rf_policy",
+            RFPolicyGraph(policy, num_steps),
+            [
+                ("latent", (n, c), "float32"),
+                ("plan_indices", (t,), "int64"),
+                ("state", (s,), "float32"),
+                ("noise", (h, a), "float32"),
+            ],
+            [("actions", (h, a), "float32")],
+            lambda b, g: (latent(b, g), plan(b, g), state(b, g), torch.randn(b, h, a, generator=g)),
+        ),
     ]
 
 
@@ -189,17 +212,26 @@ def export_graph(spec: GraphSpec, path: Path, opset: int = OPSET) -> Path:
     axes = {n: {0: "batch"} for n in names_in + names_out}
     path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet_export(), _traceable(module):
-        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset,
-                          input_names=names_in, output_names=names_out, dynamic_axes=axes,
-                          do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=names_in,
+            output_names=names_out,
+            dynamic_axes=axes,
+            do_constant_folding=True,
+        )
     import onnx
 
     onnx.checker.check_model(str(path))
     return path
 
 
-def check_parity(spec: GraphSpec, path: Path, batches: Sequence[int] = (1, 3),
-                 seed: int = 1) -> Dict[str, Any]:
+def check_parity(
+    spec: GraphSpec, path: Path, batches: Sequence[int] = (1, 3), seed: int = 1
+) -> Dict[str, Any]:
     """Max abs difference torch vs onnxruntime (CPU) per output and batch size. Integer outputs
     (token indices) must match exactly; their entry counts mismatching elements."""
     import onnxruntime as ort
@@ -240,11 +272,21 @@ def parity_ok(spec: GraphSpec, parity: Dict[str, float], atol: float) -> bool:
 # the bundle
 
 
-def export_bundle(policy, act_vae, out_dir, *, stats: Dict[str, Any], tokenizer,
-                  provenance: Dict[str, Any], num_steps: Optional[int] = None,
-                  opset: int = OPSET, atol: float = PARITY_ATOL,
-                  parity_batches: Sequence[int] = (1, 3), tensorrt: bool = False,
-                  progress: bool = True) -> Dict[str, Any]:
+def export_bundle(
+    policy,
+    act_vae,
+    out_dir,
+    *,
+    stats: Dict[str, Any],
+    tokenizer,
+    provenance: Dict[str, Any],
+    num_steps: Optional[int] = None,
+    opset: int = OPSET,
+    atol: float = PARITY_ATOL,
+    parity_batches: Sequence[int] = (1, 3),
+    tensorrt: bool = False,
+    progress: bool = True,
+) -> Dict[str, Any]:
     """Write the four graphs, the tokenizer and manifest.yaml to ``out_dir``; returns the manifest.
 
     ``stats`` must hold ``action_mean``/``action_std`` (per action dim, the chunk normaliser),
@@ -265,12 +307,17 @@ def export_bundle(policy, act_vae, out_dir, *, stats: Dict[str, Any], tokenizer,
         par = check_parity(spec, path, parity_batches)
         parity[spec.name] = par
         if not parity_ok(spec, par, atol):
-            raise AssertionError(f"{spec.name}: onnxruntime vs torch parity failed "
-                                 f"(tolerance {atol}): {par}")
+            raise AssertionError(
+                f"{spec.name}: onnxruntime vs torch parity failed (tolerance {atol}): {par}"
+            )
         graphs[spec.name] = {
             "file": path.name,
-            "inputs": [{"name": n, "shape": ["batch", *shape], "dtype": d} for n, shape, d in spec.inputs],
-            "outputs": [{"name": n, "shape": ["batch", *shape], "dtype": d} for n, shape, d in spec.outputs],
+            "inputs": [
+                {"name": n, "shape": ["batch", *shape], "dtype": d} for n, shape, d in spec.inputs
+            ],
+            "outputs": [
+                {"name": n, "shape": ["batch", *shape], "dtype": d} for n, shape, d in spec.outputs
+            ],
         }
     tokenizer.save(out_dir / B.TOKENIZER_FILE)
     ntp = policy.ntp
@@ -292,23 +339,42 @@ def export_bundle(policy, act_vae, out_dir, *, stats: Dict[str, Any], tokenizer,
         "control_rate_hz": fps,
         "chunk_dt_s": (1.0 / fps) if fps > 0 else None,
         "image": {
-            "height": ntp.encoder.image_size, "width": ntp.encoder.image_size, "channels": 3,
-            "layout": "NCHW", "dtype": "float32", "color": "RGB", "range": [0.0, 1.0],
+            "height": ntp.encoder.image_size,
+            "width": ntp.encoder.image_size,
+            "channels": 3,
+            "layout": "NCHW",
+            "dtype": "float32",
+            "color": "RGB",
+            "range": [0.0, 1.0],
             "resize": "area (cv2.INTER_AREA) to height x width, as in training",
-            "mean": list(ntp.encoder.MEAN), "std": list(ntp.encoder.STD),
+            "mean": list(ntp.encoder.MEAN),
+            "std": list(ntp.encoder.STD),
             "normalized_in_graph": True,
         },
         # the recipe training fed the encoder with; the runtime refuses one it does not know
-        "preprocessing": preprocessing_spec(ntp.encoder.image_size,
-                                            ntp.encoder.image_size).to_manifest(),
+        "preprocessing": preprocessing_spec(
+            ntp.encoder.image_size, ntp.encoder.image_size
+        ).to_manifest(),
         "latent": {"tokens": ntp.num_obs_tokens, "dim": ntp.encoder.width},
-        "codebook": {"size": ntp.codebook_size, "dim": int(policy.codebook.shape[1]),
-                     "tokens_per_chunk": ntp.num_tokens},
-        "instruction": {"tokenizer": B.TOKENIZER_FILE, "max_length": ntp.max_instruction_len,
-                        "vocab_size": ntp.vocab_size},
-        "rf": {"num_steps": num_steps, "noise": "standard normal [batch, chunk_length, action dim]"},
-        "state": {"dim": ntp.state_dim, "names": list(stats.get("state_names") or []),
-                  "normalized_in_graph": True},
+        "codebook": {
+            "size": ntp.codebook_size,
+            "dim": int(policy.codebook.shape[1]),
+            "tokens_per_chunk": ntp.num_tokens,
+        },
+        "instruction": {
+            "tokenizer": B.TOKENIZER_FILE,
+            "max_length": ntp.max_instruction_len,
+            "vocab_size": ntp.vocab_size,
+        },
+        "rf": {
+            "num_steps": num_steps,
+            "noise": "standard normal [batch, chunk_length, action dim]",
+        },
+        "state": {
+            "dim": ntp.state_dim,
+            "names": list(stats.get("state_names") or []),
+            "normalized_in_graph": True,
+        },
         "normalization": {
             "state": {"mean": stats["state_mean"], "std": stats["state_std"]},
             "action": {"mean": stats["action_mean"], "std": stats["action_std"]},
@@ -326,18 +392,21 @@ def export_bundle(policy, act_vae, out_dir, *, stats: Dict[str, Any], tokenizer,
     if tensorrt:
         engines = {}
         for name, entry in graphs.items():
-            engines[name] = str(B.build_tensorrt_engine(out_dir / entry["file"],
-                                                        out_dir / "engines", "fp16"))
+            engines[name] = str(
+                B.build_tensorrt_engine(out_dir / entry["file"], out_dir / "engines", "fp16")
+            )
         manifest["provenance"]["tensorrt_engines"] = engines
     B.write_manifest(out_dir, manifest)
     # the runtime's own loader checks what the robot will check (graph headers against the
     # manifest, sizes consistent across graphs), so a bad export fails here, not at start-up
     from clap_ros.inference.bundle import load_bundle
+
     return load_bundle(out_dir, check_robot=False).manifest
 
 
-def export_from_checkpoint(checkpoint, out_dir, act_vae_checkpoint=None,
-                           command: Optional[str] = None, **kwargs) -> Dict[str, Any]:
+def export_from_checkpoint(
+    checkpoint, out_dir, act_vae_checkpoint=None, command: Optional[str] = None, **kwargs
+) -> Dict[str, Any]:
     """Load an RF-stage checkpoint (policy + its Act-VAE) and write the bundle. ``command`` is
     recorded in the manifest as the way to rebuild it (default: this process's command line)."""
     from .rf import load_policy
@@ -354,36 +423,57 @@ def export_from_checkpoint(checkpoint, out_dir, act_vae_checkpoint=None,
 
     tokenizer = InstructionTokenizer.from_dict(ck.meta["tokenizer"])
     provenance = {
-        "checkpoint": str(checkpoint), "act_vae_checkpoint": str(av_path),
+        "checkpoint": str(checkpoint),
+        "act_vae_checkpoint": str(av_path),
         "config": ck.cfg.to_dict() if ck.cfg is not None else None,
-        "data": ck.meta.get("data", {}), "metrics": ck.meta.get("metrics", {}),
+        "data": ck.meta.get("data", {}),
+        "metrics": ck.meta.get("metrics", {}),
         "step": ck.step,
         "command": command or " ".join(shlex.quote(a) for a in sys.argv),
     }
-    return export_bundle(policy, act_vae, out_dir, stats=stats, tokenizer=tokenizer,
-                         provenance=provenance, **kwargs)
+    return export_bundle(
+        policy, act_vae, out_dir, stats=stats, tokenizer=tokenizer, provenance=provenance, **kwargs
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="clap-export",
         description="Export a trained CLAP policy (RF-stage checkpoint) to a model bundle: "
-                    "encoder.onnx, planner.onnx, codebook_decoder.onnx, rf_policy.onnx, "
-                    "tokenizer.json and manifest.yaml (with sha256 of every file). Each graph is "
-                    "checked against torch with onnxruntime before the manifest is written.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", required=True,
-                   help="RF-stage checkpoint, e.g. runs/tiny/rf/final.safetensors")
+        "encoder.onnx, planner.onnx, codebook_decoder.onnx, rf_policy.onnx, "
+        "tokenizer.json and manifest.yaml (with sha256 of every file). Each graph is "
+        "checked against torch with onnxruntime before the manifest is written.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="RF-stage checkpoint, e.g. runs/tiny/rf/final.safetensors",
+    )
     p.add_argument("--out", required=True, help="bundle directory, e.g. models/default")
-    p.add_argument("--act-vae", default=None,
-                   help="Act-VAE checkpoint (default: the one recorded in the RF checkpoint)")
-    p.add_argument("--num-steps", type=int, default=None,
-                   help="Euler steps unrolled in rf_policy.onnx (default: the RF config's)")
-    p.add_argument("--atol", type=float, default=PARITY_ATOL,
-                   help="max abs difference onnxruntime vs torch allowed per float output")
+    p.add_argument(
+        "--act-vae",
+        default=None,
+        help="Act-VAE checkpoint (default: the one recorded in the RF checkpoint)",
+    )
+    p.add_argument(
+        "--num-steps",
+        type=int,
+        default=None,
+        help="Euler steps unrolled in rf_policy.onnx (default: the RF config's)",
+    )
+    p.add_argument(
+        "--atol",
+        type=float,
+        default=PARITY_ATOL,
+        help="max abs difference onnxruntime vs torch allowed per float output",
+    )
     p.add_argument("--opset", type=int, default=OPSET, help="ONNX opset")
-    p.add_argument("--tensorrt", action="store_true",
-                   help="also build FP16 TensorRT engines into OUT/engines (needs tensorrt + CUDA)")
+    p.add_argument(
+        "--tensorrt",
+        action="store_true",
+        help="also build FP16 TensorRT engines into OUT/engines (needs tensorrt + CUDA)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -392,15 +482,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         manifest = export_from_checkpoint(
-            args.checkpoint, args.out, args.act_vae, num_steps=args.num_steps, opset=args.opset,
-            atol=args.atol, tensorrt=args.tensorrt, progress=not args.no_progress)
+            args.checkpoint,
+            args.out,
+            args.act_vae,
+            num_steps=args.num_steps,
+            opset=args.opset,
+            atol=args.atol,
+            tensorrt=args.tensorrt,
+            progress=not args.no_progress,
+        )
     except (FileNotFoundError, ValueError, AssertionError, RuntimeError) as exc:
         print(f"clap-export: error: {exc}", file=sys.stderr)
         return 1
-    worst = max((v for g in manifest["provenance"]["parity"]["max_abs_diff"].values()
-                 for v in g.values()), default=0.0)
-    print(f"wrote bundle {args.out}: {', '.join(sorted(manifest['graphs']))}; "
-          f"parity max abs diff {worst:.2e}")
+    worst = max(
+        (v for g in manifest["provenance"]["parity"]["max_abs_diff"].values() for v in g.values()),
+        default=0.0,
+    )
+    print(
+        f"wrote bundle {args.out}: {', '.join(sorted(manifest['graphs']))}; "
+        f"parity max abs diff {worst:.2e}"
+    )
     return 0
 
 

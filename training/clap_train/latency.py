@@ -9,6 +9,7 @@ weights: each graph is exported to a temporary ONNX file exactly as ``clap-expor
 batch-1 calls alternate between torch and onnxruntime so machine noise hits both alike. One
 thread each (``--threads``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,25 +47,43 @@ def bundle_modules(bundle_dir: Path):
             act_vae, _ = load_act_vae(av_path)
             return policy, act_vae, norm["mean"], norm["std"], num_steps, "trained (%s)" % ck_path
     if not prov.get("config"):
-        raise ValueError("%s: the manifest records no training config to rebuild the networks "
-                         "from" % bundle_dir)
+        raise ValueError(
+            "%s: the manifest records no training config to rebuild the networks from" % bundle_dir
+        )
     cfg = config_from_dict(prov["config"])
     torch.manual_seed(0)
-    ntp = ClapNTP(cfg.ntp, image_size=int(m["image"]["height"]),
-                  codebook_size=int(m["codebook"]["size"]),
-                  num_tokens=int(m["codebook"]["tokens_per_chunk"]),
-                  state_dim=int(m["state"]["dim"]), vocab_size=int(m["instruction"]["vocab_size"]))
+    ntp = ClapNTP(
+        cfg.ntp,
+        image_size=int(m["image"]["height"]),
+        codebook_size=int(m["codebook"]["size"]),
+        num_tokens=int(m["codebook"]["tokens_per_chunk"]),
+        state_dim=int(m["state"]["dim"]),
+        vocab_size=int(m["instruction"]["vocab_size"]),
+    )
     a_dim, h = int(m["action_space"]["dim"]), int(m["chunk_length"])
     act_vae = ActVAE(cfg.act_vae, a_dim, h)
     import dataclasses
-    policy = ClapPolicy(dataclasses.replace(cfg.rf, km_weight=0.0), ntp,
-                        act_vae.codebook.weight, action_dim=a_dim, chunk_len=h)
-    return (policy.eval(), act_vae.eval(), norm["mean"], norm["std"], num_steps,
-            "fresh weights, architecture of the bundle (its checkpoint is not on this machine)")
+
+    policy = ClapPolicy(
+        dataclasses.replace(cfg.rf, km_weight=0.0),
+        ntp,
+        act_vae.codebook.weight,
+        action_dim=a_dim,
+        chunk_len=h,
+    )
+    return (
+        policy.eval(),
+        act_vae.eval(),
+        norm["mean"],
+        norm["std"],
+        num_steps,
+        "fresh weights, architecture of the bundle (its checkpoint is not on this machine)",
+    )
 
 
-def measure(bundle_dir: Path, runs: int = 200, warmup: int = 20, threads: int = 1
-            ) -> Dict[str, Any]:
+def measure(
+    bundle_dir: Path, runs: int = 200, warmup: int = 20, threads: int = 1
+) -> Dict[str, Any]:
     import onnxruntime as ort
     import torch
 
@@ -97,29 +116,44 @@ def measure(bundle_dir: Path, runs: int = 200, warmup: int = 20, threads: int = 
                         t_ort.append(t2 - t1)
             tt, to = float(np.median(t_torch)) * 1e3, float(np.median(t_ort)) * 1e3
             graphs[spec.name] = {
-                "torch_eager_ms": tt, "onnxruntime_ms": to,
+                "torch_eager_ms": tt,
+                "onnxruntime_ms": to,
                 "torch_eager_p99_ms": float(np.percentile(t_torch, 99)) * 1e3,
                 "onnxruntime_p99_ms": float(np.percentile(t_ort, 99)) * 1e3,
-                "speedup": tt / to if to > 0 else float("nan")}
-    return {"bundle": str(bundle_dir), "weights": weights, "threads": threads, "runs": runs,
-            "batch": 1, "torch": torch.__version__, "onnxruntime": ort.__version__,
-            "graphs": graphs}
+                "speedup": tt / to if to > 0 else float("nan"),
+            }
+    return {
+        "bundle": str(bundle_dir),
+        "weights": weights,
+        "threads": threads,
+        "runs": runs,
+        "batch": 1,
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "graphs": graphs,
+    }
 
 
 def format_table(res: Dict[str, Any]) -> str:
-    lines = ["%-18s %14s %14s %12s" % ("graph", "torch eager ms", "onnxruntime ms",
-                                         "torch / ORT")]
+    lines = ["%-18s %14s %14s %12s" % ("graph", "torch eager ms", "onnxruntime ms", "torch / ORT")]
     for name, g in res["graphs"].items():
-        lines.append("%-18s %14.3f %14.3f %11.2fx" % (name, g["torch_eager_ms"],
-                                                      g["onnxruntime_ms"], g["speedup"]))
-    lines.append("(medians of %d alternating batch-1 calls, %d thread; weights: %s)"
-                 % (res["runs"], res["threads"], res["weights"]))
+        lines.append(
+            "%-18s %14.3f %14.3f %11.2fx"
+            % (name, g["torch_eager_ms"], g["onnxruntime_ms"], g["speedup"])
+        )
+    lines.append(
+        "(medians of %d alternating batch-1 calls, %d thread; weights: %s)"
+        % (res["runs"], res["threads"], res["weights"])
+    )
     return "\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m clap_train.latency", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m clap_train.latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--bundle", default="models/default", help="model bundle directory")
     p.add_argument("--runs", type=int, default=200, help="timed calls per graph and side")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch and onnxruntime")

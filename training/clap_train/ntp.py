@@ -16,6 +16,7 @@ come from the word-level :class:`clap_ros.inference.tokenizer.InstructionTokeniz
 runtime), embedded by a table of their own, so a pretrained LM's tokenizer is never needed on the
 robot.
 """
+
 from __future__ import annotations
 
 import copy
@@ -70,7 +71,7 @@ class ObsEncoder(nn.Module):
     def __init__(self, image_size: int, width: int = 64, stride: int = 16):
         super().__init__()
         n_down = int(round(math.log2(stride)))
-        if 2 ** n_down != stride or n_down < 1:
+        if 2**n_down != stride or n_down < 1:
             raise ValueError(f"obs_stride must be a power of two >= 2, got {stride}")
         if image_size % stride:
             raise ValueError(f"image_size {image_size} is not divisible by obs_stride {stride}")
@@ -82,8 +83,11 @@ class ObsEncoder(nn.Module):
         ch_in = 3
         for i in range(n_down):
             ch_out = width if i == n_down - 1 else max(16, width // 2 ** (n_down - 1 - i))
-            layers += [nn.Conv2d(ch_in, ch_out, 4, stride=2, padding=1),
-                       nn.GroupNorm(min(8, ch_out), ch_out), nn.GELU()]
+            layers += [
+                nn.Conv2d(ch_in, ch_out, 4, stride=2, padding=1),
+                nn.GroupNorm(min(8, ch_out), ch_out),
+                nn.GELU(),
+            ]
             ch_in = ch_out
         self.net = nn.Sequential(*layers)
         self.pos = nn.Parameter(torch.randn(1, self.num_tokens, width) * 0.02)
@@ -111,17 +115,31 @@ def build_causal_lm(cfg: NTPConfig, extra_tokens: int, max_positions: int):
     common.update(cfg.lm_overrides)
     if cfg.lm == "tiny-llama":
         lm_cfg = LlamaConfig(
-            vocab_size=extra_tokens, hidden_size=cfg.hidden_size,
-            intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
-            num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
-            max_position_embeddings=max_positions, attention_dropout=cfg.dropout,
-            tie_word_embeddings=False, **common)
+            vocab_size=extra_tokens,
+            hidden_size=cfg.hidden_size,
+            intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            num_key_value_heads=cfg.num_heads,
+            max_position_embeddings=max_positions,
+            attention_dropout=cfg.dropout,
+            tie_word_embeddings=False,
+            **common,
+        )
     elif cfg.lm == "tiny-gpt2":
         lm_cfg = GPT2Config(
-            vocab_size=extra_tokens, n_embd=cfg.hidden_size, n_layer=cfg.num_layers,
-            n_head=cfg.num_heads, n_inner=cfg.intermediate_size, n_positions=max_positions,
-            resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
-            tie_word_embeddings=False, **common)
+            vocab_size=extra_tokens,
+            n_embd=cfg.hidden_size,
+            n_layer=cfg.num_layers,
+            n_head=cfg.num_heads,
+            n_inner=cfg.intermediate_size,
+            n_positions=max_positions,
+            resid_pdrop=cfg.dropout,
+            embd_pdrop=cfg.dropout,
+            attn_pdrop=cfg.dropout,
+            tie_word_embeddings=False,
+            **common,
+        )
     else:
         # A pretrained LM by name or local path; eager attention keeps the graph ONNX-traceable.
         lm = AutoModelForCausalLM.from_pretrained(cfg.lm, attn_implementation="eager")
@@ -139,8 +157,16 @@ def build_causal_lm(cfg: NTPConfig, extra_tokens: int, max_positions: int):
 class ClapNTP(nn.Module):
     """Observation encoder + projector + causal LM emitting ``<ACT_k>`` tokens."""
 
-    def __init__(self, cfg: NTPConfig, *, image_size: int, codebook_size: int, num_tokens: int,
-                 state_dim: int, vocab_size: int):
+    def __init__(
+        self,
+        cfg: NTPConfig,
+        *,
+        image_size: int,
+        codebook_size: int,
+        num_tokens: int,
+        state_dim: int,
+        vocab_size: int,
+    ):
         super().__init__()
         self.cfg = cfg
         self.codebook_size = int(codebook_size)
@@ -159,7 +185,9 @@ class ClapNTP(nn.Module):
         self.projector = nn.Sequential(nn.Linear(cfg.obs_width, d), nn.GELU(), nn.Linear(d, d))
         self.word_embed = nn.Embedding(self.vocab_size, d)
         if self.use_proprio:
-            self.state_proj = nn.Sequential(nn.Linear(self.state_dim, d), nn.GELU(), nn.Linear(d, d))
+            self.state_proj = nn.Sequential(
+                nn.Linear(self.state_dim, d), nn.GELU(), nn.Linear(d, d)
+            )
             # human clips have no proprioception: they get this learned token instead
             self.no_state = nn.Parameter(torch.zeros(1, 1, d))
         # normalisation of the raw state, set from dataset stats (part of the exported graph)
@@ -175,7 +203,9 @@ class ClapNTP(nn.Module):
         mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
         std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
         if mean.numel() != self.state_dim or std.numel() != self.state_dim:
-            raise ValueError(f"state stats have {mean.numel()} dims, model expects {self.state_dim}")
+            raise ValueError(
+                f"state stats have {mean.numel()} dims, model expects {self.state_dim}"
+            )
         self.state_mean.copy_(mean)
         self.state_std.copy_(std.clamp_min(1e-6))
 
@@ -185,18 +215,29 @@ class ClapNTP(nn.Module):
     def action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores of the K ``<ACT_k>`` tokens only (constrained output)."""
         head = self.lm.get_output_embeddings()
-        w = head.weight[self.act_offset: self.act_offset + self.codebook_size]
-        b = None if getattr(head, "bias", None) is None else head.bias[
-            self.act_offset: self.act_offset + self.codebook_size]
+        w = head.weight[self.act_offset : self.act_offset + self.codebook_size]
+        b = (
+            None
+            if getattr(head, "bias", None) is None
+            else head.bias[self.act_offset : self.act_offset + self.codebook_size]
+        )
         return F.linear(hidden, w, b)
 
-    def embed_prefix(self, latent: torch.Tensor, instr_ids: torch.Tensor, instr_mask: torch.Tensor,
-                     state: Optional[torch.Tensor] = None, has_state: Optional[torch.Tensor] = None):
+    def embed_prefix(
+        self,
+        latent: torch.Tensor,
+        instr_ids: torch.Tensor,
+        instr_mask: torch.Tensor,
+        state: Optional[torch.Tensor] = None,
+        has_state: Optional[torch.Tensor] = None,
+    ):
         """(embeddings [B,P,d], attention mask [B,P]) for obs tokens + instruction + state."""
         b = latent.shape[0]
         parts = [self.projector(latent), self.word_embed(instr_ids)]
-        mask = [torch.ones(b, self.num_obs_tokens, dtype=torch.long, device=latent.device),
-                instr_mask.long()]
+        mask = [
+            torch.ones(b, self.num_obs_tokens, dtype=torch.long, device=latent.device),
+            instr_mask.long(),
+        ]
         if self.use_proprio:
             null = self.no_state.expand(b, 1, -1)
             if state is None:
@@ -219,20 +260,31 @@ class ClapNTP(nn.Module):
         """Teacher-forced logits ``[B,T,K]``: entry t scores code t given codes < t."""
         prefix, pmask = self.embed_prefix(latent, instr_ids, instr_mask, state, has_state)
         b = latent.shape[0]
-        bos = self._token_embed(torch.full((b, 1), self.bos_id, dtype=torch.long,
-                                           device=latent.device))
+        bos = self._token_embed(
+            torch.full((b, 1), self.bos_id, dtype=torch.long, device=latent.device)
+        )
         prev = self._token_embed(codes[:, :-1] + self.act_offset)
         embeds = torch.cat([prefix, bos, prev], 1)
-        mask = torch.cat([pmask, torch.ones(b, self.num_tokens, dtype=torch.long,
-                                            device=latent.device)], 1)
+        mask = torch.cat(
+            [pmask, torch.ones(b, self.num_tokens, dtype=torch.long, device=latent.device)], 1
+        )
         hidden = self._run(embeds, mask)
-        return self.action_logits(hidden[:, prefix.shape[1]:])
+        return self.action_logits(hidden[:, prefix.shape[1] :])
 
-    def loss(self, images, instr_ids, instr_mask, codes, state=None, has_state=None,
-             weight: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def loss(
+        self,
+        images,
+        instr_ids,
+        instr_mask,
+        codes,
+        state=None,
+        has_state=None,
+        weight: Optional[torch.Tensor] = None,
+    ) -> Dict[str, torch.Tensor]:
         logits = self(self.encoder(images), instr_ids, instr_mask, codes, state, has_state)
-        ce = F.cross_entropy(logits.reshape(-1, self.codebook_size), codes.reshape(-1),
-                             reduction="none").view(codes.shape)
+        ce = F.cross_entropy(
+            logits.reshape(-1, self.codebook_size), codes.reshape(-1), reduction="none"
+        ).view(codes.shape)
         if weight is not None:
             loss = (ce.mean(1) * weight).sum() / weight.sum().clamp_min(1e-8)
         else:
@@ -266,9 +318,13 @@ class ClapNTP(nn.Module):
 
     def meta(self) -> Dict[str, Any]:
         """Constructor arguments besides the config (stored in checkpoints)."""
-        return {"image_size": self.encoder.image_size, "codebook_size": self.codebook_size,
-                "num_tokens": self.num_tokens, "state_dim": self.state_dim,
-                "vocab_size": self.vocab_size}
+        return {
+            "image_size": self.encoder.image_size,
+            "codebook_size": self.codebook_size,
+            "num_tokens": self.num_tokens,
+            "state_dim": self.state_dim,
+            "vocab_size": self.vocab_size,
+        }
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
@@ -317,8 +373,9 @@ def build_policy_windows(episodes, cfg) -> PolicyWindows:
     from .data import build_robot_windows
 
     d = cfg.data
-    w = build_robot_windows(episodes, d.chunk_len, d.image_size, d.image_key, d.stride,
-                            d.action_space, d.robot)
+    w = build_robot_windows(
+        episodes, d.chunk_len, d.image_size, d.image_key, d.stride, d.action_space, d.robot
+    )
     states = [torch.tensor(np.asarray(ep["state"], np.float32)) for ep in episodes]
     state = torch.stack([states[int(e)][int(t)] for e, t in zip(w.episode, w.t)])
     instr = [str(episodes[int(e)].get("instruction") or "") for e in w.episode]
@@ -343,8 +400,12 @@ def human_code_windows(clips, pseudo, image_size: int) -> Optional[HumanCodeWind
         offset += len(fr)
     if not i_t:
         return None
-    return HumanCodeWindows(torch.from_numpy(np.concatenate(frames)), torch.tensor(i_t),
-                            torch.tensor(codes, dtype=torch.long), instr)
+    return HumanCodeWindows(
+        torch.from_numpy(np.concatenate(frames)),
+        torch.tensor(i_t),
+        torch.tensor(codes, dtype=torch.long),
+        instr,
+    )
 
 
 def load_pseudo_codes(clips, directory=None, filename: str = "pseudo_actions.json"):
@@ -367,8 +428,10 @@ def load_pseudo_codes(clips, directory=None, filename: str = "pseudo_actions.jso
     by_file = {e.get("file"): list(zip(e["start_frames"], e["tokens"])) for e in doc["clips"]}
     missing = [c.get("file") for c in clips if c.get("file") not in by_file]
     if missing:
-        raise ValueError(f"{directory}/{filename} has no pseudo labels for {len(missing)} clips "
-                         f"(e.g. {missing[:3]}); re-run `clap-train pseudo_label`")
+        raise ValueError(
+            f"{directory}/{filename} has no pseudo labels for {len(missing)} clips "
+            f"(e.g. {missing[:3]}); re-run `clap-train pseudo_label`"
+        )
     return [by_file[c.get("file")] for c in clips]
 
 
@@ -386,42 +449,64 @@ class PolicySource:
     Keys: image (uint8), instr_ids, instr_mask, state, has_state, codes, and for robot-only
     batches actions (normalised)."""
 
-    def __init__(self, robot: PolicyWindows, tokenizer, action_norm, human: Optional[HumanCodeWindows] = None,
-                 human_mix: float = 0.0):
+    def __init__(
+        self,
+        robot: PolicyWindows,
+        tokenizer,
+        action_norm,
+        human: Optional[HumanCodeWindows] = None,
+        human_mix: float = 0.0,
+    ):
         if robot.codes is None:
             raise ValueError("robot windows need Act-VAE codes (encode_windows) first")
         self.robot, self.human = robot, human
         self.human_mix = float(human_mix) if human is not None and len(human) else 0.0
         self.actions = action_norm.normalize(robot.chunks)
-        self.r_ids, self.r_mask = (torch.from_numpy(a) for a in tokenizer.encode_batch(robot.instructions))
+        self.r_ids, self.r_mask = (
+            torch.from_numpy(a) for a in tokenizer.encode_batch(robot.instructions)
+        )
         if self.human_mix > 0:
-            self.h_ids, self.h_mask = (torch.from_numpy(a) for a in tokenizer.encode_batch(human.instructions))
+            self.h_ids, self.h_mask = (
+                torch.from_numpy(a) for a in tokenizer.encode_batch(human.instructions)
+            )
 
     def sample(self, batch_size: int, gen: torch.Generator) -> Dict[str, torch.Tensor]:
         n_h = int(round(batch_size * self.human_mix))
         n_r = batch_size - n_h
         r = torch.randint(0, len(self.robot), (n_r,), generator=gen)
-        out = {"image": self.robot.frames[self.robot.i_t[r]], "instr_ids": self.r_ids[r],
-               "instr_mask": self.r_mask[r], "state": self.robot.state[r],
-               "has_state": torch.ones(n_r), "codes": self.robot.codes[r]}
+        out = {
+            "image": self.robot.frames[self.robot.i_t[r]],
+            "instr_ids": self.r_ids[r],
+            "instr_mask": self.r_mask[r],
+            "state": self.robot.state[r],
+            "has_state": torch.ones(n_r),
+            "codes": self.robot.codes[r],
+        }
         if n_h == 0:
             out["actions"] = self.actions[r]
             return out
         h = torch.randint(0, len(self.human), (n_h,), generator=gen)
-        hum = {"image": self.human.frames[self.human.i_t[h]], "instr_ids": self.h_ids[h],
-               "instr_mask": self.h_mask[h], "state": torch.zeros(n_h, self.robot.state.shape[1]),
-               "has_state": torch.zeros(n_h), "codes": self.human.codes[h]}
+        hum = {
+            "image": self.human.frames[self.human.i_t[h]],
+            "instr_ids": self.h_ids[h],
+            "instr_mask": self.h_mask[h],
+            "state": torch.zeros(n_h, self.robot.state.shape[1]),
+            "has_state": torch.zeros(n_h),
+            "codes": self.human.codes[h],
+        }
         return {k: torch.cat([out[k], hum[k]]) for k in out}
 
 
 @torch.no_grad()
-def encode_windows(act_vae, windows: PolicyWindows, action_norm, batch_size: int = 512) -> torch.Tensor:
+def encode_windows(
+    act_vae, windows: PolicyWindows, action_norm, batch_size: int = 512
+) -> torch.Tensor:
     """Act-VAE token indices of every window's chunk (the NTP targets and RF plans)."""
     act_vae.eval()
     dev = next(act_vae.parameters()).device
     out = []
     for i in range(0, len(windows), batch_size):
-        chunk = action_norm.normalize(windows.chunks[i:i + batch_size]).to(dev)
+        chunk = action_norm.normalize(windows.chunks[i : i + batch_size]).to(dev)
         out.append(act_vae.encode(chunk)[1].cpu())
     windows.codes = torch.cat(out).long()
     return windows.codes
@@ -439,8 +524,14 @@ class NTPTrainModule(nn.Module):
         self.ntp = ntp
 
     def forward(self, batch):
-        return self.ntp.loss(to_unit(batch["image"]), batch["instr_ids"], batch["instr_mask"],
-                             batch["codes"], batch["state"], batch["has_state"])
+        return self.ntp.loss(
+            to_unit(batch["image"]),
+            batch["instr_ids"],
+            batch["instr_mask"],
+            batch["codes"],
+            batch["state"],
+            batch["has_state"],
+        )
 
 
 def dataset_facts(cfg) -> Dict[str, Any]:
@@ -467,18 +558,26 @@ def policy_stats(cfg, windows: PolicyWindows, action_norm, facts: Dict[str, Any]
     joints = list(facts.get("joint_names") or [])
     a_dim = windows.chunks.shape[-1]
     if cfg.data.action_space == "ee_delta":
-        action_names = ["dx", "dy", "dz", "drx", "dry", "drz", "gripper"][: a_dim]
+        action_names = ["dx", "dy", "dz", "drx", "dry", "drz", "gripper"][:a_dim]
     elif joints and len(joints) + 1 == a_dim:
         action_names = joints + ["gripper"]
     else:
         action_names = []
-    state_names = joints + ["gripper"] if joints and len(joints) + 1 == windows.state.shape[1] else []
+    state_names = (
+        joints + ["gripper"] if joints and len(joints) + 1 == windows.state.shape[1] else []
+    )
     return {
-        "action_mean": action_norm.mean.tolist(), "action_std": action_norm.std.tolist(),
-        "state_mean": snorm.mean.tolist(), "state_std": snorm.std.tolist(),
-        "action_space": cfg.data.action_space, "chunk_len": cfg.data.chunk_len,
-        "robot": facts.get("robot"), "fps": facts.get("fps"), "joint_names": joints,
-        "action_names": action_names, "state_names": state_names,
+        "action_mean": action_norm.mean.tolist(),
+        "action_std": action_norm.std.tolist(),
+        "state_mean": snorm.mean.tolist(),
+        "state_std": snorm.std.tolist(),
+        "action_space": cfg.data.action_space,
+        "chunk_len": cfg.data.chunk_len,
+        "robot": facts.get("robot"),
+        "fps": facts.get("fps"),
+        "joint_names": joints,
+        "action_names": action_names,
+        "state_names": state_names,
     }
 
 
@@ -499,8 +598,10 @@ def prepare_policy_data(cfg, data, act_vae_checkpoint: Optional[str] = None, tok
     act_vae, av_ck = load_act_vae(av_path)
     action_norm = Normalizer.from_dict(av_ck.stats["action"])
     if av_ck.stats.get("action_space", cfg.data.action_space) != cfg.data.action_space:
-        raise ValueError(f"Act-VAE {av_path} was trained on action space "
-                         f"{av_ck.stats.get('action_space')}, config says {cfg.data.action_space}")
+        raise ValueError(
+            f"Act-VAE {av_path} was trained on action space "
+            f"{av_ck.stats.get('action_space')}, config says {cfg.data.action_space}"
+        )
     train = build_policy_windows(data.train_episodes, cfg)
     encode_windows(act_vae, train, action_norm)
     held = None
@@ -508,25 +609,39 @@ def prepare_policy_data(cfg, data, act_vae_checkpoint: Optional[str] = None, tok
         held = build_policy_windows(data.heldout_episodes, cfg)
         encode_windows(act_vae, held, action_norm)
     if tokenizer is None:
-        tokenizer = fit_tokenizer(data.train_episodes, data.human_clips,
-                                  max_length=cfg.ntp.max_instruction_len)
+        tokenizer = fit_tokenizer(
+            data.train_episodes, data.human_clips, max_length=cfg.ntp.max_instruction_len
+        )
     stats = policy_stats(cfg, train, action_norm, dataset_facts(cfg))
-    return {"act_vae": act_vae, "act_vae_checkpoint": av_path, "action_norm": action_norm,
-            "train": train, "heldout": held, "tokenizer": tokenizer, "stats": stats}
+    return {
+        "act_vae": act_vae,
+        "act_vae_checkpoint": av_path,
+        "action_norm": action_norm,
+        "train": train,
+        "heldout": held,
+        "tokenizer": tokenizer,
+        "stats": stats,
+    }
 
 
 def build_ntp_model(cfg, prep) -> ClapNTP:
     av = prep["act_vae"]
-    ntp = ClapNTP(cfg.ntp, image_size=cfg.data.image_size, codebook_size=av.cfg.codebook_size,
-                  num_tokens=av.tokens_per_chunk, state_dim=prep["train"].state.shape[1],
-                  vocab_size=prep["tokenizer"].vocab_size)
+    ntp = ClapNTP(
+        cfg.ntp,
+        image_size=cfg.data.image_size,
+        codebook_size=av.cfg.codebook_size,
+        num_tokens=av.tokens_per_chunk,
+        state_dim=prep["train"].state.shape[1],
+        vocab_size=prep["tokenizer"].vocab_size,
+    )
     ntp.set_state_stats(prep["stats"]["state_mean"], prep["stats"]["state_std"])
     return ntp
 
 
 @torch.no_grad()
-def evaluate_ntp(ntp: ClapNTP, act_vae, windows: PolicyWindows, tokenizer, action_norm,
-                 batch_size: int = 256) -> Dict[str, float]:
+def evaluate_ntp(
+    ntp: ClapNTP, act_vae, windows: PolicyWindows, tokenizer, action_norm, batch_size: int = 256
+) -> Dict[str, float]:
     """Held-out: token accuracy of greedy decoding, and the error of the decoded chunk (Act-VAE
     decoder on the predicted tokens, de-normalised) against the true chunk."""
     ntp.eval()
@@ -542,16 +657,25 @@ def evaluate_ntp(ntp: ClapNTP, act_vae, windows: PolicyWindows, tokenizer, actio
         se += float(err.pow(2).sum())
         ae += float(err.abs().sum())
         n += err.numel()
-    return {"ntp_token_acc": acc / max(1, windows.codes.numel()),
-            "ntp_decoded_mse": se / max(1, n), "ntp_decoded_mae": ae / max(1, n)}
+    return {
+        "ntp_token_acc": acc / max(1, windows.codes.numel()),
+        "ntp_decoded_mse": se / max(1, n),
+        "ntp_decoded_mae": ae / max(1, n),
+    }
 
 
 def windows_subset(w: PolicyWindows, keep: torch.Tensor) -> PolicyWindows:
     """The windows where ``keep`` (bool [N]) is true; frames are shared, not copied."""
     idx = torch.nonzero(keep, as_tuple=False).flatten()
-    return PolicyWindows(w.frames, w.i_t[idx], w.state[idx], w.chunks[idx],
-                         [w.instructions[int(i)] for i in idx], w.episode[idx],
-                         None if w.codes is None else w.codes[idx])
+    return PolicyWindows(
+        w.frames,
+        w.i_t[idx],
+        w.state[idx],
+        w.chunks[idx],
+        [w.instructions[int(i)] for i in idx],
+        w.episode[idx],
+        None if w.codes is None else w.codes[idx],
+    )
 
 
 def per_task_metrics(evaluate, windows: PolicyWindows, episodes) -> Dict[str, float]:
@@ -580,14 +704,29 @@ def load_ntp(path, map_location: str = "cpu"):
     if ck.cfg is None or ck.meta.get("stage") != "ntp":
         raise ValueError(f"{path} is not an NTP checkpoint (stage={ck.meta.get('stage')!r})")
     m = ck.meta["model"]
-    ntp = ClapNTP(ck.cfg.ntp, image_size=m["image_size"], codebook_size=m["codebook_size"],
-                  num_tokens=m["num_tokens"], state_dim=m["state_dim"], vocab_size=m["vocab_size"])
-    ntp.load_state_dict({k[len("ntp."):]: v for k, v in ck.state_dict.items() if k.startswith("ntp.")})
+    ntp = ClapNTP(
+        ck.cfg.ntp,
+        image_size=m["image_size"],
+        codebook_size=m["codebook_size"],
+        num_tokens=m["num_tokens"],
+        state_dim=m["state_dim"],
+        vocab_size=m["vocab_size"],
+    )
+    ntp.load_state_dict(
+        {k[len("ntp.") :]: v for k, v in ck.state_dict.items() if k.startswith("ntp.")}
+    )
     return ntp.eval(), ck
 
 
-def train_ntp(cfg, data=None, out_dir=None, resume: bool = True, progress: bool = True,
-              stop_after: Optional[int] = None, act_vae_checkpoint: Optional[str] = None):
+def train_ntp(
+    cfg,
+    data=None,
+    out_dir=None,
+    resume: bool = True,
+    progress: bool = True,
+    stop_after: Optional[int] = None,
+    act_vae_checkpoint: Optional[str] = None,
+):
     """Stage 4: train CLAP-NTP on robot codes (+ human pseudo codes, ``ntp.human_mix``).
 
     Returns (ntp, FitResult, metrics)."""
@@ -602,32 +741,62 @@ def train_ntp(cfg, data=None, out_dir=None, resume: bool = True, progress: bool 
     prep = prepare_policy_data(cfg, data, act_vae_checkpoint or cfg.ntp.act_vae_checkpoint)
     human = None
     if data.human_clips and cfg.ntp.human_mix > 0:
-        pseudo = load_pseudo_codes(data.human_clips, cfg.data.human_videos,
-                                   cfg.pseudo_label.filename)
+        pseudo = load_pseudo_codes(
+            data.human_clips, cfg.data.human_videos, cfg.pseudo_label.filename
+        )
         if pseudo is None:
             pseudo = _label_in_memory(cfg, data.human_clips, progress)
         human = human_code_windows(data.human_clips, pseudo, cfg.data.image_size)
         av = prep["act_vae"]
-        if human is not None and (human.codes.shape[1] != av.tokens_per_chunk
-                                  or int(human.codes.max()) >= av.cfg.codebook_size):
-            raise ValueError(f"pseudo labels have {human.codes.shape[1]} tokens with max index "
-                             f"{int(human.codes.max())}; the Act-VAE has {av.tokens_per_chunk} "
-                             f"tokens over {av.cfg.codebook_size} codes: re-run pseudo_label")
+        if human is not None and (
+            human.codes.shape[1] != av.tokens_per_chunk
+            or int(human.codes.max()) >= av.cfg.codebook_size
+        ):
+            raise ValueError(
+                f"pseudo labels have {human.codes.shape[1]} tokens with max index "
+                f"{int(human.codes.max())}; the Act-VAE has {av.tokens_per_chunk} "
+                f"tokens over {av.cfg.codebook_size} codes: re-run pseudo_label"
+            )
     from .augment import ShiftedSource
-    source = ShiftedSource(PolicySource(prep["train"], prep["tokenizer"], prep["action_norm"],
-                                        human, cfg.ntp.human_mix), cfg.ntp.augment_shift)
+
+    source = ShiftedSource(
+        PolicySource(
+            prep["train"], prep["tokenizer"], prep["action_norm"], human, cfg.ntp.human_mix
+        ),
+        cfg.ntp.augment_shift,
+    )
     ntp = build_ntp_model(cfg, prep)
     out_dir = Path(out_dir or Path(cfg.out_dir) / "ntp")
-    meta = {"stage": "ntp", "model": ntp.meta(), "tokenizer": prep["tokenizer"].to_dict(),
-            "act_vae_checkpoint": prep["act_vae_checkpoint"],
-            "data": {"robot_dataset": cfg.data.robot_dataset, "human_videos": cfg.data.human_videos,
-                     "train_windows": len(prep["train"]),
-                     "human_windows": 0 if human is None else len(human)}}
+    meta = {
+        "stage": "ntp",
+        "model": ntp.meta(),
+        "tokenizer": prep["tokenizer"].to_dict(),
+        "act_vae_checkpoint": prep["act_vae_checkpoint"],
+        "data": {
+            "robot_dataset": cfg.data.robot_dataset,
+            "human_videos": cfg.data.human_videos,
+            "train_windows": len(prep["train"]),
+            "human_windows": 0 if human is None else len(human),
+        },
+    }
     module = NTPTrainModule(ntp)
-    res = fit(module, source, cfg.ntp, out_dir, cfg=cfg, stats=prep["stats"], meta=meta,
-              stage="ntp", seed=cfg.seed, resume=resume, progress=progress, stop_after=stop_after)
+    res = fit(
+        module,
+        source,
+        cfg.ntp,
+        out_dir,
+        cfg=cfg,
+        stats=prep["stats"],
+        meta=meta,
+        stage="ntp",
+        seed=cfg.seed,
+        resume=resume,
+        progress=progress,
+        stop_after=stop_after,
+    )
     metrics: Dict[str, float] = {}
     if prep["heldout"] is not None:
+
         def evaluate(w):
             return evaluate_ntp(ntp, prep["act_vae"], w, prep["tokenizer"], prep["action_norm"])
 
@@ -645,13 +814,22 @@ def _label_in_memory(cfg, clips, progress: bool = True):
 
     path = labeller_path(cfg)
     if not path.is_file():
-        raise ValueError("ntp.human_mix > 0 but the human clips have no pseudo labels and there is "
-                         f"no {cfg.pseudo_label.model} checkpoint at {path}: run `clap-train "
-                         f"{cfg.pseudo_label.model}` and `clap-train pseudo_label` first, or set "
-                         "ntp.human_mix=0")
+        raise ValueError(
+            "ntp.human_mix > 0 but the human clips have no pseudo labels and there is "
+            f"no {cfg.pseudo_label.model} checkpoint at {path}: run `clap-train "
+            f"{cfg.pseudo_label.model}` and `clap-train pseudo_label` first, or set "
+            "ntp.human_mix=0"
+        )
     model, ck, _ = load_labeller(cfg)
-    labelled = label_clips(model, clips, ck.cfg.data.chunk_len, int(ck.meta["image_size"]),
-                           cfg.pseudo_label.stride, cfg.pseudo_label.batch_size, progress=progress)
+    labelled = label_clips(
+        model,
+        clips,
+        ck.cfg.data.chunk_len,
+        int(ck.meta["image_size"]),
+        cfg.pseudo_label.stride,
+        cfg.pseudo_label.batch_size,
+        progress=progress,
+    )
     attach_pseudo_codes(clips, labelled)
     return load_pseudo_codes(clips)
 

@@ -10,6 +10,7 @@
 Every split is by episode: windows of one episode share both appearance and a motion style, so a
 window-level split would let a probe identify the episode and "leak" appearance through it.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,16 @@ from .common.vq import perplexity
 from .config import ProbeConfig
 from .data import RobotWindows
 
-__all__ = ["ridge_r2", "linear_probe", "leakage_probe", "codebook_stats", "extract_latents",
-           "probe_model", "write_comparison_table", "run_probes"]
+__all__ = [
+    "ridge_r2",
+    "linear_probe",
+    "leakage_probe",
+    "codebook_stats",
+    "extract_latents",
+    "probe_model",
+    "write_comparison_table",
+    "run_probes",
+]
 
 
 def _split_groups(groups: np.ndarray, test_fraction: float, seed: int):
@@ -77,8 +86,14 @@ def select_alpha(x, y, groups, alphas: Sequence[float], folds: int = 3) -> float
     return float(alphas[int(np.argmax(scores))])
 
 
-def linear_probe(latents: np.ndarray, chunks: np.ndarray, groups: np.ndarray, alpha: Optional[float] = None,
-                 test_fraction: float = 0.3, seed: int = 0) -> Dict[str, float]:
+def linear_probe(
+    latents: np.ndarray,
+    chunks: np.ndarray,
+    groups: np.ndarray,
+    alpha: Optional[float] = None,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+) -> Dict[str, float]:
     """R^2 of latent -> chunk [N,H,A] ("r2_chunk") and -> motion within the chunk ("r2_motion").
 
     ``alpha=None`` picks the ridge strength per target by cross-validation on the training episodes.
@@ -117,13 +132,20 @@ def _fit_softmax(x, y, n_cls, steps, lr, weight_decay, seed):
         g[:-1] += weight_decay * W[:-1]
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        W -= lr * (m / (1 - b1 ** k)) / (np.sqrt(v / (1 - b2 ** k)) + 1e-8)
+        W -= lr * (m / (1 - b1**k)) / (np.sqrt(v / (1 - b2**k)) + 1e-8)
     return W
 
 
-def leakage_probe(latents: np.ndarray, labels: np.ndarray, groups: np.ndarray, steps: int = 300,
-                  lr: float = 0.05, weight_decay: float = 1e-3, test_fraction: float = 0.3,
-                  seed: int = 0) -> Dict[str, float]:
+def leakage_probe(
+    latents: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    steps: int = 300,
+    lr: float = 0.05,
+    weight_decay: float = 1e-3,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+) -> Dict[str, float]:
     """Held-out accuracy of a logistic classifier latent -> label, with chance = majority rate."""
     tr, te = _split_groups(np.asarray(groups), test_fraction, seed)
     X = np.asarray(latents, np.float64).reshape(len(latents), -1)
@@ -133,19 +155,26 @@ def leakage_probe(latents: np.ndarray, labels: np.ndarray, groups: np.ndarray, s
     W = _fit_softmax(x_tr, y[tr], n_cls, steps, lr, weight_decay, seed)
     pred = (np.c_[x_te, np.ones(len(x_te))] @ W).argmax(-1)
     counts = np.bincount(y[te], minlength=n_cls)
-    return {"accuracy": float((pred == y[te]).mean()), "chance": float(counts.max() / counts.sum()),
-            "classes": n_cls}
+    return {
+        "accuracy": float((pred == y[te]).mean()),
+        "chance": float(counts.max() / counts.sum()),
+        "classes": n_cls,
+    }
 
 
 def codebook_stats(indices: np.ndarray, num_codes: int) -> Dict[str, float]:
     idx = torch.as_tensor(np.asarray(indices, np.int64))
-    return {"perplexity": float(perplexity(idx, num_codes)),
-            "codes_used": int(torch.unique(idx).numel()), "codebook_size": int(num_codes)}
+    return {
+        "perplexity": float(perplexity(idx, num_codes)),
+        "codes_used": int(torch.unique(idx).numel()),
+        "codebook_size": int(num_codes),
+    }
 
 
 @torch.no_grad()
-def extract_latents(model, windows: RobotWindows, batch_size: int = 128, max_windows: int = 0,
-                    device: str = "cpu"):
+def extract_latents(
+    model, windows: RobotWindows, batch_size: int = 128, max_windows: int = 0, device: str = "cpu"
+):
     """(quantised latents [N,T*D], continuous latents [N,T*D], indices [N,T], window ids [N])."""
     model.eval().to(device)
     n = len(windows)
@@ -154,7 +183,7 @@ def extract_latents(model, windows: RobotWindows, batch_size: int = 128, max_win
         ids = np.sort(np.random.default_rng(0).choice(n, max_windows, replace=False))
     zq, ze, ix = [], [], []
     for s in range(0, len(ids), batch_size):
-        b = torch.as_tensor(ids[s:s + batch_size])
+        b = torch.as_tensor(ids[s : s + batch_size])
         o_t = windows.frames[windows.i_t[b]].to(device)
         o_tH = windows.frames[windows.i_tH[b]].to(device)
         cont = model.encode_pair_continuous(o_t, o_tH)
@@ -166,8 +195,13 @@ def extract_latents(model, windows: RobotWindows, batch_size: int = 128, max_win
     return np.concatenate(zq), np.concatenate(ze), np.concatenate(ix), ids
 
 
-def probe_model(model, windows: RobotWindows, cfg: Optional[ProbeConfig] = None, seed: int = 0,
-                device: str = "cpu") -> Dict[str, Any]:
+def probe_model(
+    model,
+    windows: RobotWindows,
+    cfg: Optional[ProbeConfig] = None,
+    seed: int = 0,
+    device: str = "cpu",
+) -> Dict[str, Any]:
     """All probes for one latent-action model on held-out windows."""
     cfg = cfg or ProbeConfig()
     zq, ze, idx, ids = extract_latents(model, windows, max_windows=cfg.max_windows, device=device)
@@ -178,9 +212,18 @@ def probe_model(model, windows: RobotWindows, cfg: Optional[ProbeConfig] = None,
         alpha = cfg.ridge_alpha if cfg.ridge_alpha > 0 else None
         out[name] = linear_probe(lat, chunks, groups, alpha, cfg.test_fraction, seed)
         out[name]["leakage"] = {
-            factor: leakage_probe(lat, labels[torch.as_tensor(ids)].numpy(), groups, cfg.classifier_steps,
-                                  cfg.classifier_lr, cfg.classifier_weight_decay, cfg.test_fraction, seed)
-            for factor, labels in windows.appearance.items()}
+            factor: leakage_probe(
+                lat,
+                labels[torch.as_tensor(ids)].numpy(),
+                groups,
+                cfg.classifier_steps,
+                cfg.classifier_lr,
+                cfg.classifier_weight_decay,
+                cfg.test_fraction,
+                seed,
+            )
+            for factor, labels in windows.appearance.items()
+        }
     out.update(codebook_stats(idx, model.codebook.weight.shape[0]))
     return out
 
@@ -191,10 +234,19 @@ def write_comparison_table(results: Mapping[str, Mapping[str, Any]], out_dir) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     jpath = out_dir / "probes.json"
     jpath.write_text(json.dumps(results, indent=2, sort_keys=True))
-    factors = sorted({f for r in results.values() for k in ("quantised", "continuous")
-                      for f in r.get(k, {}).get("leakage", {})})
-    head = ["model", "latent", "R2 chunk", "R2 motion"] + \
-           ["%s acc (chance)" % f for f in factors] + ["perplexity", "codes used"]
+    factors = sorted(
+        {
+            f
+            for r in results.values()
+            for k in ("quantised", "continuous")
+            for f in r.get(k, {}).get("leakage", {})
+        }
+    )
+    head = (
+        ["model", "latent", "R2 chunk", "R2 motion"]
+        + ["%s acc (chance)" % f for f in factors]
+        + ["perplexity", "codes used"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in results.items():
         for kind in ("quantised", "continuous"):
@@ -208,18 +260,32 @@ def write_comparison_table(results: Mapping[str, Mapping[str, Any]], out_dir) ->
             cells += ["%.1f / %d" % (r["perplexity"], r["codebook_size"]), str(r["codes_used"])]
             lines.append("| " + " | ".join(cells) + " |")
     n = next(iter(results.values()), {})
-    md = ["# Latent-action probes (held-out episodes)", "",
-          "Linear ridge probe latent -> true action chunk (R^2, higher is better); logistic probe "
-          "latent -> appearance factor (accuracy, closer to chance is better); codebook perplexity.",
-          "Windows: %s from %s held-out episodes; probe splits are by episode." % (n.get("windows"), n.get("episodes")),
-          ""] + lines + [""]
+    md = (
+        [
+            "# Latent-action probes (held-out episodes)",
+            "",
+            "Linear ridge probe latent -> true action chunk (R^2, higher is better); logistic "
+            "probe latent -> appearance factor (accuracy, closer to chance is better); codebook "
+            "perplexity.",
+            "Windows: %s from %s held-out episodes; probe splits are by episode."
+            % (n.get("windows"), n.get("episodes")),
+            "",
+        ]
+        + lines
+        + [""]
+    )
     mpath = out_dir / "probes.md"
     mpath.write_text("\n".join(md))
     return {"json": jpath, "markdown": mpath}
 
 
-def run_probes(cfg, heldout_episodes=None, models: Optional[Dict[str, Any]] = None, out_dir=None,
-               device: str = "cpu") -> Dict[str, Any]:
+def run_probes(
+    cfg,
+    heldout_episodes=None,
+    models: Optional[Dict[str, Any]] = None,
+    out_dir=None,
+    device: str = "cpu",
+) -> Dict[str, Any]:
     """Probe CLAP/ConLA (visual_lam) and the LAPA baseline on held-out episodes; write the table."""
     from .data import build_robot_windows, load_training_data
 
@@ -230,11 +296,14 @@ def run_probes(cfg, heldout_episodes=None, models: Optional[Dict[str, Any]] = No
         from .visual_lam import load_visual_lam
 
         root = Path(cfg.out_dir)
-        models = {"CLAP/ConLA": load_visual_lam(root / "visual_lam" / "final.safetensors")[0],
-                  "LAPA-style": load_lapa(root / "lapa" / "final.safetensors")[0]}
+        models = {
+            "CLAP/ConLA": load_visual_lam(root / "visual_lam" / "final.safetensors")[0],
+            "LAPA-style": load_lapa(root / "lapa" / "final.safetensors")[0],
+        }
     d = cfg.data
-    w = build_robot_windows(heldout_episodes, d.chunk_len, d.image_size, d.image_key, d.stride,
-                            d.action_space, d.robot)
+    w = build_robot_windows(
+        heldout_episodes, d.chunk_len, d.image_size, d.image_key, d.stride, d.action_space, d.robot
+    )
     results = {name: probe_model(m, w, cfg.probes, cfg.seed, device) for name, m in models.items()}
     write_comparison_table(results, out_dir or Path(cfg.out_dir) / "probes")
     return results

@@ -9,8 +9,8 @@ N Euler steps (default 4).
 The head cross-attends to the observation latent tokens (the encoder's output, shared with NTP) and
 to the planned codebook embeddings (the frozen Act-VAE codebook rows of the NTP's tokens), with the
 flow time and the proprioceptive state as adaLN-Zero conditioning. It does not read the
-instruction: at run time the action node gets latent + plan + joint states only (DESIGN.md section 2)
-and the plan already carries the instruction.
+instruction: at run time the action node gets latent + plan + joint states only (DESIGN.md
+section 2) and the plan already carries the instruction.
 
 When the NTP backbone is fine-tuned together with the head (``freeze_backbone: false``), the RF loss
 moves the shared encoder and therefore the NTP's token distribution; KM adds
@@ -18,6 +18,7 @@ moves the shared encoder and therefore the NTP's token distribution; KM adds
 taken before fine-tuning. ``freeze_backbone: true`` is knowledge insulation: the head learns on
 detached features and the NTP does not change at all.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -76,7 +77,7 @@ class Attention(nn.Module):
         h, dh = self.heads, d // self.heads
         q = self.q(x).view(b, n, h, dh).transpose(1, 2)
         k, v = self.kv(ctx).view(b, ctx.shape[1], 2, h, dh).permute(2, 0, 3, 1, 4)
-        att = torch.softmax(q @ k.transpose(-2, -1) * (dh ** -0.5), dim=-1)
+        att = torch.softmax(q @ k.transpose(-2, -1) * (dh**-0.5), dim=-1)
         return self.out((att @ v).transpose(1, 2).reshape(b, n, d))
 
 
@@ -97,8 +98,9 @@ class DiTBlock(nn.Module):
         self.ctx_norm = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"),
-                                 nn.Linear(hidden, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim)
+        )
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 9 * dim))
         nn.init.zeros_(self.ada[1].weight)
         nn.init.zeros_(self.ada[1].bias)
@@ -106,7 +108,9 @@ class DiTBlock(nn.Module):
     def forward(self, x, ctx, c):
         s1, sc1, g1, s2, sc2, g2, s3, sc3, g3 = self.ada(c).chunk(9, dim=-1)
         x = x + g1.unsqueeze(1) * self.self_attn(modulate(self.norm1(x), s1, sc1))
-        x = x + g2.unsqueeze(1) * self.cross_attn(modulate(self.norm2(x), s2, sc2), self.ctx_norm(ctx))
+        x = x + g2.unsqueeze(1) * self.cross_attn(
+            modulate(self.norm2(x), s2, sc2), self.ctx_norm(ctx)
+        )
         x = x + g3.unsqueeze(1) * self.mlp(modulate(self.norm3(x), s3, sc3))
         return x
 
@@ -114,8 +118,9 @@ class DiTBlock(nn.Module):
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal features of t in [0, 1] (scaled by 1000 so low frequencies still vary)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32,
-                                                           device=t.device) / half)
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half
+    )
     args = (t.float() * 1000.0).unsqueeze(-1) * freqs
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
@@ -126,8 +131,17 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 class RFHead(nn.Module):
     """Velocity field v(x_t, t | obs tokens, plan embeddings, state) over a chunk ``[B,H,A]``."""
 
-    def __init__(self, cfg: RFConfig, *, action_dim: int, chunk_len: int, obs_width: int,
-                 code_dim: int, num_plan_tokens: int, state_dim: int):
+    def __init__(
+        self,
+        cfg: RFConfig,
+        *,
+        action_dim: int,
+        chunk_len: int,
+        obs_width: int,
+        code_dim: int,
+        num_plan_tokens: int,
+        state_dim: int,
+    ):
         super().__init__()
         d = cfg.d_model
         self.d_model = d
@@ -141,8 +155,9 @@ class RFHead(nn.Module):
         self.plan_proj = nn.Linear(code_dim, d)
         self.plan_pos = nn.Parameter(torch.randn(1, num_plan_tokens, d) * 0.02)
         self.ctx_type = nn.Parameter(torch.randn(3, d) * 0.02)  # obs / plan / state
-        self.blocks = nn.ModuleList(DiTBlock(d, cfg.num_heads, cfg.mlp_ratio)
-                                    for _ in range(cfg.num_layers))
+        self.blocks = nn.ModuleList(
+            DiTBlock(d, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.num_layers)
+        )
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
         self.out = nn.Linear(d, action_dim)
@@ -153,9 +168,14 @@ class RFHead(nn.Module):
     def forward(self, x_t, t, latent, plan_emb, state_norm):
         state_tok = self.state_mlp(state_norm)
         c = self.time_mlp(timestep_embedding(t, self.d_model)) + state_tok
-        ctx = torch.cat([self.obs_proj(latent) + self.ctx_type[0],
-                         self.plan_proj(plan_emb) + self.plan_pos + self.ctx_type[1],
-                         state_tok.unsqueeze(1) + self.ctx_type[2]], dim=1)
+        ctx = torch.cat(
+            [
+                self.obs_proj(latent) + self.ctx_type[0],
+                self.plan_proj(plan_emb) + self.plan_pos + self.ctx_type[1],
+                state_tok.unsqueeze(1) + self.ctx_type[2],
+            ],
+            dim=1,
+        )
         x = self.in_proj(x_t) + self.pos
         for blk in self.blocks:
             x = blk(x, ctx, c)
@@ -193,15 +213,28 @@ class ClapPolicy(nn.Module):
     Actions inside are normalised chunks (the Act-VAE's space); ``sample`` de-normalises with
     ``action_mean``/``action_std`` so exported graphs output action-space units."""
 
-    def __init__(self, cfg: RFConfig, ntp: ClapNTP, codebook: torch.Tensor, *, action_dim: int,
-                 chunk_len: int):
+    def __init__(
+        self,
+        cfg: RFConfig,
+        ntp: ClapNTP,
+        codebook: torch.Tensor,
+        *,
+        action_dim: int,
+        chunk_len: int,
+    ):
         super().__init__()
         self.cfg = cfg
         self.ntp = ntp
         self.register_buffer("codebook", codebook.detach().clone().float())
-        self.head = RFHead(cfg, action_dim=action_dim, chunk_len=chunk_len,
-                           obs_width=ntp.encoder.width, code_dim=codebook.shape[1],
-                           num_plan_tokens=ntp.num_tokens, state_dim=ntp.state_dim)
+        self.head = RFHead(
+            cfg,
+            action_dim=action_dim,
+            chunk_len=chunk_len,
+            obs_width=ntp.encoder.width,
+            code_dim=codebook.shape[1],
+            num_plan_tokens=ntp.num_tokens,
+            state_dim=ntp.state_dim,
+        )
         self.register_buffer("action_mean", torch.zeros(action_dim))
         self.register_buffer("action_std", torch.ones(action_dim))
         # The KM reference is kept out of the module tree: it is not trained, not saved and not
@@ -221,7 +254,7 @@ class ClapPolicy(nn.Module):
         for p in self.ntp.parameters():
             p.requires_grad_(False)
         if not self.cfg.freeze_backbone:
-            for p in (self.ntp.parameters() if self.km_active else self.ntp.encoder.parameters()):
+            for p in self.ntp.parameters() if self.km_active else self.ntp.encoder.parameters():
                 p.requires_grad_(True)
         if self.km_active:
             self.__dict__["_ref"] = frozen_copy(self.ntp)
@@ -266,8 +299,16 @@ class ClapPolicy(nn.Module):
         return self.ntp.encoder(images)
 
     # -- training -----------------------------------------------------------------------------
-    def loss(self, images, instr_ids, instr_mask, state, actions, codes,
-             generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
+    def loss(
+        self,
+        images,
+        instr_ids,
+        instr_mask,
+        state,
+        actions,
+        codes,
+        generator: Optional[torch.Generator] = None,
+    ) -> Dict[str, torch.Tensor]:
         """``actions``: normalised chunk ``[B,H,A]``; ``codes``: its Act-VAE indices ``[B,T]``;
         ``state``: raw proprioception ``[B,S]``."""
         b = actions.shape[0]
@@ -296,8 +337,14 @@ class ClapPolicy(nn.Module):
 
     def forward(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Training step for :func:`clap_train.common.fit` (uint8 images in the batch)."""
-        return self.loss(to_unit(batch["image"]), batch["instr_ids"], batch["instr_mask"],
-                         batch["state"], batch["actions"], batch["codes"])
+        return self.loss(
+            to_unit(batch["image"]),
+            batch["instr_ids"],
+            batch["instr_mask"],
+            batch["state"],
+            batch["actions"],
+            batch["codes"],
+        )
 
     # -- inference ----------------------------------------------------------------------------
     def sample(self, latent, plan_indices, state, noise, num_steps: Optional[int] = None):
@@ -313,8 +360,11 @@ class ClapPolicy(nn.Module):
         return x * self.action_std + self.action_mean
 
     def meta(self) -> Dict[str, int]:
-        return {"action_dim": self.head.action_dim, "chunk_len": self.head.chunk_len,
-                "ntp": self.ntp.meta()}
+        return {
+            "action_dim": self.head.action_dim,
+            "chunk_len": self.head.chunk_len,
+            "ntp": self.ntp.meta(),
+        }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -322,8 +372,15 @@ class ClapPolicy(nn.Module):
 
 
 @torch.no_grad()
-def evaluate_policy(policy: ClapPolicy, act_vae, windows, tokenizer, action_norm,
-                    batch_size: int = 256, seed: int = 0) -> Dict[str, float]:
+def evaluate_policy(
+    policy: ClapPolicy,
+    act_vae,
+    windows,
+    tokenizer,
+    action_norm,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> Dict[str, float]:
     """Held-out action error in action-space units.
 
     ``rf_*``: RF chunk sampled from the NTP's own greedy plan (the runtime path);
@@ -365,18 +422,36 @@ def load_policy(path, map_location: str = "cpu"):
         raise ValueError(f"{path} is not an RF-stage checkpoint (stage={ck.meta.get('stage')!r})")
     m = ck.meta["model"]
     n = m["ntp"]
-    ntp = ClapNTP(ck.cfg.ntp, image_size=n["image_size"], codebook_size=n["codebook_size"],
-                  num_tokens=n["num_tokens"], state_dim=n["state_dim"], vocab_size=n["vocab_size"])
+    ntp = ClapNTP(
+        ck.cfg.ntp,
+        image_size=n["image_size"],
+        codebook_size=n["codebook_size"],
+        num_tokens=n["num_tokens"],
+        state_dim=n["state_dim"],
+        vocab_size=n["vocab_size"],
+    )
     # the KM reference only matters while training: do not build one for inference
     rf_cfg = dataclasses.replace(ck.cfg.rf, km_weight=0.0)
-    policy = ClapPolicy(rf_cfg, ntp, torch.zeros(n["codebook_size"], m["code_dim"]),
-                        action_dim=m["action_dim"], chunk_len=m["chunk_len"])
+    policy = ClapPolicy(
+        rf_cfg,
+        ntp,
+        torch.zeros(n["codebook_size"], m["code_dim"]),
+        action_dim=m["action_dim"],
+        chunk_len=m["chunk_len"],
+    )
     policy.load_state_dict(ck.state_dict)
     return policy.eval(), ck
 
 
-def train_rf(cfg, data=None, out_dir=None, resume: bool = True, progress: bool = True,
-             stop_after: Optional[int] = None, ntp_checkpoint: Optional[str] = None):
+def train_rf(
+    cfg,
+    data=None,
+    out_dir=None,
+    resume: bool = True,
+    progress: bool = True,
+    stop_after: Optional[int] = None,
+    ntp_checkpoint: Optional[str] = None,
+):
     """Stage 5: train the RF head on robot chunks, starting from the NTP checkpoint, with
     Knowledge Matching (``rf.km_weight``) or a frozen backbone (``rf.freeze_backbone``).
 
@@ -390,37 +465,64 @@ def train_rf(cfg, data=None, out_dir=None, resume: bool = True, progress: bool =
     from .common.seed import seed_everything
     from .common.trainer import fit
     from .data import load_training_data
-    from .ntp import (PolicySource, write_metrics, load_ntp, per_task_metrics,
-                      prepare_policy_data)
+    from .ntp import PolicySource, load_ntp, per_task_metrics, prepare_policy_data, write_metrics
 
     seed_everything(cfg.seed)
     data = data if data is not None else load_training_data(cfg)
-    ntp_path = str(ntp_checkpoint or cfg.rf.ntp_checkpoint
-                   or Path(cfg.out_dir) / "ntp" / "final.safetensors")
+    ntp_path = str(
+        ntp_checkpoint or cfg.rf.ntp_checkpoint or Path(cfg.out_dir) / "ntp" / "final.safetensors"
+    )
     ntp, ntp_ck = load_ntp(ntp_path)
     tokenizer = InstructionTokenizer.from_dict(ntp_ck.meta["tokenizer"])
     prep = prepare_policy_data(cfg, data, ntp_ck.meta.get("act_vae_checkpoint"), tokenizer)
     av = prep["act_vae"]
     train = prep["train"]
-    policy = ClapPolicy(cfg.rf, ntp, av.codebook.weight, action_dim=train.chunks.shape[-1],
-                        chunk_len=train.chunks.shape[1])
+    policy = ClapPolicy(
+        cfg.rf,
+        ntp,
+        av.codebook.weight,
+        action_dim=train.chunks.shape[-1],
+        chunk_len=train.chunks.shape[1],
+    )
     stats = dict(ntp_ck.stats)  # the NTP's state normalisation is baked into its weights' inputs
     policy.set_action_stats(stats["action_mean"], stats["action_std"])
     from .augment import ShiftedSource
-    source = ShiftedSource(PolicySource(train, tokenizer, prep["action_norm"]), cfg.rf.augment_shift)
+
+    source = ShiftedSource(
+        PolicySource(train, tokenizer, prep["action_norm"]), cfg.rf.augment_shift
+    )
     out_dir = Path(out_dir or Path(cfg.out_dir) / "rf")
-    meta = {"stage": "rf",
-            "model": {**policy.meta(), "code_dim": int(av.codebook.weight.shape[1])},
-            "tokenizer": tokenizer.to_dict(), "act_vae_checkpoint": prep["act_vae_checkpoint"],
-            "ntp_checkpoint": ntp_path,
-            "data": {"robot_dataset": cfg.data.robot_dataset, "human_videos": cfg.data.human_videos,
-                     "train_windows": len(train),
-                     "heldout_windows": 0 if prep["heldout"] is None else len(prep["heldout"])}}
-    res = fit(policy, source, cfg.rf, out_dir, cfg=cfg, stats=stats, meta=meta, stage="rf",
-              seed=cfg.seed, resume=resume, progress=progress, stop_after=stop_after)
+    meta = {
+        "stage": "rf",
+        "model": {**policy.meta(), "code_dim": int(av.codebook.weight.shape[1])},
+        "tokenizer": tokenizer.to_dict(),
+        "act_vae_checkpoint": prep["act_vae_checkpoint"],
+        "ntp_checkpoint": ntp_path,
+        "data": {
+            "robot_dataset": cfg.data.robot_dataset,
+            "human_videos": cfg.data.human_videos,
+            "train_windows": len(train),
+            "heldout_windows": 0 if prep["heldout"] is None else len(prep["heldout"]),
+        },
+    }
+    res = fit(
+        policy,
+        source,
+        cfg.rf,
+        out_dir,
+        cfg=cfg,
+        stats=stats,
+        meta=meta,
+        stage="rf",
+        seed=cfg.seed,
+        resume=resume,
+        progress=progress,
+        stop_after=stop_after,
+    )
     metrics: Dict[str, float] = {}
     policy = policy.cpu()
     if prep["heldout"] is not None and res.step >= cfg.rf.steps:
+
         def evaluate(w):
             return evaluate_policy(policy, av, w, tokenizer, prep["action_norm"], seed=cfg.seed)
 
@@ -428,7 +530,15 @@ def train_rf(cfg, data=None, out_dir=None, resume: bool = True, progress: bool =
         metrics.update(per_task_metrics(evaluate, prep["heldout"], data.heldout_episodes))
         write_metrics(out_dir, metrics)
         if is_main():  # the metrics travel with the final checkpoint into the bundle manifest
-            save_checkpoint(out_dir / "final.safetensors", policy, cfg, stats, res.step, None,
-                            {**meta, "metrics": metrics}, save_rng=False)
+            save_checkpoint(
+                out_dir / "final.safetensors",
+                policy,
+                cfg,
+                stats,
+                res.step,
+                None,
+                {**meta, "metrics": metrics},
+                save_rng=False,
+            )
         barrier()
     return policy, res, metrics

@@ -17,6 +17,7 @@ actions): an EMA-teacher view (photometric jitter) is the positive; ConLA pairs:
 category in a different scene = positive, same scene with a different category = (hard) negative;
 and the time-reversed pair must not map onto the same latent.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,7 +34,14 @@ from .common.checkpoint import load_checkpoint
 from .common.vq import quantize_frozen
 from .config import VisualLAMConfig
 
-__all__ = ["VisualLAM", "VisualLAMConfig", "Backbone", "siglip_loss", "load_visual_lam", "train_visual_lam"]
+__all__ = [
+    "VisualLAM",
+    "VisualLAMConfig",
+    "Backbone",
+    "siglip_loss",
+    "load_visual_lam",
+    "train_visual_lam",
+]
 
 
 def as_float_images(x: torch.Tensor) -> torch.Tensor:
@@ -49,13 +57,16 @@ class CNNBackbone(nn.Module):
     def __init__(self, width: int, patch: int, image_size: int):
         super().__init__()
         n_down = int(round(math.log2(patch)))
-        if 2 ** n_down != patch or image_size % patch:
+        if 2**n_down != patch or image_size % patch:
             raise ValueError("cnn backbone: patch must be a power of 2 dividing image_size")
         chans = [3] + [max(16, width // 2 ** (n_down - 1 - i)) for i in range(n_down)]
         layers = []
         for i in range(n_down):
-            layers += [nn.Conv2d(chans[i], chans[i + 1], 4, 2, 1), nn.GroupNorm(8 if chans[i + 1] % 8 == 0 else 1,
-                                                                              chans[i + 1]), nn.GELU()]
+            layers += [
+                nn.Conv2d(chans[i], chans[i + 1], 4, 2, 1),
+                nn.GroupNorm(8 if chans[i + 1] % 8 == 0 else 1, chans[i + 1]),
+                nn.GELU(),
+            ]
         layers += [nn.Conv2d(chans[-1], width, 3, 1, 1)]
         self.net = nn.Sequential(*layers)
         self.pos = nn.Parameter(torch.randn((image_size // patch) ** 2, width) * 0.02)
@@ -68,7 +79,9 @@ class ViTBackbone(nn.Module):
     def __init__(self, width: int, patch: int, image_size: int, layers: int, heads: int):
         super().__init__()
         if image_size % patch:
-            raise ValueError("vit backbone: patch %d does not divide image_size %d" % (patch, image_size))
+            raise ValueError(
+                "vit backbone: patch %d does not divide image_size %d" % (patch, image_size)
+            )
         self.embed = nn.Conv2d(3, width, patch, patch)
         self.pos = nn.Parameter(torch.randn((image_size // patch) ** 2, width) * 0.02)
         self.blocks = transformer(width, heads, layers, 0.0)
@@ -82,7 +95,8 @@ class HFBackbone(nn.Module):
     """Any transformers vision model; ``last_hidden_state`` projected to the LAM width.
 
     ``hf_model`` loads weights by name or local path (never downloads: local_files_only); without it
-    ``hf_config`` (e.g. ``{"model_type": "dinov2", "hidden_size": 32, ...}``) builds the architecture
+    ``hf_config`` (e.g. ``{"model_type": "dinov2", "hidden_size": 32, ...}``) builds the
+    architecture
     from scratch, which is also how a checkpoint rebuilds it before loading its own weights.
     """
 
@@ -103,8 +117,11 @@ class HFBackbone(nn.Module):
 
     def resolved_config(self) -> dict:
         d = self.model.config.to_dict()
-        return {k: v for k, v in d.items() if not k.startswith("_") and k not in ("transformers_version",
-                                                                                  "architectures")}
+        return {
+            k: v
+            for k, v in d.items()
+            if not k.startswith("_") and k not in ("transformers_version", "architectures")
+        }
 
     def forward(self, x):
         out = self.model(pixel_values=x)
@@ -134,11 +151,18 @@ class Backbone(nn.Module):
 # losses
 
 
-def siglip_loss(x: torch.Tensor, y: torch.Tensor, log_scale: torch.Tensor, bias: torch.Tensor,
-                labels: Optional[torch.Tensor] = None, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+def siglip_loss(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    log_scale: torch.Tensor,
+    bias: torch.Tensor,
+    labels: Optional[torch.Tensor] = None,
+    weights: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """Pairwise sigmoid loss (SigLIP). x [B,E], y [B',E] are L2-normalised inside.
 
-    ``labels`` [B,B'] in {+1, -1, 0}: 0 pairs are ignored; default: +1 on the diagonal, -1 elsewhere.
+    ``labels`` [B,B'] in {+1, -1, 0}: 0 pairs are ignored; default: +1 on the diagonal, -1
+    elsewhere.
     """
     x, y = F.normalize(x.float(), dim=-1), F.normalize(y.float(), dim=-1)
     logits = x @ y.t() * log_scale.exp() + bias
@@ -175,7 +199,8 @@ def photometric_jitter(x: torch.Tensor, strength: float = 0.2) -> torch.Tensor:
 
 
 class LAMHead(nn.Module):
-    """o_t tokens, change tokens + T action queries + M irrelevant queries -> (z_e [B,T,D], u [B,M,d_u])."""
+    """o_t tokens, change tokens + T action queries + M irrelevant queries ->
+    (z_e [B,T,D], u [B,M,d_u])."""
 
     def __init__(self, cfg: VisualLAMConfig, num_tokens: int, code_dim: int):
         super().__init__()
@@ -192,11 +217,18 @@ class LAMHead(nn.Module):
         B = f_t.shape[0]
         # the second stream is the feature change: it flips sign when time is reversed, so order is
         # explicit from the start instead of resting on a small learned frame embedding
-        h = torch.cat([f_t + self.frame_emb[0], (f_tH - f_t) + self.frame_emb[1],
-                       self.act_q.expand(B, -1, -1), self.irr_q.expand(B, -1, -1)], dim=1)
+        h = torch.cat(
+            [
+                f_t + self.frame_emb[0],
+                (f_tH - f_t) + self.frame_emb[1],
+                self.act_q.expand(B, -1, -1),
+                self.irr_q.expand(B, -1, -1),
+            ],
+            dim=1,
+        )
         h = self.blocks(h)
         n = h.shape[1] - self.T - self.M
-        return self.to_code(h[:, n:n + self.T]), self.to_irr(h[:, n + self.T:])
+        return self.to_code(h[:, n : n + self.T]), self.to_irr(h[:, n + self.T :])
 
 
 class Predictor(nn.Module):
@@ -257,7 +289,9 @@ class VisualLAM(nn.Module):
         z_e, u = self.head(f_t, f_tH)
         return z_e, u, f_t
 
-    def encode_pair(self, o_t: torch.Tensor, o_tH: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def encode_pair(
+        self, o_t: torch.Tensor, o_tH: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Frame pair (uint8 [B,3,S,S] or float in [-1,1]) -> (z_q [B,T,D], indices [B,T])."""
         z_e, _, _ = self.encode_pair_continuous(o_t, o_tH)
         z_q, idx, _ = quantize_frozen(z_e, self.codebook.weight)
@@ -295,22 +329,46 @@ class VisualLAM(nn.Module):
             a_q, a_idx = self.act_vae.encode(batch["actions"])
         sig = siglip_loss(self._flat(z_e), self._flat(a_q), self.log_scale, self.bias)
         align = F.mse_loss(z_e, a_q)
-        total = cfg.w_siglip * sig + cfg.w_align * align + cfg.w_commit * commit + cfg.w_pred * pred \
+        total = (
+            cfg.w_siglip * sig
+            + cfg.w_align * align
+            + cfg.w_commit * commit
+            + cfg.w_pred * pred
             + cfg.w_l1 * l1
-        out = {"siglip": sig.detach(), "align": align.detach(), "pred": pred.detach(), "l1": l1.detach(),
-               "token_acc": (idx == a_idx).float().mean(), "temperature": self.log_scale.exp().detach()}
+        )
+        out = {
+            "siglip": sig.detach(),
+            "align": align.detach(),
+            "pred": pred.detach(),
+            "l1": l1.detach(),
+            "token_acc": (idx == a_idx).float().mean(),
+            "temperature": self.log_scale.exp().detach(),
+        }
         if "h_obs" in batch:
             h_t, h_tH = as_float_images(batch["h_obs"]), as_float_images(batch["h_obs_next"])
             hz_e, _, _, h_commit, h_pred, h_l1 = self._pair_losses(h_t, h_tH)
             gain, offset = photometric_jitter(h_t)
-            tz, _ = self._teacher((h_t * gain + offset).clamp(-1, 1), (h_tH * gain + offset).clamp(-1, 1))
+            tz, _ = self._teacher(
+                (h_t * gain + offset).clamp(-1, 1), (h_tH * gain + offset).clamp(-1, 1)
+            )
             teach = siglip_loss(self._flat(hz_e), self._flat(tz), self.log_scale, self.bias)
             labels, weights = conla_labels(batch["h_category"], batch["h_scene"])
-            conla = siglip_loss(self._flat(hz_e), self._flat(hz_e), self.log_scale, self.bias, labels, weights)
+            conla = siglip_loss(
+                self._flat(hz_e), self._flat(hz_e), self.log_scale, self.bias, labels, weights
+            )
             rev = self._reverse_loss(hz_e, h_t, h_tH)
-            total = total + cfg.w_teacher * teach + cfg.w_conla * conla + cfg.w_reverse * rev \
-                + cfg.w_commit * h_commit + cfg.w_pred * h_pred + cfg.w_l1 * h_l1
-            out.update({"teacher": teach.detach(), "conla": conla.detach(), "reverse": rev.detach()})
+            total = (
+                total
+                + cfg.w_teacher * teach
+                + cfg.w_conla * conla
+                + cfg.w_reverse * rev
+                + cfg.w_commit * h_commit
+                + cfg.w_pred * h_pred
+                + cfg.w_l1 * h_l1
+            )
+            out.update(
+                {"teacher": teach.detach(), "conla": conla.detach(), "reverse": rev.detach()}
+            )
         else:
             rev = self._reverse_loss(z_e, o_t, o_tH)
             total = total + cfg.w_reverse * rev
@@ -324,23 +382,33 @@ class VisualLAM(nn.Module):
     @torch.no_grad()
     def after_optimizer_step(self, step: int) -> None:
         d = self.cfg.teacher_decay
-        for s_mod, t_mod in ((self.backbone, self.teacher_backbone), (self.head, self.teacher_head)):
+        for s_mod, t_mod in (
+            (self.backbone, self.teacher_backbone),
+            (self.head, self.teacher_head),
+        ):
             for ps, pt in zip(s_mod.parameters(), t_mod.parameters()):
                 pt.mul_(d).add_(ps.detach(), alpha=1 - d)
 
     def constructor_meta(self) -> dict:
-        meta = {"stage": "visual_lam", "image_size": self.image_size,
-                "action_dim": self.act_vae.action_dim, "chunk_len": self.act_vae.chunk_len}
+        meta = {
+            "stage": "visual_lam",
+            "image_size": self.image_size,
+            "action_dim": self.act_vae.action_dim,
+            "chunk_len": self.act_vae.chunk_len,
+        }
         if isinstance(self.backbone.net, HFBackbone):
             meta["hf_config"] = self.backbone.net.resolved_config()
         return meta
 
 
 def load_visual_lam(path, map_location: str = "cpu"):
-    """Rebuild a VisualLAM (with its frozen Act-VAE) from its checkpoint: (model in eval, Checkpoint)."""
+    """Rebuild a VisualLAM (with its frozen Act-VAE) from its checkpoint: (model in eval,
+    Checkpoint)."""
     ck = load_checkpoint(Path(path), map_location)
     if ck.cfg is None or ck.meta.get("stage") != "visual_lam":
-        raise ValueError("%s is not a visual_lam checkpoint (stage=%r)" % (path, ck.meta.get("stage")))
+        raise ValueError(
+            "%s is not a visual_lam checkpoint (stage=%r)" % (path, ck.meta.get("stage"))
+        )
     vcfg = copy.deepcopy(ck.cfg.visual_lam)
     if vcfg.backbone == "hf":
         # rebuild the architecture from the stored config; the weights come from the checkpoint
@@ -351,35 +419,66 @@ def load_visual_lam(path, map_location: str = "cpu"):
     return model.eval(), ck
 
 
-def train_visual_lam(cfg, act_vae: Optional[ActVAE] = None, act_stats: Optional[dict] = None,
-                     train_episodes=None, human_clips=None, out_dir=None, resume: bool = True,
-                     progress: bool = True, stop_after: Optional[int] = None):
+def train_visual_lam(
+    cfg,
+    act_vae: Optional[ActVAE] = None,
+    act_stats: Optional[dict] = None,
+    train_episodes=None,
+    human_clips=None,
+    out_dir=None,
+    resume: bool = True,
+    progress: bool = True,
+    stop_after: Optional[int] = None,
+):
     """Train stage 2; the Act-VAE (and its action normalisation) comes from stage 1's checkpoint."""
     from .act_vae import load_act_vae
     from .common.seed import seed_everything
     from .common.trainer import fit
-    from .data import (HumanPairSource, MixedSource, Normalizer, RobotPairSource, build_human_windows,
-                       build_robot_windows, load_training_data)
+    from .data import (
+        HumanPairSource,
+        MixedSource,
+        Normalizer,
+        RobotPairSource,
+        build_human_windows,
+        build_robot_windows,
+        load_training_data,
+    )
 
     seed_everything(cfg.seed)
     if act_vae is None:
-        path = cfg.visual_lam.act_vae_checkpoint or Path(cfg.out_dir) / "act_vae" / "final.safetensors"
+        path = (
+            cfg.visual_lam.act_vae_checkpoint or Path(cfg.out_dir) / "act_vae" / "final.safetensors"
+        )
         act_vae, ck = load_act_vae(path)
         act_stats = ck.stats
     if train_episodes is None:
         data = load_training_data(cfg)
         train_episodes, human_clips = data.train_episodes, data.human_clips
     d = cfg.data
-    rw = build_robot_windows(train_episodes, d.chunk_len, d.image_size, d.image_key, d.stride,
-                             d.action_space, d.robot)
+    rw = build_robot_windows(
+        train_episodes, d.chunk_len, d.image_size, d.image_key, d.stride, d.action_space, d.robot
+    )
     norm = Normalizer.from_dict(act_stats["action"])
     human = None
     if human_clips:
-        human = HumanPairSource(build_human_windows(human_clips, d.chunk_len, d.image_size, d.stride))
+        human = HumanPairSource(
+            build_human_windows(human_clips, d.chunk_len, d.image_size, d.stride)
+        )
     source = MixedSource(RobotPairSource(rw, norm), human, cfg.visual_lam.human_batch_size)
     model = VisualLAM(cfg.visual_lam, act_vae, d.image_size)
     out_dir = Path(out_dir or Path(cfg.out_dir) / "visual_lam")
-    res = fit(model, source, cfg.visual_lam, out_dir, cfg=cfg, stats=act_stats,
-              meta=model.constructor_meta(), stage="visual_lam", seed=cfg.seed, resume=resume,
-              progress=progress, stop_after=stop_after)
+    res = fit(
+        model,
+        source,
+        cfg.visual_lam,
+        out_dir,
+        cfg=cfg,
+        stats=act_stats,
+        meta=model.constructor_meta(),
+        stage="visual_lam",
+        seed=cfg.seed,
+        resume=resume,
+        progress=progress,
+        stop_after=stop_after,
+    )
     return model, res

@@ -6,6 +6,7 @@ numbers as an uninterrupted one). Metadata (JSON strings): ``config`` (the full 
 ``stats`` (normalisation statistics), ``step``, ``meta`` (model constructor arguments and anything
 else the stage needs to rebuild itself) and ``optim`` (param groups and non-tensor state).
 """
+
 from __future__ import annotations
 
 import json
@@ -63,12 +64,23 @@ class Checkpoint(NamedTuple):
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model.module, torch.nn.Module) else model
+    return (
+        model.module
+        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module)
+        else model
+    )
 
 
-def save_checkpoint(path, model: torch.nn.Module, cfg: Optional[Config], stats: Optional[dict] = None,
-                    step: int = 0, optimizer: Optional[torch.optim.Optimizer] = None,
-                    meta: Optional[dict] = None, save_rng: bool = True) -> Path:
+def save_checkpoint(
+    path,
+    model: torch.nn.Module,
+    cfg: Optional[Config],
+    stats: Optional[dict] = None,
+    step: int = 0,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    meta: Optional[dict] = None,
+    save_rng: bool = True,
+) -> Path:
     """Write ``path`` atomically (temp file + rename) so a crash never leaves half a checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,11 +127,13 @@ def load_checkpoint(path, map_location: str = "cpu") -> Checkpoint:
     with safe_open(str(path), framework="pt", device=map_location) as f:
         md = f.metadata() or {}
         if md.get("format") != FORMAT:
-            raise ValueError("%s is not a clap_train checkpoint (format=%r)" % (path, md.get("format")))
+            raise ValueError(
+                "%s is not a clap_train checkpoint (format=%r)" % (path, md.get("format"))
+            )
         for key in f.keys():
             t = f.get_tensor(key)
             if key.startswith("model/"):
-                model_sd[key[len("model/"):]] = t
+                model_sd[key[len("model/") :]] = t
             elif key.startswith("optim/"):
                 _, pid, name = key.split("/", 2)
                 optim_tensors.setdefault(pid, {})[name] = t

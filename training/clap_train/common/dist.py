@@ -1,4 +1,5 @@
 """torch.distributed helpers: everything degrades to single-process when no group is initialised."""
+
 from __future__ import annotations
 
 import os

@@ -5,8 +5,10 @@ scalar ``"loss"``, and a batch source with ``sample(batch_size, generator) -> di
 Batches are drawn with a generator seeded by (seed, step, rank): a resumed run sees exactly the
 batches an uninterrupted one would, and under torchrun every rank draws its own shard (the role a
 DistributedSampler plays for epoch-based loaders). Optional model hooks:
-``after_optimizer_step(step)`` (EMA teachers, dead-code restarts) and ``param_groups(weight_decay)``.
+``after_optimizer_step(step)`` (EMA teachers, dead-code restarts) and
+``param_groups(weight_decay)``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,9 +17,8 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
@@ -57,7 +58,7 @@ def autocast_context(device: torch.device, enabled: bool):
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
     g = torch.Generator()
-    g.manual_seed((int(seed) * 1_000_003 + int(step) * 7919 + int(rank) * 104_729) % (2 ** 63))
+    g.manual_seed((int(seed) * 1_000_003 + int(step) * 7919 + int(rank) * 104_729) % (2**63))
     return g
 
 
@@ -129,11 +130,22 @@ def _scalars(out: Dict[str, Any]) -> Dict[str, float]:
     return res
 
 
-def fit(model: torch.nn.Module, source: Any, train_cfg: StageTrainConfig, out_dir, *,
-        cfg: Optional[Config] = None, stats: Optional[dict] = None, meta: Optional[dict] = None,
-        stage: str = "train", seed: int = 0, device: Optional[torch.device] = None,
-        resume: bool = True, progress: bool = True,
-        stop_after: Optional[int] = None) -> FitResult:
+def fit(
+    model: torch.nn.Module,
+    source: Any,
+    train_cfg: StageTrainConfig,
+    out_dir,
+    *,
+    cfg: Optional[Config] = None,
+    stats: Optional[dict] = None,
+    meta: Optional[dict] = None,
+    stage: str = "train",
+    seed: int = 0,
+    device: Optional[torch.device] = None,
+    resume: bool = True,
+    progress: bool = True,
+    stop_after: Optional[int] = None,
+) -> FitResult:
     """Train ``model`` for ``train_cfg.steps`` optimizer steps; checkpoints go to ``out_dir``.
 
     ``out_dir/last.safetensors`` is written every ``ckpt_every`` steps and at the end, and
@@ -145,8 +157,11 @@ def fit(model: torch.nn.Module, source: Any, train_cfg: StageTrainConfig, out_di
     device = device or resolve_device(cfg.device if cfg is not None else "auto")
     total = int(train_cfg.steps)
     model.to(device)
-    groups = model.param_groups(train_cfg.weight_decay) if hasattr(model, "param_groups") \
+    groups = (
+        model.param_groups(train_cfg.weight_decay)
+        if hasattr(model, "param_groups")
         else default_param_groups(model, train_cfg.weight_decay)
+    )
     optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, betas=(0.9, 0.99))
     start = 0
     last_path = out_dir / "last.safetensors"
@@ -158,19 +173,30 @@ def fit(model: torch.nn.Module, source: Any, train_cfg: StageTrainConfig, out_di
         if ck.rng_state is not None:
             torch.set_rng_state(ck.rng_state)
         start = ck.step
-    sched = cosine_with_warmup(optimizer, train_cfg.warmup_steps, total, train_cfg.min_lr_ratio,
-                               last_step=start)
+    sched = cosine_with_warmup(
+        optimizer, train_cfg.warmup_steps, total, train_cfg.min_lr_ratio, last_step=start
+    )
     train_model: torch.nn.Module = model
     if D.is_dist():
         # EMA/codebook buffers are synchronised by the modules themselves (all-reduced statistics)
-        train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
-                          find_unused_parameters=True, broadcast_buffers=False)
+        train_model = DDP(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True,
+            broadcast_buffers=False,
+        )
     amp_ctx, scaler = autocast_context(device, train_cfg.amp)
     logger = MetricLogger(out_dir, enabled=True)
     result = FitResult(step=start, checkpoint=None, resumed_from=start)
     end = total if stop_after is None else min(total, int(stop_after))
-    bar = tqdm(total=total, initial=start, desc=stage, disable=not (progress and D.is_main()),
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(
+        total=total,
+        initial=start,
+        desc=stage,
+        disable=not (progress and D.is_main()),
+        dynamic_ncols=True,
+        leave=False,
+    )
     t0 = time.time()
     model.train()
     try:
@@ -181,7 +207,9 @@ def fit(model: torch.nn.Module, source: Any, train_cfg: StageTrainConfig, out_di
                 out = train_model(batch)
             loss = out["loss"]
             if not torch.isfinite(loss):
-                raise FloatingPointError("%s: non-finite loss %s at step %d" % (stage, loss.item(), step))
+                raise FloatingPointError(
+                    "%s: non-finite loss %s at step %d" % (stage, loss.item(), step)
+                )
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -206,7 +234,9 @@ def fit(model: torch.nn.Module, source: Any, train_cfg: StageTrainConfig, out_di
                 metrics["lr"] = optimizer.param_groups[0]["lr"]
                 if grad_norm is not None:
                     metrics["grad_norm"] = float(grad_norm)
-                metrics = {k: float(D.all_reduce_mean(torch.tensor(v)).item()) for k, v in metrics.items()}
+                metrics = {
+                    k: float(D.all_reduce_mean(torch.tensor(v)).item()) for k, v in metrics.items()
+                }
                 result.history.append({"step": done, **metrics})
                 logger.log(done, metrics)
                 bar.set_postfix(loss="%.4f" % metrics["loss"])

@@ -6,6 +6,7 @@ threshold are restarted on random recent encoder outputs, which is what keeps us
 from collapsing to a handful of codes. Under torch.distributed the EMA statistics are summed over
 ranks and restarts are decided on rank 0 and broadcast, so every rank keeps the same codebook.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Tuple
@@ -25,7 +26,9 @@ def nearest_codes(z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return d.argmin(-1).reshape(z.shape[:-1])
 
 
-def quantize_frozen(z: torch.Tensor, weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def quantize_frozen(
+    z: torch.Tensor, weight: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Quantise with a fixed codebook: (z_q straight-through, indices, commitment loss)."""
     idx = nearest_codes(z, weight)
     q = F.embedding(idx, weight).to(z.dtype)
@@ -41,14 +44,22 @@ def perplexity(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
 
 
 class EMAVectorQuantizer(nn.Module):
-    def __init__(self, num_codes: int, dim: int, decay: float = 0.99, commitment: float = 0.25,
-                 dead_threshold: float = 0.03, restart_every: int = 20, eps: float = 1e-5):
+    def __init__(
+        self,
+        num_codes: int,
+        dim: int,
+        decay: float = 0.99,
+        commitment: float = 0.25,
+        dead_threshold: float = 0.03,
+        restart_every: int = 20,
+        eps: float = 1e-5,
+    ):
         super().__init__()
         self.num_codes, self.dim = num_codes, dim
         self.decay, self.commitment, self.eps = decay, commitment, eps
         self.dead_threshold, self.restart_every = dead_threshold, restart_every
         self.codebook = nn.Embedding(num_codes, dim)
-        nn.init.normal_(self.codebook.weight, std=dim ** -0.5)
+        nn.init.normal_(self.codebook.weight, std=dim**-0.5)
         self.codebook.weight.requires_grad_(False)
         self.register_buffer("ema_count", torch.ones(num_codes))
         self.register_buffer("ema_sum", self.codebook.weight.detach().clone())
@@ -70,7 +81,9 @@ class EMAVectorQuantizer(nn.Module):
         self.ema_count.fill_(1.0)
         self.initialized.fill_(True)
 
-    def forward(self, z: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
+    def forward(
+        self, z: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
         """z [..., D] -> (z_q straight-through, indices [...], {commit, perplexity, usage})."""
         flat = z.reshape(-1, self.dim).float()
         if self.training and not bool(self.initialized):
@@ -115,7 +128,9 @@ class EMAVectorQuantizer(nn.Module):
         recent = self._recent
         if D.is_main():
             pick = torch.randint(0, recent.shape[0], (n_dead,), device=recent.device)
-            new = recent[pick] + 0.01 * recent.std() * torch.randn(n_dead, self.dim, device=recent.device)
+            new = recent[pick] + 0.01 * recent.std() * torch.randn(
+                n_dead, self.dim, device=recent.device
+            )
         else:
             new = torch.empty(n_dead, self.dim, device=recent.device)
         D.broadcast_(new)

@@ -1,5 +1,6 @@
 """The experiments of issue 6: one module per experiment, a shared runner (common) and the report
 writer (report). ``clap-train experiment NAME --scale smoke|cpu|paper`` runs them."""
+
 from __future__ import annotations
 
 import importlib

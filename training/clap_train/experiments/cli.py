@@ -1,4 +1,5 @@
 """``clap-train experiment``: run the issue-6 experiments and regenerate docs/RESULTS.md."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,8 @@ evaluated closed-loop through the full ROS stack (`clap-ros eval-sim`), and its 
 success per task, metrics, the exact config, the git commit and the wall-clock cost.
 
 experiments:
-  human_transfer      1. stack seen (almost) only in human video: no human / LAPA / CLAP / CLAP+ConLA
+  human_transfer      1. stack seen (almost) only in human video:
+                         no human / LAPA / CLAP / CLAP+ConLA
   human_vs_robot      2. pretraining on human video vs robot video, same small labelled robot set
   distractor_shift    3. probes and success under unseen textures and more distractors
   knowledge_matching  4. fine-tune RF on a new task: no KM / KM 0.005 / frozen planner
@@ -41,37 +43,87 @@ examples:
 def add_parser(sub) -> None:
     from .common import SCALES
 
-    p = sub.add_parser("experiment", help=HELP, description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=["human_transfer", "human_vs_robot", "distractor_shift",
-                                    "knowledge_matching", "all", "data"],
-                   help="which experiment to run (all: the four; data: only the sim data)")
-    p.add_argument("--scale", default="smoke", choices=sorted(SCALES),
-                   help="sizes of data, training, evaluation (default smoke)")
-    p.add_argument("--seeds", type=int, default=0, metavar="N",
-                   help="training seeds per arm (default: the scale's, 3 for cpu and paper)")
-    p.add_argument("--report-only", action="store_true",
-                   help="do not train or evaluate: regenerate the report from existing results")
-    p.add_argument("--root", default=".", metavar="DIR",
-                   help="repository root holding data/, runs/ and docs/ (default: .)")
-    p.add_argument("--report", default=None, metavar="PATH",
-                   help="where to write the report (default: ROOT/docs/RESULTS.md)")
-    p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="torch CPU threads (default 1: the machine is shared)")
+    p = sub.add_parser(
+        "experiment",
+        help=HELP,
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "name",
+        choices=[
+            "human_transfer",
+            "human_vs_robot",
+            "distractor_shift",
+            "knowledge_matching",
+            "all",
+            "data",
+        ],
+        help="which experiment to run (all: the four; data: only the sim data)",
+    )
+    p.add_argument(
+        "--scale",
+        default="smoke",
+        choices=sorted(SCALES),
+        help="sizes of data, training, evaluation (default smoke)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=0,
+        metavar="N",
+        help="training seeds per arm (default: the scale's, 3 for cpu and paper)",
+    )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="do not train or evaluate: regenerate the report from existing results",
+    )
+    p.add_argument(
+        "--root",
+        default=".",
+        metavar="DIR",
+        help="repository root holding data/, runs/ and docs/ (default: .)",
+    )
+    p.add_argument(
+        "--report",
+        default=None,
+        metavar="PATH",
+        help="where to write the report (default: ROOT/docs/RESULTS.md)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch CPU threads (default 1: the machine is shared)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--eval-only", action="store_true",
-                   help="do not train: evaluate every finished arm's bundle closed-loop again and "
-                        "rewrite its success in result.json (a changed evaluator, more episodes)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="with `all`: record the data once, then run the experiments as N parallel "
-                        "processes of one thread each, balanced by their expected cost, logs under "
-                        "runs/experiments/<scale>/<name>.log (default 1: one after another)")
+    p.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="do not train: evaluate every finished arm's bundle closed-loop again and "
+        "rewrite its success in result.json (a changed evaluator, more episodes)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with `all`: record the data once, then run the experiments as N parallel "
+        "processes of one thread each, balanced by their expected cost, logs under "
+        "runs/experiments/<scale>/<name>.log (default 1: one after another)",
+    )
 
 
 # relative cost of one experiment at any scale (pipelines + closed-loop evaluations), to balance
 # parallel jobs: 1 = 12 pipelines + 12 evals, 2 = 6 + 6, 3 = 3 + 6 evals, 4 = 3 planners + 9 RF + 9
-COST = {"human_transfer": 4.0, "human_vs_robot": 2.0, "distractor_shift": 1.4,
-        "knowledge_matching": 1.8}
+COST = {
+    "human_transfer": 4.0,
+    "human_vs_robot": 2.0,
+    "distractor_shift": 1.4,
+    "knowledge_matching": 1.8,
+}
 
 
 def balance(names, jobs: int):
@@ -99,9 +151,19 @@ def run_parallel(args, names, scale, root: Path) -> int:
 
     def chain(group):
         for name in group:
-            cmd = tool("clap-train") + ["experiment", name, "--scale", scale.name, "--root",
-                                         str(root), "--threads", "1", "--no-progress",
-                                         "--report", str(logs / ("%s.report.md" % name))]
+            cmd = tool("clap-train") + [
+                "experiment",
+                name,
+                "--scale",
+                scale.name,
+                "--root",
+                str(root),
+                "--threads",
+                "1",
+                "--no-progress",
+                "--report",
+                str(logs / ("%s.report.md" % name)),
+            ]
             if args.eval_only:
                 cmd.append("--eval-only")
             if args.seeds:
@@ -120,8 +182,11 @@ def run_parallel(args, names, scale, root: Path) -> int:
     for t in threads:
         t.join()
     if failed:
-        print("clap-train experiment: error: %s failed; see their logs under %s"
-              % (", ".join(failed), logs), file=sys.stderr)
+        print(
+            "clap-train experiment: error: %s failed; see their logs under %s"
+            % (", ".join(failed), logs),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -141,8 +206,7 @@ def main(args) -> int:
     from .report import write_report
 
     if args.seeds < 0 or args.jobs < 1:
-        print("clap-train experiment: error: --seeds must be >= 0 and --jobs >= 1",
-              file=sys.stderr)
+        print("clap-train experiment: error: --seeds must be >= 0 and --jobs >= 1", file=sys.stderr)
         return 2
     scale = SCALES[args.scale]
     root = Path(args.root).resolve()
@@ -168,18 +232,29 @@ def main(args) -> int:
         torch.set_num_threads(max(1, args.threads))
         for name in names:
             module = load(name)
-            ctx = Context(scale=scale, root=root, experiment=name,
-                          seeds=args.seeds or scale.seeds, progress=not args.no_progress)
+            ctx = Context(
+                scale=scale,
+                root=root,
+                experiment=name,
+                seeds=args.seeds or scale.seeds,
+                progress=not args.no_progress,
+            )
             t0 = time.time()
             try:
-                paths = (reevaluate(ctx, getattr(module, "bundle_of", None)) if args.eval_only
-                         else module.run(ctx))
+                paths = (
+                    reevaluate(ctx, getattr(module, "bundle_of", None))
+                    if args.eval_only
+                    else module.run(ctx)
+                )
             except (ExperimentError, ValueError, FileNotFoundError) as exc:
                 print("clap-train experiment %s: error: %s" % (name, exc), file=sys.stderr)
                 return 1
-            print("[%s] %d result(s) in %.0f s: %s" % (name, len(paths), time.time() - t0,
-                                                        ctx.runs_dir))
-    out = write_report(root, scale.name, all_modules(),
-                       Path(args.report).resolve() if args.report else None)
+            print(
+                "[%s] %d result(s) in %.0f s: %s"
+                % (name, len(paths), time.time() - t0, ctx.runs_dir)
+            )
+    out = write_report(
+        root, scale.name, all_modules(), Path(args.report).resolve() if args.report else None
+    )
     print("report: %s" % out)
     return 0

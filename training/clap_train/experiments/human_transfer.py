@@ -12,6 +12,7 @@ videos contribute to the NTP planner:
   the teacher term off);
 * ``clap_conla``: CLAP + ConLA disentanglement (the preset's weights).
 """
+
 from __future__ import annotations
 
 from typing import List
@@ -39,45 +40,86 @@ def recipe(scale: Scale, human: bool) -> Recipe:
 
 def arms(scale: Scale) -> List[Arm]:
     return [
-        Arm("no_human", "no human video", ["ntp.human_mix=0"], recipe(scale, False),
-            stages=("act_vae", "ntp", "rf", "export")),
-        Arm("lapa", "human video, LAPA-style labels", ["pseudo_label.model=lapa"],
-            recipe(scale, True), stages=("act_vae", "lapa", "pseudo_label", "ntp", "rf", "export")),
+        Arm(
+            "no_human",
+            "no human video",
+            ["ntp.human_mix=0"],
+            recipe(scale, False),
+            stages=("act_vae", "ntp", "rf", "export"),
+        ),
+        Arm(
+            "lapa",
+            "human video, LAPA-style labels",
+            ["pseudo_label.model=lapa"],
+            recipe(scale, True),
+            stages=("act_vae", "lapa", "pseudo_label", "ntp", "rf", "export"),
+        ),
         Arm("clap", "human video, CLAP latents", list(CONLA_OFF), recipe(scale, True)),
         Arm("clap_conla", "human video, CLAP + ConLA", [], recipe(scale, True)),
     ]
 
 
-METRICS = [("ntp_token_acc@stack", "stack: token acc"),
-           ("ntp_decoded_mae@stack", "stack: NTP decoded MAE"),
-           ("rf_mae@stack", "stack: RF chunk MAE"),
-           ("ntp_token_acc@pick_place", "pick_place: token acc"),
-           ("rf_mae@pick_place", "pick_place: RF chunk MAE")]
-METRICS_TEXT = ("Offline, on held-out robot episodes no arm trained on (greedy NTP decoding; RF "
-                "chunk sampled from the NTP's own plan, the runtime path; MAE in rad of the "
-                "absolute joint-position chunk):")
+METRICS = [
+    ("ntp_token_acc@stack", "stack: token acc"),
+    ("ntp_decoded_mae@stack", "stack: NTP decoded MAE"),
+    ("rf_mae@stack", "stack: RF chunk MAE"),
+    ("ntp_token_acc@pick_place", "pick_place: token acc"),
+    ("rf_mae@pick_place", "pick_place: RF chunk MAE"),
+]
+METRICS_TEXT = (
+    "Offline, on held-out robot episodes no arm trained on (greedy NTP decoding; RF "
+    "chunk sampled from the NTP's own plan, the runtime path; MAE in rad of the "
+    "absolute joint-position chunk):"
+)
 CLAIMS = [
-    Claim("Human video labelled by CLAP + ConLA raises stack success over no human video",
-          ("clap_conla", "success:stack"), ("no_human", "success:stack")),
-    Claim("CLAP + ConLA labels beat LAPA-style labels on stack",
-          ("clap_conla", "success:stack"), ("lapa", "success:stack")),
-    Claim("ConLA's disentanglement terms help over CLAP latents alone on stack",
-          ("clap_conla", "success:stack"), ("clap", "success:stack")),
-    Claim("No regression on the robot tasks (CLAP + ConLA mean success over reach/push/pick_place "
-          "at least that of no human video, minus 5 points)",
-          ("clap_conla", "success:mean"), ("no_human", "success:mean"), margin=-0.05,
-          at_least=True, tasks=ROBOT_TASKS),
-    Claim("Closed loop: CLAP + ConLA-labelled human video brings stack closer to done than no "
-          "human video (goal progress)", ("clap_conla", "progress:stack"),
-          ("no_human", "progress:stack")),
-    Claim("Offline: CLAP + ConLA-labelled human video raises held-out stack token accuracy over "
-          "no human video", ("clap_conla", "metric:ntp_token_acc@stack"),
-          ("no_human", "metric:ntp_token_acc@stack")),
-    Claim("Offline: CLAP + ConLA-labelled human video lowers the held-out stack RF chunk error "
-          "below no human video", ("clap_conla", "metric:rf_mae@stack"),
-          ("no_human", "metric:rf_mae@stack"), lower=True),
-    Claim("Offline: CLAP + ConLA labels beat LAPA-style labels on held-out stack token accuracy",
-          ("clap_conla", "metric:ntp_token_acc@stack"), ("lapa", "metric:ntp_token_acc@stack")),
+    Claim(
+        "Human video labelled by CLAP + ConLA raises stack success over no human video",
+        ("clap_conla", "success:stack"),
+        ("no_human", "success:stack"),
+    ),
+    Claim(
+        "CLAP + ConLA labels beat LAPA-style labels on stack",
+        ("clap_conla", "success:stack"),
+        ("lapa", "success:stack"),
+    ),
+    Claim(
+        "ConLA's disentanglement terms help over CLAP latents alone on stack",
+        ("clap_conla", "success:stack"),
+        ("clap", "success:stack"),
+    ),
+    Claim(
+        "No regression on the robot tasks (CLAP + ConLA mean success over reach/push/pick_place "
+        "at least that of no human video, minus 5 points)",
+        ("clap_conla", "success:mean"),
+        ("no_human", "success:mean"),
+        margin=-0.05,
+        at_least=True,
+        tasks=ROBOT_TASKS,
+    ),
+    Claim(
+        "Closed loop: CLAP + ConLA-labelled human video brings stack closer to done than no "
+        "human video (goal progress)",
+        ("clap_conla", "progress:stack"),
+        ("no_human", "progress:stack"),
+    ),
+    Claim(
+        "Offline: CLAP + ConLA-labelled human video raises held-out stack token accuracy over "
+        "no human video",
+        ("clap_conla", "metric:ntp_token_acc@stack"),
+        ("no_human", "metric:ntp_token_acc@stack"),
+    ),
+    Claim(
+        "Offline: CLAP + ConLA-labelled human video lowers the held-out stack RF chunk error "
+        "below no human video",
+        ("clap_conla", "metric:rf_mae@stack"),
+        ("no_human", "metric:rf_mae@stack"),
+        lower=True,
+    ),
+    Claim(
+        "Offline: CLAP + ConLA labels beat LAPA-style labels on held-out stack token accuracy",
+        ("clap_conla", "metric:ntp_token_acc@stack"),
+        ("lapa", "metric:ntp_token_acc@stack"),
+    ),
 ]
 
 TRIED = """What was tried: the four arms above with identical robot data, steps and seeds; the NTP
