@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -267,7 +267,9 @@ def validate_gripper_command(values) -> float:
     return float(v[0])
 
 
-def _hermite(t: float, T: float, q0, v0, a0, q1, v1, a1) -> Tuple[np.ndarray, np.ndarray]:
+def _hermite(
+    t: Union[float, np.ndarray], T: float, q0, v0, a0, q1, v1, a1
+) -> Tuple[np.ndarray, np.ndarray]:
     """Cubic (a0/a1 None) or quintic Hermite on [0, T]: position and velocity at t."""
     s = t / T
     if a0 is None or a1 is None:
