@@ -173,11 +173,14 @@ class ActionController:
         self.watchdog.feed("joint_states", stamp, now)
         return True
 
-    def on_latent(self, latent: np.ndarray, stamp: float, now: float) -> None:
+    def on_latent(self, latent: np.ndarray, stamp: float, now: float) -> bool:
         """A /clap/latent [tokens, dim] stamped with its camera frame; wakes the worker.
-        ValueError (InputError) when it is not one."""
-        if self.inputs.latent_in(latent, stamp):
-            self.watchdog.feed("latent", stamp, now)
+        ValueError (InputError) when it is not one; False when it is older than the newest or
+        stamped in the future (refused, counted in latents_refused)."""
+        if not self.inputs.latent_in(latent, stamp, now, self.watchdog.future_tolerance):
+            return False
+        self.watchdog.feed("latent", stamp, now)
+        return True
 
     def on_plan_tokens(self, indices: Any) -> None:
         """/clap/plan_tokens: paired with the next /clap/plan (the planner sends tokens first).

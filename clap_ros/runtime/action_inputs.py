@@ -46,7 +46,8 @@ class ActionInputs:
         self.gripper_measured = False
         self.joint_error = ""
         self.counters: Dict[str, int] = {"joint_states_refused": 0, "latents_refused": 0,
-                                         "plan_tokens_refused": 0, "plans_refused": 0}
+                                         "latents_future": 0, "plan_tokens_refused": 0,
+                                         "plans_refused": 0}
 
     # --- arrivals ------------------------------------------------------------------------------
     def joint_state(self, names: Sequence[str], positions: Sequence[float], stamp: float
@@ -69,15 +70,25 @@ class ActionInputs:
             self.gripper_measured = has_gripper
         return True, ""
 
-    def latent_in(self, latent, stamp: float) -> bool:
-        """Store a latent [tokens, dim] (InputError when it is not one); False when it is older
-        than the one held (out of order: the newer one stays)."""
+    def latent_in(self, latent, stamp: float, now: Optional[float] = None,
+                  future_tolerance: float = math.inf) -> bool:
+        """Store a latent [tokens, dim] (InputError when it is not one or its stamp is not
+        finite). False, not stored: older than the one held (the newer one stays), or stamped
+        more than ``future_tolerance`` after ``now`` (counted; kept, it would make every later
+        good latent look out of order)."""
         b = self.bundle
         try:
             lat = check_latent_array(latent, b.latent_tokens, b.latent_dim, finite=False)
-        except InputError:
+            stamp = float(stamp)
+            if not math.isfinite(stamp):
+                raise InputError("latent stamp is not finite")
+        except (InputError, TypeError, ValueError):
             self.counters["latents_refused"] += 1
             raise
+        if now is not None and stamp > float(now) + future_tolerance:
+            self.counters["latents_refused"] += 1
+            self.counters["latents_future"] += 1
+            return False
         with self.fresh:
             if stamp < self.latent_stamp:
                 return False
