@@ -6,7 +6,7 @@ import torch
 from clap_train.common import load_config
 from clap_train.data import make_synthetic_episodes, make_synthetic_human_clips
 from clap_train.lapa import train_lapa
-from clap_train.ntp import _label_in_memory
+from clap_train.ntp import label_in_memory
 from clap_train.pseudo_label import label_clip, labeller_path, load_labeller
 
 torch.set_num_threads(1)
@@ -33,14 +33,14 @@ def test_lapa_labels_human_clips_and_the_default_still_wants_visual_lam(tmp_path
     assert labeller_path(cfg) == tmp_path / "lapa" / "final.safetensors"
     loaded, ck, _ = load_labeller(cfg)
     assert type(loaded).__name__ == "LAPA"
-    codes = _label_in_memory(cfg, [dict(c) for c in clips], progress=False)
+    codes = label_in_memory(cfg, [dict(c) for c in clips], progress=False)
     expect = label_clip(model.eval(), clips[0]["frames"], 6, 16)
     assert [list(t) for _, t in codes[0]] == expect["tokens"]
     assert all(0 <= i < cfg.lapa.codebook_size for _, t in codes[0] for i in t)
     # the default labeller is the visual LAM, whose checkpoint this run does not have
     default = load_config("tiny", SMALL + ["out_dir=%s" % tmp_path])
     with pytest.raises(ValueError, match="no visual_lam checkpoint"):
-        _label_in_memory(default, [dict(c) for c in clips], progress=False)
+        label_in_memory(default, [dict(c) for c in clips], progress=False)
     bad = load_config("tiny", SMALL + ["out_dir=%s" % tmp_path, "pseudo_label.model=vae"])
     with pytest.raises(ValueError, match="pseudo_label.model must be one of visual_lam, lapa"):
         labeller_path(bad)

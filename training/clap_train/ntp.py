@@ -745,7 +745,7 @@ def train_ntp(
             data.human_clips, cfg.data.human_videos, cfg.pseudo_label.filename
         )
         if pseudo is None:
-            pseudo = _label_in_memory(cfg, data.human_clips, progress)
+            pseudo = label_in_memory(cfg, data.human_clips, progress)
         human = human_code_windows(data.human_clips, pseudo, cfg.data.image_size)
         av = prep["act_vae"]
         if human is not None and (
@@ -807,7 +807,7 @@ def train_ntp(
     return ntp, res, metrics
 
 
-def _label_in_memory(cfg, clips, progress: bool = True):
+def label_in_memory(cfg, clips, progress: bool = True):
     """Pseudo-label clips that have no label file with the stage-2 checkpoint (synthetic or
     in-memory clips), or explain what is missing."""
     from .pseudo_label import label_clips, labeller_path, load_labeller
