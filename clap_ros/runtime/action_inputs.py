@@ -26,7 +26,7 @@ class InferenceJob:
 
 
 class ActionInputs:
-    def __init__(self, profile, bundle):
+    def __init__(self, profile, bundle) -> None:
         self.profile = profile
         self.bundle = bundle
         self.dof = profile.dof

@@ -43,7 +43,7 @@ class LatestSlot:
     Inference that is slower than its input must work on the newest frame, never on a queue of old
     ones; the subscription callback only ever does ``put`` and so never blocks on inference."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._cond = threading.Condition()
         self._item: Any = None
         self._has = False
