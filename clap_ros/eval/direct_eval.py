@@ -599,14 +599,27 @@ def evaluate(cfg: EvalConfig, log=None) -> Tuple[dict, Path]:
             log(line)
 
     t0 = time.time()
+    # SIGTERM (a background run being stopped) ends it like Ctrl-C: what finished is written.
+    import signal
+    import threading
+
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGTERM, _interrupt)
     try:
         episodes, error = run_outcomes(cfg, out, jobs=cfg.jobs, on_episode=on_episode)
     finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
         if bar is not None:
             bar.close()
     result = summarize(cfg, model, episodes, wall_s=time.time() - t0, error=error)
     write_result(out, result)
     return result, out
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _resolve_model(model: str) -> Path:
