@@ -146,7 +146,8 @@ def duration_from_s(t: float):
 
 
 class _StopRequested(BaseException):
-    """Raised (once) by run_node's signal handler to leave the spin; never escapes run_node.
+    """Raised (once) by run_node's signal handler to leave construction or a node's own spin loop;
+    never escapes run_node.
     A BaseException, so a callback's ``except Exception`` cannot swallow it."""
 
     def __init__(self, signum: int):
@@ -161,7 +162,8 @@ class _StopSignals:
     a node could no longer publish its last commands (the action node's smooth stop), and they
     re-raise KeyboardInterrupt wherever the main thread is: a second Ctrl-C (a terminal signals
     the whole process group and ros2 launch forwards one more) then lands in ``shutdown()`` /
-    ``thread.join`` as a traceback. Here the first signal raises _StopRequested in the spin only;
+    ``thread.join`` as a traceback. Here the first signal ends run_node's spin loop (recorded, seen
+    within SPIN_PERIOD_S) or, during construction or a node's own spin, raises _StopRequested;
     later ones while cleaning up are noted and ignored; a third means the user (or launch's
     SIGTERM escalation) will not wait any longer, and the process exits at once.
     """
@@ -171,16 +173,10 @@ class _StopSignals:
     def __init__(self):
         self.received: list = []
         self.raising = True
-        self._old = {}
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
+            signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
         self.received.append(signum)
@@ -196,13 +192,14 @@ class _StopSignals:
 SPIN_PERIOD_S = 0.1  # how soon a stop signal is acted on while the executor waits
 
 
-def _spin(node: Node) -> None:
-    """rclpy.spin without rclpy's signal handlers: the executor returns to Python at least every
-    SPIN_PERIOD_S so the stop handler runs (a Python handler cannot run inside the C wait)."""
+def _spin(node: Node, stops: "_StopSignals") -> None:
+    """rclpy.spin without rclpy's signal handlers, until a stop signal: the executor returns to
+    Python at least every SPIN_PERIOD_S, so the handler runs (a Python handler cannot run inside
+    the C wait) and the loop sees what it recorded. Nothing is raised into the executor."""
     executor = rclpy.get_global_executor()
     executor.add_node(node)
     try:
-        while rclpy.ok():
+        while rclpy.ok() and not stops.received:
             executor.spin_once(timeout_sec=SPIN_PERIOD_S)
     finally:
         executor.remove_node(node)
@@ -258,16 +255,20 @@ def run_node(make_node: Callable[[], Node], spin: Optional[Callable[[Node], Opti
                 print_node_help(node, make_node)
                 return 0
             if spin is not None:
+                # A node's own spin loop only checks rclpy.ok(): the first signal raises out of it.
                 code = int(spin(node) or 0)
             else:
-                _spin(node)
+                stops.raising = False   # the loop polls stops.received instead
+                _spin(node, stops)
             code = code or node_code()
         except (_StopRequested, KeyboardInterrupt, ExternalShutdownException):
             code = node_code()
         except Exception:
-            # Another process may shut the context down between two executor steps; rclpy then
-            # raises RCLError ("context is not valid") instead of ExternalShutdownException.
-            if rclpy.ok():
+            # A signal raised inside a C++ call (pybind11 converting an argument) comes back as
+            # another exception (RuntimeError "Unable to convert call argument"); and another
+            # process may shut the context down between two executor steps (RCLError "context is
+            # not valid"). Both are a stop, not a failure.
+            if not stops.received and rclpy.ok():
                 raise
             code = node_code()
         finally:
@@ -277,8 +278,11 @@ def run_node(make_node: Callable[[], Node], spin: Optional[Callable[[Node], Opti
         # the cleanup began): still a clean stop, with the cleanup done exactly once.
         cleanup()
         code = node_code()
-    finally:
-        stops.restore()
+    # A signal that arrives after a fast cleanup, while the interpreter exits, is ignored: Python
+    # resets a Python-level handler to SIG_DFL when it finalises (the process would then die by
+    # SIGINT, exit -2), but leaves SIG_IGN alone. A hung exit is still ended by launch's SIGKILL.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     if stops.received:
         print("[%s] stopped by %s" % (name[0], signal.Signals(stops.received[0]).name),
               file=sys.stderr)

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.ros]
 REPO = Path(__file__).resolve().parents[2]
 
 TINY_NODE = """
-    import sys, threading, time
+    import os, sys, threading, time
     from rclpy.node import Node
     from std_msgs.msg import String
     from clap_ros.nodes.common import run_node
@@ -40,11 +40,13 @@ TINY_NODE = """
             print("ready", flush=True)
 
         def shutdown(self):
-            time.sleep(0.6)                          # a second signal lands in here
+            time.sleep(float(os.environ.get("CLEANUP_S", "0.6")))   # a second signal lands here
             self.pub.publish(String(data="bye"))     # the context is still valid
             print("cleanup done", flush=True)
 
-    sys.exit(run_node(Tiny))
+    code = run_node(Tiny)
+    time.sleep(float(os.environ.get("AFTER_S", "0")))   # the interpreter's own exit, stretched
+    sys.exit(code)
 """
 
 
@@ -72,17 +74,36 @@ def test_run_node_exits_0_without_traceback(tmp_path, n_signals, sig):
     assert "[tiny] stopped by %s" % signal.Signals(sig).name in out
 
 
+def test_a_second_signal_after_a_fast_cleanup_is_no_keyboard_interrupt(tmp_path):
+    script = tmp_path / "tiny.py"
+    script.write_text(textwrap.dedent(TINY_NODE))
+    env = dict(os.environ, PYTHONPATH=str(REPO), ROS_DOMAIN_ID=str(fresh_domain_id()),
+               PYTHONUNBUFFERED="1", CLEANUP_S="0", AFTER_S="1.0")
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    assert p.stdout.readline().strip() == b"ready"
+    time.sleep(0.3)
+    os.killpg(p.pid, signal.SIGINT)
+    assert p.stdout.readline().strip() == b"cleanup done"   # run_node has returned (or is about to)
+    time.sleep(0.3)
+    os.killpg(p.pid, signal.SIGINT)                         # launch's forwarded one, late
+    out = p.communicate(timeout=20)[0].decode()
+    assert p.returncode == 0 and "Traceback" not in out, (p.returncode, out)
+
+
 def test_a_third_signal_exits_at_once(tmp_path):
     script = tmp_path / "tiny.py"
     script.write_text(textwrap.dedent(TINY_NODE))
-    env = dict(os.environ, PYTHONPATH=str(REPO), ROS_DOMAIN_ID=str(fresh_domain_id()))
+    env = dict(os.environ, PYTHONPATH=str(REPO), ROS_DOMAIN_ID=str(fresh_domain_id()),
+               CLEANUP_S="2.0")
     p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, env=env, start_new_session=True)
     assert p.stdout.readline().strip() == b"ready"
     time.sleep(0.3)
     for _ in range(3):
         os.killpg(p.pid, signal.SIGINT)
-        time.sleep(0.05)
+        # apart, so CPython cannot merge two into one handler call (it would, before it runs)
+        time.sleep(0.25)
     out = p.communicate(timeout=20)[0].decode()
     assert p.returncode == 128 + signal.SIGINT and "exiting without cleanup" in out, out
     assert "cleanup done" not in out and "Traceback" not in out
