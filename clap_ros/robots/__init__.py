@@ -142,13 +142,13 @@ class RobotProfile:
     def joint_frames(self, q: Sequence[float]) -> List[np.ndarray]:
         """4x4 world-from-link transforms of each joint frame (base at the origin)."""
         k = self.kinematics
-        q = np.asarray(q, dtype=np.float64)
-        if q.shape != (self.dof,):
-            raise ProfileError("expected %d joint values, got shape %s" % (self.dof, q.shape))
+        qa = np.asarray(q, dtype=np.float64)
+        if qa.shape != (self.dof,):
+            raise ProfileError("expected %d joint values, got shape %s" % (self.dof, qa.shape))
         T = np.eye(4)
         frames = []
         for i in range(self.dof):
-            th = q[i] + k.theta_offset[i]
+            th = qa[i] + k.theta_offset[i]
             if k.convention == "modified":
                 T = T @ rotx(k.alpha[i]) @ trans(k.a[i], 0, 0) @ rotz(th) @ trans(0, 0, k.d[i])
             else:
