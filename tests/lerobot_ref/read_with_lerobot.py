@@ -12,6 +12,7 @@ the pyav video backend. PyPI's torchvision wheels link the CUDA build of torch (
 so next to the CPU torch they do not import; this reader decodes with torchcodec instead, and a
 stand-in module that raises on any use proves torchvision is never called.
 """
+
 import json
 import sys
 import types
@@ -28,6 +29,7 @@ class _NotAvailable(types.ModuleType):
 
 def _stand_in_torchvision():
     import importlib.machinery
+
     tv = _NotAvailable("torchvision")
     tv.__path__ = []
     tv.__spec__ = importlib.machinery.ModuleSpec("torchvision", None, is_package=True)
@@ -47,17 +49,27 @@ def main(argv):
     ds = LeRobotDataset("local/clap_ros_export", root=root, video_backend="torchcodec")
     fps = ds.fps
     # one frame back and past the end: padding flags as a policy's loader sees them
-    padded = LeRobotDataset("local/clap_ros_export", root=root, video_backend="torchcodec",
-                            delta_timestamps={"action": [-1.0 / fps, 0.0, 1.0 / fps]})
+    padded = LeRobotDataset(
+        "local/clap_ros_export",
+        root=root,
+        video_backend="torchcodec",
+        delta_timestamps={"action": [-1.0 / fps, 0.0, 1.0 / fps]},
+    )
     items, arrays = [], {}
     for i in indices:
         it = ds[i]
         pad = padded[i]
-        items.append({"index": i, "episode_index": int(it["episode_index"]),
-                      "frame_index": int(it["frame_index"]), "timestamp": float(it["timestamp"]),
-                      "task": it["task"],
-                      "action_is_pad": [bool(x) for x in pad["action_is_pad"]],
-                      "padded_action_shape": list(pad["action"].shape)})
+        items.append(
+            {
+                "index": i,
+                "episode_index": int(it["episode_index"]),
+                "frame_index": int(it["frame_index"]),
+                "timestamp": float(it["timestamp"]),
+                "task": it["task"],
+                "action_is_pad": [bool(x) for x in pad["action_is_pad"]],
+                "padded_action_shape": list(pad["action"].shape),
+            }
+        )
         arrays["state_%d" % i] = it["observation.state"].numpy()
         arrays["action_%d" % i] = it["action"].numpy()
         for key in ds.meta.video_keys:
@@ -66,12 +78,25 @@ def main(argv):
             arrays["%s_%d" % (key, i)] = frame
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "items.npz", **arrays)
-    versions = {p: metadata.version(p) for p in ("lerobot-dataset", "torch", "torchcodec", "av",
-                                                 "datasets", "pyarrow")}
-    (out / "read.json").write_text(json.dumps({
-        "versions": versions, "len": len(ds), "num_episodes": ds.num_episodes, "fps": fps,
-        "features": ds.features, "video_keys": list(ds.meta.video_keys),
-        "tasks": sorted(ds.meta.tasks.index.tolist()), "items": items}, default=str))
+    versions = {
+        p: metadata.version(p)
+        for p in ("lerobot-dataset", "torch", "torchcodec", "av", "datasets", "pyarrow")
+    }
+    (out / "read.json").write_text(
+        json.dumps(
+            {
+                "versions": versions,
+                "len": len(ds),
+                "num_episodes": ds.num_episodes,
+                "fps": fps,
+                "features": ds.features,
+                "video_keys": list(ds.meta.video_keys),
+                "tasks": sorted(ds.meta.tasks.index.tolist()),
+                "items": items,
+            },
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

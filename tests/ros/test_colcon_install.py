@@ -8,6 +8,7 @@ setup script gives, a node started from an unrelated directory with default para
 bundle in P/share/clap_ros through ament_index_python; robot:=ur5e (no UR5e bundle shipped yet)
 exits 2 with a message naming every place looked and the model:= to pass.
 """
+
 import os
 import shutil
 import signal
@@ -18,13 +19,20 @@ import time
 from pathlib import Path
 
 import pytest
-
 from ros_harness import fresh_domain_id
 
 pytestmark = [pytest.mark.ros]
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("setup.py", "setup.cfg", "package.xml", "resource", "launch", "config", "models",
-           "clap_ros")
+SOURCES = (
+    "setup.py",
+    "setup.cfg",
+    "package.xml",
+    "resource",
+    "launch",
+    "config",
+    "models",
+    "clap_ros",
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +51,22 @@ def install(tmp_path_factory):
     lib.mkdir(parents=True)
     build.mkdir(parents=True)
     env = dict(os.environ, PYTHONPATH=str(lib))
-    cmd = [sys.executable, "setup.py", "egg_info", "--egg-base", os.path.relpath(build, src),
-           "build", "--build-base", str(build / "build"),
-           "install", "--prefix", str(prefix), "--record", str(build / "install.log"),
-           "--single-version-externally-managed"]
+    cmd = [
+        sys.executable,
+        "setup.py",
+        "egg_info",
+        "--egg-base",
+        os.path.relpath(build, src),
+        "build",
+        "--build-base",
+        str(build / "build"),
+        "install",
+        "--prefix",
+        str(prefix),
+        "--record",
+        str(build / "install.log"),
+        "--single-version-externally-managed",
+    ]
     r = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     elsewhere = root / "elsewhere"
@@ -55,8 +75,13 @@ def install(tmp_path_factory):
 
 
 def _env(inst, **extra):
-    env = dict(os.environ, PYTHONPATH=str(inst["lib"]), AMENT_PREFIX_PATH=str(inst["prefix"]),
-               ROS_DOMAIN_ID=str(fresh_domain_id()), PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(inst["lib"]),
+        AMENT_PREFIX_PATH=str(inst["prefix"]),
+        ROS_DOMAIN_ID=str(fresh_domain_id()),
+        PYTHONUNBUFFERED="1",
+    )
     env.update(extra)
     return env
 
@@ -70,22 +95,35 @@ def test_the_install_has_the_package_layout(install):
     assert (share / "config" / "clap_nodes.yaml").is_file()
     assert (share / "models" / "default" / "manifest.yaml").is_file()
     for node in ("encoder_node", "planner_node", "action_node", "sim_driver", "expert_node"):
-        assert os.access(p / "lib" / "clap_ros" / node, os.X_OK), node   # `ros2 run` looks here
-    probe = ("import clap_ros; from ament_index_python.packages import get_package_share_directory"
-             " as g; from clap_ros.launching.graph import package_share;"
-             " print(clap_ros.__file__); print(g('clap_ros')); print(package_share())")
-    r = subprocess.run([sys.executable, "-c", probe], cwd=install["cwd"], env=_env(install),
-                       capture_output=True, text=True, timeout=60)
+        assert os.access(p / "lib" / "clap_ros" / node, os.X_OK), node  # `ros2 run` looks here
+    probe = (
+        "import clap_ros; from ament_index_python.packages import get_package_share_directory"
+        " as g; from clap_ros.launching.graph import package_share;"
+        " print(clap_ros.__file__); print(g('clap_ros')); print(package_share())"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=install["cwd"],
+        env=_env(install),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     module, indexed, graph_share = r.stdout.split()
-    assert Path(module).is_relative_to(install["lib"])      # the installed copy, not the repo
+    assert Path(module).is_relative_to(install["lib"])  # the installed copy, not the repo
     assert Path(indexed) == share and Path(graph_share) == share
 
 
 def test_a_node_with_default_parameters_finds_its_bundle_through_the_index(install):
     exe = install["prefix"] / "lib" / "clap_ros" / "planner_node"
-    p = subprocess.Popen([str(exe), "--ros-args", "-p", "backend:=cpu"], cwd=install["cwd"],
-                         env=_env(install), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    p = subprocess.Popen(
+        [str(exe), "--ros-args", "-p", "backend:=cpu"],
+        cwd=install["cwd"],
+        env=_env(install),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     lines = []
     try:
         deadline = time.monotonic() + 90
@@ -109,8 +147,14 @@ def test_a_node_with_default_parameters_finds_its_bundle_through_the_index(insta
 
 def test_ur5e_without_a_bundle_says_where_it_looked(install):
     exe = install["prefix"] / "lib" / "clap_ros" / "planner_node"
-    r = subprocess.run([str(exe), "--ros-args", "-p", "robot:=ur5e"], cwd=install["cwd"],
-                       env=_env(install), capture_output=True, text=True, timeout=90)
+    r = subprocess.run(
+        [str(exe), "--ros-args", "-p", "robot:=ur5e"],
+        cwd=install["cwd"],
+        env=_env(install),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert r.returncode == 2, r.stdout + r.stderr
     err = r.stderr
     assert "Traceback" not in err and "models/ur5e" in err and "model:=" in err, err

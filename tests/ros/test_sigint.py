@@ -6,6 +6,7 @@ run_node is checked on a tiny node (1, 2 and 3 signals, one arriving during a sl
 still publishes), then the real bringup graph (sim_driver, encoder_node, planner_node,
 action_node; enabled, so the arm moves) is stopped the way a terminal under ros2 launch does.
 """
+
 import os
 import signal
 import subprocess
@@ -16,12 +17,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from clap_ros.launching.graph import (BRINGUP, enabled_nodes, node_parameters, node_remaps,
-                                      parse_assignments, resolve_arguments)
-from clap_ros.nodes.spawn import NodeProcess, wait_for
-
 from ros_harness import fresh_domain_id
+
+from clap_ros.launching.graph import (
+    BRINGUP,
+    enabled_nodes,
+    node_parameters,
+    node_remaps,
+    parse_assignments,
+    resolve_arguments,
+)
+from clap_ros.nodes.spawn import NodeProcess, wait_for
 
 pytestmark = [pytest.mark.ros]
 REPO = Path(__file__).resolve().parents[2]
@@ -50,18 +56,26 @@ TINY_NODE = """
 """
 
 
-@pytest.mark.parametrize("n_signals, sig", [(1, signal.SIGINT), (2, signal.SIGINT),
-                                            (1, signal.SIGTERM), (2, signal.SIGTERM)])
+@pytest.mark.parametrize(
+    "n_signals, sig",
+    [(1, signal.SIGINT), (2, signal.SIGINT), (1, signal.SIGTERM), (2, signal.SIGTERM)],
+)
 def test_run_node_exits_0_without_traceback(tmp_path, n_signals, sig):
     script = tmp_path / "tiny.py"
     script.write_text(textwrap.dedent(TINY_NODE))
-    env = dict(os.environ, PYTHONPATH=str(REPO), ROS_DOMAIN_ID=str(fresh_domain_id()),
-               PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    env = dict(
+        os.environ, PYTHONPATH=str(REPO), ROS_DOMAIN_ID=str(fresh_domain_id()), PYTHONUNBUFFERED="1"
+    )
+    p = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     try:
         assert p.stdout.readline().strip() == b"ready"
-        time.sleep(0.3)   # spinning
+        time.sleep(0.3)  # spinning
         for _ in range(n_signals):
             os.killpg(p.pid, sig)
             time.sleep(0.15)
@@ -77,16 +91,27 @@ def test_run_node_exits_0_without_traceback(tmp_path, n_signals, sig):
 def test_a_second_signal_after_a_fast_cleanup_is_no_keyboard_interrupt(tmp_path):
     script = tmp_path / "tiny.py"
     script.write_text(textwrap.dedent(TINY_NODE))
-    env = dict(os.environ, PYTHONPATH=str(REPO), ROS_DOMAIN_ID=str(fresh_domain_id()),
-               PYTHONUNBUFFERED="1", CLEANUP_S="0", AFTER_S="1.0")
-    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        ROS_DOMAIN_ID=str(fresh_domain_id()),
+        PYTHONUNBUFFERED="1",
+        CLEANUP_S="0",
+        AFTER_S="1.0",
+    )
+    p = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     assert p.stdout.readline().strip() == b"ready"
     time.sleep(0.3)
     os.killpg(p.pid, signal.SIGINT)
-    assert p.stdout.readline().strip() == b"cleanup done"   # run_node has returned (or is about to)
+    assert p.stdout.readline().strip() == b"cleanup done"  # run_node has returned (or is about to)
     time.sleep(0.3)
-    os.killpg(p.pid, signal.SIGINT)                         # launch's forwarded one, late
+    os.killpg(p.pid, signal.SIGINT)  # launch's forwarded one, late
     out = p.communicate(timeout=20)[0].decode()
     assert p.returncode == 0 and "Traceback" not in out, (p.returncode, out)
 
@@ -94,10 +119,16 @@ def test_a_second_signal_after_a_fast_cleanup_is_no_keyboard_interrupt(tmp_path)
 def test_a_third_signal_exits_at_once(tmp_path):
     script = tmp_path / "tiny.py"
     script.write_text(textwrap.dedent(TINY_NODE))
-    env = dict(os.environ, PYTHONPATH=str(REPO), ROS_DOMAIN_ID=str(fresh_domain_id()),
-               CLEANUP_S="2.0")
-    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    env = dict(
+        os.environ, PYTHONPATH=str(REPO), ROS_DOMAIN_ID=str(fresh_domain_id()), CLEANUP_S="2.0"
+    )
+    p = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     assert p.stdout.readline().strip() == b"ready"
     time.sleep(0.3)
     for _ in range(3):
@@ -112,18 +143,35 @@ def test_a_third_signal_exits_at_once(tmp_path):
 def _start_graph(tmp_path, domain):
     """The bringup graph's nodes as ros2 launch starts them from a terminal: one process group
     (the first node leads it), each with its merged parameters."""
-    values = resolve_arguments(BRINGUP, parse_assignments([
-        "use_sim:=true", "task:=reach", "seed:=2", "backend:=cpu", "enable_on_start:=true",
-        "instruction:=move the gripper to the red ball"]))
+    values = resolve_arguments(
+        BRINGUP,
+        parse_assignments(
+            [
+                "use_sim:=true",
+                "task:=reach",
+                "seed:=2",
+                "backend:=cpu",
+                "enable_on_start:=true",
+                "instruction:=move the gripper to the red ball",
+            ]
+        ),
+    )
     procs = []
     for spec in enabled_nodes(BRINGUP, values):
         path = tmp_path / ("%s.params.yaml" % spec.name)
-        path.write_text(yaml.safe_dump({spec.name: {"ros__parameters":
-                                                    node_parameters(spec, values)}}))
-        p = NodeProcess(spec.module, params_file=path, name=spec.name,
-                        remaps=node_remaps(spec, values), domain_id=domain,
-                        log_path=tmp_path / ("%s.log" % spec.name), own_group=not procs,
-                        process_group=procs[0].pid if procs else None)
+        path.write_text(
+            yaml.safe_dump({spec.name: {"ros__parameters": node_parameters(spec, values)}})
+        )
+        p = NodeProcess(
+            spec.module,
+            params_file=path,
+            name=spec.name,
+            remaps=node_remaps(spec, values),
+            domain_id=domain,
+            log_path=tmp_path / ("%s.log" % spec.name),
+            own_group=not procs,
+            process_group=procs[0].pid if procs else None,
+        )
         procs.append(p.start())
     return procs
 
@@ -134,16 +182,21 @@ def test_ctrl_c_under_launch_stops_the_running_graph_cleanly(tmp_path):
     by_name = {p.name: p for p in procs}
     action = by_name["action_node"]
     try:
-        running = wait_for(lambda: "hold -> run" in action.log_text()
-                           or any(not p.running() for p in procs), timeout=150, period=0.2)
+        running = wait_for(
+            lambda: "hold -> run" in action.log_text() or any(not p.running() for p in procs),
+            timeout=150,
+            period=0.2,
+        )
         dead = {p.name: p.returncode for p in procs if not p.running()}
         assert not dead, "nodes died before the stop: %s\n%s" % (
-            dead, "\n".join(p.log_text(tail=1500) for p in procs))
+            dead,
+            "\n".join(p.log_text(tail=1500) for p in procs),
+        )
         assert running, "the arm never ran:\n%s" % action.log_text(tail=3000)
-        time.sleep(1.0)   # moving
-        os.killpg(procs[0].pid, signal.SIGINT)   # the terminal's Ctrl-C, to every node
+        time.sleep(1.0)  # moving
+        os.killpg(procs[0].pid, signal.SIGINT)  # the terminal's Ctrl-C, to every node
         time.sleep(0.05)
-        for p in procs:                          # ros2 launch forwards one more to each
+        for p in procs:  # ros2 launch forwards one more to each
             p.send_signal(signal.SIGINT)
         codes = {p.name: p.wait(timeout=30) for p in procs}
     finally:

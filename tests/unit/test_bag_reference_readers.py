@@ -4,6 +4,7 @@ requirements/dev.txt) to the same values our reader gives; the metadata says ros
 metadata.yaml and in the MCAP ``rosbag2`` metadata record (serialized_metadata and ROS_DISTRO, as
 Jazzy's reader looks); QoS durations are the RMW's "infinite" as rosbag2 records them; every bag
 has a ``recorder`` entry."""
+
 from importlib import metadata
 from pathlib import Path
 
@@ -21,9 +22,28 @@ INF = {"sec": 9223372036, "nsec": 854775807}
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     out = tmp_path_factory.mktemp("rec")
-    rc = cli_main(["sim", "record", "--direct", "--robot", "fr3", "--task", "reach",
-                   "--episodes", "1", "--seed", "1", "--out", str(out), "--camera-size", "64x48",
-                   "--camera-rate", "4", "--quiet"])
+    rc = cli_main(
+        [
+            "sim",
+            "record",
+            "--direct",
+            "--robot",
+            "fr3",
+            "--task",
+            "reach",
+            "--episodes",
+            "1",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--camera-size",
+            "64x48",
+            "--camera-rate",
+            "4",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     (bag,) = [p for p in out.iterdir() if p.is_dir()]
     return bag
@@ -44,9 +64,11 @@ def test_reference_reader_versions_are_pinned():
 def test_every_topic_decodes_with_the_reference_readers(recorded):
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
+
     meta = yaml.safe_load((recorded / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
-    expected = {t["topic_metadata"]["name"]: t["message_count"]
-                for t in meta["topics_with_message_count"]}
+    expected = {
+        t["topic_metadata"]["name"]: t["message_count"] for t in meta["topics_with_message_count"]
+    }
     ours = {}
     with BagReader(recorded) as r:
         for topic, msgtype, ts, msg in r.messages():
@@ -67,20 +89,26 @@ def test_every_topic_decodes_with_the_reference_readers(recorded):
     for (_, a), (_, b) in zip(seen["/joint_states"], ours["/joint_states"]):
         assert list(a.name) == list(b.name)
         assert np.array_equal(np.asarray(a.position), np.asarray(b.position))
-        assert (a.header.stamp.sec, a.header.stamp.nanosec) == (b.header.stamp.sec,
-                                                                b.header.stamp.nanosec)
+        assert (a.header.stamp.sec, a.header.stamp.nanosec) == (
+            b.header.stamp.sec,
+            b.header.stamp.nanosec,
+        )
     for (_, a), (_, b) in zip(seen["/camera/image_raw"], ours["/camera/image_raw"]):
-        assert (a.width, a.height, a.encoding) == (b.width, b.height, b.encoding) == (64, 48, "rgb8")
+        assert (
+            (a.width, a.height, a.encoding) == (b.width, b.height, b.encoding) == (64, 48, "rgb8")
+        )
         assert bytes(a.data) == bytes(b.data)
     traj = [k for k in seen if k.endswith("/joint_trajectory")]
     for (_, a), (_, b) in zip(seen[traj[0]], ours[traj[0]]):
         assert [list(p.positions) for p in a.points] == [list(p.positions) for p in b.points]
-    assert [m.data for _, m in seen["/clap/instruction"]] == \
-        [m.data for _, m in ours["/clap/instruction"]]
+    assert [m.data for _, m in seen["/clap/instruction"]] == [
+        m.data for _, m in ours["/clap/instruction"]
+    ]
 
 
 def test_metadata_is_what_rosbag2_on_jazzy_writes(recorded):
     from mcap.reader import make_reader
+
     meta = yaml.safe_load((recorded / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["ros_distro"] == "jazzy" and meta["version"] == 9
     assert meta["custom_data"]["recorder"] == "direct"
@@ -97,7 +125,7 @@ def test_metadata_is_what_rosbag2_on_jazzy_writes(recorded):
     assert rec["ROS_DISTRO"] == "jazzy"
     embedded = yaml.safe_load(rec["serialized_metadata"])
     assert embedded["ros_distro"] == "jazzy" and embedded["custom_data"]["recorder"] == "direct"
-    for ch in channels:   # the per-channel QoS ros2 bag play offers again
+    for ch in channels:  # the per-channel QoS ros2 bag play offers again
         (q,) = yaml.safe_load(ch.metadata["offered_qos_profiles"])
         assert q["deadline"] == INF and q["liveliness_lease_duration"] == INF, ch.topic
     by_topic = {c.topic: yaml.safe_load(c.metadata["offered_qos_profiles"])[0] for c in channels}
@@ -105,8 +133,7 @@ def test_metadata_is_what_rosbag2_on_jazzy_writes(recorded):
     assert by_topic["/clap/instruction"]["durability"] == "transient_local"
 
 
-@pytest.mark.parametrize("storage, compress", [("mcap", True), ("mcap", False),
-                                               ("sqlite3", False)])
+@pytest.mark.parametrize("storage, compress", [("mcap", True), ("mcap", False), ("sqlite3", False)])
 def test_every_bag_says_jazzy_and_its_recorder(tmp_path, storage, compress):
     path = tmp_path / "b"
     msg = bags.typestore().types["std_msgs/msg/String"](data="hi")
@@ -118,7 +145,9 @@ def test_every_bag_says_jazzy_and_its_recorder(tmp_path, storage, compress):
     with BagWriter(tmp_path / "c", recorder="clap-ros eval-bag --mode ros") as w:
         w.write("/clap/instruction", 5, msg)
     meta = yaml.safe_load((tmp_path / "c" / "metadata.yaml").read_text())
-    assert meta["rosbag2_bagfile_information"]["custom_data"]["recorder"] == \
-        "clap-ros eval-bag --mode ros"
-    with BagReader(path) as r:   # and it still reads back
+    assert (
+        meta["rosbag2_bagfile_information"]["custom_data"]["recorder"]
+        == "clap-ros eval-bag --mode ros"
+    )
+    with BagReader(path) as r:  # and it still reads back
         assert [m.data for *_, m in r.messages()] == ["hi"]

@@ -5,6 +5,7 @@ is run against the recording stand-ins of test_sim_launch.py; each node's ``on_e
 called the way launch's OnProcessExit calls it, with a ProcessExited-like event and a context.
 The ``on_exit`` signature and Shutdown(reason=...) are those of launch 3.4.3 (Jazzy).
 """
+
 import importlib.util
 import sys
 import types
@@ -17,7 +18,8 @@ from clap_ros.launching.graph import GRAPHS
 
 def _stand_ins(monkeypatch):
     spec = importlib.util.spec_from_file_location(
-        "_sim_launch_tests_on_exit", Path(__file__).with_name("test_sim_launch.py"))
+        "_sim_launch_tests_on_exit", Path(__file__).with_name("test_sim_launch.py")
+    )
     helpers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(helpers)
     classes = {}
@@ -41,6 +43,7 @@ def _exit(handler, code, shutting_down=False):
 def test_every_node_exit_shuts_the_graph_down_with_a_reason(monkeypatch, graph_name):
     L = _stand_ins(monkeypatch)
     from clap_ros.launching.ros_launch import launch_description
+
     graph = GRAPHS[graph_name]
     nodes = [e for e in launch_description(graph_name).args[0] if isinstance(e, L.Node)]
     assert [n.kwargs["name"] for n in nodes] == [s.name for s in graph.nodes]

@@ -7,6 +7,7 @@ tests/lerobot_ref/read_with_lerobot.py there; this test compares what it read wi
 len, features, tasks, state/action bit for bit, each camera's decoded frame against the frame we
 wrote, and the delta_timestamps padding at episode edges.
 """
+
 import importlib.util
 import json
 import os
@@ -31,14 +32,15 @@ def _reader_python() -> Path:
     if not exe.exists():
         msg = "no LeRobot reference environment at %s (run `make lerobot-env`)" % exe
         if os.environ.get("CI"):
-            pytest.fail(msg)   # CI builds it (make test): its absence is a failure there
+            pytest.fail(msg)  # CI builds it (make test): its absence is a failure there
         pytest.skip(msg)
     return exe
 
 
 def _helpers():
     spec = importlib.util.spec_from_file_location(
-        "_lerobot_tests", Path(__file__).with_name("test_lerobot.py"))
+        "_lerobot_tests", Path(__file__).with_name("test_lerobot.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -47,7 +49,7 @@ def _helpers():
 @pytest.fixture(scope="module")
 def read(tmp_path_factory):
     exe = _reader_python()
-    h = _helpers()   # the same toy frames as test_lerobot.py (episode and index tell apart)
+    h = _helpers()  # the same toy frames as test_lerobot.py (episode and index tell apart)
     root = tmp_path_factory.mktemp("lerobot_ref")
     rng = np.random.default_rng(11)
     w = DatasetWriter(root / "ours", "toy", NAMES, fps=FPS)
@@ -56,22 +58,37 @@ def read(tmp_path_factory):
             vw = w.video_writer(key)
             for k in range(n):
                 vw.write(h._frame(e, k, cam))
-        w.add_episode(EpisodeRecord(
-            state=rng.normal(size=(n, 4)), action=rng.normal(size=(n, 4)),
-            timestamp=np.arange(n) / FPS, instruction="push the %s block" % ("red", "blue")[e % 2],
-            meta={"seed": e}))
+        w.add_episode(
+            EpisodeRecord(
+                state=rng.normal(size=(n, 4)),
+                action=rng.normal(size=(n, 4)),
+                timestamp=np.arange(n) / FPS,
+                instruction="push the %s block" % ("red", "blue")[e % 2],
+                meta={"seed": e},
+            )
+        )
     w.finalize()
     export_lerobot(root / "ours", root / "lerobot", progress=False)
     starts = np.cumsum((0,) + LENGTHS)
     indices = sorted({0, 5, int(starts[1]), int(starts[2]) - 1, int(starts[3]) - 1})
-    r = subprocess.run([str(exe), str(READER), str(root / "lerobot"), str(root / "read")]
-                       + [str(i) for i in indices], capture_output=True, text=True, timeout=300,
-                       cwd=root)
+    r = subprocess.run(
+        [str(exe), str(READER), str(root / "lerobot"), str(root / "read")]
+        + [str(i) for i in indices],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     info = json.loads((root / "read" / "read.json").read_text())
     arrays = dict(np.load(root / "read" / "items.npz"))
-    return {"info": info, "arrays": arrays, "ours": Dataset(root / "ours"), "frame": h._frame,
-            "starts": starts}
+    return {
+        "info": info,
+        "arrays": arrays,
+        "ours": Dataset(root / "ours"),
+        "frame": h._frame,
+        "starts": starts,
+    }
 
 
 def test_reader_versions_are_the_pinned_ones(read):
@@ -113,8 +130,8 @@ def test_state_action_bit_identical_and_frames_decoded(read):
             want = read["frame"](e, k, cam).astype(np.float64)
             assert got.shape == want.shape
             err = np.abs(got - want).mean()
-            assert err < 6.0, (key, i, err)   # H.264 at crf 18 on a 48x32 frame
-            for other in (k - 1, k + 1):       # and it is this frame, not a neighbour
+            assert err < 6.0, (key, i, err)  # H.264 at crf 18 on a 48x32 frame
+            for other in (k - 1, k + 1):  # and it is this frame, not a neighbour
                 if 0 <= other < LENGTHS[e]:
                     assert err < np.abs(got - read["frame"](e, other, cam)).mean()
 

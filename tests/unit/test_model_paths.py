@@ -1,6 +1,7 @@
 """The `model` parameter's lookup (issue 16 item 1): working directory, then the ament index's
 share/clap_ros, then the source checkout; '' follows the robot's default_model; a missing bundle
 names every place looked and the model:= to pass."""
+
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,10 @@ def _ament_prefix(root: Path, bundle: str) -> Path:
 
 def test_default_model_is_a_profile_fact():
     assert {r: load_profile(r).default_model for r in available_profiles()} == {
-        "fr3": "models/default", "panda": "models/default", "ur5e": "models/ur5e"}
+        "fr3": "models/default",
+        "panda": "models/default",
+        "ur5e": "models/ur5e",
+    }
 
 
 def test_ament_index_share_is_searched_after_the_working_directory(tmp_path, monkeypatch):
@@ -62,8 +66,11 @@ def test_missing_bundle_names_every_place_and_the_parameter(tmp_path, monkeypatc
         find_model_dir("", load_profile("ur5e"))
     text = str(e.value)
     assert "models/ur5e" in text and "'ur5e'" in text and "model:=" in text
-    for place in (tmp_path / "models" / "ur5e", install / "share" / "clap_ros" / "models" / "ur5e",
-                  REPO / "models" / "ur5e"):
+    for place in (
+        tmp_path / "models" / "ur5e",
+        install / "share" / "clap_ros" / "models" / "ur5e",
+        REPO / "models" / "ur5e",
+    ):
         assert str(place) in text
     # no index: the message says how to get one
     monkeypatch.delenv("AMENT_PREFIX_PATH")
