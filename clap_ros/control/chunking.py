@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from clap_ros.control.pacing import sleep_until
-from clap_ros.control.safety import StopProfile, _quintic_coeffs, eval_quintic
+from clap_ros.control.safety import StopProfile, eval_quintic, quintic_coeffs
 from clap_ros.robots import RobotProfile
 
 
@@ -111,7 +112,7 @@ class _Chunk:
             T = stop.duration
             qf = np.clip(q_end[dof:] + v_end[dof:] * T / 2.0 + a_end[dof:] * T * T / 12.0,
                          extra_bounds[0], extra_bounds[1])
-            tail[:, dof:] = _quintic_coeffs(q_end[dof:], v_end[dof:], a_end[dof:], qf, 0.0, 0.0, T)
+            tail[:, dof:] = quintic_coeffs(q_end[dof:], v_end[dof:], a_end[dof:], qf, 0.0, 0.0, T)
         self.tail = tail
         # Each joint's stop has its own duration; past it that joint's quintic is at rest.
         self.tail_durations = np.full(dim, stop.duration)
@@ -208,12 +209,12 @@ class ChunkQueue:
         self.last_reason = ""
 
     # --- feeding --------------------------------------------------------------------------------
-    def reset(self, t: float, q: Sequence[float]) -> None:
+    def reset(self, t: float, q: ArrayLike) -> None:
         """Hold ``q`` (e.g. the measured pose, plus the gripper opening) from time ``t`` on."""
-        q = np.asarray(q, dtype=np.float64).reshape(-1)
-        if q.shape != (self.dim,) or not np.all(np.isfinite(q)):
-            raise ValueError("reset needs %d finite values, got %r" % (self.dim, q))
-        self._entries = [(_Chunk(q[None, :], t, 1.0, self.profile, self.margin, self.extra_bounds),
+        qa = np.asarray(q, dtype=np.float64).reshape(-1)
+        if qa.shape != (self.dim,) or not np.all(np.isfinite(qa)):
+            raise ValueError("reset needs %d finite values, got %r" % (self.dim, qa))
+        self._entries = [(_Chunk(qa[None, :], t, 1.0, self.profile, self.margin, self.extra_bounds),
                           -math.inf)]
         self._last_t0 = -math.inf
 
@@ -254,9 +255,9 @@ class ChunkQueue:
             if len(self._entries) > self.max_blends:
                 reason = ("chunks arrive faster than %d cross-fades of %.3f s allow"
                           % (self.max_blends, self.blend_window))
-        if reason:
+        if reason or p.chunk is None:
             self.rejected += 1
-            self.last_reason = reason
+            self.last_reason = reason = reason or "no chunk was built"
             return PushResult(False, reason, delay, 0)
         start = p.t_available if t_now is None else max(p.t_available, float(t_now))
         self._entries.append((p.chunk, start))
@@ -503,7 +504,8 @@ def bench_stream(rate_hz: float = 500.0, seconds: float = 5.0, robot: str = "fr3
         "compute_p99_s": float(np.percentile(work, 99)),
         "switch_interval_s": sys.getswitchinterval() if switch_interval_s is None
         else switch_interval_s,
-        "realtime_priority": int(realtime_priority) if rt_granted else None,
+        "realtime_priority": (int(realtime_priority)
+                              if rt_granted and realtime_priority is not None else None),
         "chunks_pushed": pushes[0],
         "chunks_accepted": queue.accepted,
     }

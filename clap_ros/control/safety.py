@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from clap_ros.robots import RobotProfile
 
@@ -127,8 +128,7 @@ class SafetyFilter:
         self.counts: Dict[str, int] = {k: 0 for k in LIMIT_KINDS}
 
     # --- state --------------------------------------------------------------------------------
-    def reset(self, q_measured: Sequence[float],
-              qd_measured: Optional[Sequence[float]] = None) -> None:
+    def reset(self, q_measured: ArrayLike, qd_measured: Optional[ArrayLike] = None) -> None:
         """Start from the measured state (at enable): the next command equals ``q_measured``."""
         q = np.asarray(q_measured, dtype=np.float64).reshape(-1)
         if q.shape != (self.dof,) or not np.all(np.isfinite(q)):
@@ -154,7 +154,7 @@ class SafetyFilter:
         return bool(np.all(np.abs(self.qd) <= vel_tol) and np.all(np.abs(self.qdd) <= acc_tol))
 
     # --- filtering ----------------------------------------------------------------------------
-    def filter(self, q_ref: Sequence[float]) -> SafetyResult:
+    def filter(self, q_ref: ArrayLike) -> SafetyResult:
         """The next command towards ``q_ref`` (profile order), within every limit."""
         if not self._started:
             raise RuntimeError("SafetyFilter.reset(measured positions) must be called first")
@@ -173,7 +173,8 @@ class SafetyFilter:
         if self._first:
             # The first command is the measured position, whatever was asked: no jump at enable.
             self._first = False
-            kinds = ("first_command",) if np.any(np.abs(r - self.q) > 1e-9) else ()
+            kinds: Tuple[str, ...] = (
+                ("first_command",) if np.any(np.abs(r - self.q) > 1e-9) else ())
             if kinds:
                 self.counts["first_command"] += 1
             self._r[:] = r
@@ -281,7 +282,7 @@ _BOUND_KINDS = ("position", "velocity", "step", "acceleration", "jerk")
 
 
 # --- smooth stop ---------------------------------------------------------------------------------
-def _quintic_coeffs(q0, v0, a0, q1, v1, a1, T: float) -> np.ndarray:
+def quintic_coeffs(q0, v0, a0, q1, v1, a1, T: Union[float, np.ndarray]) -> np.ndarray:
     """Coefficients c0..c5 (rows) of the quintic through (q, v, a) at t=0 and t=T, per joint."""
     T2, T3, T4, T5 = T * T, T ** 3, T ** 4, T ** 5
     dq = q1 - q0
@@ -293,7 +294,8 @@ def _quintic_coeffs(q0, v0, a0, q1, v1, a1, T: float) -> np.ndarray:
     return c
 
 
-def eval_quintic(c: np.ndarray, t: float, q: np.ndarray, qd: np.ndarray, qdd: np.ndarray) -> None:
+def eval_quintic(c: np.ndarray, t: Union[float, np.ndarray], q: np.ndarray, qd: np.ndarray,
+                 qdd: np.ndarray) -> None:
     """Write position, velocity, acceleration of the quintic ``c`` at ``t`` into q, qd, qdd.
 
     ``t`` may be a scalar or one time per joint (each joint on its own clock)."""
@@ -357,8 +359,7 @@ class StopProfile:
                 T = np.where(inside, T, T * 0.95)
                 c, qf, inside = self._fit(q0, v0, a0, T, lo, hi, amax, jmax, vlim)[1:]
         self.joint_durations = T
-        T = float(np.max(T))
-        self.duration = T
+        self.duration = float(np.max(T))
         self.coeffs = c
         self.q_final = qf.copy()
 
@@ -367,7 +368,7 @@ class StopProfile:
     @classmethod
     def _fit(cls, q0, v0, a0, T, lo, hi, amax, jmax, vlim):
         qf = np.clip(q0 + v0 * T / 2.0 + a0 * T * T / 12.0, lo, hi)
-        c = _quintic_coeffs(q0, v0, a0, qf, 0.0, 0.0, T)
+        c = quintic_coeffs(q0, v0, a0, qf, 0.0, 0.0, T)
         t = cls._GRID * T
         pos = c[0] + t * (c[1] + t * (c[2] + t * (c[3] + t * (c[4] + t * c[5]))))
         vel = c[1] + t * (2 * c[2] + t * (3 * c[3] + t * (4 * c[4] + t * 5 * c[5])))
