@@ -7,6 +7,7 @@ ROS-free cores can import it without rclpy.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Tuple
 
@@ -20,8 +21,18 @@ def ns_sec_nanosec(ns: int) -> Tuple[int, int]:
 
 
 def sec_nanosec(t: float) -> Tuple[int, int]:
-    """Seconds -> (sec, nanosec), rounded to the nanosecond, nanosec in [0, 1e9)."""
-    return ns_sec_nanosec(s_to_ns(t))
+    """Seconds -> (sec, nanosec), rounded to the nanosecond, nanosec in [0, 1e9).
+
+    Whole seconds are split off first: ``t - floor(t)`` is exact, so an epoch time keeps all the
+    precision its float has (``t * 1e9`` would round at ~100 ns for 2026 stamps)."""
+    t = float(t)
+    if not math.isfinite(t):
+        raise ValueError("time must be finite, got %r" % t)
+    sec = math.floor(t)
+    nsec = int(round((t - sec) * 1e9))
+    if nsec >= NS_PER_S:
+        sec, nsec = sec + 1, nsec - NS_PER_S
+    return int(sec), nsec
 
 
 def stamp_to_ns(t: Any) -> int:
@@ -41,7 +52,8 @@ def ns_to_s(ns: int) -> float:
 
 
 def s_to_ns(t: float) -> int:
-    return int(round(float(t) * 1e9))
+    sec, nsec = sec_nanosec(t)
+    return sec * NS_PER_S + nsec
 
 
 def time_msg(t: float) -> Any:

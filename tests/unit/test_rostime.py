@@ -45,6 +45,16 @@ def test_stamp_to_s_takes_messages_and_plain_or_numpy_numbers():
         rostime.stamp_to_s("1.0")
 
 
+def test_epoch_seconds_keep_their_float_precision():
+    t = 1_796_000_000.123456789  # a float: the nearest double is 1796000000.1234567165...
+    sec, nsec = rostime.sec_nanosec(t)
+    # what the double holds, to the nanosecond (round(t * 1e9) would give ...768)
+    assert (sec, nsec) == (1_796_000_000, 123_456_717)
+    assert rostime.s_to_ns(t) == sec * rostime.NS_PER_S + nsec
+    with pytest.raises(ValueError):
+        rostime.sec_nanosec(float("nan"))
+
+
 def test_ns_and_s_round_trip():
     assert rostime.s_to_ns(1.25) == 1_250_000_000
     assert rostime.s_to_ns(1e-9) == 1
