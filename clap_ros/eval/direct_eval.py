@@ -119,6 +119,7 @@ class StackPolicy:
         )
         self.counters = PolicyCounters()
         self._plans_at_instruction = 0
+        self._plans_at_enable = 0
         self._info_sent = False
 
     def on_instruction(self, text: str, t: float) -> None:
@@ -141,6 +142,7 @@ class StackPolicy:
         return self.stack.record.plans >= self._plans_at_instruction + 2
 
     def enable(self, t: float) -> None:
+        self._plans_at_enable = self.stack.record.plans
         self.stack.enable(t)
 
     def stop(self, t: float) -> None:
@@ -163,7 +165,7 @@ class StackPolicy:
 
     def finish(self, t: float) -> None:
         r = self.stack.record
-        self.counters.plans = r.plans
+        self.counters.plans = r.plans - self._plans_at_enable  # as ROS mode: while enabled
         self.counters.figures = stack_figures(r)
         if r.stops:
             t_stop, reason = r.stops[0]
