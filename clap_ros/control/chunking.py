@@ -168,7 +168,8 @@ class ChunkQueue:
     every chunk are its joints in profile order). ``dim``: columns per chunk (dof, or dof + 1 with
     a gripper opening). ``blend_window``: cross-fade duration, s; a disagreement of d rad
     between chunks peaks at 5.77 d / W^2 extra acceleration, so 0.2 s absorbs ~7 cm-scale
-    (0.07 rad) jumps within 10 rad/s^2 and leaves the safety filter nothing to clip. ``max_delay``: a chunk whose
+    (0.07 rad) jumps within 10 rad/s^2 and leaves the safety filter nothing to clip.
+    ``max_delay``: a chunk whose
     ``t_available - t0`` exceeds this is stale and rejected. ``margin``: rad inside the position
     limits for the stop tails. ``max_blends``: cross-fades that may be in progress at once.
     """
@@ -411,7 +412,8 @@ def bench_stream(rate_hz: float = 500.0, seconds: float = 5.0, robot: str = "fr3
     stamped ``inference_delay_s`` in the past and pushes it under the lock the node will use, so
     blending and GIL contention are part of the measurement. ``switch_interval_s`` sets
     ``sys.setswitchinterval`` for the run (restored after): with CPython's default 5 ms a busy
-    worker thread can hold the GIL for a whole interval, a deadline miss of up to 5 ms. ``realtime_priority`` (1-99) asks for
+    worker thread can hold the GIL for a whole interval, a deadline miss of up to 5 ms.
+    ``realtime_priority`` (1-99) asks for
     SCHED_FIFO for the paced thread (Linux, needs CAP_SYS_NICE or root), as a real-time control
     process would run; whether it was granted is in the result. Returns medians / p99 / max of the
     achieved period, its error against the nominal period, and the compute time per tick (s).

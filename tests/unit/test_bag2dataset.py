@@ -1,6 +1,5 @@
 """bag2dataset on synthetic bags with known timestamps: exact alignment, joint order by name,
 commanded actions through the controller rules, gripper, metadata, stats, and bad bags."""
-import json
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ MS = 1_000_000
 FR3 = load_profile("fr3")
 HOME = FR3.home.copy()
 GRIP = FR3.gripper
-JS_T = np.arange(5, 1000, 30) * MS           # 5, 35, ..., 995 ms
+JS_T = np.arange(5, 1000, 30) * MS  # 5, 35, ..., 995 ms
 IMG_T = np.array([20, 86, 153, 220, 286, 353, 420, 486, 553, 620, 686, 753, 820, 886, 953]) * MS
 FWD = [(150 * MS, 0.01), (450 * MS, 0.03), (460 * MS, 0.05)]  # (time, offset on every joint)
 
@@ -27,19 +26,23 @@ def js_q(t_ns):
 
 
 def finger(t_ns):
-    return 0.04 - 0.03 * (t_ns / 1e9)   # closes from 0.04 to 0.01 m over the episode
+    return 0.04 - 0.03 * (t_ns / 1e9)  # closes from 0.04 to 0.01 m over the episode
 
 
-def write_bag(path, names_order=None, command="forward", outcome=True, seed=3, success=True,
-              robot="fr3"):
+def write_bag(
+    path, names_order=None, command="forward", outcome=True, seed=3, success=True, robot="fr3"
+):
     names = list(FR3.joint_names) + list(GRIP.joint_names)
     order = names_order or [6, 2, 0, 8, 4, 1, 3, 5, 7]  # scrambled: by name, never by order
     with bags.BagWriter(path) as w:
         w.write(T.INSTRUCTION, 0, bags.string_msg("stack the cubes"))
         for t in JS_T:
             pos = np.concatenate([js_q(t), [finger(t), finger(t)]])
-            w.write("/joint_states", int(t), bags.joint_state_msg(
-                [names[i] for i in order], pos[order], int(t)))
+            w.write(
+                "/joint_states",
+                int(t),
+                bags.joint_state_msg([names[i] for i in order], pos[order], int(t)),
+            )
         for k, t in enumerate(IMG_T):
             img = np.full((32, 48, 3), 10 + 15 * k, np.uint8)
             img[:, :, 2] = 200 - 10 * k
@@ -48,14 +51,31 @@ def write_bag(path, names_order=None, command="forward", outcome=True, seed=3, s
             for t, off in FWD:
                 w.write(FR3.driver.forward_topic, t, bags.float64_array_msg(HOME + off))
         else:
-            # one trajectory received at 100 ms, stamp 0: knots at +200 ms and +400 ms, positions only
-            w.write(FR3.driver.trajectory_topic, 100 * MS, bags.joint_trajectory_msg(
-                FR3.joint_names, [0.2, 0.4], np.stack([HOME + 0.1, HOME + 0.2])))
+            # one trajectory received at 100 ms, stamp 0: knots at +200 ms and +400 ms,
+            # positions only
+            w.write(
+                FR3.driver.trajectory_topic,
+                100 * MS,
+                bags.joint_trajectory_msg(
+                    FR3.joint_names, [0.2, 0.4], np.stack([HOME + 0.1, HOME + 0.2])
+                ),
+            )
         w.write(FR3.driver.gripper_command_topic, 400 * MS, bags.float64_array_msg([0.2]))
         if outcome:
-            w.write(T.EPISODE_OUTCOME, 999 * MS, bags.json_msg({
-                "robot": robot, "task": "stack", "seed": seed, "success": success,
-                "instruction": "stack the cubes", "appearance": {"light": 2}}))
+            w.write(
+                T.EPISODE_OUTCOME,
+                999 * MS,
+                bags.json_msg(
+                    {
+                        "robot": robot,
+                        "task": "stack",
+                        "seed": seed,
+                        "success": success,
+                        "instruction": "stack the cubes",
+                        "appearance": {"light": 2},
+                    }
+                ),
+            )
 
 
 def test_grid_and_latest_index():
@@ -104,8 +124,10 @@ def test_alignment_exact_rows_forward_commands(tmp_path):
     b = frames[:, :, :, 2].mean(axis=(1, 2))
     k = np.arange(len(IMG_T))
     # lossy coding shifts colours by a few levels: identify each frame by its nearest source image
-    nearest = [int(np.argmin(np.abs(r[i] - (10 + 15 * k)) + np.abs(b[i] - (200 - 10 * k))))
-               for i in range(10)]
+    nearest = [
+        int(np.argmin(np.abs(r[i] - (10 + 15 * k)) + np.abs(b[i] - (200 - 10 * k))))
+        for i in range(10)
+    ]
     assert nearest == list(img_idx)
     assert np.abs(r - (10 + 15 * img_idx)).max() < 5
 
@@ -139,24 +161,40 @@ def test_metadata_tasks_info_and_stats(tmp_path):
     assert ds.info["features"]["observation.images.scene"]["shape"] == [32, 48, 3]
     assert ds.info["total_frames"] == 20
     m = ds.episodes[1]
-    assert (m["seed"], m["success"], m["task_name"], m["appearance"]) == (1, True, "stack", {"light": 2})
+    assert (m["seed"], m["success"], m["task_name"], m["appearance"]) == (
+        1,
+        True,
+        "stack",
+        {"light": 2},
+    )
     assert m["instruction"] == "stack the cubes" and m["length"] == 10
     assert ds.tasks == {0: "stack the cubes"}
     ep1 = ds.load_episode(1, images=False)
     assert list(ep1["frame_index"]) == list(range(10)) and set(ep1["task_index"]) == {0}
     allstate = np.concatenate([ds.load_episode(i, images=False)["state"] for i in range(2)])
-    np.testing.assert_allclose(ds.stats_array("observation.state", "mean"), allstate.mean(0), atol=1e-6)
-    np.testing.assert_allclose(ds.stats_array("observation.state", "max"), allstate.max(0), atol=1e-6)
-    np.testing.assert_allclose(ds.stats_array("action", "q01"),
-                               np.quantile(np.concatenate([ds.load_episode(i, images=False)["action"]
-                                                           for i in range(2)]), 0.01, axis=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        ds.stats_array("observation.state", "mean"), allstate.mean(0), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        ds.stats_array("observation.state", "max"), allstate.max(0), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        ds.stats_array("action", "q01"),
+        np.quantile(
+            np.concatenate([ds.load_episode(i, images=False)["action"] for i in range(2)]),
+            0.01,
+            axis=0,
+        ),
+        atol=1e-6,
+    )
     img = ds.stats["observation.images.scene"]
     assert len(img["mean"]) == 3 and 0.0 <= img["min"][0] <= img["mean"][0] <= img["max"][0] <= 1.0
     import pyarrow.parquet as pq
+
     t = pq.read_table(tmp_path / "ds" / "data" / "chunk-000" / "episode_000001.parquet")
     assert list(t.column("index").to_numpy()) == list(range(10, 20))
     import pyarrow as pa
+
     typ = t.schema.field("observation.state").type
     assert pa.types.is_fixed_size_list(typ) and typ.list_size == 8
     assert typ.value_type == pa.float32()
@@ -168,6 +206,7 @@ def test_wrong_joint_names_skip_with_clear_error(tmp_path, capsys):
     write_bag(bad, seed=2)
     # rewrite the bad one with a renamed joint
     import shutil
+
     shutil.rmtree(bad)
     names = list(FR3.joint_names) + list(GRIP.joint_names)
     names[2] = "panda_joint3"
@@ -177,8 +216,9 @@ def test_wrong_joint_names_skip_with_clear_error(tmp_path, capsys):
         for t in IMG_T:
             w.write(T.CAMERA_IMAGE, int(t), bags.image_msg(np.zeros((32, 48, 3), np.uint8), int(t)))
         w.write(FR3.driver.forward_topic, 150 * MS, bags.float64_array_msg(HOME))
-    summary = convert(tmp_path / "bags", tmp_path / "ds", ConvertConfig(fps=10, robot="fr3"),
-                      progress=False)
+    summary = convert(
+        tmp_path / "bags", tmp_path / "ds", ConvertConfig(fps=10, robot="fr3"), progress=False
+    )
     assert [c["bag"] for c in summary["converted"]] == [str(tmp_path / "bags" / "good")]
     (skip,) = summary["skipped"]
     assert str(bad) in skip["reason"] and "fr3_joint3" in skip["reason"]
@@ -197,8 +237,18 @@ def test_bad_bags_are_skipped_and_named_cli(tmp_path, capsys):
     mcap = next((bdir / "garbage").glob("*.mcap"))
     mcap.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     (bdir / "loose.mcap").write_bytes(b"\x89MCAP0\r\n" + b"\x00" * 20)
-    rc = cli_main(["bag2dataset", "--bags", str(bdir), "--out", str(tmp_path / "ds"), "--fps", "10",
-                   "--quiet"])
+    rc = cli_main(
+        [
+            "bag2dataset",
+            "--bags",
+            str(bdir),
+            "--out",
+            str(tmp_path / "ds"),
+            "--fps",
+            "10",
+            "--quiet",
+        ]
+    )
     out, err = capsys.readouterr()
     assert rc == 0
     assert "2 converted, 3 skipped" in out
@@ -206,18 +256,52 @@ def test_bad_bags_are_skipped_and_named_cli(tmp_path, capsys):
         assert any(name in line and "skipped" in line for line in err.splitlines()), err
     ds = Dataset(tmp_path / "ds")
     assert sorted(e["seed"] for e in ds.episodes) == [0, 1]
-    assert len(list((tmp_path / "ds" / "videos").rglob("*.mp4"))) == 2  # no leftovers of skipped bags
+    assert (
+        len(list((tmp_path / "ds" / "videos").rglob("*.mp4"))) == 2
+    )  # no leftovers of skipped bags
     # --strict: the same conversion exits non-zero because something was skipped
-    rc = cli_main(["bag2dataset", "--bags", str(bdir), "--out", str(tmp_path / "ds2"), "--fps", "10",
-                   "--quiet", "--strict"])
+    rc = cli_main(
+        [
+            "bag2dataset",
+            "--bags",
+            str(bdir),
+            "--out",
+            str(tmp_path / "ds2"),
+            "--fps",
+            "10",
+            "--quiet",
+            "--strict",
+        ]
+    )
     assert rc == 1
     # nothing convertible: non-zero, and no dataset left behind
-    rc = cli_main(["bag2dataset", "--bags", str(bdir / "garbage"), "--out", str(tmp_path / "ds3"),
-                   "--robot", "fr3", "--quiet"])
+    rc = cli_main(
+        [
+            "bag2dataset",
+            "--bags",
+            str(bdir / "garbage"),
+            "--out",
+            str(tmp_path / "ds3"),
+            "--robot",
+            "fr3",
+            "--quiet",
+        ]
+    )
     assert rc == 1 and not (tmp_path / "ds3").exists()
     # --overwrite with nothing convertible keeps the old dataset; no partial directories remain
-    rc = cli_main(["bag2dataset", "--bags", str(bdir / "garbage"), "--out", str(tmp_path / "ds"),
-                   "--robot", "fr3", "--quiet", "--overwrite"])
+    rc = cli_main(
+        [
+            "bag2dataset",
+            "--bags",
+            str(bdir / "garbage"),
+            "--out",
+            str(tmp_path / "ds"),
+            "--robot",
+            "fr3",
+            "--quiet",
+            "--overwrite",
+        ]
+    )
     assert rc == 1 and len(Dataset(tmp_path / "ds")) == 2
     assert not list(tmp_path.glob(".*partial*"))
     # an existing dataset is never overwritten silently
@@ -229,11 +313,13 @@ def test_missing_topics_and_unknown_robot(tmp_path):
     with bags.BagWriter(tmp_path / "bags" / "nocam") as w:
         for t in JS_T:
             w.write("/joint_states", int(t), bags.joint_state_msg(FR3.joint_names, HOME, int(t)))
-    summary = convert(tmp_path / "bags", tmp_path / "ds", ConvertConfig(fps=10, robot="fr3"),
-                      progress=False)
+    summary = convert(
+        tmp_path / "bags", tmp_path / "ds", ConvertConfig(fps=10, robot="fr3"), progress=False
+    )
     assert not summary["converted"]
     assert "/camera/image_raw" in summary["skipped"][0]["reason"]
     from clap_ros.data.bag2dataset import ConversionError
+
     with pytest.raises(ConversionError, match="pass --robot"):
         convert(tmp_path / "bags", tmp_path / "ds", ConvertConfig(fps=10), progress=False)
 
@@ -250,6 +336,7 @@ def test_camera_set_fixed_by_first_episode(tmp_path):
     write_bag(with_wrist, seed=1)
     # a second bag that also has a wrist camera: the dataset (scene only) cannot take it
     import shutil
+
     shutil.rmtree(with_wrist)
     with bags.BagWriter(with_wrist) as w:
         for t in JS_T:

@@ -1,4 +1,6 @@
-"""ClapRuntime on the shipped models/default (CPU): shapes, determinism, NaN detection, bad input."""
+"""ClapRuntime on the shipped models/default (CPU): shapes, determinism, NaN detection, bad
+input."""
+
 import shutil
 from pathlib import Path
 
@@ -33,7 +35,7 @@ def camera(seed=0, h=128, w=128):
     rng = np.random.default_rng(seed)
     img = np.stack([x % 256, y % 256, np.full_like(x, 90)], -1).astype(np.uint8)
     r, c = rng.integers(10, h - 30, 2)
-    img[r:r + 20, c:c + 20] = rng.integers(0, 255, 3, dtype=np.uint8)
+    img[r : r + 20, c : c + 20] = rng.integers(0, 255, 3, dtype=np.uint8)
     return img
 
 
@@ -59,7 +61,9 @@ def test_encode_depends_on_the_image_and_accepts_preprocessed_input(runtime):
     x = runtime.preprocess(camera(0))
     np.testing.assert_array_equal(runtime.encode(x), a)
     np.testing.assert_array_equal(runtime.encode(x[0]), a)
-    with pytest.raises(InferenceError, match=r"preprocessed image must have shape \[1, 3, 64, 64\]"):
+    with pytest.raises(
+        InferenceError, match=r"preprocessed image must have shape \[1, 3, 64, 64\]"
+    ):
         runtime.encode(np.zeros((1, 3, 32, 32), np.float32))
 
 
@@ -106,7 +110,9 @@ def _nan_bundle(tmp_path: Path) -> Path:
     model = onnx.load(str(path))
     producer = next(n for n in model.graph.node if "actions" in n.output)
     producer.output[:] = ["actions_raw" if o == "actions" else o for o in producer.output]
-    model.graph.initializer.append(helper.make_tensor("nan_scale", TensorProto.FLOAT, [], [float("nan")]))
+    model.graph.initializer.append(
+        helper.make_tensor("nan_scale", TensorProto.FLOAT, [], [float("nan")])
+    )
     model.graph.node.append(helper.make_node("Mul", ["actions_raw", "nan_scale"], ["actions"]))
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -123,7 +129,9 @@ def test_nan_output_raises_inference_error(tmp_path, state):
     latent = rt.encode(camera())
     idx, coarse = rt.plan(latent, INSTRUCTION, state)
     assert np.all(np.isfinite(coarse))
-    with pytest.raises(InferenceError, match=r"rf_policy graph output 'actions' has 128 non-finite"):
+    with pytest.raises(
+        InferenceError, match=r"rf_policy graph output 'actions' has 128 non-finite"
+    ):
         rt.act(latent, idx, state, np.random.default_rng(0))
     rt.close()
 
@@ -148,13 +156,16 @@ def test_runtime_accepts_a_loaded_bundle(runtime):
 
 def test_joint_targets_per_action_space(runtime, state):
     from dataclasses import replace
+
     chunk = np.arange(16 * 8, dtype=np.float32).reshape(16, 8) * 0.01
     np.testing.assert_array_equal(runtime.joint_targets(chunk, state), chunk.astype(np.float64))
     saved = runtime.bundle
     try:
         runtime.bundle = replace(saved, action_space="joint_delta")
         out = runtime.joint_targets(chunk, state)
-        np.testing.assert_allclose(out[:, :7], chunk[:, :7] + state[:7].astype(np.float32), atol=1e-6)
+        np.testing.assert_allclose(
+            out[:, :7], chunk[:, :7] + state[:7].astype(np.float32), atol=1e-6
+        )
         np.testing.assert_allclose(out[:, 7], chunk[:, 7], atol=1e-7)  # gripper stays absolute
         runtime.bundle = replace(saved, action_space="ee_delta")
         with pytest.raises(InferenceError, match="'ee_delta' cannot be turned into joint targets"):
@@ -168,6 +179,7 @@ def test_joint_targets_per_action_space(runtime, state):
 def test_plan_and_act_from_two_threads(runtime, state):
     """The planner and the action worker share one runtime in a node; results must not mix."""
     import threading
+
     latent = runtime.encode(camera())
     idx, coarse = runtime.plan(latent, INSTRUCTION, state)
     want = runtime.act(latent, idx, state, np.random.default_rng(5))
