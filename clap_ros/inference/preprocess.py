@@ -161,6 +161,12 @@ class Calibration:
             raise ValueError(f"camera matrix K is invalid: {K.tolist()}")
         if not np.all(np.isfinite(D)):
             raise ValueError(f"distortion coefficients are not finite: {D.tolist()}")
+        # the sizes OpenCV's distortion models take (plumb_bob 5, rational_polynomial 8, ...);
+        # any other count would fail inside cv2 at the first frame instead of here
+        if D.size not in (0, 4, 5, 8, 12, 14):
+            raise ValueError(f"{D.size} distortion coefficients: expected 4, 5, 8, 12 or 14")
+        if w < 1 or h < 1:
+            raise ValueError(f"camera info size {w}x{h} is not positive")
         return cls(K=K, D=D, width=w, height=h)
 
     @property

@@ -8,17 +8,17 @@ arrive between good ones, in any order. Whatever arrives:
   jump, every trajectory is one the JointTrajectoryController accepts;
 * log events and diagnostics stay short.
 """
+
 import math
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from fuzz_support import FR3, MAX_TEXT, ODD_FLOATS, any_float, fuzz_settings, joint_states
+from hypothesis import given, strategies as st
 
 from clap_ros.control.trajectory import TrajectoryFollower, TrajectoryRules, validate_points
 from clap_ros.control.watchdog import State
 from clap_ros.nodes.action_logic import ActionConfig, ActionController
-from fuzz_support import FR3, ODD_FLOATS, any_float, fuzz_settings, joint_states
 
 LO, HI = FR3.limits.lower, FR3.limits.upper
 NAMES = list(FR3.joint_names) + list(FR3.gripper.joint_names)
@@ -27,40 +27,54 @@ NAMES = list(FR3.joint_names) + list(FR3.gripper.joint_names)
 @pytest.fixture(scope="module")
 def runtime():
     from clap_ros.inference.policy import ClapRuntime
+
     rt = ClapRuntime("models/default", backend="cpu")
     yield rt
     rt.close()
 
 
 def latents(shape):
-    good = st.builds(lambda s: np.random.default_rng(s).standard_normal(shape).astype(np.float32),
-                     st.integers(0, 2 ** 32 - 1))
+    good = st.builds(
+        lambda s: np.random.default_rng(s).standard_normal(shape).astype(np.float32),
+        st.integers(0, 2**32 - 1),
+    )
     return st.one_of(
         good,
-        st.builds(lambda a, v: np.where(np.arange(a.size).reshape(shape) == 3, v, a),
-                  good, st.sampled_from(ODD_FLOATS)),
-        st.builds(lambda s: np.zeros(s, np.float32),
-                  st.lists(st.integers(0, 20), max_size=3).map(tuple)),
-        st.sampled_from([[], "latent", None, [[1.0, 2.0], [3.0]], np.zeros(shape, np.complex64)]))
+        st.builds(
+            lambda a, v: np.where(np.arange(a.size).reshape(shape) == 3, v, a),
+            good,
+            st.sampled_from(ODD_FLOATS),
+        ),
+        st.builds(
+            lambda s: np.zeros(s, np.float32), st.lists(st.integers(0, 20), max_size=3).map(tuple)
+        ),
+        st.sampled_from([[], "latent", None, [[1.0, 2.0], [3.0]], np.zeros(shape, np.complex64)]),
+    )
 
 
 def tokens():
-    return st.one_of(st.lists(st.integers(0, 63), min_size=4, max_size=4),
-                     st.lists(st.integers(-2 ** 40, 2 ** 40), max_size=6),
-                     st.lists(any_float(), max_size=5),
-                     st.sampled_from([[], None, "abcd", [[1, 2], [3, 4]]]))
+    return st.one_of(
+        st.lists(st.integers(0, 63), min_size=4, max_size=4),
+        st.lists(st.integers(-(2**40), 2**40), max_size=6),
+        st.lists(any_float(), max_size=5),
+        st.sampled_from([[], None, "abcd", [[1, 2], [3, 4]]]),
+    )
 
 
 def events(shape):
-    return st.lists(st.one_of(
-        st.tuples(st.just("js"), joint_states(FR3)),
-        st.tuples(st.just("latent"), latents(shape), st.sampled_from([0.0, -0.05, -5.0, 5.0])),
-        st.tuples(st.just("tokens"), tokens()),
-        st.tuples(st.just("plan"), st.sampled_from([0.0, -0.05, math.nan, math.inf, -1e18])),
-        st.tuples(st.just("good")),
-        st.tuples(st.just("tick"), st.integers(1, 30)),
-        st.tuples(st.just("service"), st.sampled_from(["enable", "stop", "disable"])),
-    ), min_size=1, max_size=25)
+    return st.lists(
+        st.one_of(
+            st.tuples(st.just("js"), joint_states(FR3)),
+            st.tuples(st.just("latent"), latents(shape), st.sampled_from([0.0, -0.05, -5.0, 5.0])),
+            st.tuples(st.just("tokens"), tokens()),
+            st.tuples(st.just("plan"), st.sampled_from([0.0, -0.05, math.nan, math.inf, -1e18])),
+            st.tuples(st.just("good")),
+            st.tuples(st.just("tick"), st.integers(1, 30)),
+            st.tuples(st.just("service"), st.sampled_from(["enable", "stop", "disable"])),
+        ),
+        min_size=1,
+        max_size=25,
+    )
 
 
 class Bench:
@@ -121,15 +135,18 @@ class Bench:
             pts = [(float(p[0]), list(p[1]), list(p[2])) for p in tr.points]
             for _, pos, vel in pts:
                 assert np.all(np.isfinite(pos)) and np.all(np.isfinite(vel))
-            validate_points(tr.joint_names, pts, FR3, self.q, self.rules)   # JTC would accept
+            validate_points(tr.joint_names, pts, FR3, self.q, self.rules)  # JTC would accept
             # and the sim driver too (its follower also refuses a spline leaving the limits)
             TrajectoryFollower(FR3, self.q).set_trajectory(tr.joint_names, pts, self.t)
-            self.traj = (self.t, np.array([0.0] + [p[0] for p in pts]),
-                         np.vstack([self.q] + [p[1] for p in pts]))
+            self.traj = (
+                self.t,
+                np.array([0.0] + [p[0] for p in pts]),
+                np.vstack([self.q] + [p[1] for p in pts]),
+            )
         if out.gripper is not None:
             assert math.isfinite(out.gripper) and 0.0 <= out.gripper <= 1.0
         if out.state is State.HOLD:
-            self.last_arm = None   # a new run restarts from the measured pose
+            self.last_arm = None  # a new run restarts from the measured pose
 
 
 def apply(bench, ev):
@@ -145,7 +162,7 @@ def apply(bench, ev):
             assert ctl.joint_error == ""
 
         else:
-            assert ctl.joint_error and len(ctl.joint_error) < 1500, ctl.joint_error
+            assert ctl.joint_error and len(ctl.joint_error) < MAX_TEXT, ctl.joint_error
             assert ctl.inputs.counters["joint_states_refused"] == refused + 1
             after = ctl.measured()
             assert (before is None and after is None) or np.array_equal(before, after)
@@ -153,12 +170,12 @@ def apply(bench, ev):
         try:
             ctl.on_latent(ev[1], t + ev[2], t)
         except ValueError as e:
-            assert str(e) and len(str(e)) < 1500
+            assert str(e) and len(str(e)) < MAX_TEXT
     elif kind == "tokens":
         try:
             ctl.on_plan_tokens(ev[1])
         except ValueError as e:
-            assert str(e) and len(str(e)) < 1500
+            assert str(e) and len(str(e)) < MAX_TEXT
     elif kind == "plan":
         assert isinstance(ctl.on_plan(t + ev[1], t), bool)
     elif kind == "good":
@@ -187,20 +204,20 @@ def run_scenario(runtime, mode, evs):
     assert ctl.state is State.HOLD, (ctl.state, ctl.reason())
     d = ctl.diagnostics(bench.t)
     for k, v in d.items():
-        assert len(str(v)) < 2000, (k, len(str(v)))
+        assert len(str(v)) < MAX_TEXT, (k, len(str(v)))
     for level, text in ctl.events:
-        assert len(text) < 2000, (level, text[:200])
+        assert len(text) < MAX_TEXT, (level, text[:200])
     return ctl
 
 
-@fuzz_settings(40)
+@fuzz_settings(40, shrink=False)
 @given(data=st.data())
 def test_trajectory_mode_survives_garbage_and_holds(runtime, data):
     ctl = run_scenario(runtime, "joint_trajectory", data.draw(events((16, 64))))
     assert ctl.trajectories >= 1
 
 
-@fuzz_settings(15)
+@fuzz_settings(15, shrink=False)
 @given(data=st.data())
 def test_forward_mode_survives_garbage_and_holds(runtime, data):
     ctl = run_scenario(runtime, "forward_position", data.draw(events((16, 64))))
@@ -228,7 +245,7 @@ def test_every_joint_listed_twice_is_refused_while_running(runtime):
     assert ctl.inputs.counters["joint_states_refused"] == 30
     np.testing.assert_array_equal(ctl.measured(), q)
     assert ctl.tracking_faults == 0
-    assert ctl.state in (State.STOPPING, State.HOLD)      # joint_states went stale: stop, hold
+    assert ctl.state in (State.STOPPING, State.HOLD)  # joint_states went stale: stop, hold
     assert "joint_states" in ctl.reason()
 
 
@@ -252,7 +269,7 @@ def test_one_future_stamped_input_does_not_wedge_the_arm(runtime, which):
         ctl.on_plan(t + 3600.0, t)
     else:
         ctl.on_joint_state(NAMES, list(bench.q) + [0.04, 0.04], t + 3600.0, t)
-    for _ in range(150):                    # 1.5 s of good input
+    for _ in range(150):  # 1.5 s of good input
         bench.good()
         bench.tick(1)
     assert ctl.state is State.RUN, ctl.reason()
