@@ -57,6 +57,9 @@ __all__ = ["ActionController", "ActionConfig", "ActionParams", "TickOutput", "Tr
            "InferenceJob", "JobResult", "COMMAND_MODES", "WATCHED_INPUTS",
            "TRACKING_CHECK_PERIOD_S"]
 
+# A refused input of one kind is logged at most this often (the rest are counted).
+EVENT_PERIOD_S = 2.0
+
 # The controller's configuration is the action node's parameter schema.
 ActionConfig = ActionParams
 
@@ -123,6 +126,8 @@ class ActionController:
         self._ran = False                     # has the arm been commanded since the last HOLD
         self._last_state = State.HOLD         # the state the previous tick acted on
         self.events: Deque[Tuple[str, str]] = deque(maxlen=256)
+        self._event_t: Dict[str, float] = {}     # last time an event of a kind was queued
+        self._suppressed: Dict[str, int] = {}
         # counters for diagnostics
         self.ticks = 0
         self.commands = 0
@@ -163,11 +168,17 @@ class ActionController:
         arm holds) and ``joint_error`` says why. Returns True when accepted."""
         ok, problem = self.inputs.joint_state(names, positions, stamp)
         if not ok:
-            if problem != self.inputs.joint_error:
-                self.events.append(("error", "ignoring /joint_states: %s" % problem))
+            # A new problem is logged, at most once per EVENT_PERIOD_S (a stream of varying
+            # garbage must not flood the log); the rest are counted (joint_states_refused).
+            if problem != self.inputs.joint_error and self._event_due("joint_states", now):
+                n = self._suppressed.pop("joint_states", 0)
+                self.events.append(("error", "ignoring /joint_states: %s%s" % (
+                    problem, " (%d more refused since the last message)" % n if n else "")))
+            elif problem != self.inputs.joint_error:
+                self._suppressed["joint_states"] = self._suppressed.get("joint_states", 0) + 1
             self.inputs.joint_error = problem
             return False
-        if self.inputs.joint_error:
+        if self.inputs.joint_error and self._event_due("joint_states_ok", now):
             self.events.append(("info", "joint_states match the profile again"))
         self.inputs.joint_error = ""
         self.watchdog.feed("joint_states", stamp, now)
@@ -197,6 +208,18 @@ class ActionController:
         if not math.isfinite(stamp) or not self.inputs.plan_in():
             return False
         self.watchdog.feed("plan", stamp, now)
+        return True
+
+    def _event_due(self, key: str, now: float) -> bool:
+        """Whether an event of kind ``key`` may be logged at ``now`` (one per EVENT_PERIOD_S)."""
+        try:
+            now = float(now)
+        except (TypeError, ValueError):
+            return False
+        last = self._event_t.get(key)
+        if last is not None and abs(now - last) < EVENT_PERIOD_S:
+            return False
+        self._event_t[key] = now
         return True
 
     # --- services ------------------------------------------------------------------------------

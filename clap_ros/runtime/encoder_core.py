@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from clap_ros.runtime.messages import clip_text
 from clap_ros.runtime.params import EncoderParams
 
 # refusal keys (counters and diagnostics problems)
@@ -92,7 +93,7 @@ class EncoderCore:
                 return None
             try:
                 cal = Calibration.from_camera_info(info)
-            except (ValueError, TypeError) as e:
+            except Exception as e:  # noqa: BLE001 - any malformed CameraInfo is refused
                 self.counters["camera_info_refused"] += 1
                 return "bad CameraInfo: %s" % e
         self._use(cal)
@@ -146,9 +147,11 @@ class EncoderCore:
             return self._refuse(stamp, REJECTED, "rejected frame: %s" % e)
         except InferenceError as e:
             return self._refuse(stamp, INFERENCE, "encoder: %s; nothing published" % e)
-        except (ValueError, TypeError, AttributeError) as e:
-            # a malformed message (data shorter than step * height, a missing field)
-            return self._refuse(stamp, REJECTED, "rejected frame: %s" % e)
+        except Exception as e:  # noqa: BLE001 - a malformed frame (data shorter than step *
+            # height, a missing field) or one OpenCV cannot undistort/resize: never an exception
+            # out of the core
+            return self._refuse(stamp, REJECTED, "rejected frame: %s: %s"
+                                % (type(e).__name__, clip_text(e, 200, quote=False)))
         lat = np.asarray(latent, dtype=np.float32)
         if not np.all(np.isfinite(lat)):
             return self._refuse(stamp, INFERENCE, "encoder: latent has non-finite values; nothing "

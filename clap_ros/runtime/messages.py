@@ -32,9 +32,12 @@ def clip_text(text: Any, limit: int = LOG_TEXT_CHARS, quote: bool = True) -> str
     """``text`` for a log line: repr-quoted (``quote``), cut at ``limit`` characters with its
     length."""
     s = str(text)
-    if len(s) <= limit:
-        return repr(s) if quote else s
-    return ("%r... (%d chars)" if quote else "%s... (%d chars)") % (s[:limit], len(s))
+    head = repr(s[:limit]) if quote else s[:limit]
+    if len(head) > limit + 2:            # escapes (non-printable, astral) grow the repr
+        head = head[:limit].rstrip("\\") + ("'" if quote else "")
+    if len(s) <= limit and len(head) == len(repr(s) if quote else s):
+        return head
+    return "%s... (%d chars)" % (head, len(s))
 
 
 class LatestSlot:
@@ -164,7 +167,8 @@ state_from_joint_state = check_joint_state
 
 def check_instruction(text: Any, max_chars: int) -> Tuple[Optional[str], str]:
     """(instruction to plan with, "") or (None, why it is refused): empty or whitespace only,
-    longer than ``max_chars``. Surrounding whitespace is stripped."""
+    longer than ``max_chars``, or without a word (punctuation only: the tokenizer's words).
+    Surrounding whitespace is stripped."""
     s = str(text) if text is not None else ""
     if not s.strip():
         return None, "empty instruction %s" % clip_text(s, 20)
@@ -172,6 +176,10 @@ def check_instruction(text: Any, max_chars: int) -> Tuple[Optional[str], str]:
     if len(s) > max_chars:
         return None, ("instruction of %d characters (more than max_instruction_chars %d): %s"
                       % (len(s), max_chars, clip_text(s)))
+    from clap_ros.inference.tokenizer import normalize
+    if not normalize(s):
+        # nothing the tokenizer reads as a word: the model would plan on padding alone
+        return None, "instruction without a word: %s" % clip_text(s)
     return s, ""
 
 
