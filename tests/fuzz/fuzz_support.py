@@ -286,6 +286,15 @@ def profile_joints_measured(profile, names, positions):
     return arm, grip
 
 
+def joint_state_verdict(profile, names, positions):
+    """ "refuse" when a careful reader must refuse the JointState, "accept" when it must take it,
+    None when either is defensible (a name outside the profile listed twice)."""
+    if profile_joints_measured(profile, names, positions) is None:
+        return "refuse"
+    canon = [profile.canonical_name(n) for n in names]
+    return "accept" if len(set(canon)) == len(canon) else None
+
+
 # --- trajectories ----------
 def duration(t: float) -> SimpleNamespace:
     if not math.isfinite(t):

@@ -21,6 +21,7 @@ from fuzz_support import (
     has_words,
     image_fields,
     instructions,
+    joint_state_verdict,
     joint_states,
     latent_fields,
 )
@@ -313,9 +314,17 @@ def test_planner_node_latent_and_joint_state_callbacks(planner, data):
     if kind == "latent":
         fields = data.draw(latent_fields(b.latent_tokens, b.latent_dim))
         node._on_latent(make_image(fields, node))
+        if fields["encoding"] != "32FC1" or (fields["height"], fields["width"]) != (
+            b.latent_tokens,
+            b.latent_dim,
+        ):
+            assert node.core.counters["latents_refused"] == c0["latents_refused"] + 1
     elif kind == "js":
         names, pos, _ = data.draw(joint_states(FR3))
         node._on_js(make_js(node, names, pos))
+        refused = node.core.counters["joint_states_refused"] - c0["joint_states_refused"]
+        verdict = joint_state_verdict(FR3, names, pos)
+        assert verdict is None or refused == (verdict == "refuse"), (verdict, names, pos)
     else:
         vals = data.draw(
             st.lists(st.sampled_from([math.nan, math.inf, -1.0, 0.5, 2.0, 1e308]), max_size=3)
@@ -437,6 +446,9 @@ def test_action_node_callbacks_refuse_garbage_and_commands_stay_safe(action, evs
         if ev[0] == "js":
             names, pos, _ = ev[1]
             node._on_js(make_js(node, names, pos))
+            refused = node.ctl.inputs.counters["joint_states_refused"] - c0["joint_states_refused"]
+            verdict = joint_state_verdict(FR3, names, pos)
+            assert verdict is None or refused == (verdict == "refuse"), (verdict, names, pos)
         elif ev[0] == "latent":
             node._on_latent(make_image(ev[1], node))
         elif ev[0] == "tokens":
