@@ -22,8 +22,19 @@ rejected as well.
 
 Interpolation is JTC's "splines" method: linear between points that carry only positions, cubic
 Hermite where both ends carry velocities, quintic where both ends also carry accelerations. The
-segment before the first point starts from the state commanded when the message arrived, which is
-what makes "a new message replaces the running one" jump-free.
+segment before the first point starts, as JTC's does, from the MEASURED state when the message
+arrived (``interpolate_from_desired_state`` false, Jazzy's default; its deprecated alias
+``open_loop_control`` means the same), or from the state commanded at that instant when that
+parameter is true. A first point far from the measured state therefore shows up as the fast start
+segment a real JTC would command, not as a smooth move from where the command happened to be.
+
+Tolerances follow JTC's ``constraints`` parameters: ``constraints.<joint>.trajectory`` (path: a
+measured position further than this from the desired one while the trajectory runs aborts it),
+``constraints.<joint>.goal`` (goal position tolerance after the last point),
+``constraints.stopped_velocity_tolerance`` (goal velocity tolerance) and ``constraints.goal_time``
+(how long after the last point's time the goal may still be reached; 0 = wait forever). A
+tolerance of 0 is not checked, as in JTC. An aborted trajectory is replaced by a hold at the
+measured position (JTC's ``set_hold_position``).
 """
 
 from __future__ import annotations
@@ -61,6 +72,56 @@ class TrajectoryRules:
     # Largest jump (rad) a forward-position command may ask for relative to the current command;
     # the forward controllers send the value straight to the hardware, so a bigger step is a jump.
     max_forward_step: float = 0.25
+    # JTC (Jazzy): start a new trajectory from the last command instead of the measured state.
+    interpolate_from_desired_state: bool = False
+    # JTC constraints, per joint in profile order (empty = 0 for every joint = not checked).
+    path_tolerance: Tuple[float, ...] = ()
+    goal_tolerance: Tuple[float, ...] = ()
+    stopped_velocity_tolerance: float = 0.01
+    goal_time: float = 0.0
+
+
+def constraint_rules(
+    profile: RobotProfile, values: "dict[str, float]", base: Optional["TrajectoryRules"] = None
+) -> "TrajectoryRules":
+    """TrajectoryRules from JTC-named parameters: ``constraints.<joint>.trajectory``,
+    ``constraints.<joint>.goal``, ``constraints.stopped_velocity_tolerance``,
+    ``constraints.goal_time``, ``interpolate_from_desired_state`` (and its deprecated alias
+    ``open_loop_control``). Unknown joints or negative values raise ValueError naming them."""
+    import dataclasses
+
+    base = base or TrajectoryRules()
+    path = np.zeros(profile.dof)
+    goal = np.zeros(profile.dof)
+    kw: dict = {}
+    for key, value in values.items():
+        parts = key.split(".")
+        if key in ("interpolate_from_desired_state", "open_loop_control"):
+            kw["interpolate_from_desired_state"] = bool(value) or kw.get(
+                "interpolate_from_desired_state", False)
+            continue
+        if parts[0] != "constraints" or len(parts) not in (2, 3):
+            raise ValueError("unknown trajectory constraint parameter '%s'" % key)
+        v = float(value)
+        if not math.isfinite(v) or v < 0.0:
+            raise ValueError("parameter '%s' = %r: must be a finite value >= 0" % (key, value))
+        if len(parts) == 2:
+            if parts[1] not in ("stopped_velocity_tolerance", "goal_time"):
+                raise ValueError("unknown trajectory constraint parameter '%s'" % key)
+            kw[parts[1]] = v
+            continue
+        joint, kind = profile.canonical_name(parts[1]), parts[2]
+        if joint not in profile.joint_names:
+            raise ValueError("parameter '%s': joint '%s' is not one of %s"
+                             % (key, parts[1], profile.joint_names))
+        if kind not in ("trajectory", "goal"):
+            raise ValueError("parameter '%s': a joint constraint is 'trajectory' or 'goal'" % key)
+        (path if kind == "trajectory" else goal)[profile.joint_names.index(joint)] = v
+    if np.any(path > 0):
+        kw["path_tolerance"] = tuple(float(x) for x in path)
+    if np.any(goal > 0):
+        kw["goal_tolerance"] = tuple(float(x) for x in goal)
+    return dataclasses.replace(base, **kw)
 
 
 @dataclass(frozen=True)
@@ -416,8 +477,11 @@ class Trajectory:
 class TrajectoryFollower:
     """The controller's command state: hold, follow a trajectory, or hold a forward command.
 
-    A new trajectory replaces the running one and starts from the state commanded at that instant,
-    so nothing jumps; a rejected command changes nothing and the last safe target stays.
+    A new trajectory replaces the running one and starts, like JTC's, from the measured state
+    passed in (or from the state commanded at that instant with ``interpolate_from_desired_state``
+    or when no measurement is given, as for the bag and recording reconstructions); a rejected
+    command changes nothing and the last safe target stays. ``check`` applies the path and goal
+    tolerances against the measured state.
     """
 
     def __init__(
@@ -438,6 +502,9 @@ class TrajectoryFollower:
         self._traj: Optional[Trajectory] = None
         self._last = (q.copy(), np.zeros(self.profile.dof))
         self._last_t: Optional[float] = None
+        # The outcome of the last trajectory: "" running/none, "succeeded", or the abort reason.
+        self.outcome = ""
+        self.aborts = 0
 
     @property
     def trajectory(self) -> Optional[Trajectory]:
@@ -469,13 +536,94 @@ class TrajectoryFollower:
         points: Sequence[PointTuple],
         now_s: float,
         stamp_s: float = 0.0,
+        measured: Optional[Tuple[ArrayLike, Optional[ArrayLike]]] = None,
     ) -> Trajectory:
-        """Replace the running command; raises TrajectoryRejected and keeps it on bad input."""
+        """Replace the running command; raises TrajectoryRejected and keeps it on bad input.
+
+        ``measured`` = (positions, velocities|None) of the arm now, profile order: the start
+        state unless ``interpolate_from_desired_state`` (then, or without it, the command)."""
         q0, v0 = self.sample(now_s)
+        if measured is not None and not self.rules.interpolate_from_desired_state:
+            mq = np.asarray(measured[0], dtype=np.float64)
+            if mq.shape != (self.profile.dof,) or not np.all(np.isfinite(mq)):
+                raise TrajectoryRejected("the measured joint state is not %d finite positions"
+                                         % self.profile.dof)
+            mv = measured[1]
+            q0 = mq.copy()
+            v0 = (np.zeros(self.profile.dof) if mv is None
+                  else np.nan_to_num(np.asarray(mv, dtype=np.float64)))
         start = now_s if stamp_s == 0.0 else stamp_s
         traj = Trajectory(joint_names, points, self.profile, start, q0, v0, self.rules, now_s=now_s)
         self._traj = traj
+        self.outcome = ""
         return traj
+
+    def check(self, t: float, q_meas: ArrayLike, qd_meas: Optional[ArrayLike] = None
+              ) -> Optional[str]:
+        """JTC's tolerance checks at time ``t`` against the measured state (profile order).
+
+        Returns None while all is well (and sets ``outcome`` to "succeeded" once the goal is
+        reached); on a violated path tolerance, or a goal not reached within ``goal_time`` after
+        the last point, the trajectory is aborted, the arm holds at the measured position, and the
+        reason is returned (and kept in ``outcome``)."""
+        traj = self._traj
+        if traj is None or self.outcome:
+            return None
+        q = np.asarray(q_meas, dtype=np.float64)
+        qd = None if qd_meas is None else np.asarray(qd_meas, dtype=np.float64)
+        names = self.profile.joint_names
+        rules = self.rules
+        if not traj.done(t):
+            if rules.path_tolerance:
+                desired, _ = traj.sample(t)
+                err = np.abs(desired - q)
+                tol = np.asarray(rules.path_tolerance)
+                bad = np.nonzero((tol > 0) & (err > tol))[0]
+                if bad.size:
+                    j = int(bad[0])
+                    return self._abort(
+                        t, q, "path tolerance violated: %s is %.4f rad from the desired position "
+                        "(constraints.%s.trajectory = %.4f); trajectory aborted, holding at the "
+                        "measured position" % (names[j], err[j], names[j], tol[j]))
+            return None
+        final = traj.final_positions
+        within = True
+        if rules.goal_tolerance:
+            tol = np.asarray(rules.goal_tolerance)
+            within = bool(np.all((tol <= 0) | (np.abs(final - q) <= tol)))
+        if within and qd is not None and rules.stopped_velocity_tolerance > 0:
+            within = bool(np.all(np.abs(qd) <= rules.stopped_velocity_tolerance))
+        if within:
+            self.outcome = "succeeded"
+            return None
+        late = t - traj.end_time_s
+        if rules.goal_time > 0 and late > rules.goal_time:
+            err = np.abs(final - q)
+            j = int(np.argmax(err))
+            return self._abort(
+                t, q, "goal not reached %.3f s after the trajectory's end (constraints.goal_time "
+                "= %.3f s; worst %s %.4f rad off, joint speeds up to %.4f rad/s); trajectory "
+                "aborted, holding at the measured position"
+                % (late, rules.goal_time, names[j], err[j],
+                   float(np.max(np.abs(qd))) if qd is not None else 0.0))
+        return None
+
+    def _abort(self, t: float, q_meas: np.ndarray, reason: str) -> str:
+        self.hold_at(q_meas, t)
+        self.outcome = reason
+        self.aborts += 1
+        return reason
+
+    def hold_at(self, positions: ArrayLike, now_s: float) -> np.ndarray:
+        """Drop any trajectory and hold ``positions`` (the measured state on an abort or a
+        reflex: JTC's set_hold_position), clipped to the joint limits."""
+        lim = self.profile.limits
+        q = np.clip(np.asarray(positions, dtype=np.float64), lim.lower, lim.upper)
+        self._traj = None
+        self._hold = q.copy()
+        self._last = (q.copy(), np.zeros(self.profile.dof))
+        self._last_t = float(now_s)
+        return q
 
     def set_forward(self, values, now_s: float) -> np.ndarray:
         """Hold a forward-position command from now on (replacing any trajectory)."""
