@@ -436,6 +436,42 @@ class FeasibleTrajectory:
     intervened: Tuple[str, ...] = field(default=())
 
 
+_HERMITE_U = np.linspace(0.0, 1.0, 17)[1:-1]
+
+
+def _damp_overshoot(t: np.ndarray, Q: np.ndarray, QD: np.ndarray, lower: np.ndarray,
+                    upper: np.ndarray) -> bool:
+    """Shrink (in place) the point velocities of every joint whose cubic Hermite segment between
+    two points leaves [lower, upper], until none does. The controller interpolates positions +
+    velocities with such a cubic: velocities that do not fit the point spacing near a limit
+    (a clipped chunk still heading outwards) swing the curve past the limit although every point
+    is inside, and the controller refuses the whole trajectory. Halving v*T pulls a segment
+    towards the straight line between its (inside) points. The shape does not depend on the later
+    time scaling (v / s over T * s). Returns True when anything was changed."""
+    if t.size < 2:
+        return False
+    u = _HERMITE_U[:, None]
+    h00, h10 = 2 * u ** 3 - 3 * u ** 2 + 1, u ** 3 - 2 * u ** 2 + u
+    h01, h11 = -2 * u ** 3 + 3 * u ** 2, u ** 3 - u ** 2
+    T = np.diff(t)[:, None]
+    changed = False
+    for it in range(12):
+        bad_any = False
+        for k in range(t.size - 1):
+            q = (h00 * Q[k] + h10 * T[k] * QD[k] + h01 * Q[k + 1] + h11 * T[k] * QD[k + 1])
+            lo = np.minimum(lower, np.minimum(Q[k], Q[k + 1]))
+            hi = np.maximum(upper, np.maximum(Q[k], Q[k + 1]))
+            bad = np.any((q < lo) | (q > hi), axis=0)
+            if bad.any():
+                bad_any = changed = True
+                f = 0.0 if it == 11 else 0.5
+                QD[k, bad] *= f
+                QD[k + 1, bad] *= f
+        if not bad_any:
+            break
+    return changed
+
+
 def make_feasible(profile: RobotProfile, times: Sequence[float], positions, velocities=None,
                   margin: float = 0.02, start_positions=None, max_step: Optional[float] = None
                   ) -> FeasibleTrajectory:
@@ -477,6 +513,8 @@ def make_feasible(profile: RobotProfile, times: Sequence[float], positions, velo
         QD = np.array(velocities, dtype=np.float64, copy=True)
         if QD.shape != Q.shape or not np.all(np.isfinite(QD)):
             raise ValueError("velocities must be finite and shaped like positions")
+    if _damp_overshoot(t, Q, QD, lim.lower, lim.upper):
+        kinds.append("overshoot")
     s = 1.0
     vel_fd = (np.diff(QQ, axis=0) / np.diff(tt)[:, None] if tt.size > 1
               else np.zeros((0, profile.dof)))
