@@ -4,14 +4,16 @@ Open-loop evaluation: the policy sees the operator's camera frames and joint sta
 recorded, and its commands go nowhere (no arm moves); they are compared with what the operator
 commanded at the same times. Two ways to run the stack:
 
-* ``offline`` (default): no ROS. The bag's messages drive ``ClapRuntime`` (encoder, planner, RF)
-  and the action node's own controller (``clap_ros.nodes.action_logic.ActionController``: chunk
-  queue, safety filter, watchdog) on a virtual clock = the bag's log time. Each model call takes
-  its measured wall time on the virtual clock (its result is delivered that much later), so
-  latencies are those of this machine without the scheduling noise of separate processes.
-* ``ros``: encoder_node, planner_node and action_node run as separate processes on sim time; a
-  player (``clap_ros.eval.bag_player``) publishes ``/clock`` and the bag's inputs at the recorded
-  pace (``--rate``) and records everything the stack publishes into a new MCAP bag.
+* ``offline`` (default): no ROS. The bag's messages are fed into a
+  ``clap_ros.runtime.virtual_stack.VirtualStack``: the very cores the three nodes run (encoder,
+  planner, action controller) on a virtual clock = the bag's log time, with the nodes'
+  parameters (``clap_ros.eval.bag_data.stack_params``). Each model call takes its measured wall
+  time on the virtual clock (or ``--latency-ms``), so latencies are those of this machine without
+  the scheduling noise of separate processes. This module only feeds the bag and collects.
+* ``ros``: encoder_node, planner_node and action_node run as separate processes on sim time with
+  the same parameters; a player (``clap_ros.eval.bag_player``) publishes ``/clock`` and the bag's
+  inputs at the recorded pace (``--rate``) and records everything the stack publishes into a new
+  MCAP bag.
 
 Both end in the same ``Replay`` record, scored by ``clap_ros.eval.bag_metrics`` and written as
 ``metrics.json`` + a self-contained ``report.html`` (``clap_ros.eval.report``).
