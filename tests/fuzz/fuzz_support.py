@@ -169,6 +169,8 @@ def reference_decode(fields: Dict) -> np.ndarray:
     raw = bytes(fields["data"])
     dt = dtype.newbyteorder(">" if fields["is_bigendian"] else "<")
     row = w * channels * dtype.itemsize
+    if row == 0 or h == 0:  # no pixels (h may be 2**31: no row loop)
+        return np.zeros((h, w, channels) if channels > 1 else (h, w), dtype)
     rows = [np.frombuffer(raw[r * step : r * step + row], dtype=dt) for r in range(h)]
     out = (np.stack(rows) if rows else np.zeros((0, w * channels), dt)).astype(dtype)
     return out.reshape(h, w, channels) if channels > 1 else out.reshape(h, w)

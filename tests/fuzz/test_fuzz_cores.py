@@ -225,7 +225,7 @@ def test_encoder_core_camera_info_is_taken_or_refused(runtime, info):
 
 @fuzz_settings(100)
 @given(
-    st.lists(st.integers(0, 70), min_size=0, max_size=4),
+    st.lists(st.integers(0, 70), min_size=0, max_size=3),
     st.sampled_from([np.uint8, np.float32, np.float64, np.int16, bool]),
     st.sampled_from([0.0, 0.5, math.nan, math.inf]),
 )

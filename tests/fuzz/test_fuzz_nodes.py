@@ -182,7 +182,7 @@ def _settled(core):
     return done >= c["frames_in"]
 
 
-def _encode_one(node, msg, timeout=5.0):
+def _encode_one(node, msg, timeout=15.0):
     before = node.core.counters["frames_in"]
     node._on_image(msg)
     deadline = time.monotonic() + timeout
@@ -345,7 +345,7 @@ def test_planner_node_still_plans_after_garbage(planner):
     b = node.rt.bundle
     node._on_instruction(String(data="put the red cube in the blue bowl"))
     n = len(node.pub_plan.msgs)
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + 15.0
     while len(node.pub_plan.msgs) == n and time.monotonic() < deadline:
         node._on_js(make_js(node, NAMES, list(FR3.home) + [0.04, 0.04]))
         node._on_latent(good_latent_msg(node, (b.latent_tokens, b.latent_dim), rng))
@@ -472,7 +472,7 @@ def test_action_node_holds_after_garbage_only_and_logs_rarely(action):
     node, rec = action
     rng = np.random.default_rng(1)
     node.ctl.enable(node.now_s())
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + 15.0
     while node.ctl.state is not State.RUN and time.monotonic() < deadline:
         _feed_good(node, rng)
         time.sleep(0.02)
@@ -483,7 +483,10 @@ def test_action_node_holds_after_garbage_only_and_logs_rarely(action):
     q = list(FR3.home) + [0.04, 0.04]
     refused = node.ctl.inputs.counters["joint_states_refused"]
     n = 0
-    while time.monotonic() - t0 < 2.5:
+    # at least 2.5 s of garbage, and on until the arm holds (a loaded machine stops slower)
+    while time.monotonic() - t0 < 2.5 or (
+        node.ctl.state is not State.HOLD and time.monotonic() - t0 < 10.0
+    ):
         node._on_js(make_js(node, twice, q + [v + 0.5 for v in q]))  # every name twice
         node._on_js(make_js(node, ["x" * 5000] * 9, [0.0] * 9))  # garbage names
         node._on_tokens(_tokens_msg([99999, -1]))
