@@ -1,5 +1,6 @@
 """Run-long pooled latency samples of DiagnosticsState (no ROS): the figure `make bench` reports
 for frame -> first command even when no sample fell into the last window."""
+
 import numpy as np
 import pytest
 
@@ -18,12 +19,12 @@ def test_pooled_figures_survive_the_window():
     clk = FakeClock()
     d = DiagnosticsState(rate_window_s=5.0, clock=clk)
     for i in range(100):
-        d.latency("frame_to_command", (i + 1) * 1e-3, pooled=True)   # 1..100 ms
+        d.latency("frame_to_command", (i + 1) * 1e-3, pooled=True)  # 1..100 ms
         clk.t += 0.1
-    d.latency("frame_to_chunk", 0.02)                                # not pooled
-    clk.t += 60.0                                                    # everything left the window
+    d.latency("frame_to_chunk", 0.02)  # not pooled
+    clk.t += 60.0  # everything left the window
     items = dict(d.summary()[2])
-    assert "frame_to_command_p50_ms" not in items                   # the windowed figure is gone
+    assert "frame_to_command_p50_ms" not in items  # the windowed figure is gone
     assert items["frame_to_command_run_n"] == "100"
     assert float(items["frame_to_command_run_p50_ms"]) == pytest.approx(50.5, abs=0.05)
     assert float(items["frame_to_command_run_p99_ms"]) == pytest.approx(99.01, abs=0.05)
