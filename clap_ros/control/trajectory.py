@@ -98,7 +98,8 @@ def constraint_rules(
         parts = key.split(".")
         if key in ("interpolate_from_desired_state", "open_loop_control"):
             kw["interpolate_from_desired_state"] = bool(value) or kw.get(
-                "interpolate_from_desired_state", False)
+                "interpolate_from_desired_state", False
+            )
             continue
         if parts[0] != "constraints" or len(parts) not in (2, 3):
             raise ValueError("unknown trajectory constraint parameter '%s'" % key)
@@ -112,8 +113,9 @@ def constraint_rules(
             continue
         joint, kind = profile.canonical_name(parts[1]), parts[2]
         if joint not in profile.joint_names:
-            raise ValueError("parameter '%s': joint '%s' is not one of %s"
-                             % (key, parts[1], profile.joint_names))
+            raise ValueError(
+                "parameter '%s': joint '%s' is not one of %s" % (key, parts[1], profile.joint_names)
+            )
         if kind not in ("trajectory", "goal"):
             raise ValueError("parameter '%s': a joint constraint is 'trajectory' or 'goal'" % key)
         (path if kind == "trajectory" else goal)[profile.joint_names.index(joint)] = v
@@ -420,9 +422,16 @@ class Trajectory:
             T = tb - ta
             both = a.accelerations is not None and b.accelerations is not None
             with np.errstate(over="ignore", invalid="ignore"):
-                q, _ = _hermite(u * T, T, a.positions, a.velocities,
-                                a.accelerations if both else None, b.positions, b.velocities,
-                                b.accelerations if both else None)
+                q, _ = _hermite(
+                    u * T,
+                    T,
+                    a.positions,
+                    a.velocities,
+                    a.accelerations if both else None,
+                    b.positions,
+                    b.velocities,
+                    b.accelerations if both else None,
+                )
             # an end already outside the limits (a start pose at the limit) does not count
             lo = np.minimum(lim.lower, np.minimum(a.positions, b.positions)) - 1e-6
             hi = np.maximum(lim.upper, np.maximum(a.positions, b.positions)) + 1e-6
@@ -434,7 +443,8 @@ class Trajectory:
                 raise TrajectoryRejected(
                     "between %s and point #%d the spline leaves the limits of %s (reaches %.4g, "
                     "limits [%.4f, %.4f]): its velocities are too large for the point spacing"
-                    % (where, k, self.profile.joint_names[j], worst, lim.lower[j], lim.upper[j]))
+                    % (where, k, self.profile.joint_names[j], worst, lim.lower[j], lim.upper[j])
+                )
 
     @property
     def end_time_s(self) -> float:
@@ -546,20 +556,25 @@ class TrajectoryFollower:
         if measured is not None and not self.rules.interpolate_from_desired_state:
             mq = np.asarray(measured[0], dtype=np.float64)
             if mq.shape != (self.profile.dof,) or not np.all(np.isfinite(mq)):
-                raise TrajectoryRejected("the measured joint state is not %d finite positions"
-                                         % self.profile.dof)
+                raise TrajectoryRejected(
+                    "the measured joint state is not %d finite positions" % self.profile.dof
+                )
             mv = measured[1]
             q0 = mq.copy()
-            v0 = (np.zeros(self.profile.dof) if mv is None
-                  else np.nan_to_num(np.asarray(mv, dtype=np.float64)))
+            v0 = (
+                np.zeros(self.profile.dof)
+                if mv is None
+                else np.nan_to_num(np.asarray(mv, dtype=np.float64))
+            )
         start = now_s if stamp_s == 0.0 else stamp_s
         traj = Trajectory(joint_names, points, self.profile, start, q0, v0, self.rules, now_s=now_s)
         self._traj = traj
         self.outcome = ""
         return traj
 
-    def check(self, t: float, q_meas: ArrayLike, qd_meas: Optional[ArrayLike] = None
-              ) -> Optional[str]:
+    def check(
+        self, t: float, q_meas: ArrayLike, qd_meas: Optional[ArrayLike] = None
+    ) -> Optional[str]:
         """JTC's tolerance checks at time ``t`` against the measured state (profile order).
 
         Returns None while all is well (and sets ``outcome`` to "succeeded" once the goal is
@@ -582,9 +597,12 @@ class TrajectoryFollower:
                 if bad.size:
                     j = int(bad[0])
                     return self._abort(
-                        t, q, "path tolerance violated: %s is %.4f rad from the desired position "
+                        t,
+                        q,
+                        "path tolerance violated: %s is %.4f rad from the desired position "
                         "(constraints.%s.trajectory = %.4f); trajectory aborted, holding at the "
-                        "measured position" % (names[j], err[j], names[j], tol[j]))
+                        "measured position" % (names[j], err[j], names[j], tol[j]),
+                    )
             return None
         final = traj.final_positions
         within = True
@@ -601,11 +619,19 @@ class TrajectoryFollower:
             err = np.abs(final - q)
             j = int(np.argmax(err))
             return self._abort(
-                t, q, "goal not reached %.3f s after the trajectory's end (constraints.goal_time "
+                t,
+                q,
+                "goal not reached %.3f s after the trajectory's end (constraints.goal_time "
                 "= %.3f s; worst %s %.4f rad off, joint speeds up to %.4f rad/s); trajectory "
                 "aborted, holding at the measured position"
-                % (late, rules.goal_time, names[j], err[j],
-                   float(np.max(np.abs(qd))) if qd is not None else 0.0))
+                % (
+                    late,
+                    rules.goal_time,
+                    names[j],
+                    err[j],
+                    float(np.max(np.abs(qd))) if qd is not None else 0.0,
+                ),
+            )
         return None
 
     def _abort(self, t: float, q_meas: np.ndarray, reason: str) -> str:

@@ -79,6 +79,57 @@ class DriverSpec:
 
 
 @dataclass(frozen=True)
+class ReflexSpec:
+    """What stops the real arm (profile ``reflexes``; clap_ros.sim.reflexes emulates it).
+
+    ``style``: "franka" (collision thresholds on external joint torques and the Cartesian
+    wrench, libfranka motion-generator checks on the commanded positions), "ur" (protective stop
+    above a contact force) or "none". Thresholds are the upper ones (a reflex above them).
+    """
+
+    style: str = "none"
+    torque_thresholds: np.ndarray | None = None     # Nm per joint
+    force_thresholds: np.ndarray | None = None      # Fx Fy Fz (N) Tx Ty Tz (Nm)
+    protective_stop_force: float | None = None      # N
+    motion_checks: bool = False
+    # Relative margin on the velocity/acceleration/jerk limits before a motion reflex.
+    motion_tolerance: float = 0.0
+    recovery_delay_s: float = 0.0                   # UR: no unlock in the first 5 s
+    recovery_max_speed: float = 0.01                # rad/s: recovery needs the arm at rest
+    contact_filter_s: float = 0.0                   # s: low-pass of the judged contact load
+    error_topic: str = "/sim/robot_error"
+    recovery_service: str = "/sim_driver/error_recovery"
+
+
+def _reflex_spec(raw: Mapping | None, n: int, where: str) -> ReflexSpec:
+    if not raw:
+        return ReflexSpec()
+    style = str(raw.get("style", "none"))
+    if style not in ("franka", "ur", "none"):
+        raise ProfileError("%s: reflexes.style must be franka, ur or none" % where)
+    tq = fc = None
+    if "upper_torque_thresholds" in raw:
+        tq = _vec(raw, "upper_torque_thresholds", n, where)
+    if "upper_force_thresholds" in raw:
+        fc = _vec(raw, "upper_force_thresholds", 6, where)
+    for v, name in ((tq, "upper_torque_thresholds"), (fc, "upper_force_thresholds")):
+        if v is not None and not np.all(v > 0):
+            raise ProfileError("%s: reflexes.%s must be positive" % (where, name))
+    psf = raw.get("protective_stop_force")
+    return ReflexSpec(
+        style=style, torque_thresholds=tq, force_thresholds=fc,
+        protective_stop_force=None if psf is None else float(psf),
+        motion_checks=bool(raw.get("motion_checks", False)),
+        motion_tolerance=float(raw.get("motion_tolerance", 0.0)),
+        recovery_delay_s=float(raw.get("recovery_delay_s", 0.0)),
+        recovery_max_speed=float(raw.get("recovery_max_speed", 0.01)),
+        contact_filter_s=float(raw.get("contact_filter_s", 0.0)),
+        error_topic=str(raw.get("error_topic", "/sim/robot_error")),
+        recovery_service=str(raw.get("recovery_service", "/sim_driver/error_recovery")),
+    )
+
+
+@dataclass(frozen=True)
 class RobotProfile:
     name: str
     description: str
@@ -92,6 +143,7 @@ class RobotProfile:
     # The model bundle (relative to the model search roots, clap_ros.inference.model_paths) a
     # node loads when its ``model`` parameter is empty; '' = none, the user must pass model:=.
     default_model: str = ""
+    reflexes: ReflexSpec = field(default_factory=ReflexSpec, compare=False)
     source: str = field(default="", compare=False)
 
     @property
@@ -255,6 +307,7 @@ def load_profile(name_or_path: str) -> RobotProfile:
             joint_names=names, joint_name_aliases=dict(raw.get("joint_name_aliases") or {}),
             limits=limits, home=home, kinematics=kinematics, gripper=gripper, driver=driver,
             default_model=str(raw.get("default_model") or ""), source=where,
+            reflexes=_reflex_spec(raw.get("reflexes"), n, where),
         )
     except (KeyError, TypeError) as e:
         raise ProfileError("%s: malformed robot profile (%s)" % (where, e)) from e

@@ -12,18 +12,39 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
 from clap_ros.robots import RobotProfile, load_profile
 from clap_ros.sim.mjcf import fmt, pose_attrs, rotx, rotz, trans
 
-# Collision bits: objects and the table collide with everything; hand geoms collide with objects
-# and the table. Arm links are visual only: the arm never needs to touch anything, and this keeps
-# link geometry from dragging on the table.
+# Collision bits (MuJoCo collides two geoms when contype(a) & conaffinity(b) or the reverse):
+# objects and the table are 1/1 and collide with everything; hand geoms are 2/1 (objects, table,
+# arm links, never each other); arm link capsules are 4/7 (objects, table, hand and other links),
+# so a policy that sweeps an elbow through the table or an object touches it as the real arm would.
 HAND_CONTYPE = 2
 HAND_CONAFFINITY = 1
+LINK_CONTYPE = 4
+LINK_CONAFFINITY = 7
+
+# Collision capsule radius (m) of the base and of each arm link, sized like the real links'
+# housings (Franka's FR3 links ~0.06 m near the base to ~0.045 m at the wrist; UR5e's shoulder and
+# upper arm ~0.06 m, forearm ~0.045 m, wrists ~0.045 m). A zero-length link (two joint axes that
+# meet) is a sphere of that radius at the joint. Keyed by profile name like the hands: collision
+# geometry is a fact of the simulated body, not of the joint-level robot profile.
+LINK_RADII = {
+    "fr3": (0.065, 0.06, 0.06, 0.06, 0.055, 0.055, 0.05, 0.045),
+    "panda": (0.065, 0.06, 0.06, 0.06, 0.055, 0.055, 0.05, 0.045),
+    "ur5e": (0.075, 0.06, 0.055, 0.045, 0.045, 0.045, 0.04),
+}
+DEFAULT_LINK_RADIUS = 0.05
+# Bodies this close in the chain (base = 0, link i = i, hand = dof + 1) never touch each other:
+# their capsules meet at the shared joint by construction, as the real links' housings do.
+SELF_COLLISION_SKIP = 2
+# Pairs further apart that still overlap in every configuration: on the Franka, link 7 starts
+# 0.088 m from the wrist centre, where the forearm (link 4) ends, so their capsules always meet.
+EXTRA_EXCLUDES = {"fr3": (("link4", "link7"),), "panda": (("link4", "link7"),)}
 
 
 @dataclass(frozen=True)
@@ -94,7 +115,8 @@ def hand_xml(hand: HandModel, tcp_offset: float, prefix: str, wrist_camera: bool
     t, w, length = hand.pad_half
     col = 'contype="%d" conaffinity="%d"' % (HAND_CONTYPE, HAND_CONAFFINITY)
     # High friction, torsional friction (condim 4) and stiff pads: cubes must not slip or spin out.
-    pad = ('type="box" size="%s" %s condim="4" friction="2.0 0.02 0.001" solref="0.004 1" '
+    # 1.5 times the cubes' and table's 0.5 stays below 1: a pushing pad cannot wedge a cube.
+    pad = ('type="box" size="%s" %s condim="4" friction="1.5 0.02 0.001" solref="0.004 1" '
            'solimp="0.95 0.99 0.001" priority="1" rgba="%s"' % (fmt((w, t, length)), col,
                                                                fmt(hand.pad_rgba)))
     stem_len = max(0.5 * (tcp_offset - 2 * length - hand.palm_bottom), 0.002)
@@ -174,6 +196,10 @@ class Embodiment(ABC):
     def equality_xml(self) -> str:
         return hand_equality_xml(self.prefix)
 
+    def contact_xml(self) -> str:
+        """``<contact>`` entries (self-collision exclusions); none by default."""
+        return ""
+
 
 def _dh_body_poses(profile: RobotProfile) -> Tuple[List[np.ndarray], np.ndarray]:
     """Parent-from-body transforms of each joint body (joint = rotation about the body's z axis at
@@ -229,11 +255,15 @@ class ArmEmbodiment(Embodiment):
         poses, flange = _dh_body_poses(prof)
         light, dark = ARM_COLORS.get(self.hand.name, ARM_COLORS["franka_hand"])
         vis = 'contype="0" conaffinity="0" group="1"'
+        radii = self.link_radii
         out = ['<body name="base" %s>' % pose_attrs(self.base_pose),
                '<geom type="cylinder" size="0.09 0.02" pos="0 0 0.02" %s rgba="%s"/>' % (vis, dark)]
-        # Link i's visual runs from its own origin to the next body's origin.
+        # Link i's visual runs from its own origin to the next body's origin; its collision
+        # capsule covers the same segment (group 3: hidden in renders).
         offsets = [p[:3, 3] for p in poses] + [flange[:3, 3]]
         out.append(_link_geom(np.zeros(3), offsets[0], light, vis))
+        elbows = _dh_elbows(prof)
+        out.append(_collision_geom("base_col", [np.zeros(3), offsets[0]], radii[0]))
         n = prof.dof
         for i in range(n):
             # Heavier proximal links; exact values matter little with gravity compensation on.
@@ -246,6 +276,9 @@ class ArmEmbodiment(Embodiment):
             out.append('<geom type="cylinder" size="0.055 0.06" %s rgba="%s"/>'
                        % (vis, dark if i % 2 else light))
             out.append(_link_geom(np.zeros(3), offsets[i + 1], light, vis))
+            path = [np.zeros(3)] + ([elbows[i]] if elbows[i] is not None else [])
+            out.append(_collision_geom("link%d_col" % (i + 1), path + [offsets[i + 1]],
+                                       radii[i + 1]))
         out.append('<body name="flange" %s gravcomp="1">' % pose_attrs(flange))
         out.append('<inertial pos="0 0 0.05" mass="0.7" diaginertia="0.002 0.002 0.002"/>')
         out.append(hand_xml(self.hand, prof.kinematics.tcp_offset, self.prefix, wrist_camera,
@@ -253,6 +286,35 @@ class ArmEmbodiment(Embodiment):
         out.append("</body>")
         out.extend("</body>" for _ in range(n + 1))
         return "\n".join(out)
+
+    @property
+    def link_radii(self) -> Tuple[float, ...]:
+        r = LINK_RADII.get(self.profile.name)
+        if r is None or len(r) != self.profile.dof + 1:
+            return (DEFAULT_LINK_RADIUS,) * (self.profile.dof + 1)
+        return r
+
+    @property
+    def collision_bodies(self) -> List[str]:
+        """Bodies with collision geometry, in chain order (base, links, hand)."""
+        return ["base"] + ["link%d" % (i + 1) for i in range(self.profile.dof)] + ["hand"]
+
+    def contact_xml(self) -> str:
+        """Self-collision exclusions: chain neighbours up to SELF_COLLISION_SKIP apart (MuJoCo's
+        parent-child filter does not cover the base, which is welded to the world), and link 1 against the world (table): it turns about
+        the vertical base axis on the table and cannot reach it, while its capsule rests on it."""
+        bodies = self.collision_bodies
+        pairs = ['<exclude body1="world" body2="link1"/>']
+        for i in range(len(bodies)):
+            for j in range(i + 1, min(i + SELF_COLLISION_SKIP + 1, len(bodies))):
+                pairs.append('<exclude body1="%s" body2="%s"/>' % (bodies[i], bodies[j]))
+        for a, b in EXTRA_EXCLUDES.get(self.profile.name, ()):
+            pairs.append('<exclude body1="%s" body2="%s"/>' % (a, b))
+        # The fingers are children of the hand: exclude them from the links the hand is.
+        for side in ("left", "right"):
+            for b in bodies[-1 - SELF_COLLISION_SKIP:-1]:
+                pairs.append('<exclude body1="%s" body2="%sfinger_%s"/>' % (b, self.prefix, side))
+        return "\n".join(pairs)
 
     def actuator_xml(self) -> str:
         lim = self.profile.limits
@@ -269,6 +331,44 @@ class ArmEmbodiment(Embodiment):
         force = 0.5 * self.profile.gripper.max_effort
         out.append(hand_actuator_xml(self.hand, self.prefix, force))
         return "\n".join(out)
+
+
+def _dh_elbows(profile: RobotProfile) -> List[np.ndarray | None]:
+    """The corner of each link's L shape in its own body frame (None: straight), so a link with
+    both an offset along x (a) and along z (d) is two capsules along its real outline instead of
+    one diagonal that cuts through the space beside it (FR3's elbow, UR's shoulder and wrists)."""
+    k = profile.kinematics
+    out: List[np.ndarray | None] = []
+    for i in range(profile.dof):
+        if k.convention == "modified":
+            # body i+1 = RotX(alpha) TransX(a) RotZ TransZ(d) in body i: the corner is after a.
+            if i + 1 < profile.dof and abs(k.a[i + 1]) > 1e-4 and abs(k.d[i + 1]) > 1e-4:
+                out.append(np.array([k.a[i + 1], 0.0, 0.0]))
+            else:
+                out.append(None)
+        else:
+            # body i+1 = TransZ(d) TransX(a) RotX(alpha) in body i (turned by theta_offset): the
+            # corner is after d.
+            if abs(k.a[i]) > 1e-4 and abs(k.d[i]) > 1e-4:
+                out.append((rotz(k.theta_offset[i]) @ np.array([0.0, 0.0, k.d[i], 1.0]))[:3])
+            else:
+                out.append(None)
+    return out
+
+
+def _collision_geom(name: str, path: Sequence[np.ndarray], radius: float) -> str:
+    """A link's collision capsules along ``path`` (a sphere when its points meet)."""
+    col = 'contype="%d" conaffinity="%d" condim="3" group="3" rgba="1 0.5 0 0.3"' % (
+        LINK_CONTYPE, LINK_CONAFFINITY)
+    pts = [np.asarray(p, dtype=np.float64) for p in path]
+    segs = [(a, b) for a, b in zip(pts[:-1], pts[1:]) if np.linalg.norm(b - a) >= 1e-4]
+    if not segs:
+        return '<geom name="%s" type="sphere" size="%s" pos="%s" %s/>' % (
+            name, fmt([radius]), fmt(pts[0]), col)
+    return "\n".join(
+        '<geom name="%s" type="capsule" size="%s" fromto="%s" %s/>'
+        % (name if k == 0 else "%s%d" % (name, k), fmt([radius]),
+           fmt(np.concatenate([a, b])), col) for k, (a, b) in enumerate(segs))
 
 
 def _link_geom(a: np.ndarray, b: np.ndarray, rgba: str, vis: str) -> str:

@@ -50,7 +50,10 @@ def camera_quat(spec: CameraSpec, jitter_id: int = 0):
 
 def _object_xml(role: str, kind: str) -> str:
     """One task object. Free bodies start at the origin; reset places them."""
-    solid = 'contype="1" conaffinity="1" condim="4" friction="1.0 0.02 0.001"'
+    # Sliding friction 0.5 (plastic on wood): with the pads' 1.5 the product stays below 1, so a
+    # pad pushing a cube cannot wedge it into the table by friction (at 2.0 x 1.0 a push jammed
+    # at 40-60 N, a Franka cartesian reflex).
+    solid = 'contype="1" conaffinity="1" condim="4" friction="0.5 0.02 0.001"'
     if kind == "cube":
         return ('<body name="%s" pos="0 0 %s"><freejoint name="%s_free"/>'
                 '<geom name="%s_geom" type="box" size="%s" mass="%s" %s rgba="0.8 0.1 0.1 1"/>'
@@ -128,13 +131,16 @@ def build_scene_xml(embodiment: Embodiment, objects: Sequence[Tuple[str, str]],
     <geom name="wall_side" type="box" size="2.5 0.02 1.3" pos="0.4 1.4 0.4" contype="0"
           conaffinity="0" material="wall_mat0"/>
     <geom name="table" type="box" size="%(thx)s %(thy)s %(tht)s" pos="%(tx)s 0 %(tz)s"
-          contype="1" conaffinity="1" condim="3" friction="0.8 0.01 0.001" material="table_mat0"/>
+          contype="1" conaffinity="1" condim="3" friction="0.5 0.01 0.001" material="table_mat0"/>
 %(legs)s
     <camera name="scene" pos="%(cpos)s" quat="%(cquat)s" fovy="%(fovy)s"/>
 %(robot)s
 %(objects)s
 %(distractors)s
   </worldbody>
+  <contact>
+%(contact)s
+  </contact>
   <equality>
 %(equality)s
   </equality>
@@ -150,5 +156,6 @@ def build_scene_xml(embodiment: Embodiment, objects: Sequence[Tuple[str, str]],
         "cpos": fmt(cam_pos), "cquat": fmt(cam_quat), "fovy": fmt([SCENE_CAMERA.fovy]),
         "robot": embodiment.worldbody_xml(wrist_camera, WRIST_FOVY), "objects": objects_xml,
         "distractors": "\n".join(distractors), "equality": embodiment.equality_xml(),
+        "contact": embodiment.contact_xml(),
         "actuators": embodiment.actuator_xml(),
     }

@@ -2,11 +2,16 @@
 a new trajectory starts from the measured state unless interpolate_from_desired_state, and the
 constraints.* path/goal tolerances abort and hold at the measured position, as ros2_control's
 JointTrajectoryController (Jazzy) does."""
+
 import numpy as np
 import pytest
 
 from clap_ros.control.trajectory import (
-    TrajectoryFollower, TrajectoryRejected, TrajectoryRules, constraint_rules)
+    TrajectoryFollower,
+    TrajectoryRejected,
+    TrajectoryRules,
+    constraint_rules,
+)
 from clap_ros.robots import load_profile
 
 FR3 = load_profile("fr3")
@@ -57,20 +62,27 @@ def test_bad_measurement_is_refused_and_keeps_the_command():
 
 
 def test_constraint_rules_from_jtc_parameter_names():
-    r = constraint_rules(FR3, {"constraints.fr3_joint2.trajectory": 0.1,
-                               "constraints.fr3_joint2.goal": 0.02,
-                               "constraints.stopped_velocity_tolerance": 0.05,
-                               "constraints.goal_time": 0.5,
-                               "interpolate_from_desired_state": True})
+    r = constraint_rules(
+        FR3,
+        {
+            "constraints.fr3_joint2.trajectory": 0.1,
+            "constraints.fr3_joint2.goal": 0.02,
+            "constraints.stopped_velocity_tolerance": 0.05,
+            "constraints.goal_time": 0.5,
+            "interpolate_from_desired_state": True,
+        },
+    )
     assert r.path_tolerance[1] == 0.1 and r.path_tolerance[0] == 0.0
     assert r.goal_tolerance[1] == 0.02
     assert r.stopped_velocity_tolerance == 0.05 and r.goal_time == 0.5
     assert r.interpolate_from_desired_state
     assert constraint_rules(FR3, {"open_loop_control": True}).interpolate_from_desired_state
-    for bad, msg in (({"constraints.nojoint.goal": 0.1}, "not one of"),
-                     ({"constraints.fr3_joint1.goal": -1.0}, ">= 0"),
-                     ({"constraints.fr3_joint1.speed": 1.0}, "'trajectory' or 'goal'"),
-                     ({"constraint.goal_time": 1.0}, "unknown")):
+    for bad, msg in (
+        ({"constraints.nojoint.goal": 0.1}, "not one of"),
+        ({"constraints.fr3_joint1.goal": -1.0}, ">= 0"),
+        ({"constraints.fr3_joint1.speed": 1.0}, "'trajectory' or 'goal'"),
+        ({"constraint.goal_time": 1.0}, "unknown"),
+    ):
         with pytest.raises(ValueError, match=msg):
             constraint_rules(FR3, bad)
 
@@ -110,8 +122,9 @@ def test_zero_tolerance_is_not_checked():
 
 
 def test_goal_reached_succeeds_and_goal_time_exceeded_aborts():
-    rules = constraint_rules(FR3, {"constraints.fr3_joint3.goal": 0.01,
-                                   "constraints.goal_time": 0.5})
+    rules = constraint_rules(
+        FR3, {"constraints.fr3_joint3.goal": 0.01, "constraints.goal_time": 0.5}
+    )
     ok = TrajectoryFollower(FR3, HOME, rules)
     ok.set_trajectory(NAMES, goal(1.0, 0.2), now_s=0.0, measured=(HOME, None))
     ok.sample(1.1)
@@ -128,8 +141,9 @@ def test_goal_reached_succeeds_and_goal_time_exceeded_aborts():
 
 
 def test_moving_at_the_goal_is_not_stopped():
-    rules = constraint_rules(FR3, {"constraints.goal_time": 0.2,
-                                   "constraints.stopped_velocity_tolerance": 0.01})
+    rules = constraint_rules(
+        FR3, {"constraints.goal_time": 0.2, "constraints.stopped_velocity_tolerance": 0.01}
+    )
     f = TrajectoryFollower(FR3, HOME, rules)
     f.set_trajectory(NAMES, goal(1.0, 0.1), now_s=0.0, measured=(HOME, None))
     assert f.check(1.05, HOME + 0.1, np.full(7, 0.05)) is None
