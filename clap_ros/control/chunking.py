@@ -193,6 +193,12 @@ class ChunkQueue:
         self.margin = float(margin)
         self.max_blends = int(max_blends)
         self.extra_bounds = extra_bounds
+        # A value more than one range beyond its limits is not a target for this robot: its
+        # spline and stop tail (quintic coefficients ~ value / T^5) would overflow to inf.
+        lo = np.concatenate([profile.limits.lower, np.full(self.dim - self.dof, extra_bounds[0])])
+        hi = np.concatenate([profile.limits.upper, np.full(self.dim - self.dof, extra_bounds[1])])
+        self._lim = (lo, hi)
+        self._far_lo, self._far_hi = lo - (hi - lo), hi + (hi - lo)
         # (chunk, blend start time); the first entry's blend start is ignored.
         self._entries: List[Tuple[_Chunk, float]] = []
         self._last_t0 = -math.inf
@@ -277,6 +283,12 @@ class ChunkQueue:
             raise ChunkRejected("chunk must be [H, %d], got shape %s" % (self.dim, values.shape))
         if not np.all(np.isfinite(values)):
             raise ChunkRejected("chunk contains NaN/Inf")
+        far = (values < self._far_lo) | (values > self._far_hi)
+        if far.any():
+            i, j = (int(k[0]) for k in np.nonzero(far))
+            raise ChunkRejected("chunk step %d column %d = %.4g is far outside its limits "
+                                "[%.4f, %.4f]" % (i, j, values[i, j], self._lim[0][j],
+                                                  self._lim[1][j]))
         if not (math.isfinite(t0) and math.isfinite(dt) and math.isfinite(t_av)) or dt <= 0.0:
             raise ChunkRejected("chunk timing is invalid (t0=%r, dt=%r, available=%r)"
                                 % (t0, dt, t_av))
