@@ -14,7 +14,12 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from clap_ros.runtime.messages import InputError, check_joint_state, check_latent_array
+from clap_ros.runtime.messages import (
+    InputError,
+    check_joint_state,
+    check_latent_array,
+    check_plausible,
+)
 
 
 @dataclass
@@ -56,6 +61,7 @@ class ActionInputs:
         good one arrives: the watchdog sees it stale)."""
         try:
             state, has_gripper = check_joint_state(self.profile, names, positions)
+            check_plausible(self.profile, state)
             stamp = float(stamp)
             if not math.isfinite(stamp):
                 raise InputError("joint_states stamp is not finite")

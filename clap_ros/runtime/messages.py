@@ -22,6 +22,9 @@ import numpy as np
 LATENT_ENCODING = "32FC1"
 GRIPPER_JOINT_NAME = "gripper"  # the last column of /clap/plan: opening, 0 closed .. 1 open
 LOG_TEXT_CHARS = 80             # longest user text quoted in a log line
+# A measured arm joint further than this outside its position limits is not a measurement (a
+# driver cannot be there; 1e308 is garbage), and would trip the tracking check on nonsense.
+OUTSIDE_LIMITS_RAD = 0.5
 
 
 class InputError(ValueError):
@@ -128,7 +131,8 @@ def check_joint_state(profile, names: Sequence[str], positions: Sequence[float]
 
     Indexed by name. Refused (InputError, or ProfileError naming missing joints): a name listed
     twice, a different number of names and positions, a missing arm joint, a non-finite arm or
-    gripper position. The opening is the mean of the gripper's joints that are present, mapped
+    gripper position (``check_plausible`` adds the position-limit check). The opening is the
+    mean of the gripper's joints that are present, mapped
     as the dataset does (bag2dataset); a driver that publishes no gripper joint gives
     ``gripper_measured = False`` and an opening of 1.0 (open), which the caller should report.
     """
@@ -159,6 +163,20 @@ def check_joint_state(profile, names: Sequence[str], positions: Sequence[float]
     if not np.all(np.isfinite(state)):
         raise InputError("joint_states has non-finite positions: %s" % state.tolist())
     return state, bool(g)
+
+
+def check_plausible(profile, state: np.ndarray) -> None:
+    """InputError when an arm position of ``state`` is more than OUTSIDE_LIMITS_RAD outside the
+    profile's limits: well-formed, but no arm is there (a 1e308 would trip the tracking check or
+    be planned on). The cores apply it to every joint state they take as a measurement."""
+    arm = np.asarray(state, dtype=np.float64)[:profile.dof]
+    lim = profile.limits
+    out = (arm < lim.lower - OUTSIDE_LIMITS_RAD) | (arm > lim.upper + OUTSIDE_LIMITS_RAD)
+    if out.any():
+        j = int(np.nonzero(out)[0][0])
+        raise InputError("joint_states: %s = %.6g rad is more than %.1f rad outside its limits "
+                         "[%.4g, %.4g]" % (profile.joint_names[j], arm[j], OUTSIDE_LIMITS_RAD,
+                                           lim.lower[j], lim.upper[j]))
 
 
 # The name the nodes have always used.

@@ -32,6 +32,7 @@ from clap_ros.runtime.messages import (
     check_instruction,
     check_joint_state,
     check_latent_array,
+    check_plausible,
     clip_text,
     latent_from_image,
 )
@@ -139,6 +140,7 @@ class PlannerCore:
         """Store the measured state; None when taken, else why it is refused (counted)."""
         try:
             state, measured = check_joint_state(self.profile, names, positions)
+            check_plausible(self.profile, state)
         except ValueError as e:            # InputError / ProfileError: names what is wrong
             self.counters["joint_states_refused"] += 1
             self.problems["joint_states"] = (WARN, "joint_states refused: %s" % e)

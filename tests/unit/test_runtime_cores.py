@@ -14,7 +14,12 @@ from clap_ros.runtime import encoder_core as E
 from clap_ros.runtime.action_inputs import ActionInputs
 from clap_ros.runtime.chunk_stream import ChunkStream, interpolate
 from clap_ros.runtime.encoder_core import EncoderCore
-from clap_ros.runtime.messages import check_instruction, check_joint_state, clip_text
+from clap_ros.runtime.messages import (
+    check_instruction,
+    check_joint_state,
+    check_plausible,
+    clip_text,
+)
 from clap_ros.runtime.params import ActionParams, EncoderParams, PlannerParams
 from clap_ros.runtime.planner_core import PlannerCore
 from clap_ros.runtime.position_stream import PositionStream
@@ -66,6 +71,17 @@ def test_joint_state_refusals_name_the_problem():
         pos[8] = bad                                             # a finger joint
         with pytest.raises(ValueError, match="non-finite gripper"):
             check_joint_state(FR3, NAMES, pos)
+    pos = list(HOME)
+    pos[3] = -1.7e308                                            # finite, but no arm is there
+    state, _ = check_joint_state(FR3, NAMES, pos)                # well-formed ...
+    with pytest.raises(ValueError, match="fr3_joint4 = -1.7e.308 rad is more than 0.5 rad outside"):
+        check_plausible(FR3, state)                              # ... but not a measurement
+    pos[3] = FR3.limits.lower[3] - 0.01                          # a little past: a measurement
+    check_plausible(FR3, check_joint_state(FR3, NAMES, pos)[0])
+    inp = ActionInputs(FR3, SimpleNamespace(latent_tokens=16, latent_dim=64, tokens_per_chunk=4))
+    pos[3] = 1e9
+    ok, why = inp.joint_state(NAMES, pos, 1.0)
+    assert not ok and "outside its limits" in why and inp.q_meas is None
 
 
 def test_instruction_checks_and_log_text_is_capped():
