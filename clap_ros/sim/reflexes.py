@@ -179,18 +179,6 @@ class ReflexMonitor:
         motion the controller asked for."""
         self._q.clear()
 
-    def seed_motion(self, q: np.ndarray, qd: Optional[np.ndarray]) -> None:
-        """A trajectory that starts from the measured state: the motion is judged from where the
-        arm is, not from the previous command (the start segment's own velocity, acceleration
-        and jerk are what the arm is asked for; the gap between the last command and the
-        measurement is tracking error, which no command asked for)."""
-        self._q = [
-            (
-                np.asarray(q, dtype=np.float64).copy(),
-                None if qd is None else np.asarray(qd, dtype=np.float64).copy(),
-            )
-        ]
-
     # --- checks -----------------------------------------------------------------------------
     def check_motion(
         self, t: float, q_cmd: np.ndarray, qd_cmd: Optional[np.ndarray] = None
