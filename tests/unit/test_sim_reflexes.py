@@ -189,7 +189,9 @@ def test_a_link_on_the_table_collides_and_the_meter_sees_the_load(world):
         d.qpos[qadr] = q
         mujoco.mj_forward(m, d)
         pairs = _arm_contacts(world)
-        if any("world" in p for p in pairs):
+        depth = min((c.dist for c in d.contact[: d.ncon]), default=0.0)
+        # a link on the table, pressed in by less than 1 cm (deeper starts the physics unstable)
+        if any("world" in p for p in pairs) and depth > -0.01:
             break
     else:
         pytest.fail("no pose with a link on the table found")
