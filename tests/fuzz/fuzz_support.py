@@ -288,10 +288,19 @@ def profile_joints_measured(profile, names, positions):
     return arm, grip
 
 
-def joint_state_verdict(profile, names, positions):
-    """ "refuse" when a careful reader must refuse the JointState, "accept" when it must take it,
-    None when either is defensible (a name outside the profile listed twice)."""
-    if profile_joints_measured(profile, names, positions) is None:
+def joint_state_verdict(profile, names, positions, plausible=True):
+    """The verdict a careful reader gives a JointState: "refuse", "accept", or None when either
+    is defensible (a name outside the profile listed twice). ``plausible``: the cores'
+    measurement check, which also refuses an arm position far outside the limits."""
+    from clap_ros.runtime.messages import OUTSIDE_LIMITS_RAD
+
+    measured = profile_joints_measured(profile, names, positions)
+    if measured is None:
+        return "refuse"
+    lim = profile.limits
+    arm = measured[0]
+    far = (arm < lim.lower - OUTSIDE_LIMITS_RAD) | (arm > lim.upper + OUTSIDE_LIMITS_RAD)
+    if plausible and far.any():
         return "refuse"
     canon = [profile.canonical_name(n) for n in names]
     return "accept" if len(set(canon)) == len(canon) else None

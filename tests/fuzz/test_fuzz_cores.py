@@ -16,9 +16,9 @@ from fuzz_support import (
     image_fields,
     image_ns,
     instructions,
+    joint_state_verdict,
     joint_states,
     latent_fields,
-    profile_joints_measured,
     well_formed,
 )
 from hypothesis import given, strategies as st
@@ -143,11 +143,12 @@ def test_planner_core_latents_and_joint_states_are_used_or_refused(runtime, data
             names, pos, _ = data.draw(joint_states(FR3))
             refused = core.counters["joint_states_refused"]
             why = core.on_joint_state(names, pos, t, t)
+            verdict = joint_state_verdict(FR3, names, pos)
             if why is not None:
-                assert len(why) < MAX_TEXT
+                assert len(why) < MAX_TEXT and verdict != "accept", (why, names, pos)
                 assert core.counters["joint_states_refused"] == refused + 1
             else:
-                assert profile_joints_measured(FR3, names, pos) is not None
+                assert verdict != "refuse", (names, pos)
         step = core.step(t)
         if step.plan is not None:
             assert np.all(np.isfinite(step.plan.targets)) and np.all(np.isfinite(step.plan.indices))

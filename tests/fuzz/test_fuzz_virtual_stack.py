@@ -109,7 +109,10 @@ def test_virtual_stack_with_garbage_mixed_in(runtime, garbage, mode):
         for out in stack.advance_to(t + 0.01):
             arm.take(out)
         ran = ran or stack.state is State.RUN
-    for k in range(150, 300):  # then nothing good: stale -> stop -> hold
+    # then nothing good: stale -> stop -> hold (a glide to a far measured pose takes seconds)
+    for k in range(150, 1200):
+        if k >= 300 and stack.state is State.HOLD:
+            break
         t = k * 0.01
         if k % 10 == 0 and garbage:
             ev = garbage[k % len(garbage)]
