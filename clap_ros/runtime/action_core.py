@@ -59,6 +59,11 @@ __all__ = ["ActionController", "ActionConfig", "ActionParams", "TickOutput", "Tr
 
 # A refused input of one kind is logged at most this often (the rest are counted).
 EVENT_PERIOD_S = 2.0
+# A latent stamped further ahead of the node clock than this is not stored at all (kept, it would
+# make every later latent look out of order). Smaller leads are kept for inference: on sim time
+# the /clock a node has seen can trail a latent by tens of ms under load (the watchdog still
+# judges freshness with its own, tighter future tolerance).
+LATENT_FUTURE_REFUSE_S = 1.0
 
 # The controller's configuration is the action node's parameter schema.
 ActionConfig = ActionParams
@@ -188,7 +193,7 @@ class ActionController:
         """A /clap/latent [tokens, dim] stamped with its camera frame; wakes the worker.
         ValueError (InputError) when it is not one; False when it is older than the newest or
         stamped in the future (refused, counted in latents_refused)."""
-        if not self.inputs.latent_in(latent, stamp, now, self.watchdog.future_tolerance):
+        if not self.inputs.latent_in(latent, stamp, now, LATENT_FUTURE_REFUSE_S):
             return False
         self.watchdog.feed("latent", stamp, now)
         return True
