@@ -64,8 +64,7 @@ from clap_ros.nodes.schema_params import declare_params
 from clap_ros.rostime import stamp_to_ns, stamp_to_s
 from clap_ros.runtime.messages import GRIPPER_JOINT_NAME, clip_text, plan_points
 from clap_ros.runtime.params import PlannerParams, RuntimeParams
-from clap_ros.runtime.planner_core import ERROR as CORE_ERROR
-from clap_ros.runtime.planner_core import PROBLEM_KEYS, PlannerCore
+from clap_ros.runtime.planner_core import ERROR as CORE_ERROR, PROBLEM_KEYS, PlannerCore
 
 NODE_NAME = "planner_node"
 
