@@ -357,7 +357,8 @@ class BagEvaluator:
                                    for m in ok],
                                "aggregate": M.aggregate(ok)},
                    "evaluated": len(ok), "failed": len(results) - len(ok)}
-        (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=_json))
+        from clap_ros.data.jsonable import json_default
+        (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=json_default))
         from clap_ros.eval.report import write_report
         write_report(out / "report.html", summary, results)
         return summary
@@ -370,14 +371,6 @@ def _fresh_preprocessor(bundle):
 
 def _fmt(v) -> str:
     return "-" if v is None else "%.4g" % v
-
-
-def _json(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 # --- CLI ---------------------------------------------------------------------------------------

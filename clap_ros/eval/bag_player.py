@@ -159,9 +159,11 @@ class _Player:
 
     def publish_clock(self, ns: int) -> None:
         from builtin_interfaces.msg import Time
+
+        from clap_ros.rostime import ns_sec_nanosec
         self.clock_ns = max(self.clock_ns, int(ns))
-        self.clock_pub.publish(self._Clock(clock=Time(sec=self.clock_ns // 1_000_000_000,
-                                                      nanosec=self.clock_ns % 1_000_000_000)))
+        sec, nsec = ns_sec_nanosec(self.clock_ns)
+        self.clock_pub.publish(self._Clock(clock=Time(sec=sec, nanosec=nsec)))
 
     def wait_ready(self, procs) -> None:
         """Until every node runs and is connected (subscribed to our inputs, publishing what we

@@ -123,26 +123,16 @@ class RateLimitedLog:
         return True
 
 
-def _sec_nanosec(t: float):
-    sec = int(t // 1)
-    nsec = int(round((t - sec) * 1e9))
-    if nsec >= 1_000_000_000:
-        sec, nsec = sec + 1, nsec - 1_000_000_000
-    return sec, nsec
-
-
 def stamp_from_s(t: float):
-    """builtin_interfaces/Time from seconds."""
-    from builtin_interfaces.msg import Time
-    sec, nsec = _sec_nanosec(t)
-    return Time(sec=sec, nanosec=nsec)
+    """builtin_interfaces/Time from seconds (clap_ros.rostime, the one conversion)."""
+    from clap_ros.rostime import time_msg
+    return time_msg(t)
 
 
 def duration_from_s(t: float):
-    """builtin_interfaces/Duration from seconds."""
-    from builtin_interfaces.msg import Duration
-    sec, nsec = _sec_nanosec(t)
-    return Duration(sec=sec, nanosec=nsec)
+    """builtin_interfaces/Duration from seconds (clap_ros.rostime, the one conversion)."""
+    from clap_ros.rostime import duration_msg
+    return duration_msg(t)
 
 
 class _StopRequested(BaseException):
