@@ -455,6 +455,11 @@ class DirectEpisodes:
         out.goal_distance_end_m = float(end["goal_distance_m"])
         out.goal_distance_min_m = min(out.goal_distance_min_m, out.goal_distance_end_m)
         out.rejected_commands = int(end["rejected_commands"]) - int(start["rejected_commands"])
+        if int(end.get("reflexes", 0)) > int(start.get("reflexes", 0)):
+            # the real arm would have stopped: the episode failed, whatever happened after
+            first = core.safety.monitor.history[int(start.get("reflexes", 0))]
+            out.reflex, out.reflex_detail = first.reason, first.detail
+            out.success, out.time_to_success_s = False, None
         out.commands = state.counts.get("trajectory", 0) + state.counts.get("forward", 0)
         out.gripper_commands = state.counts.get("gripper", 0)
         out.plans = policy.counters.plans

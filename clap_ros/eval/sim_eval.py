@@ -315,6 +315,12 @@ class SimEvaluator:
                 if d is not None and (out.goal_distance_min_m is None
                                       or d < out.goal_distance_min_m):
                     out.goal_distance_min_m = d
+                if same_episode and int(st.get("reflexes", 0)) > int(
+                        start_status.get("reflexes", 0)):
+                    rf = st.get("reflex") or {}
+                    out.reflex = str(rf.get("reason", "reflex"))
+                    out.reflex_detail = str(rf.get("detail", ""))
+                    break  # the real arm stops here: the episode failed
                 if st.get("success") and same_episode:
                     out.success = True
                     out.time_to_success_s = elapsed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -116,6 +117,10 @@ class EpisodeOutcome:
     plans: int = 0  # /clap/plan messages during the episode
     arm_motion_rad: float = 0.0  # max over the episode of max |q - q_enable|
     rejected_commands: int = 0  # commands the driver refused (limits, names)
+    # the first reflex of the episode (the driver's reason name, e.g. franka "cartesian_reflex",
+    # UR "PROTECTIVE_STOP"; "" none) and its sentence: an episode with a reflex is a failure
+    reflex: str = ""
+    reflex_detail: str = ""
     # metres from what the task moves to its goal (Task.goal_distance), from /sim/status (2 Hz):
     # at enable, at the stop, and the least seen in between
     goal_distance_start_m: Optional[float] = None
@@ -179,6 +184,8 @@ def summarize(
             "timeout_s": cfg.timeout_for(task),
             "episodes_with_errors": sum(bool(e.error) for e in eps),
             "rejected_commands": sum(e.rejected_commands for e in eps),
+            "episodes_with_reflex": sum(bool(e.reflex) for e in eps),
+            "reflexes": dict(Counter(e.reflex for e in eps if e.reflex)),
             "median_arm_motion_rad": float(np.median([e.arm_motion_rad for e in eps]))
             if eps
             else None,
@@ -240,8 +247,9 @@ def report_markdown(result: dict) -> str:
         ),
         "",
         "| task | success | rate | median time to success (s) | final / closest distance "
-        "to goal (m) | progress | timeout (s) | rejected commands | episodes with errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "to goal (m) | progress | timeout (s) | rejected commands | episodes with errors | "
+        "episodes with a reflex |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task, t in result["tasks"].items():
         rate = "-" if t["success_rate"] is None else "%.0f %%" % (100 * t["success_rate"])
@@ -260,7 +268,7 @@ def report_markdown(result: dict) -> str:
             else "%.0f %%" % (100 * t["median_goal_progress"])
         )
         lines.append(
-            "| %s | %d/%d | %s | %s | %s | %s | %.0f | %d | %d |"
+            "| %s | %d/%d | %s | %s | %s | %s | %.0f | %d | %d | %s |"
             % (
                 task,
                 t["successes"],
@@ -272,6 +280,16 @@ def report_markdown(result: dict) -> str:
                 t["timeout_s"],
                 t["rejected_commands"],
                 t["episodes_with_errors"],
+                "%d%s"
+                % (
+                    t.get("episodes_with_reflex", 0),
+                    (
+                        " (%s)"
+                        % ", ".join("%s %d" % kv for kv in sorted(t.get("reflexes", {}).items()))
+                    )
+                    if t.get("reflexes")
+                    else "",
+                ),
             )
         )
     lines += [
@@ -283,6 +301,14 @@ def report_markdown(result: dict) -> str:
     ]
     if result["error"]:
         lines += ["**Incomplete:** %s" % result["error"], ""]
+    reflexed = [e for e in result["episodes"] if e.get("reflex")]
+    if reflexed:
+        lines.append("Episodes ended by a reflex (the real arm would have stopped):")
+        lines += [
+            "- %s seed %d: %s: %s" % (e["task"], e["seed"], e["reflex"], e.get("reflex_detail", ""))
+            for e in reflexed
+        ]
+        lines.append("")
     errors = [e for e in result["episodes"] if e["error"]]
     if errors:
         lines.append("Episode errors:")

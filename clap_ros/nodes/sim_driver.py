@@ -9,6 +9,15 @@ joint, profile order) and the gripper topic (one opening, 0 closed .. 1 open). A
 rejected with a logged reason and the arm keeps its last safe target. ``~/reset``
 (std_srvs/Trigger) resets the world to the ``seed`` parameter, which can be changed at run time.
 
+Like the real arms it stops on a reflex (the robot profile's ``reflexes``: Franka collision
+thresholds and motion-generator checks, UR protective stop): the arm holds where it is, the reason
+goes to the profile's error topic (``/sim/robot_error``, std_msgs/String JSON, transient-local),
+``/sim/status`` and ``/clap/diagnostics`` (ERROR), arm commands are refused until the recovery
+service (``/sim_driver/error_recovery``, std_srvs/Trigger; refused while the arm still moves and,
+on a UR, during the first 5 s). The JTC tolerances are ROS parameters under their JTC names
+(``constraints.<joint>.trajectory`` / ``.goal``, ``constraints.stopped_velocity_tolerance``,
+``constraints.goal_time``; 0 = not checked) next to ``interpolate_from_desired_state``.
+
 The driver's rules (world, command acceptance, controller rate, publishing schedule, status) are
 clap_ros.sim.driver_core.SimDriverCore, shared with ``clap-ros eval-sim --mode direct``; this node
 is its ROS adapter. Physics and publishing run on their own thread, paced against the wall clock
@@ -86,11 +95,41 @@ def load_camera_info_file(path: str, width: int, height: int) -> dict:
             "frame_id": "scene_camera_optical_frame"}
 
 
+def declare_constraints(node: Node, robot: str) -> dict:
+    """JTC's tolerance parameters, declared under their JTC names for the profile's joints."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    prof = load_profile(robot)
+    specs = [("constraints.stopped_velocity_tolerance", 0.01,
+              "goal velocity tolerance (rad/s; 0 = not checked)"),
+             ("constraints.goal_time", 0.0,
+              "time after the last point the goal may still be reached (s; 0 = wait forever)")]
+    for j in prof.joint_names:
+        specs.append(("constraints.%s.trajectory" % j, 0.0,
+                      "path tolerance of %s (rad; 0 = not checked)" % j))
+        specs.append(("constraints.%s.goal" % j, 0.0,
+                      "goal tolerance of %s (rad; 0 = not checked)" % j))
+    out = {}
+    for name, default, text in specs:
+        v = node.declare_parameter(name, float(default), ParameterDescriptor(
+            description=text, read_only=True)).value
+        out[name] = float(v)
+    return out
+
+
 def declare_parameters(node: Node) -> SimDriverParams:
     """Every parameter of SimDriverParams as a ROS parameter (descriptions, ranges, choices);
     a bad value is refused with its name and allowed range."""
     declare_robot(node, SimDriverParams.spec("robot").default, read_only=True)  # names a bad one
     cfg = declare_params(node, SimDriverParams, skip=("robot",))
+    try:
+        from clap_ros.control.trajectory import constraint_rules
+
+        constraints = declare_constraints(node, str(node.get_parameter("robot").value))
+        constraint_rules(load_profile(str(node.get_parameter("robot").value)), constraints)
+    except ValueError as e:
+        raise ParameterError(str(e)) from None
+    cfg = dataclasses.replace(cfg, constraints=constraints)
     try:
         cfg = dataclasses.replace(
             cfg, robot=str(node.get_parameter("robot").value),
@@ -250,6 +289,14 @@ class SimDriver(Node):
             self.pub_wimg = self.create_publisher(Image, T.WRIST_IMAGE, SENSOR_QOS)
             self.pub_winfo = self.create_publisher(CameraInfo, T.WRIST_INFO, SENSOR_QOS)
         self.pub_status = self.create_publisher(String, T.SIM_STATUS, LATCHED_QOS)
+        reflexes = self.profile.reflexes
+        self.pub_error = self.create_publisher(String, reflexes.error_topic, LATCHED_QOS)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.pub_diag = self.create_publisher(DiagnosticArray, T.DIAGNOSTICS, STATE_QOS)
+        self._recover_request = False
+        self._recover_result = (False, "")
+        self._last_error_key: Optional[tuple] = None
         self.pub_clock = (self.create_publisher(Clock, T.CLOCK, CLOCK_QOS)
                           if self.cfg.use_sim_time else None)
 
@@ -271,6 +318,7 @@ class SimDriver(Node):
         self.create_subscription(Float64MultiArray, self.gripper_topic,
                                  lambda m: self._enqueue("gripper", m), COMMAND_QOS)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, reflexes.recovery_service, self._on_recover)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         # The world lives on the stepping thread (the camera worker renders from snapshots of it).
@@ -327,10 +375,31 @@ class SimDriver(Node):
         response.message = message
         return response
 
+    def _on_recover(self, request, response):
+        """Error recovery, done on the stepping thread like a reset."""
+        with self._lock:
+            self._recover_request = True
+            ok = self._reset_done.wait_for(
+                lambda: not self._recover_request or self._stop.is_set(), timeout=10.0)
+            success, message = self._recover_result if ok else (False, "recovery timed out")
+        response.success = bool(success)
+        response.message = message
+        return response
+
+    def _core_log(self, level: str, text: str) -> None:
+        # one call site per severity: rclpy refuses a call site whose severity changes
+        log = self.get_logger()
+        if level == "error":
+            log.error(text)
+        elif level == "warn":
+            log.warning(text)
+        else:
+            log.info(text)
+
     # --- stepping thread -----------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            self.core = SimDriverCore(self.cfg)
+            self.core = SimDriverCore(self.cfg, log=self._core_log)
             self.camera = None
             if self.cfg.camera_rate_hz > 0:
                 cams = [("scene", self.pub_img, self.pub_info)]
@@ -369,6 +438,12 @@ class SimDriver(Node):
             if self._reset_request is not None:
                 self._do_reset()
                 anchor_wall, anchor_sim = time.perf_counter(), core.clock_s
+            if self._recover_request:
+                result = core.recover()
+                with self._lock:
+                    self._recover_result = result
+                    self._recover_request = False
+                    self._reset_done.notify_all()
             self._apply_commands(core.clock_s)
             now = core.step()
             stamp = self._stamp(now)
@@ -382,6 +457,7 @@ class SimDriver(Node):
                 elif event == "status":
                     self._publish_status()
                     last_status_wall = time.perf_counter()
+            self._publish_robot_error()
             wall = time.perf_counter()
             if core.status_dirty and wall - last_status_wall > 0.1:
                 self._publish_status()
@@ -471,6 +547,34 @@ class SimDriver(Node):
 
     def _publish_status(self) -> None:
         self.pub_status.publish(String(data=json.dumps(self.status_dict(), sort_keys=True)))
+
+    def _publish_robot_error(self, force: bool = False) -> None:
+        """On every change of the reflex state: the error topic and a diagnostics status."""
+        core = self.core
+        ev = core.reflex
+        key = (id(ev), core.safety.monitor.recoveries, core.safety.tolerance_aborts, core.resets)
+        if key == self._last_error_key and not force:
+            return
+        self._last_error_key = key
+        err = core.robot_error()
+        self.pub_error.publish(String(data=json.dumps(err, sort_keys=True, default=str)))
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+        if ev is not None:
+            level, message = 2, "reflex %s: %s" % (ev.reason, ev.detail)
+        else:
+            level, message = 0, "no reflex (%d so far, %d recovered)" % (
+                err["reflexes"], err["recoveries"])
+        values = [KeyValue(key="reflex", value=ev.reason if ev else ""),
+                  KeyValue(key="reflexes", value=str(err["reflexes"])),
+                  KeyValue(key="commands_refused", value=str(err["commands_refused"])),
+                  KeyValue(key="trajectory_aborts", value=str(err["tolerance_aborts"])),
+                  KeyValue(key="last_trajectory_abort", value=err["last_trajectory_abort"][:200])]
+        msg = DiagnosticArray(status=[DiagnosticStatus(
+            level=bytes([level]), name=self.get_fully_qualified_name().lstrip("/"),
+            message=message, hardware_id="sim_%s" % self.profile.name, values=values)])
+        msg.header.stamp = self._stamp(core.clock_s)
+        self.pub_diag.publish(msg)
 
     def shutdown(self) -> None:
         self._stop.set()

@@ -10,6 +10,11 @@ evaluator (``clap-ros eval-sim --mode direct``) run the same driver rules:
   gripper commands of one opening in [0, 1]); a rejected command is counted, its reason kept, and
   the arm keeps its last safe target;
 * one controller update per ``step()`` at the driver's control rate;
+* the real arms' failure modes (clap_ros.sim.arm_safety): a new trajectory starts from the measured
+  state as ros2_control's JTC does (``interpolate_from_desired_state`` false), JTC path/goal
+  tolerances abort and hold, and the robot profile's reflexes (Franka collision thresholds and
+  motion-generator checks, UR protective stop) stop the arm and refuse arm commands until
+  ``recover()`` (the node's error-recovery service);
 * the publishing schedule (joint states, camera frames, clock, status) at their rates in sim time
   (``Schedule``), skipping missed ticks instead of bursting;
 * the joint state and status a driver reports (success, goal distance, rejected commands).
@@ -30,6 +35,7 @@ from clap_ros.control.trajectory import (
     TrajectoryFollower,
     TrajectoryRejected,
     TrajectoryRules,
+    constraint_rules,
     validate_gripper_command,
 )
 from clap_ros.robots import RobotProfile, load_profile
@@ -72,7 +78,8 @@ class SimDriverParams(Schema):
     )
     joint_states_rate_hz: float = param(
         0.0,
-        "/joint_states rate in sim time (0 = the profile's: 30 Hz Franka, 500 Hz UR)",
+        "/joint_states rate in sim time (0 = the profile's controller rate: 1 kHz Franka, "
+        "500 Hz UR; at most one message per physics step, 500 Hz)",
         "Hz",
         low=0.0,
         high=1000.0,
@@ -131,6 +138,18 @@ class SimDriverParams(Schema):
         high=10.0,
         read_only=True,
     )
+    interpolate_from_desired_state: bool = param(
+        False,
+        "JTC (Jazzy): start a new trajectory from the last command instead of the measured "
+        "state (the default, as ros2_control's JTC)",
+        read_only=True,
+    )
+    reflexes: bool = param(
+        True,
+        "emulate the robot profile's reflexes (Franka collision/motion reflexes, UR protective "
+        "stop); false only to study a policy without them",
+        read_only=True,
+    )
     trajectory_controller: str = param(
         "", "JointTrajectoryController name ('' = the profile's)", read_only=True
     )
@@ -150,6 +169,10 @@ class SimDriverParams(Schema):
     # from camera_info_file.
     use_sim_time: bool = False
     camera_info: Optional[dict] = None
+    # JTC tolerances by their ROS names (constraints.<joint>.trajectory / .goal,
+    # constraints.stopped_velocity_tolerance, constraints.goal_time): dotted names are no schema
+    # fields, so the node declares them per joint and passes them here.
+    constraints: Optional[dict] = None
 
     def check_clock(self) -> None:
         """The rule between real_time_factor and ROS's use_sim_time (not a schema field, so
@@ -229,7 +252,7 @@ class DriverWiring:
 class SimDriverCore:
     """The simulated driver: world + controller + schedule. See the module docstring."""
 
-    def __init__(self, params: SimDriverParams, world=None):
+    def __init__(self, params: SimDriverParams, world=None, log=None):
         params.validate().check_clock()
         self.params = params
         self.profile: RobotProfile = load_profile(params.robot)
@@ -238,7 +261,14 @@ class SimDriverCore:
             allow_nonzero_velocity_at_trajectory_end=params.allow_nonzero_velocity_at_trajectory_end,
             position_margin=params.position_margin,
             max_forward_step=params.max_forward_step,
+            interpolate_from_desired_state=params.interpolate_from_desired_state,
         )
+        if params.constraints:
+            try:
+                self.rules = constraint_rules(self.profile, dict(params.constraints), self.rules)
+            except ValueError as e:
+                raise ParamError(str(e)) from None
+        self._log = log or (lambda level, text: None)
         self.wiring = DriverWiring.of(params, self.profile)
         self.trajectory_topic = self.wiring.trajectory_topic
         self.forward_topic = self.wiring.forward_topic
@@ -262,6 +292,14 @@ class SimDriverCore:
         # Controller updates at the driver's rate, but never between two physics steps.
         self.n_sub = max(1, int(round((1.0 / self.control_rate) / dt)))
         self.control_dt = self.n_sub * dt
+        # One joint state per controller update at most: a faster schedule would repeat states.
+        self.js_rate = min(self.js_rate, 1.0 / self.control_dt)
+        from clap_ros.sim.arm_safety import ArmSafety
+
+        self.safety = ArmSafety(
+            self.profile, world, self.control_dt, enabled=params.reflexes, log=self._log
+        )
+        self.reflex_events = 0
         self.epoch = 0.0
         self.rejected = 0
         self.last_rejection = ""
@@ -294,6 +332,7 @@ class SimDriverCore:
         self.gripper_cmd = self.profile.gripper.command_from_position(float(gq[0]))
         self._last_gripper_q = gq
         self._last_success = bool(w.success())
+        self.safety.restart()
         self.status_dirty = True
 
     def reset(self, seed: int) -> str:
@@ -325,11 +364,20 @@ class SimDriverCore:
         ``gripper``: [opening].
         """
         now = self.clock_s if now is None else float(now)
+        if kind in ("trajectory", "forward"):
+            refused = self.safety.refusal()
+            if refused is not None:
+                return self.reject(kind, refused)
         try:
             if kind == "trajectory":
                 names, points = payload
-                self.follower.set_trajectory(names, points, now_s=now, stamp_s=stamp_s)
+                self.follower.set_trajectory(
+                    names, points, now_s=now, stamp_s=stamp_s, measured=self.safety.measured()
+                )
+                self.safety.trajectory_started(self.follower)
             elif kind == "forward":
+                if self.follower.trajectory is not None:
+                    self.safety.forward_started()
                 self.follower.set_forward(list(payload), now_s=now)
             elif kind == "gripper":
                 self.gripper_cmd = validate_gripper_command(list(payload))
@@ -350,15 +398,42 @@ class SimDriverCore:
     def step(self) -> float:
         """One controller update: sample the command, step the physics; returns the new clock."""
         w = self.world
-        q, qd = self.follower.sample(self.clock_s)
+        t = self.clock_s
+        q, qd = self.follower.sample(t)
+        q, qd, ev = self.safety.before_step(t, self.follower, q, qd)
         w.set_arm_target(q, qd)
         w.set_gripper(self.gripper_cmd)
         w.step(self.n_sub)
+        ev2, abort = self.safety.after_step(self.clock_s, self.follower)
+        if ev is not None or ev2 is not None:
+            self.reflex_events += 1
+            self.status_dirty = True
+        if abort:
+            self.status_dirty = True
         success = bool(w.success())
         if success != self._last_success:
             self._last_success = success
             self.status_dirty = True
         return self.clock_s
+
+    # --- reflexes --------------------------------------------------------------------------------
+    @property
+    def reflex(self):
+        """The active reflex (clap_ros.sim.reflexes.ReflexEvent) or None."""
+        return self.safety.active
+
+    def recover(self) -> Tuple[bool, str]:
+        """Error recovery (franka ErrorRecovery / UR unlock_protective_stop): refused while the
+        arm moves and, for a UR, during the profile's recovery delay."""
+        ok, msg = self.safety.recover(self.clock_s, self.follower)
+        self.status_dirty = True
+        return ok, msg
+
+    def robot_error(self) -> dict:
+        """What the driver's error topic carries (the robot profile's reflexes.error_topic)."""
+        st = self.safety.status()
+        st.update(robot=self.profile.name, seed=int(self.seed), sim_time=float(self.world.time))
+        return st
 
     def due(self, now: Optional[float] = None) -> List[str]:
         """Which of js, cam, clock, status are due now (each advanced past now)."""
@@ -403,6 +478,10 @@ class SimDriverCore:
             "rejected_commands": int(self.rejected),
             "last_rejection": self.last_rejection,
             "resets": int(self.resets),
+            "reflex": self.safety.active.as_dict() if self.safety.active else None,
+            "reflexes": len(self.safety.monitor.history),
+            "commands_refused_in_reflex": int(self.safety.refused),
+            "trajectory_aborts": int(self.safety.tolerance_aborts),
             "camera_frames": int(camera_frames),
             "camera_dropped": int(camera_dropped),
         }

@@ -111,4 +111,6 @@ def test_joint_states_name_arm_and_gripper_joints(core):
 def test_controller_rate_follows_the_profile(core):
     # Franka: 1 kHz driver; the physics step (2 ms) bounds it: one update per physics step.
     assert core.n_sub == 1 and core.control_dt == pytest.approx(core.world.timestep)
-    assert core.js_rate == core.profile.driver.joint_states_rate_hz
+    # joint states at the profile's controller rate (1 kHz), at most one per controller update
+    assert core.profile.driver.joint_states_rate_hz == 1000.0
+    assert core.js_rate == min(core.profile.driver.joint_states_rate_hz, 1.0 / core.control_dt)
