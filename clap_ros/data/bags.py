@@ -37,7 +37,8 @@ BAG_VERSION = 9
 
 
 class BagError(RuntimeError):
-    """A bag is missing, corrupt, truncated, or lacks what the caller needs. The message names it."""
+    """A bag is missing, corrupt, truncated, or lacks what the caller needs (the message names
+    it)."""
 
 
 _TYPESTORE = None
@@ -296,7 +297,8 @@ class BagWriter:
         self._counts[topic] = 0
 
     def write_cdr(self, topic: str, timestamp_ns: int, data: Union[bytes, memoryview]) -> None:
-        """Write raw CDR bytes (e.g. from an rclpy ``raw=True`` subscription) to a registered topic."""
+        """Write raw CDR bytes (e.g. from an rclpy ``raw=True`` subscription) to a registered
+        topic."""
         conn = self._connections.get(topic)
         if conn is None:
             raise BagError("bag %s: topic %s was not added (call add_topic first)" % (self.path, topic))
@@ -354,7 +356,8 @@ class BagReader:
         try:
             reader = Reader(self.path)
             reader.open()
-        except Exception as e:  # rosbags raises ReaderError, KeyError, struct.error, ... on bad files
+        except Exception as e:
+            # rosbags raises ReaderError, KeyError, struct.error, ... on bad files
             raise self._fail("corrupt or truncated %s bag, cannot open" % self._storage_guess(), e) from None
         self._reader = reader
         self.warnings = []
@@ -419,7 +422,8 @@ class BagReader:
         return int(self._check().end_time)
 
     def require(self, topics: Iterable[str]) -> None:
-        """Raise BagError naming every topic in ``topics`` that the bag lacks or holds no message of."""
+        """Raise BagError naming every topic in ``topics`` that the bag lacks or holds no message
+        of."""
         have = self.message_counts
         missing = [t for t in topics if have.get(t, 0) == 0]
         if missing:
