@@ -207,3 +207,28 @@ def test_bad_constraint_parameter_is_refused_by_name():
 
     with pytest.raises(ParamError, match="constraints.nojoint.goal"):
         make_core("fr3", constraints={"constraints.nojoint.goal": 0.1})
+
+
+def test_direct_evaluator_fails_an_episode_with_a_reflex():
+    from clap_ros.eval.direct_eval import DirectEpisodes
+    from clap_ros.eval.sim_results import EvalConfig, report_markdown, summarize
+
+    cfg = EvalConfig(robot="fr3", tasks=["reach"], episodes=1, policy="expert", mode="direct")
+    ep = DirectEpisodes(cfg)
+    core = ep.core("reach")
+    step = core.step
+
+    def step_with_a_stop():  # the arm is stopped mid-reach, as a contact would stop it
+        if core.world.time > 0.5 and core.reflex is None and not core.safety.monitor.history:
+            core.safety.monitor.trip("cartesian_reflex", "test contact", core.clock_s)
+            core.follower.hold_at(core.world.arm_qpos(), core.clock_s)
+        return step()
+
+    core.step = step_with_a_stop
+    out = ep.run("reach", 0)
+    assert out.error == "" and not out.success
+    assert out.reflex == "cartesian_reflex" and out.reflex_detail == "test contact"
+    res = summarize(cfg, "expert", [out], 1.0)
+    assert res["tasks"]["reach"]["episodes_with_reflex"] == 1
+    assert res["tasks"]["reach"]["reflexes"] == {"cartesian_reflex": 1}
+    assert "reach seed 0: cartesian_reflex: test contact" in report_markdown(res)
