@@ -1,4 +1,5 @@
 """clap_ros: installable both with colcon (ament_python) and with pip into a virtual environment."""
+
 import os
 from glob import glob
 
@@ -49,11 +50,15 @@ setup(
         # Every shipped bundle (models/<name>/), so the defaults work after a colcon or pip
         # install from any directory: nodes look relative model paths up in the ament index's
         # share/clap_ros and in <prefix>/share/clap_ros (clap_ros.inference.model_paths).
-    ] + [
-        ("share/%s/%s" % (PACKAGE, d.rstrip("/")),
-         sorted(f for f in glob(d + "*") if os.path.isfile(f)))
+    ]
+    + [
+        (
+            "share/%s/%s" % (PACKAGE, d.rstrip("/")),
+            sorted(f for f in glob(d + "*") if os.path.isfile(f)),
+        )
         for d in sorted(glob("models/*/"))
-    ] + [
+    ]
+    + [
         ("lib/" + PACKAGE, _node_wrappers()),
     ],
     install_requires=["numpy", "pyyaml"],

@@ -4,6 +4,7 @@ Each subcommand lives in its own module exposing ``register(subparsers)``, which
 ``func`` default is called with the parsed arguments and returns an exit code. Modules are imported
 only to build the parser, so they keep heavy imports (mujoco, rclpy, onnxruntime) inside functions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,17 +14,17 @@ from typing import List, Optional
 
 # Order here is the order in `clap-ros --help`.
 SUBCOMMAND_MODULES = [
-    "clap_ros.sim.cli",            # clap-ros sim {record,human-videos,render,bench}
-    "clap_ros.robots.cli",         # clap-ros robots
-    "clap_ros.data.bag2dataset",   # clap-ros bag2dataset
-    "clap_ros.data.cli",           # clap-ros dataset {import-lerobot,export-lerobot,import-videos}
-    "clap_ros.demo",               # clap-ros demo
-    "clap_ros.bench",              # clap-ros bench
-    "clap_ros.inference.cli",      # clap-ros bundle check
-    "clap_ros.launching.cli",      # clap-ros launch
-    "clap_ros.eval.sim_eval",      # clap-ros eval-sim
-    "clap_ros.eval.bag_eval",      # clap-ros eval-bag
-    "clap_ros.calibration.cli",    # clap-ros calibrate {intrinsics,handeye,render-board,sim-views}
+    "clap_ros.sim.cli",  # clap-ros sim {record,human-videos,render,bench}
+    "clap_ros.robots.cli",  # clap-ros robots
+    "clap_ros.data.bag2dataset",  # clap-ros bag2dataset
+    "clap_ros.data.cli",  # clap-ros dataset {import-lerobot,export-lerobot,import-videos}
+    "clap_ros.demo",  # clap-ros demo
+    "clap_ros.bench",  # clap-ros bench
+    "clap_ros.inference.cli",  # clap-ros bundle check
+    "clap_ros.launching.cli",  # clap-ros launch
+    "clap_ros.eval.sim_eval",  # clap-ros eval-sim
+    "clap_ros.eval.bag_eval",  # clap-ros eval-bag
+    "clap_ros.calibration.cli",  # clap-ros calibrate {intrinsics,handeye,render-board,sim-views}
 ]
 
 DESCRIPTION = """\
@@ -46,7 +47,8 @@ Typical use:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="clap-ros", description=DESCRIPTION,
+        prog="clap-ros",
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

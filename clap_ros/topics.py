@@ -3,6 +3,7 @@
 One place for these strings (DESIGN.md section 2). Robot-specific driver topics (joint_states,
 controllers, gripper) come from the robot profile, not from here.
 """
+
 CAMERA_IMAGE = "/camera/image_raw"
 CAMERA_INFO = "/camera/camera_info"
 WRIST_IMAGE = "/wrist_camera/image_raw"

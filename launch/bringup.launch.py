@@ -10,6 +10,7 @@ The CLAP nodes' parameters live in config/clap_nodes.yaml (params_file:=...), th
 config/sim_driver.yaml (sim_params_file:=...); the arguments override the few changed most often.
 The action node holds the arm still until its ~/enable service is called (or enable_on_start:=true).
 """
+
 from clap_ros.launching.ros_launch import launch_description
 
 GRAPH = "bringup"

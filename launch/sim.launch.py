@@ -9,6 +9,7 @@ shared with `clap-ros launch sim ...`, which starts the same nodes without the r
 parameter lives in config/sim_driver.yaml (params_file:=...); the arguments override the few that
 are changed most often.
 """
+
 from clap_ros.launching.ros_launch import launch_description
 
 GRAPH = "sim"

@@ -1,4 +1,5 @@
 """Test-wide settings: headless rendering and DDS confined to loopback with a per-run domain id."""
+
 import os
 import random
 

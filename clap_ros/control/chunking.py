@@ -22,6 +22,7 @@ returns views of them; ``trajectory_points`` gives JTC-valid point tuples for th
 joint_trajectory mode. Columns beyond the profile's joints (the gripper opening) are carried
 along with the same interpolation and blending; their stop tail uses the arm's stop duration.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,9 +46,9 @@ class ChunkRejected(ValueError):
 @dataclass(frozen=True)
 class PushResult:
     accepted: bool
-    reason: str              # why it was rejected; empty when accepted
-    delay: float             # t_available - t0: the measured inference (+ transport) delay, s
-    dropped_steps: int       # steps already in the past when the chunk became available
+    reason: str  # why it was rejected; empty when accepted
+    delay: float  # t_available - t0: the measured inference (+ transport) delay, s
+    dropped_steps: int  # steps already in the past when the chunk became available
 
 
 def _smoothstep(u: float) -> Tuple[float, float, float]:
@@ -57,9 +58,11 @@ def _smoothstep(u: float) -> Tuple[float, float, float]:
     if u >= 1.0:
         return 1.0, 0.0, 0.0
     u2 = u * u
-    return (u2 * u * (10.0 + u * (-15.0 + 6.0 * u)),
-            30.0 * u2 * (1.0 - u) * (1.0 - u),
-            60.0 * u * (1.0 - u) * (1.0 - 2.0 * u))
+    return (
+        u2 * u * (10.0 + u * (-15.0 + 6.0 * u)),
+        30.0 * u2 * (1.0 - u) * (1.0 - u),
+        60.0 * u * (1.0 - u) * (1.0 - 2.0 * u),
+    )
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,15 @@ class PreparedChunk:
 class _Chunk:
     """One chunk: a natural cubic spline on [t_start, t_end], then a stop tail; sampled in place."""
 
-    def __init__(self, values: np.ndarray, t_first: float, dt: float, profile: RobotProfile,
-                 margin: float, extra_bounds: Tuple[float, float]):
+    def __init__(
+        self,
+        values: np.ndarray,
+        t_first: float,
+        dt: float,
+        profile: RobotProfile,
+        margin: float,
+        extra_bounds: Tuple[float, float],
+    ):
         n, dim = values.shape
         self.dim = dim
         self.t_start = float(t_first)
@@ -110,8 +120,11 @@ class _Chunk:
         tail[:, :dof] = stop.coeffs
         if dim > dof:
             T = stop.duration
-            qf = np.clip(q_end[dof:] + v_end[dof:] * T / 2.0 + a_end[dof:] * T * T / 12.0,
-                         extra_bounds[0], extra_bounds[1])
+            qf = np.clip(
+                q_end[dof:] + v_end[dof:] * T / 2.0 + a_end[dof:] * T * T / 12.0,
+                extra_bounds[0],
+                extra_bounds[1],
+            )
             tail[:, dof:] = quintic_coeffs(q_end[dof:], v_end[dof:], a_end[dof:], qf, 0.0, 0.0, T)
         self.tail = tail
         # Each joint's stop has its own duration; past it that joint's quintic is at rest.
@@ -121,8 +134,11 @@ class _Chunk:
         self.q_final = np.empty(dim)
         self.q_final[:dof] = stop.q_final
         if dim > dof:
-            self.q_final[dof:] = tail[0, dof:] + T * (tail[1, dof:] + T * (tail[2, dof:] + T * (
-                tail[3, dof:] + T * (tail[4, dof:] + T * tail[5, dof:]))))
+            self.q_final[dof:] = tail[0, dof:] + T * (
+                tail[1, dof:]
+                + T
+                * (tail[2, dof:] + T * (tail[3, dof:] + T * (tail[4, dof:] + T * tail[5, dof:])))
+            )
         self.q = np.zeros(dim)
         self.qd = np.zeros(dim)
         self.qdd = np.zeros(dim)
@@ -174,9 +190,16 @@ class ChunkQueue:
     limits for the stop tails. ``max_blends``: cross-fades that may be in progress at once.
     """
 
-    def __init__(self, profile: RobotProfile, dim: Optional[int] = None, blend_window: float = 0.2,
-                 max_delay: float = 0.5, margin: float = 0.02, max_blends: int = 4,
-                 extra_bounds: Tuple[float, float] = (0.0, 1.0)):
+    def __init__(
+        self,
+        profile: RobotProfile,
+        dim: Optional[int] = None,
+        blend_window: float = 0.2,
+        max_delay: float = 0.5,
+        margin: float = 0.02,
+        max_blends: int = 4,
+        extra_bounds: Tuple[float, float] = (0.0, 1.0),
+    ):
         self.profile = profile
         self.dof = profile.dof
         self.dim = self.dof if dim is None else int(dim)
@@ -221,8 +244,9 @@ class ChunkQueue:
         qa = np.asarray(q, dtype=np.float64).reshape(-1)
         if qa.shape != (self.dim,) or not np.all(np.isfinite(qa)):
             raise ValueError("reset needs %d finite values, got %r" % (self.dim, qa))
-        self._entries = [(_Chunk(qa[None, :], t, 1.0, self.profile, self.margin, self.extra_bounds),
-                          -math.inf)]
+        self._entries = [
+            (_Chunk(qa[None, :], t, 1.0, self.profile, self.margin, self.extra_bounds), -math.inf)
+        ]
         self._last_t0 = -math.inf
 
     @property
@@ -255,13 +279,17 @@ class ChunkQueue:
         if not reason and not self._entries:
             reason = "queue not started: reset(t, measured pose) first"
         if not reason and p.t0 < self._last_t0:
-            reason = ("chunk from frame %.3f s is older than the running one (%.3f s)"
-                      % (p.t0, self._last_t0))
+            reason = "chunk from frame %.3f s is older than the running one (%.3f s)" % (
+                p.t0,
+                self._last_t0,
+            )
         if not reason:
             self._prune(p.t_available)
             if len(self._entries) > self.max_blends:
-                reason = ("chunks arrive faster than %d cross-fades of %.3f s allow"
-                          % (self.max_blends, self.blend_window))
+                reason = "chunks arrive faster than %d cross-fades of %.3f s allow" % (
+                    self.max_blends,
+                    self.blend_window,
+                )
         if reason or p.chunk is None:
             self.rejected += 1
             self.last_reason = reason = reason or "no chunk was built"
@@ -286,27 +314,34 @@ class ChunkQueue:
         far = (values < self._far_lo) | (values > self._far_hi)
         if far.any():
             i, j = (int(k[0]) for k in np.nonzero(far))
-            raise ChunkRejected("chunk step %d column %d = %.4g is far outside its limits "
-                                "[%.4f, %.4f]" % (i, j, values[i, j], self._lim[0][j],
-                                                  self._lim[1][j]))
+            raise ChunkRejected(
+                "chunk step %d column %d = %.4g is far outside its limits "
+                "[%.4f, %.4f]" % (i, j, values[i, j], self._lim[0][j], self._lim[1][j])
+            )
         if not (math.isfinite(t0) and math.isfinite(dt) and math.isfinite(t_av)) or dt <= 0.0:
-            raise ChunkRejected("chunk timing is invalid (t0=%r, dt=%r, available=%r)"
-                                % (t0, dt, t_av))
+            raise ChunkRejected(
+                "chunk timing is invalid (t0=%r, dt=%r, available=%r)" % (t0, dt, t_av)
+            )
         delay = t_av - t0
         if delay > self.max_delay:
-            raise ChunkRejected("chunk is stale: available %.3f s after its frame (max %.3f s)"
-                                % (delay, self.max_delay))
+            raise ChunkRejected(
+                "chunk is stale: available %.3f s after its frame (max %.3f s)"
+                % (delay, self.max_delay)
+            )
         H = values.shape[0]
         t_last = t0 + (H - 1) * dt
         if t_last < t_av:
-            raise ChunkRejected("every step of the chunk is already in the past (last step "
-                                "%.3f s, available %.3f s)" % (t_last, t_av))
+            raise ChunkRejected(
+                "every step of the chunk is already in the past (last step "
+                "%.3f s, available %.3f s)" % (t_last, t_av)
+            )
         # Steps before t_available are never executed; keep the one just before it so the
         # spline covers the hand-over instant.
         past = int(np.count_nonzero(t0 + np.arange(H) * dt < t_av))
         first = max(past - 1, 0)
-        c = _Chunk(values[first:], t0 + first * dt, dt, self.profile, self.margin,
-                   self.extra_bounds)
+        c = _Chunk(
+            values[first:], t0 + first * dt, dt, self.profile, self.margin, self.extra_bounds
+        )
         return c, past
 
     def _prune(self, t: float) -> None:
@@ -383,8 +418,9 @@ class ChunkQueue:
         last point's velocity is zero, as the JTC requires. Look-ahead only: nothing is pruned.
         """
         if not (period > 0.0 and horizon >= period):
-            raise ValueError("need period > 0 and horizon >= period, got %r, %r"
-                             % (period, horizon))
+            raise ValueError(
+                "need period > 0 and horizon >= period, got %r, %r" % (period, horizon)
+            )
         n = self.dof
         rest = self.rest_time()
         points = []
@@ -403,19 +439,28 @@ class ChunkQueue:
         return points
 
     def diagnostics(self) -> dict:
-        return {"chunks_accepted": self.accepted, "chunks_rejected": self.rejected,
-                "steps_dropped": self.dropped_steps,
-                "last_delay_s": -1.0 if math.isnan(self.last_delay) else round(self.last_delay, 4),
-                "blends_active": max(len(self._entries) - 1, 0),
-                "last_rejection": self.last_reason}
+        return {
+            "chunks_accepted": self.accepted,
+            "chunks_rejected": self.rejected,
+            "steps_dropped": self.dropped_steps,
+            "last_delay_s": -1.0 if math.isnan(self.last_delay) else round(self.last_delay, 4),
+            "blends_active": max(len(self._entries) - 1, 0),
+            "last_rejection": self.last_reason,
+        }
 
 
 # --- streaming micro-benchmark -------------------------------------------------------------------
-def bench_stream(rate_hz: float = 500.0, seconds: float = 5.0, robot: str = "fr3",
-                 chunk_rate_hz: float = 10.0, inference_delay_s: float = 0.05,
-                 spin_s: float = 0.001, worker: bool = True,
-                 switch_interval_s: Optional[float] = 0.0005,
-                 realtime_priority: Optional[int] = None) -> dict:
+def bench_stream(
+    rate_hz: float = 500.0,
+    seconds: float = 5.0,
+    robot: str = "fr3",
+    chunk_rate_hz: float = 10.0,
+    inference_delay_s: float = 0.05,
+    spin_s: float = 0.001,
+    worker: bool = True,
+    switch_interval_s: Optional[float] = 0.0005,
+    realtime_priority: Optional[int] = None,
+) -> dict:
     """Pace a loop of ``ChunkQueue.sample`` + ``SafetyFilter.filter`` at ``rate_hz``.
 
     Absolute-deadline pacing (deadline k = start + k / rate, so errors never accumulate): sleep
@@ -516,10 +561,12 @@ def bench_stream(rate_hz: float = 500.0, seconds: float = 5.0, robot: str = "fr3
         "deadline_late_p99_s": float(np.percentile(late, 99)),
         "compute_median_s": float(np.median(work)),
         "compute_p99_s": float(np.percentile(work, 99)),
-        "switch_interval_s": sys.getswitchinterval() if switch_interval_s is None
+        "switch_interval_s": sys.getswitchinterval()
+        if switch_interval_s is None
         else switch_interval_s,
-        "realtime_priority": (int(realtime_priority)
-                              if rt_granted and realtime_priority is not None else None),
+        "realtime_priority": (
+            int(realtime_priority) if rt_granted and realtime_priority is not None else None
+        ),
         "chunks_pushed": pushes[0],
         "chunks_accepted": queue.accepted,
     }

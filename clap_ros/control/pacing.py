@@ -4,6 +4,7 @@ Sleeping for the whole remaining time overshoots by the scheduler's wake-up late
 sleeps until ``spin_s`` before the deadline and busy-waits the rest: the period error then stays
 near the clock's resolution on an idle core, at the cost of ``spin_s`` of CPU per tick.
 """
+
 import time
 
 

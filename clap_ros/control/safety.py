@@ -22,6 +22,7 @@ clamping finite differences: clamping a position stream step by step either lags
 overshoots after a saturated catch-up; here a consistent reference passes through exactly, and a
 reference that is infeasible (a jump, a too-fast ramp) is approached along a braking curve.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,9 +45,9 @@ class SafetyResult:
     q: np.ndarray
     qd: np.ndarray
     qdd: np.ndarray
-    ok: bool                       # False when the input was rejected (NaN/Inf): the filter brakes
-    reason: str                    # empty when ok
-    intervened: Tuple[str, ...]    # kinds from LIMIT_KINDS that changed this command
+    ok: bool  # False when the input was rejected (NaN/Inf): the filter brakes
+    reason: str  # empty when ok
+    intervened: Tuple[str, ...]  # kinds from LIMIT_KINDS that changed this command
 
 
 def _accel_bound(v: np.ndarray, vcap: np.ndarray, jerk: np.ndarray, dt: float) -> np.ndarray:
@@ -74,21 +75,32 @@ class SafetyFilter:
     constant (s) of the correction towards a reference the filter could not follow exactly.
     """
 
-    def __init__(self, profile: RobotProfile, margin: float = 0.02,
-                 max_step: Optional[float] = None, dt: float = 0.002,
-                 velocity_scale: float = 1.0, acceleration_scale: float = 1.0,
-                 jerk_scale: float = 1.0, tau: float = 0.04):
+    def __init__(
+        self,
+        profile: RobotProfile,
+        margin: float = 0.02,
+        max_step: Optional[float] = None,
+        dt: float = 0.002,
+        velocity_scale: float = 1.0,
+        acceleration_scale: float = 1.0,
+        jerk_scale: float = 1.0,
+        tau: float = 0.04,
+    ):
         if not dt > 0.0:
             raise ValueError("dt must be > 0 s, got %r" % dt)
         if not 0.0 <= margin < 0.5 * float(np.min(profile.limits.upper - profile.limits.lower)):
             raise ValueError("margin %r rad leaves no room between the joint limits" % margin)
-        for name, s in (("velocity_scale", velocity_scale),
-                        ("acceleration_scale", acceleration_scale), ("jerk_scale", jerk_scale)):
+        for name, s in (
+            ("velocity_scale", velocity_scale),
+            ("acceleration_scale", acceleration_scale),
+            ("jerk_scale", jerk_scale),
+        ):
             if not 0.0 < s <= 1.0:
                 raise ValueError("%s must be in (0, 1], got %r" % (name, s))
         if not tau >= 2.0 * dt:
-            raise ValueError("tau (%r s) must be at least two command periods (%r s)"
-                             % (tau, 2 * dt))
+            raise ValueError(
+                "tau (%r s) must be at least two command periods (%r s)" % (tau, 2 * dt)
+            )
         self.profile = profile
         self.dof = profile.dof
         self.dt = float(dt)
@@ -104,8 +116,7 @@ class SafetyFilter:
         self.vmax = lim.velocity * velocity_scale
         self.amax = lim.acceleration * acceleration_scale
         self.jmax = lim.jerk * jerk_scale
-        self.max_step = (1.5 * float(np.max(self.vmax)) * dt if max_step is None
-                         else float(max_step))
+        self.max_step = 1.5 * float(np.max(self.vmax)) * dt if max_step is None else float(max_step)
         if not self.max_step > 0.0:
             raise ValueError("max_step must be > 0 rad, got %r" % max_step)
         self.tau = float(tau)
@@ -134,8 +145,9 @@ class SafetyFilter:
         if q.shape != (self.dof,) or not np.all(np.isfinite(q)):
             raise ValueError("measured position must be %d finite values, got %r" % (self.dof, q))
         self.q[:] = q
-        self.qd[:] = 0.0 if qd_measured is None else np.nan_to_num(
-            np.asarray(qd_measured, dtype=np.float64))
+        self.qd[:] = (
+            0.0 if qd_measured is None else np.nan_to_num(np.asarray(qd_measured, dtype=np.float64))
+        )
         self.qdd[:] = 0.0
         self._r[:] = q
         self._rd[:] = self.qd
@@ -160,21 +172,27 @@ class SafetyFilter:
             raise RuntimeError("SafetyFilter.reset(measured positions) must be called first")
         r = np.asarray(q_ref, dtype=np.float64).reshape(-1)
         if r.shape != (self.dof,):
-            raise ValueError("command must have %d values (profile %s), got %d"
-                             % (self.dof, self.profile.name, r.size))
+            raise ValueError(
+                "command must have %d values (profile %s), got %d"
+                % (self.dof, self.profile.name, r.size)
+            )
         if not np.all(np.isfinite(r)):
             bad = [self.profile.joint_names[i] for i in np.nonzero(~np.isfinite(r))[0]]
             self.counts["nonfinite"] += 1
             self._brake()
-            return SafetyResult(self.q, self.qd, self.qdd, False,
-                                "command contains NaN/Inf for %s; braking to a hold" % bad,
-                                ("nonfinite",))
+            return SafetyResult(
+                self.q,
+                self.qd,
+                self.qdd,
+                False,
+                "command contains NaN/Inf for %s; braking to a hold" % bad,
+                ("nonfinite",),
+            )
         r = np.clip(r, self._ref_lo, self._ref_hi)
         if self._first:
             # The first command is the measured position, whatever was asked: no jump at enable.
             self._first = False
-            kinds: Tuple[str, ...] = (
-                ("first_command",) if np.any(np.abs(r - self.q) > 1e-9) else ())
+            kinds: Tuple[str, ...] = ("first_command",) if np.any(np.abs(r - self.q) > 1e-9) else ()
             if kinds:
                 self.counts["first_command"] += 1
             self._r[:] = r
@@ -185,12 +203,13 @@ class SafetyFilter:
         dt = self.dt
         rd = (r - self._r) / dt
         rdd = np.clip((rd - self._rd) / dt, -self.amax, self.amax)
-        e = self._r - self.q              # current position error
+        e = self._r - self.q  # current position error
         # A jumping reference has an absurd finite-difference velocity: follow at most the limit.
         w = self.qd - np.clip(self._rd, -self.vmax, self.vmax)
         # Velocity the correction asks for: e / tau near the reference, a braking curve far away.
-        w_star = np.sign(e) * np.minimum(np.abs(e) / (0.5 * self.tau),
-                                         np.sqrt(2.0 * self._abrake * np.abs(e)))
+        w_star = np.sign(e) * np.minimum(
+            np.abs(e) / (0.5 * self.tau), np.sqrt(2.0 * self._abrake * np.abs(e))
+        )
         a_des = rdd + (w_star - w) / (0.25 * self.tau)
         self._r[:] = r
         self._rd[:] = rd
@@ -284,7 +303,7 @@ _BOUND_KINDS = ("position", "velocity", "step", "acceleration", "jerk")
 # --- smooth stop ---------------------------------------------------------------------------------
 def quintic_coeffs(q0, v0, a0, q1, v1, a1, T: Union[float, np.ndarray]) -> np.ndarray:
     """Coefficients c0..c5 (rows) of the quintic through (q, v, a) at t=0 and t=T, per joint."""
-    T2, T3, T4, T5 = T * T, T ** 3, T ** 4, T ** 5
+    T2, T3, T4, T5 = T * T, T**3, T**4, T**5
     dq = q1 - q0
     c = np.empty((6,) + np.shape(q0))
     c[0], c[1], c[2] = q0, v0, a0 / 2.0
@@ -294,8 +313,9 @@ def quintic_coeffs(q0, v0, a0, q1, v1, a1, T: Union[float, np.ndarray]) -> np.nd
     return c
 
 
-def eval_quintic(c: np.ndarray, t: Union[float, np.ndarray], q: np.ndarray, qd: np.ndarray,
-                 qdd: np.ndarray) -> None:
+def eval_quintic(
+    c: np.ndarray, t: Union[float, np.ndarray], q: np.ndarray, qd: np.ndarray, qdd: np.ndarray
+) -> None:
     """Write position, velocity, acceleration of the quintic ``c`` at ``t`` into q, qd, qdd.
 
     ``t`` may be a scalar or one time per joint (each joint on its own clock)."""
@@ -315,12 +335,24 @@ class StopProfile:
     limit): position then wins over acceleration.
     """
 
-    def __init__(self, profile: RobotProfile, q, qd, qdd=None, t_start: float = 0.0,
-                 margin: float = 0.0, scale: float = 1.0, min_duration: float = 0.02):
+    def __init__(
+        self,
+        profile: RobotProfile,
+        q,
+        qd,
+        qdd=None,
+        t_start: float = 0.0,
+        margin: float = 0.0,
+        scale: float = 1.0,
+        min_duration: float = 0.02,
+    ):
         q0 = np.asarray(q, dtype=np.float64).reshape(-1).copy()
         v0 = np.asarray(qd, dtype=np.float64).reshape(-1).copy()
-        a0 = (np.zeros_like(q0) if qdd is None
-              else np.asarray(qdd, dtype=np.float64).reshape(-1).copy())
+        a0 = (
+            np.zeros_like(q0)
+            if qdd is None
+            else np.asarray(qdd, dtype=np.float64).reshape(-1).copy()
+        )
         if not (q0.shape == v0.shape == a0.shape == (profile.dof,)):
             raise ValueError("stop state must have %d values per field" % profile.dof)
         if not (np.all(np.isfinite(q0)) and np.all(np.isfinite(v0)) and np.all(np.isfinite(a0))):
@@ -335,8 +367,10 @@ class StopProfile:
         # that is already braking hard reverse). Start below the closed-form estimate for
         # v0 * (1 - smoothstep) (peak decel 1.875 v/T, jerk 5.77 v/T^2) since a0 may help, and
         # stretch each joint until its sampled profile is within every limit.
-        T = np.maximum(min_duration, 0.5 * np.maximum(1.875 * np.abs(v0) / amax,
-                                                      np.sqrt(5.77 * np.abs(v0) / jmax)))
+        T = np.maximum(
+            min_duration,
+            0.5 * np.maximum(1.875 * np.abs(v0) / amax, np.sqrt(5.77 * np.abs(v0) / jmax)),
+        )
         vlim = np.maximum(profile.limits.velocity, np.abs(v0))
         self.feasible = True
         for _ in range(120):
@@ -378,14 +412,17 @@ class StopProfile:
         # stop's own minimum duration), so the velocity unavoidably swings back by about
         # |a0| T + a0^2 / (2 jmax). Forbidding that swing made the search stretch T without end,
         # and the a0 T^2 / 12 term then carried the rest position all the way to a joint limit.
-        rev_tol = (np.where(a0 * v0 < 0.0, np.abs(a0) * T + a0 * a0 / (2.0 * jmax), 0.0)
-                   + 1e-9 * (1 + np.abs(v0)))
+        rev_tol = np.where(a0 * v0 < 0.0, np.abs(a0) * T + a0 * a0 / (2.0 * jmax), 0.0) + 1e-9 * (
+            1 + np.abs(v0)
+        )
         # Per joint: within acceleration, jerk and velocity limits, and never reversing (a stop
         # that swings back is not a stop).
-        ok = (np.all(np.abs(acc) <= np.maximum(amax, np.abs(a0)) * (1 + 1e-9), axis=0)
-              & np.all(np.abs(jerk) <= jmax * (1 + 1e-9), axis=0)
-              & np.all(np.abs(vel) <= vlim * (1 + 1e-9), axis=0)
-              & ((v0 == 0.0) | np.all(vel * np.sign(v0) >= -rev_tol, axis=0)))
+        ok = (
+            np.all(np.abs(acc) <= np.maximum(amax, np.abs(a0)) * (1 + 1e-9), axis=0)
+            & np.all(np.abs(jerk) <= jmax * (1 + 1e-9), axis=0)
+            & np.all(np.abs(vel) <= vlim * (1 + 1e-9), axis=0)
+            & ((v0 == 0.0) | np.all(vel * np.sign(v0) >= -rev_tol, axis=0))
+        )
         inside = np.all(pos >= lo - 1e-9, axis=0) & np.all(pos <= hi + 1e-9, axis=0)
         return ok, c, qf, inside
 
@@ -412,8 +449,9 @@ class StopProfile:
         return q, qd, qdd
 
 
-def smooth_stop(profile: RobotProfile, q, qd, qdd=None, dt: float = 0.002, margin: float = 0.0
-                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def smooth_stop(
+    profile: RobotProfile, q, qd, qdd=None, dt: float = 0.002, margin: float = 0.0
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(times, Q, QD, QDD) of a StopProfile sampled every ``dt`` from 0 to rest (inclusive)."""
     sp = StopProfile(profile, q, qd, qdd, 0.0, margin)
     n = int(math.ceil(sp.duration / dt)) + 1
@@ -428,19 +466,20 @@ def smooth_stop(profile: RobotProfile, q, qd, qdd=None, dt: float = 0.002, margi
 # --- whole-trajectory feasibility (joint_trajectory mode) ----------------------------------------
 @dataclass
 class FeasibleTrajectory:
-    times: np.ndarray              # time_from_start of each point, s (strictly increasing, > 0)
-    positions: np.ndarray          # [N, dof]
-    velocities: np.ndarray         # [N, dof]
-    time_scale: float              # >= 1: how much slower than asked
-    clamped_points: int            # points whose positions were clipped into the limits
+    times: np.ndarray  # time_from_start of each point, s (strictly increasing, > 0)
+    positions: np.ndarray  # [N, dof]
+    velocities: np.ndarray  # [N, dof]
+    time_scale: float  # >= 1: how much slower than asked
+    clamped_points: int  # points whose positions were clipped into the limits
     intervened: Tuple[str, ...] = field(default=())
 
 
 _HERMITE_U = np.linspace(0.0, 1.0, 17)[1:-1]
 
 
-def _damp_overshoot(t: np.ndarray, Q: np.ndarray, QD: np.ndarray, lower: np.ndarray,
-                    upper: np.ndarray) -> bool:
+def _damp_overshoot(
+    t: np.ndarray, Q: np.ndarray, QD: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> bool:
     """Shrink (in place) the point velocities of every joint whose cubic Hermite segment between
     two points leaves [lower, upper], until none does. The controller interpolates positions +
     velocities with such a cubic: velocities that do not fit the point spacing near a limit
@@ -451,14 +490,14 @@ def _damp_overshoot(t: np.ndarray, Q: np.ndarray, QD: np.ndarray, lower: np.ndar
     if t.size < 2:
         return False
     u = _HERMITE_U[:, None]
-    h00, h10 = 2 * u ** 3 - 3 * u ** 2 + 1, u ** 3 - 2 * u ** 2 + u
-    h01, h11 = -2 * u ** 3 + 3 * u ** 2, u ** 3 - u ** 2
+    h00, h10 = 2 * u**3 - 3 * u**2 + 1, u**3 - 2 * u**2 + u
+    h01, h11 = -2 * u**3 + 3 * u**2, u**3 - u**2
     T = np.diff(t)[:, None]
     changed = False
     for it in range(12):
         bad_any = False
         for k in range(t.size - 1):
-            q = (h00 * Q[k] + h10 * T[k] * QD[k] + h01 * Q[k + 1] + h11 * T[k] * QD[k + 1])
+            q = h00 * Q[k] + h10 * T[k] * QD[k] + h01 * Q[k + 1] + h11 * T[k] * QD[k + 1]
             lo = np.minimum(lower, np.minimum(Q[k], Q[k + 1]))
             hi = np.maximum(upper, np.maximum(Q[k], Q[k + 1]))
             bad = np.any((q < lo) | (q > hi), axis=0)
@@ -472,9 +511,15 @@ def _damp_overshoot(t: np.ndarray, Q: np.ndarray, QD: np.ndarray, lower: np.ndar
     return changed
 
 
-def make_feasible(profile: RobotProfile, times: Sequence[float], positions, velocities=None,
-                  margin: float = 0.02, start_positions=None, max_step: Optional[float] = None
-                  ) -> FeasibleTrajectory:
+def make_feasible(
+    profile: RobotProfile,
+    times: Sequence[float],
+    positions,
+    velocities=None,
+    margin: float = 0.02,
+    start_positions=None,
+    max_step: Optional[float] = None,
+) -> FeasibleTrajectory:
     """Clip positions into the limits and slow the trajectory until it respects vel/acc/jerk.
 
     ``times`` are time_from_start values (> 0, strictly increasing). ``velocities`` default to
@@ -503,8 +548,10 @@ def make_feasible(profile: RobotProfile, times: Sequence[float], positions, velo
     if start_positions is not None:
         q0 = np.asarray(start_positions, dtype=np.float64).reshape(1, -1)
         if max_step is not None and np.max(np.abs(Q[0] - q0[0])) > max_step:
-            raise ValueError("first point is %.4f rad from the current command (max step %.4f)"
-                             % (np.max(np.abs(Q[0] - q0[0])), max_step))
+            raise ValueError(
+                "first point is %.4f rad from the current command (max step %.4f)"
+                % (np.max(np.abs(Q[0] - q0[0])), max_step)
+            )
         tt, QQ = np.concatenate([[0.0], t]), np.vstack([q0, Q])
     if velocities is None:
         QD = np.gradient(Q, t, axis=0) if t.size > 1 else np.zeros_like(Q)
@@ -516,8 +563,9 @@ def make_feasible(profile: RobotProfile, times: Sequence[float], positions, velo
     if _damp_overshoot(t, Q, QD, lim.lower, lim.upper):
         kinds.append("overshoot")
     s = 1.0
-    vel_fd = (np.diff(QQ, axis=0) / np.diff(tt)[:, None] if tt.size > 1
-              else np.zeros((0, profile.dof)))
+    vel_fd = (
+        np.diff(QQ, axis=0) / np.diff(tt)[:, None] if tt.size > 1 else np.zeros((0, profile.dof))
+    )
     v_all = np.vstack([QD, vel_fd]) if vel_fd.size else QD
     r_v = float(np.max(np.abs(v_all) / lim.velocity)) if v_all.size else 0.0
     if r_v > 1.0:

@@ -17,6 +17,7 @@ States:
 Every transition carries a human-readable reason (kept in ``transitions`` for diagnostics).
 A stop request (``~/stop``) also disables, so the arm only moves again after ``~/enable``.
 """
+
 from __future__ import annotations
 
 import enum
@@ -49,8 +50,12 @@ class Transition:
     reason: str
 
     def __str__(self) -> str:
-        return "%.3f s: %s -> %s (%s)" % (self.time, self.source.value, self.target.value,
-                                          self.reason)
+        return "%.3f s: %s -> %s (%s)" % (
+            self.time,
+            self.source.value,
+            self.target.value,
+            self.reason,
+        )
 
 
 class Watchdog:
@@ -61,8 +66,12 @@ class Watchdog:
     as bad, since a future stamp would otherwise look fresh forever.
     """
 
-    def __init__(self, thresholds: Optional[Mapping[str, float]] = None,
-                 future_tolerance: float = 0.05, history: int = 64):
+    def __init__(
+        self,
+        thresholds: Optional[Mapping[str, float]] = None,
+        future_tolerance: float = 0.05,
+        history: int = 64,
+    ):
         th = dict(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
         if not th:
             raise ValueError("the watchdog needs at least one input to watch")
@@ -91,8 +100,10 @@ class Watchdog:
         """Record that input ``name`` produced data stamped ``stamp`` (s). Freshness is judged
         from the stamp (``check``); ``now``, the receipt time, feeds the input's rate estimate."""
         if name not in self._stamps:
-            raise KeyError("unknown watchdog input '%s' (watched: %s)"
-                           % (name, ", ".join(sorted(self._stamps))))
+            raise KeyError(
+                "unknown watchdog input '%s' (watched: %s)"
+                % (name, ", ".join(sorted(self._stamps)))
+            )
         stamp = float(stamp)
         if not math.isfinite(stamp):
             raise ValueError("stamp for '%s' is not finite" % name)
@@ -138,8 +149,10 @@ class Watchdog:
             ahead = self._future[name]
             if s is None or float(now) - s > limit:
                 if ahead is not None:
-                    reasons.append("%s stamp was %.3f s in the future (ignored): check the clocks "
-                                   "/ use_sim_time" % (name, ahead))
+                    reasons.append(
+                        "%s stamp was %.3f s in the future (ignored): check the clocks "
+                        "/ use_sim_time" % (name, ahead)
+                    )
                     continue
             if s is None:
                 reasons.append("no %s received yet" % name)
@@ -148,8 +161,10 @@ class Watchdog:
             if age > limit:
                 reasons.append("%s is stale: last %.3f s ago (limit %.3f s)" % (name, age, limit))
             elif age < -self.future_tolerance:
-                reasons.append("%s stamp is %.3f s in the future: check the clocks / use_sim_time"
-                               % (name, -age))
+                reasons.append(
+                    "%s stamp is %.3f s in the future: check the clocks / use_sim_time"
+                    % (name, -age)
+                )
         return not reasons, reasons
 
     # --- commands -----------------------------------------------------------------------------
@@ -224,8 +239,12 @@ class Watchdog:
     def diagnostics(self, now: float) -> Dict[str, object]:
         """Flat dict for /clap/diagnostics: state, reason, and per input its age, receive count
         and rate."""
-        d: Dict[str, object] = {"state": self.state.value, "reason": self.reason,
-                                "enabled": self.enabled, "fault": self._fault or ""}
+        d: Dict[str, object] = {
+            "state": self.state.value,
+            "reason": self.reason,
+            "enabled": self.enabled,
+            "fault": self._fault or "",
+        }
         for k, a in self.ages(now).items():
             d["age_%s_s" % k] = -1.0 if a is None else round(a, 4)
             d["received_%s" % k] = self._received[k]

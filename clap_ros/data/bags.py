@@ -12,6 +12,7 @@ are byte-for-byte identical for the types we record (tests/unit/test_bags_serial
 The message builders turn numpy data into rosbags message objects, so code that records without ROS
 (``clap-ros sim record --direct``) writes exactly what the ROS nodes would publish.
 """
+
 from __future__ import annotations
 
 import io
@@ -24,10 +25,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
+from clap_ros import rostime, topics as T
 from clap_ros.data.jsonable import json_default
-
-from clap_ros import rostime
-from clap_ros import topics as T
 from clap_ros.rostime import stamp_to_ns  # re-exported: readers take it from here
 
 PathLike = Union[str, Path]
@@ -49,6 +48,7 @@ def typestore():
     global _TYPESTORE
     if _TYPESTORE is None:
         from rosbags.typesys import Stores, get_typestore
+
         _TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
     return _TYPESTORE
 
@@ -58,7 +58,9 @@ def msg_class(msgtype: str):
     try:
         return typestore().types[msgtype]
     except KeyError:
-        raise BagError("unknown message type '%s' (not in the ROS 2 Jazzy typestore)" % msgtype) from None
+        raise BagError(
+            "unknown message type '%s' (not in the ROS 2 Jazzy typestore)" % msgtype
+        ) from None
 
 
 def serialize(msg: Any, msgtype: Optional[str] = None) -> bytes:
@@ -76,6 +78,7 @@ def deserialize(data: Union[bytes, memoryview], msgtype: str) -> Any:
     JointState with no efforts. The message itself is laid out exactly as rosbags lays it out.
     """
     from rosbags.serde import SerdeError
+
     view = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
     if len(view) < 4 or bytes(view[:2]) not in (b"\x00\x00", b"\x00\x01"):
         raise SerdeError("invalid or unsupported CDR encapsulation for %r" % msgtype)
@@ -102,13 +105,21 @@ INFINITE_QOS_TIME = (9223372036, 854775807)
 
 def make_qos(kind: str = "reliable", depth: int = 10):
     """A rosbags ``Qos`` for one of QOS_KINDS."""
-    from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
-                                    QosTime)
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
+
     if kind not in QOS_KINDS:
         raise ValueError("unknown QoS kind '%s'; choose one of %s" % (kind, ", ".join(QOS_KINDS)))
     reliability = QosReliability.BEST_EFFORT if kind == "sensor_data" else QosReliability.RELIABLE
-    durability = (QosDurability.TRANSIENT_LOCAL if kind == "transient_local"
-                  else QosDurability.VOLATILE)
+    durability = (
+        QosDurability.TRANSIENT_LOCAL if kind == "transient_local" else QosDurability.VOLATILE
+    )
     if kind == "sensor_data":
         depth = 5
     if kind == "transient_local":
@@ -117,10 +128,17 @@ def make_qos(kind: str = "reliable", depth: int = 10):
     # Jazzy) then offers "infinite", which it reports, and rosbag2 records, as RMW_DURATION_INFINITE
     # (INFINITE_QOS_TIME). tests/ros/test_bag_qos.py compares these with what rmw reports.
     inf = QosTime(sec=INFINITE_QOS_TIME[0], nsec=INFINITE_QOS_TIME[1])
-    return Qos(history=QosHistory.KEEP_LAST, depth=depth, reliability=reliability,
-               durability=durability, deadline=inf, lifespan=inf,
-               liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=inf,
-               avoid_ros_namespace_conventions=False)
+    return Qos(
+        history=QosHistory.KEEP_LAST,
+        depth=depth,
+        reliability=reliability,
+        durability=durability,
+        deadline=inf,
+        lifespan=inf,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=inf,
+        avoid_ros_namespace_conventions=False,
+    )
 
 
 def default_qos_kind(topic: str) -> str:
@@ -205,15 +223,24 @@ class BagWriter:
     whatever was recorded before an error stays readable.
     """
 
-    def __init__(self, path: PathLike, compress: bool = True, version: int = BAG_VERSION,
-                 storage: str = "mcap", recorder: str = DEFAULT_RECORDER):
+    def __init__(
+        self,
+        path: PathLike,
+        compress: bool = True,
+        version: int = BAG_VERSION,
+        storage: str = "mcap",
+        recorder: str = DEFAULT_RECORDER,
+    ):
         from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
         from rosbags.rosbag2.errors import WriterError
+
         self.path = Path(path)
         plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}.get(storage)
         if plugin is None:
-            raise BagError("cannot create bag %s: unknown storage '%s' (mcap or sqlite3)"
-                           % (self.path, storage))
+            raise BagError(
+                "cannot create bag %s: unknown storage '%s' (mcap or sqlite3)"
+                % (self.path, storage)
+            )
         try:
             self._writer = Writer(self.path, version=version, storage_plugin=plugin)
         except WriterError as e:
@@ -248,6 +275,7 @@ class BagWriter:
 
     def open(self) -> None:
         from rosbags.rosbag2.errors import WriterError
+
         if self._open:
             return
         try:
@@ -282,16 +310,19 @@ class BagWriter:
             raise BagError("bag %s is not open" % self.path)
         if topic in self._types:
             if self._types[topic] != msgtype:
-                raise BagError("bag %s: topic %s already added with type %s, not %s"
-                               % (self.path, topic, self._types[topic], msgtype))
+                raise BagError(
+                    "bag %s: topic %s already added with type %s, not %s"
+                    % (self.path, topic, self._types[topic], msgtype)
+                )
             return
         msg_class(msgtype)  # a clear error for an unknown type
         if qos is None:
             qos = default_qos_kind(topic)
         if isinstance(qos, str):
             qos = make_qos(qos)
-        conn = self._writer.add_connection(topic, msgtype, typestore=typestore(),
-                                           offered_qos_profiles=[qos])
+        conn = self._writer.add_connection(
+            topic, msgtype, typestore=typestore(), offered_qos_profiles=[qos]
+        )
         self._connections[topic] = conn
         self._types[topic] = msgtype
         self._counts[topic] = 0
@@ -301,7 +332,9 @@ class BagWriter:
         topic."""
         conn = self._connections.get(topic)
         if conn is None:
-            raise BagError("bag %s: topic %s was not added (call add_topic first)" % (self.path, topic))
+            raise BagError(
+                "bag %s: topic %s was not added (call add_topic first)" % (self.path, topic)
+            )
         if timestamp_ns < 0:
             raise BagError("bag %s: negative timestamp %d on %s" % (self.path, timestamp_ns, topic))
         self._writer.write(conn, int(timestamp_ns), data)
@@ -313,8 +346,10 @@ class BagWriter:
         if topic not in self._types:
             self.add_topic(topic, msgtype)
         elif self._types[topic] != msgtype:
-            raise BagError("bag %s: topic %s has type %s, got a %s"
-                           % (self.path, topic, self._types[topic], msgtype))
+            raise BagError(
+                "bag %s: topic %s has type %s, got a %s"
+                % (self.path, topic, self._types[topic], msgtype)
+            )
         self.write_cdr(topic, timestamp_ns, serialize(msg, msgtype))
 
 
@@ -341,12 +376,16 @@ class BagReader:
         return False
 
     def _fail(self, problem: str, err: Optional[BaseException] = None) -> BagError:
-        detail = (": %s" % (err,)) if err is not None and str(err) else (
-            (": %s" % type(err).__name__) if err is not None else "")
+        detail = (
+            (": %s" % (err,))
+            if err is not None and str(err)
+            else ((": %s" % type(err).__name__) if err is not None else "")
+        )
         return BagError("bag %s: %s%s" % (self.path, problem, detail))
 
     def open(self) -> None:
         from rosbags.rosbag2 import Reader
+
         if self._reader is not None:
             return
         if not self.path.exists():
@@ -358,7 +397,9 @@ class BagReader:
             reader.open()
         except Exception as e:
             # rosbags raises ReaderError, KeyError, struct.error, ... on bad files
-            raise self._fail("corrupt or truncated %s bag, cannot open" % self._storage_guess(), e) from None
+            raise self._fail(
+                "corrupt or truncated %s bag, cannot open" % self._storage_guess(), e
+            ) from None
         self._reader = reader
         self.warnings = []
         files = [self.path] if self.path.is_file() else sorted(self.path.glob("*.db3"))
@@ -367,10 +408,12 @@ class BagReader:
             if wal.is_file() and wal.stat().st_size > 0:
                 # rosbags opens sqlite read-only and immutable, so a write-ahead log left by a
                 # recorder that did not shut down cleanly is not read.
-                self.warnings.append("%s has a non-empty write-ahead log %s (the recorder did not "
-                                     "close the bag); messages only in the log are not read: run "
-                                     "`sqlite3 %s 'PRAGMA wal_checkpoint'` on a copy to recover them"
-                                     % (f.name, wal.name, f.name))
+                self.warnings.append(
+                    "%s has a non-empty write-ahead log %s (the recorder did not "
+                    "close the bag); messages only in the log are not read: run "
+                    "`sqlite3 %s 'PRAGMA wal_checkpoint'` on a copy to recover them"
+                    % (f.name, wal.name, f.name)
+                )
 
     def _storage_guess(self) -> str:
         try:
@@ -427,11 +470,17 @@ class BagReader:
         have = self.message_counts
         missing = [t for t in topics if have.get(t, 0) == 0]
         if missing:
-            raise self._fail("missing topic(s) %s (bag has %s)"
-                             % (", ".join(missing), ", ".join(sorted(have)) or "nothing"))
+            raise self._fail(
+                "missing topic(s) %s (bag has %s)"
+                % (", ".join(missing), ", ".join(sorted(have)) or "nothing")
+            )
 
-    def raw_messages(self, topics: Optional[Iterable[str]] = None, start_ns: Optional[int] = None,
-                     stop_ns: Optional[int] = None) -> Iterator[Tuple[str, str, int, bytes]]:
+    def raw_messages(
+        self,
+        topics: Optional[Iterable[str]] = None,
+        start_ns: Optional[int] = None,
+        stop_ns: Optional[int] = None,
+    ) -> Iterator[Tuple[str, str, int, bytes]]:
         """(topic, msgtype, timestamp_ns, CDR bytes) in log-time order, optionally only for log
         times in [start_ns, stop_ns)."""
         reader = self._check()
@@ -460,15 +509,20 @@ class BagReader:
             if opened_here:
                 self.close()
 
-    def messages(self, topics: Optional[Iterable[str]] = None, start_ns: Optional[int] = None,
-                 stop_ns: Optional[int] = None) -> Iterator[Tuple[str, str, int, Any]]:
+    def messages(
+        self,
+        topics: Optional[Iterable[str]] = None,
+        start_ns: Optional[int] = None,
+        stop_ns: Optional[int] = None,
+    ) -> Iterator[Tuple[str, str, int, Any]]:
         """(topic, msgtype, timestamp_ns, deserialised rosbags message) in log-time order."""
         for topic, msgtype, ts, data in self.raw_messages(topics, start_ns, stop_ns):
             try:
                 msg = deserialize(data, msgtype)
             except Exception as e:
-                raise self._fail("message on %s at %d ns does not deserialise as %s"
-                                 % (topic, ts, msgtype), e) from None
+                raise self._fail(
+                    "message on %s at %d ns does not deserialise as %s" % (topic, ts, msgtype), e
+                ) from None
             yield topic, msgtype, ts, msg
 
 
@@ -478,8 +532,9 @@ BAG_FILE_SUFFIXES = (".mcap", ".db3")
 def is_bag(path: PathLike) -> bool:
     """True for a rosbag2 directory (has metadata.yaml) or a bare .mcap / .db3 file."""
     p = Path(path)
-    return ((p.is_dir() and (p / "metadata.yaml").is_file())
-            or (p.is_file() and p.suffix in BAG_FILE_SUFFIXES))
+    return (p.is_dir() and (p / "metadata.yaml").is_file()) or (
+        p.is_file() and p.suffix in BAG_FILE_SUFFIXES
+    )
 
 
 def find_bags(root: PathLike) -> List[Path]:
@@ -533,10 +588,15 @@ def _f64(values: Optional[Sequence[float]]) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(values, dtype=np.float64).reshape(-1))
 
 
-def image_msg(array: np.ndarray, timestamp_ns: int, frame_id: str = "camera_optical_frame",
-              encoding: str = "rgb8"):
+def image_msg(
+    array: np.ndarray,
+    timestamp_ns: int,
+    frame_id: str = "camera_optical_frame",
+    encoding: str = "rgb8",
+):
     """sensor_msgs/Image from an HxW or HxWxC array (no row padding, little-endian)."""
     from clap_ros.data.images import numpy_to_image_fields
+
     fields = numpy_to_image_fields(array, encoding)
     Image = msg_class(T.TYPES["image"])
     return Image(header=header(timestamp_ns, frame_id), **fields)
@@ -549,56 +609,95 @@ def camera_info_msg(info: Mapping[str, Any], timestamp_ns: int):
     Roi = msg_class("sensor_msgs/msg/RegionOfInterest")
     K = _f64(info["K"])
     R = _f64(info.get("R", np.eye(3)))
-    P = _f64(info.get("P", np.hstack([np.asarray(info["K"], dtype=np.float64).reshape(3, 3),
-                                      np.zeros((3, 1))])))
+    P = _f64(
+        info.get(
+            "P",
+            np.hstack([np.asarray(info["K"], dtype=np.float64).reshape(3, 3), np.zeros((3, 1))]),
+        )
+    )
     if K.size != 9 or R.size != 9 or P.size != 12:
-        raise ValueError("camera info needs K 3x3, R 3x3, P 3x4; got %d, %d, %d values"
-                         % (K.size, R.size, P.size))
+        raise ValueError(
+            "camera info needs K 3x3, R 3x3, P 3x4; got %d, %d, %d values"
+            % (K.size, R.size, P.size)
+        )
     return CameraInfo(
         header=header(timestamp_ns, info.get("frame_id", "camera_optical_frame")),
-        height=int(info["height"]), width=int(info["width"]),
+        height=int(info["height"]),
+        width=int(info["width"]),
         distortion_model=str(info.get("distortion_model", "plumb_bob")),
-        d=_f64(info.get("D", np.zeros(5))), k=K, r=R, p=P, binning_x=0, binning_y=0,
-        roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+        d=_f64(info.get("D", np.zeros(5))),
+        k=K,
+        r=R,
+        p=P,
+        binning_x=0,
+        binning_y=0,
+        roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+    )
 
 
-def joint_state_msg(names: Sequence[str], position: Sequence[float], timestamp_ns: int,
-                    velocity: Optional[Sequence[float]] = None,
-                    effort: Optional[Sequence[float]] = None, frame_id: str = ""):
+def joint_state_msg(
+    names: Sequence[str],
+    position: Sequence[float],
+    timestamp_ns: int,
+    velocity: Optional[Sequence[float]] = None,
+    effort: Optional[Sequence[float]] = None,
+    frame_id: str = "",
+):
     names = [str(n) for n in names]
     pos = _f64(position)
     if pos.size != len(names):
         raise ValueError("joint_state: %d names but %d positions" % (len(names), pos.size))
     for label, arr in (("velocity", velocity), ("effort", effort)):
         if arr is not None and _f64(arr).size not in (0, len(names)):
-            raise ValueError("joint_state: %d names but %d %s values"
-                             % (len(names), _f64(arr).size, label))
+            raise ValueError(
+                "joint_state: %d names but %d %s values" % (len(names), _f64(arr).size, label)
+            )
     JointState = msg_class(T.TYPES["joint_state"])
-    return JointState(header=header(timestamp_ns, frame_id), name=names, position=pos,
-                      velocity=_f64(velocity), effort=_f64(effort))
+    return JointState(
+        header=header(timestamp_ns, frame_id),
+        name=names,
+        position=pos,
+        velocity=_f64(velocity),
+        effort=_f64(effort),
+    )
 
 
-def joint_trajectory_msg(names: Sequence[str], times_from_start: Sequence[float],
-                         positions: np.ndarray, velocities: Optional[np.ndarray] = None,
-                         timestamp_ns: int = 0, frame_id: str = ""):
+def joint_trajectory_msg(
+    names: Sequence[str],
+    times_from_start: Sequence[float],
+    positions: np.ndarray,
+    velocities: Optional[np.ndarray] = None,
+    timestamp_ns: int = 0,
+    frame_id: str = "",
+):
     """trajectory_msgs/JointTrajectory: ``positions`` [N, J], optional ``velocities`` [N, J],
     ``times_from_start`` [N] seconds. Header stamp 0 means "start on receipt" (JTC semantics)."""
     names = [str(n) for n in names]
     pos = np.asarray(positions, dtype=np.float64)
     times = np.asarray(times_from_start, dtype=np.float64).reshape(-1)
     if pos.ndim != 2 or pos.shape != (times.size, len(names)):
-        raise ValueError("joint_trajectory: positions must be [%d points, %d joints], got %s"
-                         % (times.size, len(names), pos.shape))
+        raise ValueError(
+            "joint_trajectory: positions must be [%d points, %d joints], got %s"
+            % (times.size, len(names), pos.shape)
+        )
     vel = None if velocities is None else np.asarray(velocities, dtype=np.float64)
     if vel is not None and vel.shape != pos.shape:
-        raise ValueError("joint_trajectory: velocities shape %s != positions shape %s"
-                         % (vel.shape, pos.shape))
+        raise ValueError(
+            "joint_trajectory: velocities shape %s != positions shape %s" % (vel.shape, pos.shape)
+        )
     Traj = msg_class(T.TYPES["joint_trajectory"])
     Point = msg_class("trajectory_msgs/msg/JointTrajectoryPoint")
     empty = np.zeros(0, dtype=np.float64)
-    points = [Point(positions=_f64(pos[i]), velocities=empty if vel is None else _f64(vel[i]),
-                    accelerations=empty, effort=empty, time_from_start=duration(times[i]))
-              for i in range(times.size)]
+    points = [
+        Point(
+            positions=_f64(pos[i]),
+            velocities=empty if vel is None else _f64(vel[i]),
+            accelerations=empty,
+            effort=empty,
+            time_from_start=duration(times[i]),
+        )
+        for i in range(times.size)
+    ]
     return Traj(header=header(timestamp_ns, frame_id), joint_names=names, points=points)
 
 
@@ -619,10 +718,29 @@ def json_msg(obj: Mapping[str, Any]):
     return string_msg(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=json_default))
 
 
-
 __all__ = [
-    "BAG_VERSION", "BagError", "BagReader", "BagWriter", "bag_size_bytes", "camera_info_msg",
-    "default_qos_kind", "deserialize", "duration", "find_bags", "float64_array_msg", "header",
-    "image_msg", "is_bag", "joint_state_msg", "joint_trajectory_msg", "json_msg", "make_qos",
-    "msg_class", "serialize", "stamp", "stamp_to_ns", "string_msg", "typestore",
+    "BAG_VERSION",
+    "BagError",
+    "BagReader",
+    "BagWriter",
+    "bag_size_bytes",
+    "camera_info_msg",
+    "default_qos_kind",
+    "deserialize",
+    "duration",
+    "find_bags",
+    "float64_array_msg",
+    "header",
+    "image_msg",
+    "is_bag",
+    "joint_state_msg",
+    "joint_trajectory_msg",
+    "json_msg",
+    "make_qos",
+    "msg_class",
+    "serialize",
+    "stamp",
+    "stamp_to_ns",
+    "string_msg",
+    "typestore",
 ]

@@ -8,6 +8,7 @@ State/action vectors are copied bit for bit; video frames are decoded and re-enc
 they match within codec tolerance. The ``lerobot`` package is not needed: numpy, pyarrow and PyAV
 only (cv2 for datasets that store frames as PNG/JPEG bytes in the parquet).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,19 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from clap_ros.data.dataset import (ACTION, CHUNK_SIZE, IMAGE_PREFIX, STATE, Dataset, DatasetError,
-                                   DatasetWriter, EpisodeRecord, ImageStats, data_relpath,
-                                   vector_stats)
+from clap_ros.data.dataset import (
+    ACTION,
+    CHUNK_SIZE,
+    IMAGE_PREFIX,
+    STATE,
+    Dataset,
+    DatasetError,
+    DatasetWriter,
+    EpisodeRecord,
+    ImageStats,
+    data_relpath,
+    vector_stats,
+)
 from clap_ros.data.jsonable import json_default
 from clap_ros.data.video import VideoError, VideoWriter
 
@@ -33,7 +44,7 @@ DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 TASKS_PATH = "meta/tasks.parquet"
-DATA_FILE_SIZE_MB = 100     # LeRobot's defaults for rolling over to the next file
+DATA_FILE_SIZE_MB = 100  # LeRobot's defaults for rolling over to the next file
 VIDEO_FILE_SIZE_MB = 500
 SCALAR_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 # Columns of LeRobot's episodes table that locate data; everything else (but stats/) is metadata.
@@ -47,8 +58,8 @@ class LeRobotError(RuntimeError):
 
 def _progress(iterable, total: int, desc: str, unit: str, enabled: bool):
     from tqdm import tqdm
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled)
 
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled)
 
 
 def _prepare_out(out: Path, overwrite: bool) -> Path:
@@ -85,19 +96,25 @@ def read_info(root: PathLike) -> Dict[str, Any]:
     except json.JSONDecodeError as e:
         raise LeRobotError("%s: not valid JSON (%s)" % (path, e)) from None
     if info.get("format") == "clap_ros_dataset":
-        raise LeRobotError("%s is already a clap_ros dataset (format clap_ros_dataset), not a "
-                           "LeRobot one" % root)
+        raise LeRobotError(
+            "%s is already a clap_ros dataset (format clap_ros_dataset), not a LeRobot one" % root
+        )
     version = info.get("codebase_version")
     if version is None:
-        raise LeRobotError("%s: no codebase_version: not a LeRobot dataset (this importer reads "
-                           "LeRobot v3.0)" % path)
+        raise LeRobotError(
+            "%s: no codebase_version: not a LeRobot dataset (this importer reads "
+            "LeRobot v3.0)" % path
+        )
     if not str(version).startswith("v3."):
         hint = ""
         if str(version).startswith("v2"):
-            hint = ("; convert it first with lerobot's "
-                    "`python -m lerobot.datasets.v30.convert_dataset_v21_to_v30`")
-        raise LeRobotError("%s is a LeRobot %s dataset; this importer reads LeRobot v3.0%s"
-                           % (root, version, hint))
+            hint = (
+                "; convert it first with lerobot's "
+                "`python -m lerobot.datasets.v30.convert_dataset_v21_to_v30`"
+            )
+        raise LeRobotError(
+            "%s is a LeRobot %s dataset; this importer reads LeRobot v3.0%s" % (root, version, hint)
+        )
     for key in ("fps", "features"):
         if key not in info:
             raise LeRobotError("%s: no %r" % (path, key))
@@ -106,6 +123,7 @@ def read_info(root: PathLike) -> Dict[str, Any]:
 
 def _read_parquet(path: Path, columns: Optional[Sequence[str]] = None):
     import pyarrow.parquet as pq
+
     try:
         return pq.read_table(path, columns=list(columns) if columns is not None else None)
     except FileNotFoundError:
@@ -119,8 +137,10 @@ def read_episodes(root: PathLike) -> List[Dict[str, Any]]:
     root = Path(root)
     paths = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
     if not paths:
-        raise LeRobotError("%s: no meta/episodes/chunk-*/file-*.parquet (a LeRobot v3 dataset "
-                           "lists its episodes there)" % root)
+        raise LeRobotError(
+            "%s: no meta/episodes/chunk-*/file-*.parquet (a LeRobot v3 dataset "
+            "lists its episodes there)" % root
+        )
     rows: List[Dict[str, Any]] = []
     for p in paths:
         t = _read_parquet(p)
@@ -143,23 +163,36 @@ def read_tasks(root: PathLike) -> Dict[int, str]:
     if "task_index" not in t.column_names:
         raise LeRobotError("%s: no task_index column (has %s)" % (path, t.column_names))
     import pyarrow as pa
-    text_cols = [c for c in t.column_names
-                 if c != "task_index" and (pa.types.is_string(t.schema.field(c).type)
-                                           or pa.types.is_large_string(t.schema.field(c).type))]
+
+    text_cols = [
+        c
+        for c in t.column_names
+        if c != "task_index"
+        and (
+            pa.types.is_string(t.schema.field(c).type)
+            or pa.types.is_large_string(t.schema.field(c).type)
+        )
+    ]
     col = "task" if "task" in text_cols else (text_cols[0] if text_cols else None)
     if col is None:
         raise LeRobotError("%s: no task string column (has %s)" % (path, t.column_names))
-    return {int(i): str(s) for i, s in zip(t.column("task_index").to_pylist(),
-                                           t.column(col).to_pylist())}
+    return {
+        int(i): str(s)
+        for i, s in zip(t.column("task_index").to_pylist(), t.column(col).to_pylist())
+    }
 
 
 def _vector(table, name: str) -> np.ndarray:
     """A list / fixed-size-list / scalar column as float [N, D], values unchanged."""
     import pyarrow as pa
+
     col = table.column(name).combine_chunks()
     n = table.num_rows
-    if pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type) \
-            or pa.types.is_large_list(col.type):
+    if (
+        pa.types.is_list(col.type)
+        or pa.types.is_fixed_size_list(col.type)
+        or pa.types.is_large_list(col.type)
+    ):
         flat = col.flatten().to_numpy(zero_copy_only=False)
         if n and flat.size % n:
             raise LeRobotError("column %s has rows of different lengths" % name)
@@ -169,7 +202,7 @@ def _vector(table, name: str) -> np.ndarray:
 
 def _feature_names(ft: Dict[str, Any]) -> Optional[List[str]]:
     names = ft.get("names")
-    if isinstance(names, dict):       # older style: {"motors": [...]}
+    if isinstance(names, dict):  # older style: {"motors": [...]}
         vals = [v for v in names.values() if isinstance(v, list)]
         names = vals[0] if len(vals) == 1 else None
     if isinstance(names, list) and all(isinstance(n, str) for n in names):
@@ -177,9 +210,14 @@ def _feature_names(ft: Dict[str, Any]) -> Optional[List[str]]:
     return None
 
 
-def _resolve_joints(info: Dict[str, Any], state_key: str, action_key: str, dim: int,
-                    robot: Optional[str], joint_names: Optional[Sequence[str]]
-                    ) -> Tuple[str, List[str], np.ndarray, np.ndarray, str]:
+def _resolve_joints(
+    info: Dict[str, Any],
+    state_key: str,
+    action_key: str,
+    dim: int,
+    robot: Optional[str],
+    joint_names: Optional[Sequence[str]],
+) -> Tuple[str, List[str], np.ndarray, np.ndarray, str]:
     """(robot, arm joint names, state column order, action column order, how) for vectors of
     ``dim`` entries whose last entry is the gripper."""
     feats = info["features"]
@@ -189,11 +227,12 @@ def _resolve_joints(info: Dict[str, Any], state_key: str, action_key: str, dim: 
     how = "positional"
     if joint_names is None and robot:
         from clap_ros.robots import ProfileError, load_profile
+
         try:
             joint_names = load_profile(robot).joint_names
             how = "robot profile %s" % robot
         except ProfileError:
-            joint_names = None        # a robot name without a profile: names from the dataset
+            joint_names = None  # a robot name without a profile: names from the dataset
     elif joint_names is not None:
         how = "--joint-names"
     if joint_names is None:
@@ -208,13 +247,18 @@ def _resolve_joints(info: Dict[str, Any], state_key: str, action_key: str, dim: 
             how = "generic names (the dataset names none)"
     joint_names = [str(n) for n in joint_names]
     if len(joint_names) != dim - 1:
-        raise LeRobotError("%s has %d entries, so %d arm joints + gripper, but %s gives %d joint "
-                           "names (%s)" % (state_key, dim, dim - 1, how, len(joint_names),
-                                           ", ".join(joint_names)))
+        raise LeRobotError(
+            "%s has %d entries, so %d arm joints + gripper, but %s gives %d joint "
+            "names (%s)" % (state_key, dim, dim - 1, how, len(joint_names), ", ".join(joint_names))
+        )
 
     def order(names: Optional[List[str]]) -> np.ndarray:
-        if names and len(names) == dim and set(names[:-1]) == set(joint_names) \
-                and len(set(names[:-1])) == dim - 1:
+        if (
+            names
+            and len(names) == dim
+            and set(names[:-1]) == set(joint_names)
+            and len(set(names[:-1])) == dim - 1
+        ):
             return np.array([names.index(n) for n in joint_names] + [dim - 1])
         return np.arange(dim)
 
@@ -234,21 +278,25 @@ class _DataFiles:
 
     def rows(self, ep: Dict[str, Any]):
         import pyarrow.compute as pc
+
         path = self.root / self.template.format(
             chunk_index=int(ep.get("data/chunk_index") or 0),
             file_index=int(ep.get("data/file_index") or 0),
             episode_chunk=int(ep["episode_index"]) // CHUNK_SIZE,
-            episode_index=int(ep["episode_index"]))
+            episode_index=int(ep["episode_index"]),
+        )
         if path != self._path:
             self._table = None
             table = _read_parquet(path)
             missing = [c for c in self.columns if c not in table.column_names]
             if missing:
-                raise LeRobotError("%s: missing column(s) %s (has %s)"
-                                   % (path, missing, table.column_names))
+                raise LeRobotError(
+                    "%s: missing column(s) %s (has %s)" % (path, missing, table.column_names)
+                )
             self._table, self._path = table, path
-        t = self._table.filter(pc.equal(self._table.column("episode_index"),
-                                        int(ep["episode_index"])))
+        t = self._table.filter(
+            pc.equal(self._table.column("episode_index"), int(ep["episode_index"]))
+        )
         if "frame_index" in t.column_names:
             t = t.take(pc.sort_indices(t.column("frame_index")))
         return t, path
@@ -262,8 +310,8 @@ class _FrameCursor:
         self.path: Optional[Path] = None
         self._container = None
         self._frames: Optional[Iterator] = None
-        self._cur = None      # (time, av.VideoFrame) at or before the last query
-        self._peek = None     # the first frame after it
+        self._cur = None  # (time, av.VideoFrame) at or before the last query
+        self._peek = None  # the first frame after it
         self.decoded = 0
 
     def close(self) -> None:
@@ -274,6 +322,7 @@ class _FrameCursor:
 
     def _open(self, path: Path) -> None:
         import av
+
         self.close()
         if not path.is_file():
             raise VideoError("%s: no such video file" % path)
@@ -322,15 +371,17 @@ class _FrameCursor:
                 raise VideoError("%s: has no frames" % path)
             best = min(cands, key=lambda c: abs(c[0] - t))
             if abs(best[0] - t) > tol:
-                raise VideoError("%s: no frame within %.4f s of t=%.4f s (nearest at %.4f s; the "
-                                 "video is shorter than the episodes table says?)"
-                                 % (path, tol, t, best[0]))
+                raise VideoError(
+                    "%s: no frame within %.4f s of t=%.4f s (nearest at %.4f s; the "
+                    "video is shorter than the episodes table says?)" % (path, tol, t, best[0])
+                )
             out.append(best[1].to_ndarray(format="rgb24"))
         return np.stack(out)
 
 
 def _decode_image_cell(cell: Any, root: Path) -> np.ndarray:
     import cv2
+
     data = cell.get("bytes") if isinstance(cell, dict) else cell
     if data is None and isinstance(cell, dict) and cell.get("path"):
         data = (root / cell["path"]).read_bytes()
@@ -355,10 +406,18 @@ def _meta_value(v: Any, json_cols: Sequence[str], name: str) -> Any:
     return v
 
 
-def import_lerobot(src: PathLike, out: PathLike, robot: Optional[str] = None,
-                   joint_names: Optional[Sequence[str]] = None, state_key: str = STATE,
-                   action_key: str = ACTION, overwrite: bool = False, crf: int = 18,
-                   progress: bool = True, log=print) -> Dict[str, Any]:
+def import_lerobot(
+    src: PathLike,
+    out: PathLike,
+    robot: Optional[str] = None,
+    joint_names: Optional[Sequence[str]] = None,
+    state_key: str = STATE,
+    action_key: str = ACTION,
+    overwrite: bool = False,
+    crf: int = 18,
+    progress: bool = True,
+    log=print,
+) -> Dict[str, Any]:
     """Convert the LeRobot v3 dataset at ``src`` into a clap_ros dataset at ``out``.
 
     Episodes that fail (a corrupt or short video, a missing data file) are skipped with a reason;
@@ -371,26 +430,33 @@ def import_lerobot(src: PathLike, out: PathLike, robot: Optional[str] = None,
     feats = info["features"]
     missing = [k for k in (state_key, action_key) if k not in feats]
     if missing:
-        raise LeRobotError("%s: missing feature(s) %s in meta/info.json (has %s); a clap_ros "
-                           "dataset needs a state and an action vector (--state-key/--action-key "
-                           "pick others)" % (src, missing, sorted(feats)))
+        raise LeRobotError(
+            "%s: missing feature(s) %s in meta/info.json (has %s); a clap_ros "
+            "dataset needs a state and an action vector (--state-key/--action-key "
+            "pick others)" % (src, missing, sorted(feats))
+        )
     dims = {k: int(np.prod(feats[k].get("shape") or [1])) for k in (state_key, action_key)}
     if dims[state_key] != dims[action_key]:
-        raise LeRobotError("%s: %s has %d entries but %s has %d; clap_ros datasets need state and "
-                           "action vectors of the same joints (+ gripper)"
-                           % (src, state_key, dims[state_key], action_key, dims[action_key]))
+        raise LeRobotError(
+            "%s: %s has %d entries but %s has %d; clap_ros datasets need state and "
+            "action vectors of the same joints (+ gripper)"
+            % (src, state_key, dims[state_key], action_key, dims[action_key])
+        )
     dim = dims[state_key]
     if dim < 2:
-        raise LeRobotError("%s: %s has %d entries; need at least one joint and the gripper"
-                           % (src, state_key, dim))
+        raise LeRobotError(
+            "%s: %s has %d entries; need at least one joint and the gripper" % (src, state_key, dim)
+        )
     robot_name, jnames, s_order, a_order, how = _resolve_joints(
-        info, state_key, action_key, dim, robot, joint_names)
+        info, state_key, action_key, dim, robot, joint_names
+    )
     video_keys = sorted(k for k, f in feats.items() if f.get("dtype") == "video")
     image_keys = sorted(k for k, f in feats.items() if f.get("dtype") == "image")
     cams = {k: _camera_key(k) for k in video_keys + image_keys}
     if len(set(cams.values())) != len(cams):
-        raise LeRobotError("%s: camera keys %s collide once named observation.images.*"
-                           % (src, sorted(cams)))
+        raise LeRobotError(
+            "%s: camera keys %s collide once named observation.images.*" % (src, sorted(cams))
+        )
     fps = float(info["fps"])
     tol = 0.5 / fps
     ours = info.get("clap_ros") or {}
@@ -416,13 +482,17 @@ def import_lerobot(src: PathLike, out: PathLike, robot: Optional[str] = None,
                 if n == 0:
                     raise LeRobotError("%s has no rows for episode %d" % (dpath, e))
                 if ep.get("length") is not None and int(ep["length"]) != n:
-                    raise LeRobotError("%s has %d rows for episode %d, the episodes table says %d"
-                                       % (dpath, n, e, int(ep["length"])))
+                    raise LeRobotError(
+                        "%s has %d rows for episode %d, the episodes table says %d"
+                        % (dpath, n, e, int(ep["length"]))
+                    )
                 state = _vector(table, state_key)
                 action = _vector(table, action_key)
                 if state.shape[1] != dim or action.shape[1] != dim:
-                    raise LeRobotError("%s episode %d: vectors of %d/%d entries, info.json says %d"
-                                       % (dpath, e, state.shape[1], action.shape[1], dim))
+                    raise LeRobotError(
+                        "%s episode %d: vectors of %d/%d entries, info.json says %d"
+                        % (dpath, e, state.shape[1], action.shape[1], dim)
+                    )
                 state, action = state[:, s_order], action[:, a_order]
                 if "timestamp" in table.column_names:
                     ts = table.column("timestamp").to_numpy().astype(np.float64)
@@ -433,7 +503,9 @@ def import_lerobot(src: PathLike, out: PathLike, robot: Optional[str] = None,
                         video_key=key,
                         chunk_index=int(ep.get("videos/%s/chunk_index" % key) or 0),
                         file_index=int(ep.get("videos/%s/file_index" % key) or 0),
-                        episode_chunk=e // CHUNK_SIZE, episode_index=e)
+                        episode_chunk=e // CHUNK_SIZE,
+                        episode_index=e,
+                    )
                     t0 = float(ep.get("videos/%s/from_timestamp" % key) or 0.0)
                     frames = cursors[key].frames_at(vpath, t0 + ts, tol)
                     vw = writer.video_writer(cams[key])
@@ -448,13 +520,20 @@ def import_lerobot(src: PathLike, out: PathLike, robot: Optional[str] = None,
                     instruction = str(ep["tasks"][0])
                 elif "task_index" in table.column_names:
                     instruction = tasks.get(int(table.column("task_index")[0].as_py()), "")
-                meta = {k: _meta_value(v, json_cols, k) for k, v in ep.items()
-                        if k not in _EPISODE_LOCATORS and not k.startswith(_EPISODE_PREFIXES)
-                        and k not in ("instruction", "task_index")}
+                meta = {
+                    k: _meta_value(v, json_cols, k)
+                    for k, v in ep.items()
+                    if k not in _EPISODE_LOCATORS
+                    and not k.startswith(_EPISODE_PREFIXES)
+                    and k not in ("instruction", "task_index")
+                }
                 meta.setdefault("source", "%s#episode_%d" % (src, e))
                 meta["lerobot_episode_index"] = e
-                writer.add_episode(EpisodeRecord(state=state, action=action, timestamp=ts,
-                                                 instruction=instruction, meta=meta))
+                writer.add_episode(
+                    EpisodeRecord(
+                        state=state, action=action, timestamp=ts, instruction=instruction, meta=meta
+                    )
+                )
             except (LeRobotError, VideoError, DatasetError) as err:
                 writer.discard_episode()
                 reason = "episode %d: %s" % (e, err)
@@ -474,10 +553,19 @@ def import_lerobot(src: PathLike, out: PathLike, robot: Optional[str] = None,
             c.close()
         if tmp.exists():
             shutil.rmtree(tmp)
-    return {"converted": converted, "skipped": skipped, "frames": frames_total,
-            "wall_s": time.perf_counter() - t_start, "robot": robot_name, "joint_names": jnames,
-            "joint_names_from": how, "cameras": cams, "info": info_out, "dataset_bytes": size,
-            "decoded_frames": sum(c.decoded for c in cursors.values())}
+    return {
+        "converted": converted,
+        "skipped": skipped,
+        "frames": frames_total,
+        "wall_s": time.perf_counter() - t_start,
+        "robot": robot_name,
+        "joint_names": jnames,
+        "joint_names_from": how,
+        "cameras": cams,
+        "info": info_out,
+        "dataset_bytes": size,
+        "decoded_frames": sum(c.decoded for c in cursors.values()),
+    }
 
 
 # ==============================================================================================
@@ -508,6 +596,7 @@ class _DataWriter(_RollingFiles):
 
     def write(self, table) -> Tuple[int, int]:
         import pyarrow.parquet as pq
+
         if self._writer is not None and self._bytes >= self.limit:
             self.close()
             self.advance()
@@ -517,7 +606,7 @@ class _DataWriter(_RollingFiles):
             self._writer = pq.ParquetWriter(str(path), table.schema)
             self._bytes = 0
         self._writer.write_table(table)
-        self._bytes += table.nbytes     # LeRobot counts in-memory (uncompressed) size too
+        self._bytes += table.nbytes  # LeRobot counts in-memory (uncompressed) size too
         return self.chunk, self.file
 
     def close(self) -> None:
@@ -565,8 +654,9 @@ class _VideoFileWriter(_RollingFiles):
             self.close()
             self.advance()
         if self._w is None:
-            path = self.root / VIDEO_PATH.format(video_key=self.key, chunk_index=self.chunk,
-                                                 file_index=self.file)
+            path = self.root / VIDEO_PATH.format(
+                video_key=self.key, chunk_index=self.chunk, file_index=self.file
+            )
             self._w = _SizedVideoWriter(path, self.fps, crf=self.crf, gop=self.gop or None)
         start = self._w.frames_written
         for f in frames:
@@ -584,18 +674,36 @@ def _parquet_with_pandas_index(columns: Dict[str, Any], index: str):
     """A pyarrow table whose ``index`` column pandas reads back as the DataFrame index (what
     LeRobot's ``pd.read_parquet(meta/tasks.parquet)`` expects), written without pandas."""
     import pyarrow as pa
+
     table = pa.table(columns)
     cols = []
     for f in table.schema:
         is_str = pa.types.is_string(f.type)
         ptype = "unicode" if is_str else str(f.type)
-        cols.append({"name": f.name, "field_name": f.name, "pandas_type": ptype,
-                     "numpy_type": "object" if is_str else str(f.type), "metadata": None})
-    meta = {"index_columns": [index],
-            "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode",
-                                "numpy_type": "object", "metadata": {"encoding": "UTF-8"}}],
-            "columns": cols, "creator": {"library": "pyarrow", "version": pa.__version__},
-            "pandas_version": "2.2.3"}
+        cols.append(
+            {
+                "name": f.name,
+                "field_name": f.name,
+                "pandas_type": ptype,
+                "numpy_type": "object" if is_str else str(f.type),
+                "metadata": None,
+            }
+        )
+    meta = {
+        "index_columns": [index],
+        "column_indexes": [
+            {
+                "name": None,
+                "field_name": None,
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": {"encoding": "UTF-8"},
+            }
+        ],
+        "columns": cols,
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+        "pandas_version": "2.2.3",
+    }
     return table.replace_schema_metadata({b"pandas": json.dumps(meta).encode()})
 
 
@@ -621,21 +729,35 @@ def _column(values: List[Any]) -> Tuple[Any, bool]:
     """A pyarrow array for an extra episodes column; dicts/lists/mixed types go as JSON strings
     (returns (array, stored_as_json))."""
     import pyarrow as pa
+
     if any(isinstance(v, (dict, list, tuple)) for v in values):
-        return pa.array([None if v is None else json.dumps(v, sort_keys=True,
-                                                           default=json_default)
-                         for v in values], pa.string()), True
+        return pa.array(
+            [
+                None if v is None else json.dumps(v, sort_keys=True, default=json_default)
+                for v in values
+            ],
+            pa.string(),
+        ), True
     try:
         return pa.array(values), False
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else json.dumps(v, default=json_default)
-                         for v in values], pa.string()), True
+        return pa.array(
+            [None if v is None else json.dumps(v, default=json_default) for v in values],
+            pa.string(),
+        ), True
 
 
-def export_lerobot(src: PathLike, out: PathLike, overwrite: bool = False, crf: int = 18,
-                   gop: int = 2, data_file_size_mb: float = DATA_FILE_SIZE_MB,
-                   video_file_size_mb: float = VIDEO_FILE_SIZE_MB, progress: bool = True,
-                   log=print) -> Dict[str, Any]:
+def export_lerobot(
+    src: PathLike,
+    out: PathLike,
+    overwrite: bool = False,
+    crf: int = 18,
+    gop: int = 2,
+    data_file_size_mb: float = DATA_FILE_SIZE_MB,
+    video_file_size_mb: float = VIDEO_FILE_SIZE_MB,
+    progress: bool = True,
+    log=print,
+) -> Dict[str, Any]:
     """Write the clap_ros dataset at ``src`` as a LeRobot v3.0 dataset at ``out``.
 
     Data rows are appended in episode order to data/chunk-C/file-F.parquet (a new file once one
@@ -645,6 +767,7 @@ def export_lerobot(src: PathLike, out: PathLike, overwrite: bool = False, crf: i
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     src, out = Path(src), Path(out)
     t_start = time.perf_counter()
     ds = Dataset(src)
@@ -663,30 +786,50 @@ def export_lerobot(src: PathLike, out: PathLike, overwrite: bool = False, crf: i
             ep = ds.load_episode(i, images=bool(keys))
             table = pq.read_table(src / data_relpath(i))
             n = table.num_rows
-            table = table.set_column(table.column_names.index("episode_index"), "episode_index",
-                                     pa.array(np.full(n, i, np.int64)))
-            table = table.set_column(table.column_names.index("index"), "index",
-                                     pa.array(np.arange(index0, index0 + n, dtype=np.int64)))
+            table = table.set_column(
+                table.column_names.index("episode_index"),
+                "episode_index",
+                pa.array(np.full(n, i, np.int64)),
+            )
+            table = table.set_column(
+                table.column_names.index("index"),
+                "index",
+                pa.array(np.arange(index0, index0 + n, dtype=np.int64)),
+            )
             chunk, file = data.write(table)
             meta = ds.episodes[i]
             row: Dict[str, Any] = {
-                "episode_index": i, "tasks": [meta.get("instruction") or ds.tasks.get(
-                    int(meta.get("task_index", 0)), "")],
-                "length": n, "data/chunk_index": chunk, "data/file_index": file,
-                "dataset_from_index": index0, "dataset_to_index": index0 + n}
+                "episode_index": i,
+                "tasks": [
+                    meta.get("instruction") or ds.tasks.get(int(meta.get("task_index", 0)), "")
+                ],
+                "length": n,
+                "data/chunk_index": chunk,
+                "data/file_index": file,
+                "dataset_from_index": index0,
+                "dataset_to_index": index0 + n,
+            }
             for key in keys:
                 c, f, t0, t1 = videos[key].write_episode(ep["images"][key])
-                row.update({"videos/%s/chunk_index" % key: c, "videos/%s/file_index" % key: f,
-                            "videos/%s/from_timestamp" % key: t0,
-                            "videos/%s/to_timestamp" % key: t1})
+                row.update(
+                    {
+                        "videos/%s/chunk_index" % key: c,
+                        "videos/%s/file_index" % key: f,
+                        "videos/%s/from_timestamp" % key: t0,
+                        "videos/%s/to_timestamp" % key: t1,
+                    }
+                )
             row["meta/episodes/chunk_index"] = 0
             row["meta/episodes/file_index"] = 0
             stats = _episode_stats(table, ep["images"])
             for feat, st in stats.items():
                 for stat, v in st.items():
                     row["stats/%s/%s" % (feat, stat)] = v
-            row["_extra"] = {k: v for k, v in meta.items()
-                             if k not in ("episode_index", "length", "instruction", "task_index")}
+            row["_extra"] = {
+                k: v
+                for k, v in meta.items()
+                if k not in ("episode_index", "length", "instruction", "task_index")
+            }
             ep_rows.append(row)
             index0 += n
             frames_total += n
@@ -720,9 +863,16 @@ def export_lerobot(src: PathLike, out: PathLike, overwrite: bool = False, crf: i
 
         # meta/tasks.parquet
         tasks = sorted(ds.tasks.items())
-        pq.write_table(_parquet_with_pandas_index(
-            {"task_index": pa.array([i for i, _ in tasks], pa.int64()),
-             "task": pa.array([t for _, t in tasks], pa.string())}, "task"), tmp / TASKS_PATH)
+        pq.write_table(
+            _parquet_with_pandas_index(
+                {
+                    "task_index": pa.array([i for i, _ in tasks], pa.int64()),
+                    "task": pa.array([t for _, t in tasks], pa.string()),
+                },
+                "task",
+            ),
+            tmp / TASKS_PATH,
+        )
 
         # meta/stats.json: ours, image stats reshaped; scalar columns from the episode stats
         stats = {}
@@ -736,21 +886,38 @@ def export_lerobot(src: PathLike, out: PathLike, overwrite: bool = False, crf: i
             ft = feats[key]
             h, w = videos[key].shape or tuple(ft["shape"][:2])
             ft["shape"] = [h, w, 3]
-            ft["info"] = {"video.height": h, "video.width": w, "video.codec": "h264",
-                          "video.pix_fmt": "yuv420p", "video.is_depth_map": False,
-                          "video.fps": _fps_value(fps), "video.channels": 3, "has_audio": False}
+            ft["info"] = {
+                "video.height": h,
+                "video.width": w,
+                "video.codec": "h264",
+                "video.pix_fmt": "yuv420p",
+                "video.is_depth_map": False,
+                "video.fps": _fps_value(fps),
+                "video.channels": 3,
+                "has_audio": False,
+            }
         info = {
-            "codebase_version": CODEBASE_VERSION, "robot_type": ds.robot,
-            "total_episodes": len(ds), "total_frames": frames_total,
-            "total_tasks": len(ds.tasks), "chunks_size": CHUNK_SIZE,
+            "codebase_version": CODEBASE_VERSION,
+            "robot_type": ds.robot,
+            "total_episodes": len(ds),
+            "total_frames": frames_total,
+            "total_tasks": len(ds.tasks),
+            "chunks_size": CHUNK_SIZE,
             "data_files_size_in_mb": data_file_size_mb,
             "video_files_size_in_mb": video_file_size_mb,
-            "fps": _fps_value(fps), "splits": {"train": "0:%d" % len(ds)},
-            "data_path": DATA_PATH, "video_path": VIDEO_PATH if keys else None,
+            "fps": _fps_value(fps),
+            "splits": {"train": "0:%d" % len(ds)},
+            "data_path": DATA_PATH,
+            "video_path": VIDEO_PATH if keys else None,
             "features": feats,
-            "clap_ros": {"format": ds.info.get("format"), "version": ds.info.get("version"),
-                         "robot": ds.robot, "joint_names": ds.joint_names,
-                         "json_columns": json_cols, "source": str(src)},
+            "clap_ros": {
+                "format": ds.info.get("format"),
+                "version": ds.info.get("version"),
+                "robot": ds.robot,
+                "joint_names": ds.joint_names,
+                "json_columns": json_cols,
+                "source": str(src),
+            },
         }
         (tmp / "meta" / "info.json").write_text(json.dumps(info, indent=4))
         size = _dir_bytes(tmp)
@@ -758,10 +925,15 @@ def export_lerobot(src: PathLike, out: PathLike, overwrite: bool = False, crf: i
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return {"episodes": len(ds), "frames": frames_total, "wall_s": time.perf_counter() - t_start,
-            "dataset_bytes": size, "info": info,
-            "data_files": len(list((out / "data").rglob("*.parquet"))),
-            "video_files": len(list((out / "videos").rglob("*.mp4"))) if keys else 0}
+    return {
+        "episodes": len(ds),
+        "frames": frames_total,
+        "wall_s": time.perf_counter() - t_start,
+        "dataset_bytes": size,
+        "info": info,
+        "data_files": len(list((out / "data").rglob("*.parquet"))),
+        "video_files": len(list((out / "videos").rglob("*.mp4"))) if keys else 0,
+    }
 
 
 def _fps_value(fps: float) -> Union[int, float]:

@@ -4,6 +4,7 @@ configuration, the bag's contents (``read_bag``), the ``Replay`` record both mod
 ``stack_params``, the three nodes' parameter schemas filled for a replay (both modes run the
 nodes with exactly these values).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,18 +42,18 @@ class BagEvalError(RuntimeError):
 class BagEvalConfig:
     bags: List[str]
     out: str
-    model: str = "models/default"           # the evaluator's own default: the shipped bundle
+    model: str = "models/default"  # the evaluator's own default: the shipped bundle
     mode: str = "offline"
-    rate: Optional[float] = 1.0             # ros mode replay speed; None = as fast as possible
+    rate: Optional[float] = 1.0  # ros mode replay speed; None = as fast as possible
     topic_map: Optional[str] = None
-    robot: Optional[str] = None             # None: the model bundle's robot
-    command_mode: str = "auto"              # auto: what the bag's operator commands used
+    robot: Optional[str] = None  # None: the model bundle's robot
+    command_mode: str = "auto"  # auto: what the bag's operator commands used
     backend: str = "cpu"
     seed: int = 0
     planner_rate_hz: Optional[float] = None  # None: the planner node's default (PlannerParams)
-    latency_ms: Optional[float] = None      # offline: fixed model-call delay (None: measured)
-    instruction: Optional[str] = None       # overrides the bag's instruction
-    domain_id: Optional[int] = None         # ros mode
+    latency_ms: Optional[float] = None  # offline: fixed model-call delay (None: measured)
+    instruction: Optional[str] = None  # overrides the bag's instruction
+    domain_id: Optional[int] = None  # ros mode
     progress: bool = True
 
     def validate(self) -> None:
@@ -69,8 +70,9 @@ class BagEvalConfig:
                 PlannerParams.spec("planner_rate_hz").check(self.planner_rate_hz)
             except ParamError as e:
                 raise BagEvalError("--planner-rate: %s" % e) from None
-        if self.latency_ms is not None and not (math.isfinite(self.latency_ms)
-                                                and self.latency_ms >= 0):
+        if self.latency_ms is not None and not (
+            math.isfinite(self.latency_ms) and self.latency_ms >= 0
+        ):
             raise BagEvalError("--latency-ms must be >= 0, got %r" % self.latency_ms)
 
 
@@ -80,11 +82,16 @@ def resolve_topics(profile, topic_map: Optional[str]):
     the defaults (the recorder's names, driver topics from the robot profile)."""
     if topic_map:
         from clap_ros.data.topic_map import TopicMap
+
         return TopicMap.load(topic_map).resolve(profile)
-    return SimpleNamespace(camera=T.CAMERA_IMAGE, camera_info=T.CAMERA_INFO,
-                           joint_states=profile.driver.joint_states_topic,
-                           instruction=T.INSTRUCTION, arm_command="",
-                           gripper_command=profile.driver.gripper_command_topic)
+    return SimpleNamespace(
+        camera=T.CAMERA_IMAGE,
+        camera_info=T.CAMERA_INFO,
+        joint_states=profile.driver.joint_states_topic,
+        instruction=T.INSTRUCTION,
+        arm_command="",
+        gripper_command=profile.driver.gripper_command_topic,
+    )
 
 
 def decode_image(msg: Any, msgtype: str) -> np.ndarray:
@@ -97,6 +104,7 @@ def decode_image(msg: Any, msgtype: str) -> np.ndarray:
         return decode_image_msg(msg, msgtype)
     from clap_ros.data.images import compressed_to_rgb
     from clap_ros.inference.preprocess import rgb_from_msg
+
     if msgtype.endswith("CompressedImage"):
         return compressed_to_rgb(msg)
     return rgb_from_msg(msg)
@@ -126,16 +134,16 @@ class BagData:
     js_t: List[int] = field(default_factory=list)
     js_q: List[np.ndarray] = field(default_factory=list)
     js_grip: List[float] = field(default_factory=list)
-    commands: List[Tuple[int, str, Any]] = field(default_factory=list)   # (t, traj|fwd, msg)
+    commands: List[Tuple[int, str, Any]] = field(default_factory=list)  # (t, traj|fwd, msg)
     arm_topic: Optional[str] = None
-    arm_kind: Optional[str] = None          # "traj" | "fwd" | None (no commands recorded)
+    arm_kind: Optional[str] = None  # "traj" | "fwd" | None (no commands recorded)
     grip_t: List[int] = field(default_factory=list)
     grip_v: List[float] = field(default_factory=list)
     image_t: List[int] = field(default_factory=list)
     image_encoding: str = ""
     has_camera_info: bool = False
     instructions: List[Tuple[int, str]] = field(default_factory=list)
-    instruction_source: str = "topic"       # topic (replayed at its times) | override | outcome
+    instruction_source: str = "topic"  # topic (replayed at its times) | override | outcome
     notes: List[str] = field(default_factory=list)
 
     @property
@@ -149,6 +157,7 @@ def read_bag(path: Path, profile, topics, instruction: Optional[str] = None) -> 
     from clap_ros.data.bags import BagReader, deserialize
     from clap_ros.data.images import ImageEncodingError
     from clap_ros.robots import ProfileError
+
     drv = profile.driver
     with BagReader(path) as r:
         have = r.topics
@@ -159,8 +168,10 @@ def read_bag(path: Path, profile, topics, instruction: Optional[str] = None) -> 
             if t and t in have and r.message_counts.get(t, 0) and t not in cands:
                 cands.append(t)
         if topics.arm_command and topics.arm_command not in have:
-            raise BagError("bag %s: missing topic(s) %s (the topic map's arm_command)"
-                           % (path, topics.arm_command))
+            raise BagError(
+                "bag %s: missing topic(s) %s (the topic map's arm_command)"
+                % (path, topics.arm_command)
+            )
         if cands:
             d.arm_topic = cands[0]
             mt = have[d.arm_topic]
@@ -169,21 +180,32 @@ def read_bag(path: Path, profile, topics, instruction: Optional[str] = None) -> 
             elif mt.endswith("Float64MultiArray"):
                 d.arm_kind = "fwd"
             else:
-                raise BagEvalError("bag %s: arm command topic %s has type %s (need "
-                                   "trajectory_msgs/JointTrajectory or std_msgs/Float64MultiArray)"
-                                   % (path, d.arm_topic, mt))
+                raise BagEvalError(
+                    "bag %s: arm command topic %s has type %s (need "
+                    "trajectory_msgs/JointTrajectory or std_msgs/Float64MultiArray)"
+                    % (path, d.arm_topic, mt)
+                )
         else:
-            d.notes.append("no arm command topic (%s) in the bag: the reference is the recorded "
-                           "joint_states" % " or ".join(
-                               t for t in (topics.arm_command, drv.trajectory_topic,
-                                           drv.forward_topic) if t))
-        d.has_camera_info = bool(topics.camera_info in have
-                                 and r.message_counts.get(topics.camera_info, 0))
+            d.notes.append(
+                "no arm command topic (%s) in the bag: the reference is the recorded "
+                "joint_states"
+                % " or ".join(
+                    t for t in (topics.arm_command, drv.trajectory_topic, drv.forward_topic) if t
+                )
+            )
+        d.has_camera_info = bool(
+            topics.camera_info in have and r.message_counts.get(topics.camera_info, 0)
+        )
         if not d.has_camera_info:
             d.notes.append("no %s in the bag: frames are not undistorted" % topics.camera_info)
-        wanted = [topics.joint_states, topics.instruction, topics.gripper_command,
-                  T.EPISODE_OUTCOME, T.SIM_STATUS, topics.camera] + ([d.arm_topic] if d.arm_topic
-                                                                    else [])
+        wanted = [
+            topics.joint_states,
+            topics.instruction,
+            topics.gripper_command,
+            T.EPISODE_OUTCOME,
+            T.SIM_STATUS,
+            topics.camera,
+        ] + ([d.arm_topic] if d.arm_topic else [])
         grip_names = set(profile.gripper.joint_names)
         fallback_instruction = None
         for topic, msgtype, ts, data in r.raw_messages(wanted):
@@ -194,32 +216,44 @@ def read_bag(path: Path, profile, topics, instruction: Optional[str] = None) -> 
                     except ImageEncodingError as e:
                         raise BagEvalError("bag %s: %s: %s" % (path, topics.camera, e)) from None
                     except Exception as e:
-                        raise BagError("bag %s: first message on %s does not deserialise as %s "
-                                       "(%s)" % (path, topic, msgtype, e)) from None
+                        raise BagError(
+                            "bag %s: first message on %s does not deserialise as %s "
+                            "(%s)" % (path, topic, msgtype, e)
+                        ) from None
                     d.image_encoding = "%dx%d" % (rgb.shape[1], rgb.shape[0])
                 d.image_t.append(ts)
                 continue
             try:
                 msg = deserialize(data, msgtype)
             except Exception as e:
-                raise BagError("bag %s: message on %s at %d ns does not deserialise as %s (%s)"
-                               % (path, topic, ts, msgtype, e)) from None
+                raise BagError(
+                    "bag %s: message on %s at %d ns does not deserialise as %s (%s)"
+                    % (path, topic, ts, msgtype, e)
+                ) from None
             if topic == topics.joint_states:
                 names = list(msg.name)
                 pos = np.asarray(msg.position, dtype=np.float64)
                 try:
                     q = profile.reorder(names, pos)
                 except ProfileError as e:
-                    raise BagEvalError("bag %s: %s joint names do not match robot profile '%s': %s"
-                                       % (path, topic, profile.name, e)) from None
+                    raise BagEvalError(
+                        "bag %s: %s joint names do not match robot profile '%s': %s"
+                        % (path, topic, profile.name, e)
+                    ) from None
                 g = [pos[i] for i, n in enumerate(names) if n in grip_names and i < len(pos)]
                 d.js_t.append(ts)
                 d.js_q.append(q)
-                d.js_grip.append(profile.gripper.command_from_position(float(np.mean(g)))
-                                 if g else np.nan)
+                d.js_grip.append(
+                    profile.gripper.command_from_position(float(np.mean(g))) if g else np.nan
+                )
             elif topic == d.arm_topic:
-                d.commands.append((ts, d.arm_kind, msg if d.arm_kind == "traj"
-                                   else np.asarray(msg.data, dtype=np.float64)))
+                d.commands.append(
+                    (
+                        ts,
+                        d.arm_kind,
+                        msg if d.arm_kind == "traj" else np.asarray(msg.data, dtype=np.float64),
+                    )
+                )
             elif topic == topics.gripper_command:
                 if len(msg.data):
                     d.grip_t.append(ts)
@@ -232,8 +266,10 @@ def read_bag(path: Path, profile, topics, instruction: Optional[str] = None) -> 
                 except (ValueError, AttributeError):
                     pass
     if not d.js_t or not d.image_t:
-        raise BagError("bag %s: missing topic(s) %s" % (path, topics.joint_states if not d.js_t
-                                                         else topics.camera))
+        raise BagError(
+            "bag %s: missing topic(s) %s"
+            % (path, topics.joint_states if not d.js_t else topics.camera)
+        )
     if instruction:
         d.instructions = [(d.start_ns, instruction)]
         d.instruction_source = "override"
@@ -241,11 +277,14 @@ def read_bag(path: Path, profile, topics, instruction: Optional[str] = None) -> 
         if fallback_instruction:
             d.instructions = [(d.start_ns, str(fallback_instruction))]
             d.instruction_source = "outcome"
-            d.notes.append("instruction from the episode outcome/status (no %s)"
-                           % topics.instruction)
+            d.notes.append(
+                "instruction from the episode outcome/status (no %s)" % topics.instruction
+            )
         else:
-            raise BagError("bag %s: missing topic(s) %s: no instruction to plan with (pass "
-                           "--instruction)" % (path, topics.instruction))
+            raise BagError(
+                "bag %s: missing topic(s) %s: no instruction to plan with (pass "
+                "--instruction)" % (path, topics.instruction)
+            )
     return d
 
 
@@ -256,7 +295,7 @@ class Replay:
 
     mode: str
     command_mode: str
-    arm: List[Tuple[int, str, Any]] = field(default_factory=list)   # (t, traj|fwd, msg|q)
+    arm: List[Tuple[int, str, Any]] = field(default_factory=list)  # (t, traj|fwd, msg|q)
     gripper: List[Tuple[int, float]] = field(default_factory=list)
     latency_s: List[float] = field(default_factory=list)
     latency_source: str = ""
@@ -279,17 +318,28 @@ def command_mode(cfg: BagEvalConfig, data: BagData) -> str:
 def counts_from_diagnostics(d: Dict[str, Any]) -> Dict[str, int]:
     """Counters from the action node's diagnostics (the controller's dict, or the values of its
     /clap/diagnostics status): the same keys in both modes."""
+
     def num(k):
         try:
             return int(float(d.get(k, 0) or 0))
         except (TypeError, ValueError):
             return 0
-    safety = {k: num(k) for k in d if (k.startswith("safety_") or k.startswith("trajectory_"))
-              and k not in ("trajectory_time_scale",)}
-    c = {"chunks_accepted": num("chunks_accepted"), "chunks_rejected": num("chunks_rejected"),
-         "inferences": num("inferences"), "inference_errors": num("inference_errors"),
-         "tracking_faults": num("tracking_faults"), "commands": num("commands"),
-         "trajectories": num("trajectories")}
+
+    safety = {
+        k: num(k)
+        for k in d
+        if (k.startswith("safety_") or k.startswith("trajectory_"))
+        and k not in ("trajectory_time_scale",)
+    }
+    c = {
+        "chunks_accepted": num("chunks_accepted"),
+        "chunks_rejected": num("chunks_rejected"),
+        "inferences": num("inferences"),
+        "inference_errors": num("inference_errors"),
+        "tracking_faults": num("tracking_faults"),
+        "commands": num("commands"),
+        "trajectories": num("trajectories"),
+    }
     c["safety_interventions"] = sum(safety.values())
     c.update(safety)
     return c
@@ -306,13 +356,21 @@ def stack_params(cfg: BagEvalConfig, data: BagData, profile) -> StackParams:
         planner["planner_rate_hz"] = cfg.planner_rate_hz
     try:
         return StackParams(
-            encoder=EncoderParams.from_mapping(dict(runtime, robot=profile.name,
-                                                    require_camera_info=data.has_camera_info)),
+            encoder=EncoderParams.from_mapping(
+                dict(runtime, robot=profile.name, require_camera_info=data.has_camera_info)
+            ),
             planner=PlannerParams.from_mapping(planner),
-            action=ActionParams.from_mapping(dict(
-                runtime, robot=profile.name, command_mode=command_mode(cfg, data),
-                enable_on_start=True, tracking_tolerance_rad=REPLAY_TRACKING_TOLERANCE_RAD,
-                seed=cfg.seed)))
+            action=ActionParams.from_mapping(
+                dict(
+                    runtime,
+                    robot=profile.name,
+                    command_mode=command_mode(cfg, data),
+                    enable_on_start=True,
+                    tracking_tolerance_rad=REPLAY_TRACKING_TOLERANCE_RAD,
+                    seed=cfg.seed,
+                )
+            ),
+        )
     except ParamError as e:
         raise BagEvalError(str(e)) from None
 
@@ -321,6 +379,8 @@ def node_params(sp: StackParams, model_dir) -> Dict[str, Dict[str, Any]]:
     """``stack_params`` as ROS parameters per node (only what differs from the schema defaults,
     plus the model directory and sim time)."""
     common = {"model": str(model_dir), "use_sim_time": True}
-    return {"encoder_node": dict(sp.encoder.overrides(), **common),
-            "planner_node": dict(sp.planner.overrides(), **common),
-            "action_node": dict(sp.action.overrides(), **common)}
+    return {
+        "encoder_node": dict(sp.encoder.overrides(), **common),
+        "planner_node": dict(sp.planner.overrides(), **common),
+        "action_node": dict(sp.action.overrides(), **common),
+    }

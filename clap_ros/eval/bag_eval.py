@@ -18,6 +18,7 @@ commanded at the same times. Two ways to run the stack:
 Both end in the same ``Replay`` record, scored by ``clap_ros.eval.bag_metrics`` and written as
 ``metrics.json`` + a self-contained ``report.html`` (``clap_ros.eval.report``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,14 +52,18 @@ from clap_ros.eval.bag_data import (  # noqa: F401  (re-exported)
     stamp_s,
 )
 
-METRIC_GRID_HZ = 100.0     # commanded vs reference trajectories are compared on this grid
+METRIC_GRID_HZ = 100.0  # commanded vs reference trajectories are compared on this grid
 
 
 def _traj_msg(tr) -> Any:
     from clap_ros.data.bags import joint_trajectory_msg
-    return joint_trajectory_msg(tr.joint_names, [p[0] for p in tr.points],
-                                np.array([p[1] for p in tr.points]),
-                                np.array([p[2] for p in tr.points]))
+
+    return joint_trajectory_msg(
+        tr.joint_names,
+        [p[0] for p in tr.points],
+        np.array([p[1] for p in tr.points]),
+        np.array([p[2] for p in tr.points]),
+    )
 
 
 def replay_offline(data: BagData, runtime, profile, cfg: BagEvalConfig) -> Replay:
@@ -70,8 +75,11 @@ def replay_offline(data: BagData, runtime, profile, cfg: BagEvalConfig) -> Repla
 
     sp = stack_params(cfg, data, profile)
     stack = VirtualStack(profile, runtime, sp, latency_ms=cfg.latency_ms)
-    rep = Replay(mode="offline", command_mode=sp.action.command_mode,
-                 latency_source="exact: camera frame stamp -> first command from its chunk")
+    rep = Replay(
+        mode="offline",
+        command_mode=sp.action.command_mode,
+        latency_source="exact: camera frame stamp -> first command from its chunk",
+    )
     tp = data.topics
     t_first = data.start_ns * 1e-9
     t_end = data.end_ns * 1e-9
@@ -92,8 +100,11 @@ def replay_offline(data: BagData, runtime, profile, cfg: BagEvalConfig) -> Repla
     if instr_topic is None:
         # not on the bag's topic (override / outcome): known from the start
         stack.on_instruction(data.instructions[0][1], t_first)
-    topics_b = [tp.camera, tp.joint_states] + ([tp.camera_info] if data.has_camera_info else []) \
+    topics_b = (
+        [tp.camera, tp.joint_states]
+        + ([tp.camera_info] if data.has_camera_info else [])
         + ([instr_topic] if instr_topic else [])
+    )
     bar = _bar(cfg, len(data.image_t), "offline %s" % data.path.name)
     with BagReader(data.path) as r:
         for topic, msgtype, ts, msg in r.messages(topics_b):
@@ -105,8 +116,9 @@ def replay_offline(data: BagData, runtime, profile, cfg: BagEvalConfig) -> Repla
             elif topic == tp.camera_info:
                 stack.on_camera_info(msg, t)
             elif topic == tp.joint_states:
-                stack.on_joint_state(list(msg.name), list(msg.position),
-                                     stamp_s(hdr_ns(msg), ts), t)
+                stack.on_joint_state(
+                    list(msg.name), list(msg.position), stamp_s(hdr_ns(msg), ts), t
+                )
             elif topic == instr_topic:
                 stack.on_instruction(str(msg.data), t)
     collect(stack.advance_to(t_end))
@@ -122,13 +134,17 @@ def replay_offline(data: BagData, runtime, profile, cfg: BagEvalConfig) -> Repla
     rep.counts["watchdog_stops"] = len(rep.stops)
     rep.extra["final_state"] = d.get("state")
     rep.extra["final_reason"] = d.get("reason")
-    rep.extra["latency_model"] = ("fixed %g ms per model call" % cfg.latency_ms
-                                  if cfg.latency_ms is not None else "measured wall time")
+    rep.extra["latency_model"] = (
+        "fixed %g ms per model call" % cfg.latency_ms
+        if cfg.latency_ms is not None
+        else "measured wall time"
+    )
     return rep
 
 
 def _bar(cfg: BagEvalConfig, total: int, desc: str):
     from tqdm import tqdm
+
     return tqdm(total=total, desc=desc, unit="frame", disable=not cfg.progress, leave=False)
 
 
@@ -137,23 +153,32 @@ def _commanded(profile, commands, grid_ns: np.ndarray, t0_ns: int, initial_q) ->
     """Commanded arm positions at ``grid_ns``: the commands replayed through the
     JointTrajectoryController rules, as bag2dataset does for the dataset's actions."""
     from clap_ros.data.bag2dataset import commanded_arm
-    q, _ = commanded_arm(profile, SimpleNamespace(commands=list(commands)), grid_ns, t0_ns,
-                         np.asarray(initial_q, dtype=np.float64))
+
+    q, _ = commanded_arm(
+        profile,
+        SimpleNamespace(commands=list(commands)),
+        grid_ns,
+        t0_ns,
+        np.asarray(initial_q, dtype=np.float64),
+    )
     return q
 
 
-def _latest(times: Sequence[int], values: Sequence[float], grid_ns: np.ndarray,
-            before: float) -> np.ndarray:
+def _latest(
+    times: Sequence[int], values: Sequence[float], grid_ns: np.ndarray, before: float
+) -> np.ndarray:
     from clap_ros.data.bag2dataset import latest_index
+
     if not len(times):
         return np.full(len(grid_ns), before, dtype=np.float64)
     i = latest_index(times, grid_ns)
     v = np.asarray(list(values) + [before], dtype=np.float64)
-    return v[i]          # index -1 picks the appended "before" value
+    return v[i]  # index -1 picks the appended "before" value
 
 
 def _js_at(data: BagData, grid_ns: np.ndarray) -> np.ndarray:
     from clap_ros.data.bag2dataset import latest_index
+
     i = np.maximum(latest_index(data.js_t, grid_ns), 0)
     return np.stack(data.js_q)[i]
 
@@ -162,12 +187,14 @@ def score(data: BagData, rep: Replay, profile, chunk_horizon_s: float) -> Dict[s
     """metrics for one bag (see bag_metrics); plus the series the report plots under "_series"."""
     from clap_ros.control.trajectory import points_from_msg
     from clap_ros.eval import bag_metrics as M
+
     dof = profile.dof
     names = list(profile.joint_names)
     t0 = data.start_ns
     ref_initial = data.js_q[0]
     if data.commands:
         from clap_ros.data.bag2dataset import latest_index
+
         k = latest_index(data.js_t, np.array([data.commands[0][0]]))[0]
         ref_initial = data.js_q[max(int(k), 0)]
 
@@ -176,12 +203,18 @@ def score(data: BagData, rep: Replay, profile, chunk_horizon_s: float) -> Dict[s
             return _commanded(profile, data.commands, grid_ns, t0, ref_initial)
         return _js_at(data, grid_ns)
 
-    m: Dict[str, Any] = {"bag": str(data.path), "mode": rep.mode,
-                         "command_mode": rep.command_mode, "reference": data.reference,
-                         "reference_topic": data.arm_topic or data.topics.joint_states,
-                         "duration_s": (data.end_ns - data.start_ns) * 1e-9,
-                         "frames": len(data.image_t), "instruction": data.instructions[0][1],
-                         "notes": list(data.notes), "wall_s": rep.wall_s}
+    m: Dict[str, Any] = {
+        "bag": str(data.path),
+        "mode": rep.mode,
+        "command_mode": rep.command_mode,
+        "reference": data.reference,
+        "reference_topic": data.arm_topic or data.topics.joint_states,
+        "duration_s": (data.end_ns - data.start_ns) * 1e-9,
+        "frames": len(data.image_t),
+        "instruction": data.instructions[0][1],
+        "notes": list(data.notes),
+        "wall_s": rep.wall_s,
+    }
     series: Dict[str, Any] = {"joint_names": names}
     # commanded trajectory vs reference on a uniform grid, from our first command to the end
     first_cmd = rep.arm[0][0] if rep.arm else None
@@ -196,16 +229,24 @@ def score(data: BagData, rep: Replay, profile, chunk_horizon_s: float) -> Dict[s
         m["reference_smoothness"] = M.smoothness(tsec, ref)
         js_grip = np.asarray(data.js_grip, dtype=np.float64)
         start_grip = float(js_grip[0]) if np.isfinite(js_grip[0]) else 1.0
-        ref_g = (_latest(data.grip_t, data.grip_v, grid, start_grip) if data.grip_t
-                 else _latest(data.js_t, np.where(np.isfinite(js_grip), js_grip, start_grip),
-                              grid, start_grip))
-        our_g = _latest([t for t, _ in rep.gripper], [v for _, v in rep.gripper], grid,
-                        start_grip)
+        ref_g = (
+            _latest(data.grip_t, data.grip_v, grid, start_grip)
+            if data.grip_t
+            else _latest(
+                data.js_t, np.where(np.isfinite(js_grip), js_grip, start_grip), grid, start_grip
+            )
+        )
+        our_g = _latest([t for t, _ in rep.gripper], [v for _, v in rep.gripper], grid, start_grip)
         m["gripper"] = M.gripper_agreement(our_g, ref_g)
         m["gripper"]["reference"] = "gripper commands" if data.grip_t else "joint_states"
-        series.update(t=tsec.tolist(), ours=ours.tolist(), ref=ref.tolist(),
-                      err=np.max(np.abs(ours - ref), axis=1).tolist(),
-                      grip_ours=our_g.tolist(), grip_ref=ref_g.tolist())
+        series.update(
+            t=tsec.tolist(),
+            ours=ours.tolist(),
+            ref=ref.tolist(),
+            err=np.max(np.abs(ours - ref), axis=1).tolist(),
+            grip_ours=our_g.tolist(),
+            grip_ref=ref_g.tolist(),
+        )
     else:
         m["command"] = M.tracking_errors(np.zeros((0, dof)), np.zeros((0, dof)))
         m["smoothness"] = M.smoothness(np.zeros(0), np.zeros((0, dof)))
@@ -234,8 +275,9 @@ def score(data: BagData, rep: Replay, profile, chunk_horizon_s: float) -> Dict[s
         idx = np.searchsorted(flat, times)
         refc[valid] = ref_flat[idx[valid]]
         m["chunk"] = M.chunk_errors(pred, refc, valid, names)
-        m["chunk"]["source"] = "JointTrajectory commands over the chunk horizon (%.2f s)" \
-            % chunk_horizon_s
+        m["chunk"]["source"] = (
+            "JointTrajectory commands over the chunk horizon (%.2f s)" % chunk_horizon_s
+        )
         # hand-over: the new trajectory's first point vs where the previous one was headed then
         before, after = [], []
         for (t_a, tf_a, q_a), (t_b, tf_b, q_b) in zip(rows, rows[1:]):
@@ -244,16 +286,21 @@ def score(data: BagData, rep: Replay, profile, chunk_horizon_s: float) -> Dict[s
             x = (t_b - t_a) * 1e-9 + tf_b[0]
             before.append([np.interp(x, tf_a, q_a[:, j]) for j in range(dof)])
             after.append(q_b[0])
-        m["boundaries"] = {"position": M.discontinuities(np.array(before).reshape(-1, dof),
-                                                         np.array(after).reshape(-1, dof))}
+        m["boundaries"] = {
+            "position": M.discontinuities(
+                np.array(before).reshape(-1, dof), np.array(after).reshape(-1, dof)
+            )
+        }
     else:
         m["chunk"] = None
         m["boundaries"] = None
     if rep.rf_chunks:
         hz = len(rep.rf_chunks[0][1])
         dt = chunk_horizon_s / hz
-        t_steps = np.array([[int(round((s + i * dt) * 1e9)) for i in range(hz)]
-                            for s, _ in rep.rf_chunks], dtype=np.int64)
+        t_steps = np.array(
+            [[int(round((s + i * dt) * 1e9)) for i in range(hz)] for s, _ in rep.rf_chunks],
+            dtype=np.int64,
+        )
         pred = np.stack([c[:, :dof] for _, c in rep.rf_chunks])
         valid = (t_steps >= data.start_ns) & (t_steps <= data.end_ns)
         flat = np.unique(t_steps[valid])
@@ -265,14 +312,22 @@ def score(data: BagData, rep: Replay, profile, chunk_horizon_s: float) -> Dict[s
     m["latency_ms"] = M.distribution(rep.latency_s, 1e3)
     m["latency_ms"]["source"] = rep.latency_source
     cmd_t = [t * 1e-9 for t, _, _ in rep.arm]
-    m["rates"] = {"command_hz": M.achieved_rate(cmd_t),
-                  "chunk_hz": M.achieved_rate([t * 1e-9 for t, k, _ in rep.arm if k == "traj"])
-                  if rep.command_mode == "joint_trajectory" else None,
-                  "gripper_hz": M.achieved_rate([t * 1e-9 for t, _ in rep.gripper]),
-                  "latent_hz": rep.latents / m["duration_s"] if m["duration_s"] > 0 else None,
-                  "plan_hz": rep.plans / m["duration_s"] if m["duration_s"] > 0 else None}
-    m["counts"] = dict(rep.counts, latents=rep.latents, plans=rep.plans,
-                       arm_commands=len(rep.arm), gripper_commands=len(rep.gripper))
+    m["rates"] = {
+        "command_hz": M.achieved_rate(cmd_t),
+        "chunk_hz": M.achieved_rate([t * 1e-9 for t, k, _ in rep.arm if k == "traj"])
+        if rep.command_mode == "joint_trajectory"
+        else None,
+        "gripper_hz": M.achieved_rate([t * 1e-9 for t, _ in rep.gripper]),
+        "latent_hz": rep.latents / m["duration_s"] if m["duration_s"] > 0 else None,
+        "plan_hz": rep.plans / m["duration_s"] if m["duration_s"] > 0 else None,
+    }
+    m["counts"] = dict(
+        rep.counts,
+        latents=rep.latents,
+        plans=rep.plans,
+        arm_commands=len(rep.arm),
+        gripper_commands=len(rep.gripper),
+    )
     m["stops"] = [{"t_s": round(t, 3), "reason": r} for t, r in rep.stops]
     if rep.output_bag:
         m["output_bag"] = rep.output_bag
@@ -294,6 +349,7 @@ class BagEvaluator:
         from clap_ros.inference.bundle import BundleError, load_bundle
         from clap_ros.nodes.clap_logic import resolve_model_dir
         from clap_ros.robots import ProfileError, load_profile
+
         cfg = self.cfg
         model_dir = resolve_model_dir(cfg.model)
         try:
@@ -305,11 +361,13 @@ class BagEvaluator:
         except (ProfileError, OSError, ValueError) as e:
             raise BagEvalError("--robot %s: %s" % (cfg.robot or bundle.robot, e)) from None
         if list(bundle.joint_names) != list(profile.joint_names):
-            raise BagEvalError("model %s is for joints %s, robot '%s' has %s"
-                               % (cfg.model, bundle.joint_names, profile.name, profile.joint_names))
+            raise BagEvalError(
+                "model %s is for joints %s, robot '%s' has %s"
+                % (cfg.model, bundle.joint_names, profile.name, profile.joint_names)
+            )
         try:
             topics = resolve_topics(profile, cfg.topic_map)
-        except (ValueError, OSError) as e:        # TopicMapError is a ValueError
+        except (ValueError, OSError) as e:  # TopicMapError is a ValueError
             raise BagEvalError("--topic-map %s: %s" % (cfg.topic_map, e)) from None
         horizon = bundle.chunk_length * bundle.chunk_dt_s
         out = Path(cfg.out)
@@ -317,6 +375,7 @@ class BagEvaluator:
         runtime = None
         if cfg.mode == "offline":
             from clap_ros.inference.policy import ClapRuntime
+
             runtime = ClapRuntime(bundle, backend=cfg.backend, intra_op_num_threads=1)
         results: List[Dict[str, Any]] = []
         try:
@@ -329,14 +388,22 @@ class BagEvaluator:
                         rep = replay_offline(data, runtime, profile, cfg)
                     else:
                         from clap_ros.eval.bag_player import replay_ros
-                        rep = replay_ros(data, profile, cfg, model_dir,
-                                         out / ("%02d_%s" % (i, name)))
+
+                        rep = replay_ros(
+                            data, profile, cfg, model_dir, out / ("%02d_%s" % (i, name))
+                        )
                     m = score(data, rep, profile, horizon)
-                    self.log("%s: chunk MAE %s rad, command MAE %s rad, latency p50 %s ms, "
-                             "%d chunks" % (name, _fmt(M.lookup(m, ("chunk", "mae"))),
-                                            _fmt(M.lookup(m, ("command", "mae"))),
-                                            _fmt(M.lookup(m, ("latency_ms", "p50"))),
-                                            m["counts"].get("chunks_accepted", 0)))
+                    self.log(
+                        "%s: chunk MAE %s rad, command MAE %s rad, latency p50 %s ms, "
+                        "%d chunks"
+                        % (
+                            name,
+                            _fmt(M.lookup(m, ("chunk", "mae"))),
+                            _fmt(M.lookup(m, ("command", "mae"))),
+                            _fmt(M.lookup(m, ("latency_ms", "p50"))),
+                            m["counts"].get("chunks_accepted", 0),
+                        )
+                    )
                 except (BagError, BagEvalError) as e:
                     self.log("skipped: %s" % e, file=sys.stderr)
                     m = {"bag": str(bag), "error": str(e)}
@@ -346,26 +413,37 @@ class BagEvaluator:
             if runtime is not None:
                 runtime.close()
         ok = [m for m in results if "error" not in m]
-        summary = {"format": "clap_ros_bag_eval", "version": 1, "mode": cfg.mode,
-                   "model": str(cfg.model), "robot": profile.name,
-                   "config": {k: v for k, v in asdict(cfg).items() if k not in ("progress",)},
-                   "bags": [{k: v for k, v in m.items() if k != "_series"} for m in results],
-                   "summary": {"fields": [[lab, "/".join(p), unit]
-                                          for lab, p, unit in M.SUMMARY_FIELDS],
-                               "per_bag": [dict(name=m["name"], **{
-                                   lab: M.lookup(m, p) for lab, p, _ in M.SUMMARY_FIELDS})
-                                   for m in ok],
-                               "aggregate": M.aggregate(ok)},
-                   "evaluated": len(ok), "failed": len(results) - len(ok)}
+        summary = {
+            "format": "clap_ros_bag_eval",
+            "version": 1,
+            "mode": cfg.mode,
+            "model": str(cfg.model),
+            "robot": profile.name,
+            "config": {k: v for k, v in asdict(cfg).items() if k not in ("progress",)},
+            "bags": [{k: v for k, v in m.items() if k != "_series"} for m in results],
+            "summary": {
+                "fields": [[lab, "/".join(p), unit] for lab, p, unit in M.SUMMARY_FIELDS],
+                "per_bag": [
+                    dict(name=m["name"], **{lab: M.lookup(m, p) for lab, p, _ in M.SUMMARY_FIELDS})
+                    for m in ok
+                ],
+                "aggregate": M.aggregate(ok),
+            },
+            "evaluated": len(ok),
+            "failed": len(results) - len(ok),
+        }
         from clap_ros.data.jsonable import json_default
+
         (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=json_default))
         from clap_ros.eval.report import write_report
+
         write_report(out / "report.html", summary, results)
         return summary
 
 
 def _fresh_preprocessor(bundle):
     from clap_ros.inference.preprocess import Preprocessor
+
     return Preprocessor(bundle.image_height, bundle.image_width, None)
 
 
@@ -412,39 +490,81 @@ def _rate(text: str) -> Optional[float]:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "eval-bag", help="replay rosbags through the CLAP stack; metrics + HTML report",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bag", action="append", required=True, metavar="PATH",
-                   help="rosbag2 directory, .mcap/.db3 file, or a folder searched for bags; "
-                        "repeat for several (summary table)")
-    p.add_argument("--model", default="models/default",
-                   help="model bundle directory (default models/default)")
-    p.add_argument("--mode", default="offline", choices=MODES,
-                   help="offline: no ROS, fast; ros: the real nodes on sim time (default offline)")
-    p.add_argument("--rate", type=_rate, default=1.0,
-                   help="ros mode: replay speed, 1.0 = as recorded, or 'max' (unpaced; the nodes "
-                        "then drop frames). Offline mode always runs as fast as it can on the "
-                        "bag's clock. Default 1.0")
+        "eval-bag",
+        help="replay rosbags through the CLAP stack; metrics + HTML report",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--bag",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="rosbag2 directory, .mcap/.db3 file, or a folder searched for bags; "
+        "repeat for several (summary table)",
+    )
+    p.add_argument(
+        "--model", default="models/default", help="model bundle directory (default models/default)"
+    )
+    p.add_argument(
+        "--mode",
+        default="offline",
+        choices=MODES,
+        help="offline: no ROS, fast; ros: the real nodes on sim time (default offline)",
+    )
+    p.add_argument(
+        "--rate",
+        type=_rate,
+        default=1.0,
+        help="ros mode: replay speed, 1.0 = as recorded, or 'max' (unpaced; the nodes "
+        "then drop frames). Offline mode always runs as fast as it can on the "
+        "bag's clock. Default 1.0",
+    )
     p.add_argument("--out", required=True, help="directory for metrics.json and report.html")
-    p.add_argument("--topic-map", default=None,
-                   help="YAML mapping this bag's topic names (camera, camera_info, joint_states, "
-                        "instruction, arm_command, gripper_command) to ours")
-    p.add_argument("--robot", default=None,
-                   help="robot profile (fr3, panda, ur5e or a YAML); default the model's robot")
-    p.add_argument("--command-mode", default="auto", choices=COMMAND_MODES,
-                   help="how the action node commands: auto = like the bag's recorded commands "
-                        "(JointTrajectory -> joint_trajectory, Float64MultiArray -> "
-                        "forward_position); default auto")
-    p.add_argument("--instruction", default=None,
-                   help="task instruction to plan with (default: the bag's /clap/instruction)")
-    p.add_argument("--backend", default="cpu", choices=("auto", "cpu", "cuda", "tensorrt"),
-                   help="inference backend (default cpu)")
+    p.add_argument(
+        "--topic-map",
+        default=None,
+        help="YAML mapping this bag's topic names (camera, camera_info, joint_states, "
+        "instruction, arm_command, gripper_command) to ours",
+    )
+    p.add_argument(
+        "--robot",
+        default=None,
+        help="robot profile (fr3, panda, ur5e or a YAML); default the model's robot",
+    )
+    p.add_argument(
+        "--command-mode",
+        default="auto",
+        choices=COMMAND_MODES,
+        help="how the action node commands: auto = like the bag's recorded commands "
+        "(JointTrajectory -> joint_trajectory, Float64MultiArray -> "
+        "forward_position); default auto",
+    )
+    p.add_argument(
+        "--instruction",
+        default=None,
+        help="task instruction to plan with (default: the bag's /clap/instruction)",
+    )
+    p.add_argument(
+        "--backend",
+        default="cpu",
+        choices=("auto", "cpu", "cuda", "tensorrt"),
+        help="inference backend (default cpu)",
+    )
     p.add_argument("--seed", type=int, default=0, help="RF noise seed (default 0)")
-    p.add_argument("--latency-ms", type=float, default=None,
-                   help="offline mode: delay every model call's result by this many ms of "
-                        "virtual time instead of the wall time it really took")
-    p.add_argument("--domain-id", type=int, default=None,
-                   help="ros mode: ROS_DOMAIN_ID (default $ROS_DOMAIN_ID, else random)")
+    p.add_argument(
+        "--latency-ms",
+        type=float,
+        default=None,
+        help="offline mode: delay every model call's result by this many ms of "
+        "virtual time instead of the wall time it really took",
+    )
+    p.add_argument(
+        "--domain-id",
+        type=int,
+        default=None,
+        help="ros mode: ROS_DOMAIN_ID (default $ROS_DOMAIN_ID, else random)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -454,6 +574,7 @@ def expand_bag_args(paths: Sequence[str]) -> List[str]:
     (sorted), so `--bag recordings/` evaluates a whole session. A folder without bags stays as
     given, and the evaluator reports it."""
     from clap_ros.data.bags import find_bags, is_bag
+
     out: List[str] = []
     for p in paths:
         path = Path(p)
@@ -466,25 +587,41 @@ def expand_bag_args(paths: Sequence[str]) -> List[str]:
 
 
 def run(args) -> int:
-    cfg = BagEvalConfig(bags=expand_bag_args(args.bag), out=args.out, model=args.model,
-                        mode=args.mode,
-                        rate=args.rate, topic_map=args.topic_map, robot=args.robot,
-                        command_mode=args.command_mode, backend=args.backend, seed=args.seed,
-                        instruction=args.instruction, domain_id=args.domain_id,
-                        latency_ms=args.latency_ms,
-                        progress=not args.no_progress)
+    cfg = BagEvalConfig(
+        bags=expand_bag_args(args.bag),
+        out=args.out,
+        model=args.model,
+        mode=args.mode,
+        rate=args.rate,
+        topic_map=args.topic_map,
+        robot=args.robot,
+        command_mode=args.command_mode,
+        backend=args.backend,
+        seed=args.seed,
+        instruction=args.instruction,
+        domain_id=args.domain_id,
+        latency_ms=args.latency_ms,
+        progress=not args.no_progress,
+    )
     try:
         summary = BagEvaluator(cfg, log=lambda *a, **k: print(*a, **k)).run()
     except BagEvalError as e:
         print("clap-ros eval-bag: error: %s" % e, file=sys.stderr)
         return 2
     agg = summary["summary"]["aggregate"]
-    print("evaluated %d bag(s), %d failed (%s mode): chunk MAE %s rad, gripper agreement %s, "
-          "latency p50 %s ms -> %s" % (summary["evaluated"], summary["failed"], cfg.mode,
-                                       _fmt(agg.get("chunk MAE")),
-                                       _fmt(agg.get("gripper agreement")),
-                                       _fmt(agg.get("latency p50")),
-                                       Path(cfg.out) / "report.html"))
+    print(
+        "evaluated %d bag(s), %d failed (%s mode): chunk MAE %s rad, gripper agreement %s, "
+        "latency p50 %s ms -> %s"
+        % (
+            summary["evaluated"],
+            summary["failed"],
+            cfg.mode,
+            _fmt(agg.get("chunk MAE")),
+            _fmt(agg.get("gripper agreement")),
+            _fmt(agg.get("latency p50")),
+            Path(cfg.out) / "report.html",
+        )
+    )
     if summary["evaluated"] == 0:
         return 2
     return 1 if summary["failed"] else 0

@@ -5,6 +5,7 @@ a known answer on synthetic signals (tests/unit/test_bag_metrics.py). Times are 
 arrays ``[..., J]``. Summaries are plain dicts of floats / lists (JSON-ready); a statistic of an
 empty selection is ``None``, never NaN, so metrics.json stays valid JSON.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -21,8 +22,12 @@ def _list(a) -> List[Optional[float]]:
     return [_f(v) for v in np.asarray(a, dtype=np.float64).reshape(-1)]
 
 
-def chunk_errors(pred: np.ndarray, ref: np.ndarray, valid: Optional[np.ndarray] = None,
-                 names: Optional[Sequence[str]] = None) -> Dict[str, object]:
+def chunk_errors(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    valid: Optional[np.ndarray] = None,
+    names: Optional[Sequence[str]] = None,
+) -> Dict[str, object]:
     """Errors of predicted chunks against the reference at the same future times.
 
     ``pred``, ``ref``: ``[K chunks, H steps, J joints]``; ``valid`` ``[K, H]`` marks steps whose
@@ -32,23 +37,33 @@ def chunk_errors(pred: np.ndarray, ref: np.ndarray, valid: Optional[np.ndarray] 
     pred = np.asarray(pred, dtype=np.float64)
     ref = np.asarray(ref, dtype=np.float64)
     if pred.shape != ref.shape or pred.ndim != 3:
-        raise ValueError("pred and ref must both be [K, H, J], got %s and %s"
-                         % (pred.shape, ref.shape))
+        raise ValueError(
+            "pred and ref must both be [K, H, J], got %s and %s" % (pred.shape, ref.shape)
+        )
     k, h, j = pred.shape
     valid = np.ones((k, h), bool) if valid is None else np.asarray(valid, bool)
     err = pred - ref
-    e = err[valid]                                   # [n, J]
+    e = err[valid]  # [n, J]
     n = int(e.shape[0])
-    out: Dict[str, object] = {"chunks": int(k), "steps": n,
-                              "joint_names": list(names) if names is not None else None}
+    out: Dict[str, object] = {
+        "chunks": int(k),
+        "steps": n,
+        "joint_names": list(names) if names is not None else None,
+    }
     if n == 0:
-        out.update(mae=None, rmse=None, mae_per_joint=[None] * j, rmse_per_joint=[None] * j,
-                   mae_per_step=[None] * h, max_abs=None)
+        out.update(
+            mae=None,
+            rmse=None,
+            mae_per_joint=[None] * j,
+            rmse_per_joint=[None] * j,
+            mae_per_step=[None] * h,
+            max_abs=None,
+        )
         return out
     out["mae_per_joint"] = _list(np.mean(np.abs(e), axis=0))
-    out["rmse_per_joint"] = _list(np.sqrt(np.mean(e ** 2, axis=0)))
+    out["rmse_per_joint"] = _list(np.sqrt(np.mean(e**2, axis=0)))
     out["mae"] = _f(np.mean(np.abs(e)))
-    out["rmse"] = _f(np.sqrt(np.mean(e ** 2)))
+    out["rmse"] = _f(np.sqrt(np.mean(e**2)))
     out["max_abs"] = _f(np.max(np.abs(e)))
     per_step = []
     for i in range(h):
@@ -58,8 +73,9 @@ def chunk_errors(pred: np.ndarray, ref: np.ndarray, valid: Optional[np.ndarray] 
     return out
 
 
-def gripper_agreement(pred: np.ndarray, ref: np.ndarray, threshold: float = 0.5
-                      ) -> Dict[str, object]:
+def gripper_agreement(
+    pred: np.ndarray, ref: np.ndarray, threshold: float = 0.5
+) -> Dict[str, object]:
     """Open/close agreement of two opening signals (0 closed .. 1 open) sampled at the same
     times: the fraction of samples on the same side of ``threshold``, and how often each
     switched state (a policy that chatters shows many more switches than the operator)."""
@@ -69,9 +85,12 @@ def gripper_agreement(pred: np.ndarray, ref: np.ndarray, threshold: float = 0.5
         raise ValueError("gripper signals differ in length: %d vs %d" % (p.size, r.size))
     if p.size == 0:
         return {"samples": 0, "agreement": None, "switches_pred": 0, "switches_ref": 0}
-    return {"samples": int(p.size), "agreement": _f(np.mean(p == r)),
-            "switches_pred": int(np.count_nonzero(np.diff(p.astype(int)))),
-            "switches_ref": int(np.count_nonzero(np.diff(r.astype(int))))}
+    return {
+        "samples": int(p.size),
+        "agreement": _f(np.mean(p == r)),
+        "switches_pred": int(np.count_nonzero(np.diff(p.astype(int)))),
+        "switches_ref": int(np.count_nonzero(np.diff(r.astype(int)))),
+    }
 
 
 def derivatives(times: np.ndarray, q: np.ndarray):
@@ -101,9 +120,12 @@ def smoothness(times: np.ndarray, q: np.ndarray) -> Dict[str, object]:
         if d.shape[0] == 0:
             out[name] = {"max_per_joint": None, "rms_per_joint": None, "max": None, "rms": None}
             continue
-        out[name] = {"max_per_joint": _list(np.max(np.abs(d), axis=0)),
-                     "rms_per_joint": _list(np.sqrt(np.mean(d ** 2, axis=0))),
-                     "max": _f(np.max(np.abs(d))), "rms": _f(np.sqrt(np.mean(d ** 2)))}
+        out[name] = {
+            "max_per_joint": _list(np.max(np.abs(d), axis=0)),
+            "rms_per_joint": _list(np.sqrt(np.mean(d**2, axis=0))),
+            "max": _f(np.max(np.abs(d))),
+            "rms": _f(np.sqrt(np.mean(d**2))),
+        }
     return out
 
 
@@ -127,9 +149,14 @@ def distribution(values: Sequence[float], scale: float = 1.0) -> Dict[str, objec
     if v.size == 0:
         return {"count": 0, "mean": None, "p50": None, "p90": None, "p99": None, "max": None}
     v = v * scale
-    return {"count": int(v.size), "mean": _f(np.mean(v)), "p50": _f(np.percentile(v, 50)),
-            "p90": _f(np.percentile(v, 90)), "p99": _f(np.percentile(v, 99)),
-            "max": _f(np.max(v))}
+    return {
+        "count": int(v.size),
+        "mean": _f(np.mean(v)),
+        "p50": _f(np.percentile(v, 50)),
+        "p90": _f(np.percentile(v, 90)),
+        "p99": _f(np.percentile(v, 99)),
+        "max": _f(np.max(v)),
+    }
 
 
 def achieved_rate(times: Sequence[float]) -> Optional[float]:
@@ -148,13 +175,21 @@ def tracking_errors(pred: np.ndarray, ref: np.ndarray) -> Dict[str, object]:
     if p.shape != r.shape:
         raise ValueError("pred/ref shapes differ: %s vs %s" % (p.shape, r.shape))
     if p.shape[0] == 0:
-        return {"samples": 0, "mae": None, "rmse": None, "mae_per_joint": None,
-                "rmse_per_joint": None}
+        return {
+            "samples": 0,
+            "mae": None,
+            "rmse": None,
+            "mae_per_joint": None,
+            "rmse_per_joint": None,
+        }
     e = p - r
-    return {"samples": int(p.shape[0]), "mae": _f(np.mean(np.abs(e))),
-            "rmse": _f(np.sqrt(np.mean(e ** 2))),
-            "mae_per_joint": _list(np.mean(np.abs(e), axis=0)),
-            "rmse_per_joint": _list(np.sqrt(np.mean(e ** 2, axis=0)))}
+    return {
+        "samples": int(p.shape[0]),
+        "mae": _f(np.mean(np.abs(e))),
+        "rmse": _f(np.sqrt(np.mean(e**2))),
+        "mae_per_joint": _list(np.mean(np.abs(e), axis=0)),
+        "rmse_per_joint": _list(np.sqrt(np.mean(e**2, axis=0))),
+    }
 
 
 # Keys of a bag's metrics that the summary table shows, as (label, path into the dict, unit).

@@ -10,6 +10,7 @@ Nothing drives an arm: the action node is enabled on start and its commands are 
 ROS time = bag time + ``offset`` (a bag recorded on the sim clock starts at 0, and ROS time 0
 means "no time yet" to a node on sim time); header stamps are shifted by the same offset.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,9 +36,9 @@ from clap_ros.eval.bag_data import (
     stamp_s,
 )
 
-CLOCK_PERIOD_S = 0.005        # sim-time spacing of /clock while waiting for the next message
-STARTUP_TIMEOUT_S = 180.0     # three nodes loading ONNX graphs on a loaded 2-core machine
-DRAIN_S = 1.0                 # wall time after the last message for in-flight outputs
+CLOCK_PERIOD_S = 0.005  # sim-time spacing of /clock while waiting for the next message
+STARTUP_TIMEOUT_S = 180.0  # three nodes loading ONNX graphs on a loaded 2-core machine
+DRAIN_S = 1.0  # wall time after the last message for in-flight outputs
 NATIVE_ENCODINGS = ("rgb8", "bgr8", "mono8")
 
 
@@ -45,17 +46,20 @@ def _offset_ns(start_ns: int) -> int:
     return 1000 * 1_000_000_000 if start_ns < 100 * 1_000_000_000 else 0
 
 
-def replay_ros(data: BagData, profile, cfg: BagEvalConfig, model_dir: Path, out_dir: Path
-               ) -> Replay:
+def replay_ros(
+    data: BagData, profile, cfg: BagEvalConfig, model_dir: Path, out_dir: Path
+) -> Replay:
     """Play ``data``'s bag into freshly spawned nodes; returns the Replay read back from the
     recorded output bag (``out_dir/replay``)."""
     from clap_ros.nodes.spawn import spawn_node
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out_bag = out_dir / "replay"
     if out_bag.exists():
-        raise BagEvalError("output bag %s exists (bags are never overwritten): choose another "
-                           "--out" % out_bag)
+        raise BagEvalError(
+            "output bag %s exists (bags are never overwritten): choose another --out" % out_bag
+        )
     domain = cfg.domain_id
     if domain is None:
         env = os.environ.get("ROS_DOMAIN_ID", "")
@@ -71,8 +75,15 @@ def replay_ros(data: BagData, profile, cfg: BagEvalConfig, model_dir: Path, out_
     wall0 = time.perf_counter()
     try:
         for name, node_p in specs:
-            procs.append(spawn_node("clap_ros.nodes.%s" % name, name=name, params=node_p,
-                                    domain_id=domain, log_path=logs / ("%s.log" % name)))
+            procs.append(
+                spawn_node(
+                    "clap_ros.nodes.%s" % name,
+                    name=name,
+                    params=node_p,
+                    domain_id=domain,
+                    log_path=logs / ("%s.log" % name),
+                )
+            )
         player = _Player(data, profile, mode, domain, out_bag)
         player.wait_ready(procs)
         player.play(cfg.rate, progress=cfg.progress)
@@ -102,6 +113,7 @@ class _Player:
 
         from clap_ros.data.bags import BagWriter
         from clap_ros.nodes.common import CLOCK_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS
+
         self.data = data
         self.offset_ns = _offset_ns(data.start_ns)
         self.ctx = rclpy.Context()
@@ -118,12 +130,18 @@ class _Player:
         self.clock_pub = self.node.create_publisher(Clock, T.CLOCK, CLOCK_QOS)
         self._Clock = Clock
         self.clock_ns = data.start_ns + self.offset_ns
-        arm_topic = (drv.forward_topic if command_mode == "forward_position"
-                     else drv.trajectory_topic)
+        arm_topic = (
+            drv.forward_topic if command_mode == "forward_position" else drv.trajectory_topic
+        )
         arm_type = Float64MultiArray if command_mode == "forward_position" else JointTrajectory
-        self.record = [(T.LATENT, Image), (T.PLAN_TOKENS, Int32MultiArray),
-                       (T.PLAN, JointTrajectory), (T.DIAGNOSTICS, DiagnosticArray),
-                       (arm_topic, arm_type), (drv.gripper_command_topic, Float64MultiArray)]
+        self.record = [
+            (T.LATENT, Image),
+            (T.PLAN_TOKENS, Int32MultiArray),
+            (T.PLAN, JointTrajectory),
+            (T.DIAGNOSTICS, DiagnosticArray),
+            (arm_topic, arm_type),
+            (drv.gripper_command_topic, Float64MultiArray),
+        ]
         self.arm_topic, self.grip_topic = arm_topic, drv.gripper_command_topic
         self.lock = threading.Lock()
         self.writer = BagWriter(out_bag)
@@ -155,12 +173,14 @@ class _Player:
                 if self.writer is not None:
                     # log time on the input bag's clock, so output and input bags line up
                     self.writer.write_cdr(topic, max(self.clock_ns - self.offset_ns, 0), raw)
+
         return cb
 
     def publish_clock(self, ns: int) -> None:
         from builtin_interfaces.msg import Time
 
         from clap_ros.rostime import ns_sec_nanosec
+
         self.clock_ns = max(self.clock_ns, int(ns))
         sec, nsec = ns_sec_nanosec(self.clock_ns)
         self.clock_pub.publish(self._Clock(clock=Time(sec=sec, nanosec=nsec)))
@@ -169,40 +189,61 @@ class _Player:
         """Until every node runs and is connected (subscribed to our inputs, publishing what we
         record); /clock ticks meanwhile so the nodes have a time."""
         node = self.node
-        ready = lambda: (self.pub["camera"].get_subscription_count() >= 1  # noqa: E731
-                         and self.pub["joint_states"].get_subscription_count() >= 2
-                         and self.pub["instruction"].get_subscription_count() >= 1
-                         and all(node.count_publishers(t) >= 1 for t, _ in self.record
-                                 if t != T.DIAGNOSTICS))
+
+        def ready() -> bool:
+            return (
+                self.pub["camera"].get_subscription_count() >= 1
+                and self.pub["joint_states"].get_subscription_count() >= 2
+                and self.pub["instruction"].get_subscription_count() >= 1
+                and all(node.count_publishers(t) >= 1 for t, _ in self.record if t != T.DIAGNOSTICS)
+            )
+
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             for p in procs:
                 if not p.running():
-                    raise BagEvalError("%s exited (code %s) during start-up:\n%s"
-                                       % (p.name, p.returncode, p.log_text(tail=1500)))
+                    raise BagEvalError(
+                        "%s exited (code %s) during start-up:\n%s"
+                        % (p.name, p.returncode, p.log_text(tail=1500))
+                    )
             self.publish_clock(self.clock_ns)
             if ready():
-                time.sleep(0.5)   # let DDS finish matching the reliable endpoints both ways
+                time.sleep(0.5)  # let DDS finish matching the reliable endpoints both ways
                 return
             time.sleep(0.05)
-        raise BagEvalError("the nodes were not connected after %.0f s; logs: %s"
-                           % (STARTUP_TIMEOUT_S, ", ".join(str(p.log_path) for p in procs)))
+        raise BagEvalError(
+            "the nodes were not connected after %.0f s; logs: %s"
+            % (STARTUP_TIMEOUT_S, ", ".join(str(p.log_path) for p in procs))
+        )
 
     def play(self, rate: Optional[float], progress: bool = True) -> None:
         from tqdm import tqdm
 
         from clap_ros.data.bags import BagReader, deserialize, image_msg, serialize, stamp
+
         d, tp = self.data, self.data.topics
-        names = {tp.camera: "camera", tp.camera_info: "camera_info",
-                 tp.joint_states: "joint_states", tp.instruction: "instruction"}
+        names = {
+            tp.camera: "camera",
+            tp.camera_info: "camera_info",
+            tp.joint_states: "joint_states",
+            tp.instruction: "instruction",
+        }
         from_topic = d.instruction_source == "topic"
         if not from_topic:
             self._publish_instruction(d.instructions[0][1])
-        topics = [tp.camera, tp.joint_states] + ([tp.camera_info] if d.has_camera_info else []) \
+        topics = (
+            [tp.camera, tp.joint_states]
+            + ([tp.camera_info] if d.has_camera_info else [])
             + ([tp.instruction] if from_topic else [])
+        )
         w0 = time.perf_counter()
-        bar = tqdm(total=len(d.image_t), desc="ros replay %s" % d.path.name, unit="frame",
-                   disable=not progress, leave=False)
+        bar = tqdm(
+            total=len(d.image_t),
+            desc="ros replay %s" % d.path.name,
+            unit="frame",
+            disable=not progress,
+            leave=False,
+        )
         with BagReader(d.path) as r:
             for topic, msgtype, ts, data in r.raw_messages(topics):
                 if rate is not None:
@@ -211,8 +252,9 @@ class _Player:
                         now = time.perf_counter()
                         if now >= target:
                             break
-                        self.publish_clock(d.start_ns + self.offset_ns
-                                           + int((now - w0) * rate * 1e9))
+                        self.publish_clock(
+                            d.start_ns + self.offset_ns + int((now - w0) * rate * 1e9)
+                        )
                         time.sleep(min(CLOCK_PERIOD_S / rate, target - now))
                 self.publish_clock(ts + self.offset_ns)
                 kind = names[topic]
@@ -225,7 +267,7 @@ class _Player:
                     bar.update(1)
                     if msgtype.endswith("/Image") and msg.encoding in NATIVE_ENCODINGS:
                         msg.header.stamp = stamp(new_ns)
-                    else:   # the encoder takes rgb8/bgr8/mono8 Images only
+                    else:  # the encoder takes rgb8/bgr8/mono8 Images only
                         msg = image_msg(decode_image(msg, msgtype), new_ns, msg.header.frame_id)
                         msgtype = "sensor_msgs/msg/Image"
                 else:
@@ -240,6 +282,7 @@ class _Player:
 
     def _publish_instruction(self, text: str) -> None:
         from std_msgs.msg import String
+
         self.pub["instruction"].publish(String(data=text))
 
     def close(self) -> None:
@@ -255,15 +298,20 @@ class _Player:
             self._spin.join(timeout=2.0)
 
 
-def read_replay(out_bag: Path, command_mode: str, offset_ns: int, arm_topic: str,
-                grip_topic: str) -> Replay:
+def read_replay(
+    out_bag: Path, command_mode: str, offset_ns: int, arm_topic: str, grip_topic: str
+) -> Replay:
     """The stack's outputs from a recorded replay bag, as a Replay on the input bag's clock."""
     from clap_ros.data.bags import BagReader
     from clap_ros.nodes.diagnostics import status_values
-    rep = Replay(mode="ros", command_mode=command_mode,
-                 latency_source="estimate: for each latent, its camera stamp -> the first arm "
-                                "command after it arrived (latents followed by another before "
-                                "any command are skipped)")
+
+    rep = Replay(
+        mode="ros",
+        command_mode=command_mode,
+        latency_source="estimate: for each latent, its camera stamp -> the first arm "
+        "command after it arrived (latents followed by another before "
+        "any command are skipped)",
+    )
     latents: List[tuple] = []
     diag: Dict[str, Any] = {}
     states: List[str] = []
@@ -296,11 +344,17 @@ def read_replay(out_bag: Path, command_mode: str, offset_ns: int, arm_topic: str
         rep.latency_s.append((cmd_t[i] - stamp_ns) * 1e-9)
     rep.counts = counts_from_diagnostics(diag)
     # /clap/diagnostics is a 1 Hz snapshot: a stop shorter than a second can hide between two.
-    rep.counts["watchdog_stops"] = sum(1 for a, b in zip(states, states[1:])
-                                       if a == "run" and b != "run")
+    rep.counts["watchdog_stops"] = sum(
+        1 for a, b in zip(states, states[1:]) if a == "run" and b != "run"
+    )
     rep.stops = []
-    for k in ("frame_to_command_p50_ms", "frame_to_command_p99_ms", "state", "reason",
-              "tick_rate_hz"):
+    for k in (
+        "frame_to_command_p50_ms",
+        "frame_to_command_p99_ms",
+        "state",
+        "reason",
+        "tick_rate_hz",
+    ):
         if k in diag:
             rep.extra["diagnostics_%s" % k] = diag[k]
     return rep

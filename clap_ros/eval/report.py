@@ -1,5 +1,6 @@
 """``clap-ros eval-bag`` report: one self-contained HTML file (plots embedded as base64 PNGs, no
 external scripts or styles, so it opens offline and can be mailed as is)."""
+
 from __future__ import annotations
 
 import base64
@@ -16,6 +17,7 @@ def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     import matplotlib.pyplot as plt
+
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
@@ -23,8 +25,10 @@ def _png(fig) -> str:
 def _plots(m: Mapping[str, Any]) -> List[tuple]:
     """(title, data URI) per plot of one bag's series."""
     import matplotlib
-    matplotlib.use("Agg")    # headless: never needs a display
+
+    matplotlib.use("Agg")  # headless: never needs a display
     import matplotlib.pyplot as plt
+
     s = m.get("_series") or {}
     out = []
     if s.get("t"):
@@ -46,7 +50,7 @@ def _plots(m: Mapping[str, Any]) -> List[tuple]:
         ax.plot(t, s["grip_ref"], "k-", lw=1.2)
         ax.plot(t, s["grip_ours"], "C1-", lw=1.0)
         ax.set_title("gripper opening", fontsize=9)
-        for ax in axes[n + 1:]:
+        for ax in axes[n + 1 :]:
             ax.axis("off")
         axes[0].legend(fontsize=7, loc="best")
         for ax in axes[-cols:]:
@@ -105,23 +109,35 @@ td:first-child{text-align:left}.err{color:#b00}.note{color:#555;font-size:13px}
 img{max-width:100%;display:block;margin:.4em 0}h2{border-bottom:1px solid #ccc}"""
 
 
-def write_report(path: Path, summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
-                 ) -> Path:
+def write_report(
+    path: Path, summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]
+) -> Path:
     """Write report.html: the summary table (per bag + aggregate), then per bag its key numbers,
     per-joint table and plots."""
     from clap_ros.eval.bag_metrics import SUMMARY_FIELDS
+
     path = Path(path)
-    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>clap-ros eval-bag</title>"
-             "<style>%s</style></head><body>" % CSS,
-             "<h1>Bag replay evaluation</h1>",
-             "<p>model <b>%s</b>, robot <b>%s</b>, mode <b>%s</b>; %d bag(s) evaluated, %d failed. "
-             "Open loop: the policy saw the recorded frames and joint states; its commands moved "
-             "nothing and are compared with the operator's recorded commands at the same times."
-             "</p>" % (html.escape(str(summary["model"])), html.escape(str(summary["robot"])),
-                       html.escape(str(summary["mode"])), summary["evaluated"], summary["failed"])]
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>clap-ros eval-bag</title>"
+        "<style>%s</style></head><body>" % CSS,
+        "<h1>Bag replay evaluation</h1>",
+        "<p>model <b>%s</b>, robot <b>%s</b>, mode <b>%s</b>; %d bag(s) evaluated, %d failed. "
+        "Open loop: the policy saw the recorded frames and joint states; its commands moved "
+        "nothing and are compared with the operator's recorded commands at the same times."
+        "</p>"
+        % (
+            html.escape(str(summary["model"])),
+            html.escape(str(summary["robot"])),
+            html.escape(str(summary["mode"])),
+            summary["evaluated"],
+            summary["failed"],
+        ),
+    ]
     labels = [lab for lab, _, _ in SUMMARY_FIELDS]
     units = {lab: u for lab, _, u in SUMMARY_FIELDS}
-    header = ["bag"] + ["%s%s" % (lab, " (%s)" % units[lab] if units[lab] else "") for lab in labels]
+    header = ["bag"] + [
+        "%s%s" % (lab, " (%s)" % units[lab] if units[lab] else "") for lab in labels
+    ]
     rows = [[r["name"]] + [r.get(lab) for lab in labels] for r in summary["summary"]["per_bag"]]
     agg = summary["summary"]["aggregate"]
     rows.append(["<aggregate (%d)>" % agg["bags"]] + [agg.get(lab) for lab in labels])
@@ -132,32 +148,53 @@ def write_report(path: Path, summary: Mapping[str, Any], results: Sequence[Mappi
         if "error" in m:
             parts.append("<p class='err'>not evaluated: %s</p>" % html.escape(m["error"]))
             continue
-        parts.append("<p>%s<br>instruction: <i>%s</i>; %.2f s, %d frames; reference: %s (%s); "
-                     "command mode %s; replay took %.1f s wall</p>"
-                     % (html.escape(m["bag"]), html.escape(str(m.get("instruction"))),
-                        m["duration_s"], m["frames"], html.escape(m["reference"]),
-                        html.escape(str(m.get("reference_topic"))),
-                        html.escape(m["command_mode"]), m.get("wall_s", 0.0)))
+        parts.append(
+            "<p>%s<br>instruction: <i>%s</i>; %.2f s, %d frames; reference: %s (%s); "
+            "command mode %s; replay took %.1f s wall</p>"
+            % (
+                html.escape(m["bag"]),
+                html.escape(str(m.get("instruction"))),
+                m["duration_s"],
+                m["frames"],
+                html.escape(m["reference"]),
+                html.escape(str(m.get("reference_topic"))),
+                html.escape(m["command_mode"]),
+                m.get("wall_s", 0.0),
+            )
+        )
         for note in m.get("notes") or []:
             parts.append("<p class='note'>note: %s</p>" % html.escape(note))
-        keys = [("chunk MAE / RMSE (rad)", _pair(m.get("chunk"), "mae", "rmse")),
-                ("raw RF chunk MAE / RMSE (rad)", _pair(m.get("rf_chunk"), "mae", "rmse")),
-                ("command MAE / RMSE (rad)", _pair(m.get("command"), "mae", "rmse")),
-                ("gripper agreement", (m.get("gripper") or {}).get("agreement")),
-                ("latency p50 / p99 (ms)", _pair(m.get("latency_ms"), "p50", "p99")),
-                ("latency source", (m.get("latency_ms") or {}).get("source")),
-                ("rates (Hz)", json.dumps({k: (round(v, 2) if isinstance(v, float) else v)
-                                           for k, v in (m.get("rates") or {}).items()})),
-                ("counts", json.dumps(m.get("counts"))),
-                ("watchdog stops", "; ".join("%.2f s: %s" % (s["t_s"], s["reason"])
-                                             for s in m.get("stops") or []) or "none")]
+        keys = [
+            ("chunk MAE / RMSE (rad)", _pair(m.get("chunk"), "mae", "rmse")),
+            ("raw RF chunk MAE / RMSE (rad)", _pair(m.get("rf_chunk"), "mae", "rmse")),
+            ("command MAE / RMSE (rad)", _pair(m.get("command"), "mae", "rmse")),
+            ("gripper agreement", (m.get("gripper") or {}).get("agreement")),
+            ("latency p50 / p99 (ms)", _pair(m.get("latency_ms"), "p50", "p99")),
+            ("latency source", (m.get("latency_ms") or {}).get("source")),
+            (
+                "rates (Hz)",
+                json.dumps(
+                    {
+                        k: (round(v, 2) if isinstance(v, float) else v)
+                        for k, v in (m.get("rates") or {}).items()
+                    }
+                ),
+            ),
+            ("counts", json.dumps(m.get("counts"))),
+            (
+                "watchdog stops",
+                "; ".join("%.2f s: %s" % (s["t_s"], s["reason"]) for s in m.get("stops") or [])
+                or "none",
+            ),
+        ]
         if m.get("output_bag"):
             keys.append(("recorded stack output", m["output_bag"]))
         parts.append(_table(["metric", "value"], keys))
         parts.append(_per_joint(m))
         for title, uri in _plots(m):
-            parts.append("<h3>%s</h3><img alt='%s' src='%s'>" % (html.escape(title),
-                                                                html.escape(title), uri))
+            parts.append(
+                "<h3>%s</h3><img alt='%s' src='%s'>" % (html.escape(title), html.escape(title), uri)
+            )
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
     return path

@@ -23,6 +23,7 @@ expert_node process per episode (record_episodes_ros, as `clap-ros demo --policy
 ``--mode direct`` is clap_ros.eval.direct_eval (one process, virtual clock, the same episodes,
 figures and files); what both modes report is clap_ros.eval.sim_results.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,8 +75,9 @@ def _eval_client_class():
     from clap_ros.nodes.episode_runner import EpisodeRecorder, recorded_topics
 
     # Best effort matches reliable and best-effort publishers alike: the evaluator only observes.
-    observe = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST,
-                         reliability=ReliabilityPolicy.BEST_EFFORT)
+    observe = QoSProfile(
+        depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT
+    )
 
     class EvalClient(EpisodeRecorder):
         def __init__(self, domain_id: int, profile, command_mode: str, use_sim_time: bool):
@@ -85,8 +87,9 @@ def _eval_client_class():
             topics[T.DIAGNOSTICS] = (DiagnosticArray, observe, T.TYPES["diagnostics"])
             self.bag_topics = {k: v[2] for k, v in topics.items()}
             drv = profile.driver
-            self.arm_topic = (drv.trajectory_topic if command_mode == "joint_trajectory"
-                              else drv.forward_topic)
+            self.arm_topic = (
+                drv.trajectory_topic if command_mode == "joint_trajectory" else drv.forward_topic
+            )
             self.gripper_topic = drv.gripper_command_topic
             self.arm_joints = list(profile.joint_names)
             self.counts: Dict[str, int] = {}
@@ -96,10 +99,15 @@ def _eval_client_class():
             self.worst: Dict[str, dict] = {}
             self.last_diag: Dict[str, dict] = {}
             self.counting = False
-            self.judging = False   # diagnostics count against the episode only while enabled
+            self.judging = False  # diagnostics count against the episode only while enabled
             self.figures: Dict[str, Dict[str, str]] = {}
-            super().__init__(domain_id, {k: (v[0], v[1]) for k, v in topics.items()},
-                             use_sim_time, DRIVER, drv.joint_states_topic)
+            super().__init__(
+                domain_id,
+                {k: (v[0], v[1]) for k, v in topics.items()},
+                use_sim_time,
+                DRIVER,
+                drv.joint_states_topic,
+            )
             self.pub_instruction = self.node.create_publisher(String, T.INSTRUCTION, LATCHED_QOS)
             self.enable_client = self.node.create_client(SetBool, "/%s/enable" % ACTION_NODE)
             self.stop_client = self.node.create_client(Trigger, "/%s/stop" % ACTION_NODE)
@@ -111,6 +119,7 @@ def _eval_client_class():
             def cb(data: bytes):
                 write(data)
                 self._observe(topic, data)
+
             return cb
 
         def _observe(self, topic: str, data: bytes) -> None:
@@ -128,16 +137,21 @@ def _eval_client_class():
                 msg = deserialize_message(data, DiagnosticArray)
                 with self.lock:
                     for st in msg.status:
-                        entry = {"level": int.from_bytes(st.level, "little")
-                                 if isinstance(st.level, bytes) else int(st.level),
-                                 "message": st.message,
-                                 "values": {kv.key: kv.value for kv in st.values}}
+                        entry = {
+                            "level": int.from_bytes(st.level, "little")
+                            if isinstance(st.level, bytes)
+                            else int(st.level),
+                            "message": st.message,
+                            "values": {kv.key: kv.value for kv in st.values},
+                        }
                         self.last_diag[st.name] = entry
                         if self.counting and self.judging:
                             prev = self.worst.get(st.name)
                             if prev is None or entry["level"] > prev["level"]:
-                                self.worst[st.name] = {"level": entry["level"],
-                                                       "message": entry["message"]}
+                                self.worst[st.name] = {
+                                    "level": entry["level"],
+                                    "message": entry["message"],
+                                }
                 return
             with self.lock:
                 self.counts[topic] = self.counts.get(topic, 0) + 1
@@ -160,9 +174,14 @@ def _eval_client_class():
             """Diagnostics from here on (the requested stop) say nothing about the episode."""
             with self.lock:
                 self.judging = False
-                self.figures = {name: {k: v for k, v in d["values"].items()
-                                       if k.endswith(("_rate_hz", "_p50_ms", "_p99_ms", "_run_n"))}
-                                for name, d in self.last_diag.items()}
+                self.figures = {
+                    name: {
+                        k: v
+                        for k, v in d["values"].items()
+                        if k.endswith(("_rate_hz", "_p50_ms", "_p99_ms", "_run_n"))
+                    }
+                    for name, d in self.last_diag.items()
+                }
 
         def end_counting(self) -> None:
             with self.lock:
@@ -186,15 +205,21 @@ class SimEvaluator:
     def __init__(self, cfg: EvalConfig, log=None):
         cfg.validate()
         if cfg.mode != "ros":
-            raise ValueError("SimEvaluator runs --mode ros; direct mode is "
-                             "clap_ros.eval.direct_eval.evaluate")
+            raise ValueError(
+                "SimEvaluator runs --mode ros; direct mode is clap_ros.eval.direct_eval.evaluate"
+            )
         self.cfg = cfg
         self.model = "expert" if cfg.policy == "expert" else resolve_model(cfg.model)
-        self.out = Path(cfg.out) if cfg.out else Path("eval_results") / time.strftime(
-            "%Y%m%d-%H%M%S", time.gmtime())
-        self.domain_id = int(cfg.domain_id if cfg.domain_id is not None else
-                             os.environ.get("ROS_DOMAIN_ID")
-                             or random.SystemRandom().randint(1, 100))
+        self.out = (
+            Path(cfg.out)
+            if cfg.out
+            else Path("eval_results") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        )
+        self.domain_id = int(
+            cfg.domain_id
+            if cfg.domain_id is not None
+            else os.environ.get("ROS_DOMAIN_ID") or random.SystemRandom().randint(1, 100)
+        )
         self.use_sim_time = cfg.real_time_factor != 1.0
         self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         # Nothing earlier is overwritten: refuse before any process starts.
@@ -202,8 +227,12 @@ class SimEvaluator:
             raise EvalError("%s already holds a result.json; choose another --out" % self.out)
         if cfg.record_bags:
             from clap_ros.nodes.episode_runner import episode_bag_name
-            taken = [str(self.out / "bags" / episode_bag_name(cfg.robot, t, cfg.seed + i))
-                     for t in cfg.tasks for i in range(cfg.episodes)]
+
+            taken = [
+                str(self.out / "bags" / episode_bag_name(cfg.robot, t, cfg.seed + i))
+                for t in cfg.tasks
+                for i in range(cfg.episodes)
+            ]
             taken = [p for p in taken if Path(p).exists()]
             if taken:
                 raise EvalError("bags already exist (never overwritten): %s" % ", ".join(taken))
@@ -212,12 +241,19 @@ class SimEvaluator:
     # -- the graph -------------------------------------------------------------------------------
     def _graph_values(self, task: str) -> dict:
         from clap_ros.launching.graph import BRINGUP, resolve_arguments
+
         overrides = {
-            "robot": self.cfg.robot, "model": str(self.model), "backend": self.cfg.backend,
-            "command_mode": self.cfg.command_mode, "use_sim": "true", "task": task,
-            "seed": str(self.cfg.seed), "randomize": str(self.cfg.randomize).lower(),
+            "robot": self.cfg.robot,
+            "model": str(self.model),
+            "backend": self.cfg.backend,
+            "command_mode": self.cfg.command_mode,
+            "use_sim": "true",
+            "task": task,
+            "seed": str(self.cfg.seed),
+            "randomize": str(self.cfg.randomize).lower(),
             "real_time_factor": repr(float(self.cfg.real_time_factor)),
-            "use_sim_time": str(self.use_sim_time).lower(), "enable_on_start": "false",
+            "use_sim_time": str(self.use_sim_time).lower(),
+            "enable_on_start": "false",
         }
         if self.cfg.params_file:
             overrides["params_file"] = str(Path(self.cfg.params_file).resolve())
@@ -226,21 +262,30 @@ class SimEvaluator:
     def _start_graph(self, task: str):
         from clap_ros.launching.graph import BRINGUP
         from clap_ros.launching.runner import GraphRunner
+
         log_dir = self.out / "logs" / task
         log_dir.mkdir(parents=True, exist_ok=True)
         runner = GraphRunner(
-            BRINGUP, self._graph_values(task), log_dir=log_dir,
-            out=open(log_dir / "graph.log", "a"), stop_timeout=10.0,
-            env={"ROS_DOMAIN_ID": str(self.domain_id),
-                 "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
+            BRINGUP,
+            self._graph_values(task),
+            log_dir=log_dir,
+            out=open(log_dir / "graph.log", "a"),
+            stop_timeout=10.0,
+            env={
+                "ROS_DOMAIN_ID": str(self.domain_id),
+                "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+            },
+        )
         runner.start()
         return runner
 
     def _check_alive(self, runner) -> None:
         for p in runner.procs:
             if not p.running():
-                raise EvalError("%s exited (code %s) during the evaluation; its log (%s) ends:\n%s"
-                                % (p.name, p.returncode, p.log_path, p.log_text(tail=2500)))
+                raise EvalError(
+                    "%s exited (code %s) during the evaluation; its log (%s) ends:\n%s"
+                    % (p.name, p.returncode, p.log_path, p.log_text(tail=2500))
+                )
 
     def _wait(self, runner, predicate, timeout: float, what: str):
         deadline = time.monotonic() + timeout
@@ -269,9 +314,14 @@ class SimEvaluator:
             client.reset(timeout=60.0)
         except RecordingError as e:
             raise EvalError("sim_driver: %s" % e) from None
-        status = self._wait(runner, lambda: client.wait_status(
-            lambda s: s.get("seed") == seed and int(s.get("resets", 0)) > resets_before, 0.1),
-            30.0, "no /sim/status for seed %d after the reset" % seed)
+        status = self._wait(
+            runner,
+            lambda: client.wait_status(
+                lambda s: s.get("seed") == seed and int(s.get("resets", 0)) > resets_before, 0.1
+            ),
+            30.0,
+            "no /sim/status for seed %d after the reset" % seed,
+        )
         out.instruction = str(status.get("instruction", ""))
         bag = None
         if self.cfg.record_bags:
@@ -280,8 +330,13 @@ class SimEvaluator:
             for topic, msgtype in client.bag_topics.items():
                 bag.add_topic(topic, msgtype)
             bag.add_topic(T.EPISODE_OUTCOME, T.TYPES["string"])
-            for k, v in (("robot", self.cfg.robot), ("task", task), ("seed", seed),
-                         ("command_mode", self.cfg.command_mode), ("policy", str(self.model))):
+            for k, v in (
+                ("robot", self.cfg.robot),
+                ("task", task),
+                ("seed", seed),
+                ("command_mode", self.cfg.command_mode),
+                ("policy", str(self.model)),
+            ):
                 bag.set_custom_data(k, str(v))
             client.arm_bag(bag)
             out.bag = str(path)
@@ -291,8 +346,12 @@ class SimEvaluator:
             client.publish_instruction(out.instruction)
             # A plan made after the reset (from a post-reset camera frame and this instruction)
             # must exist before the arm is enabled, else the first chunk is the old episode's.
-            self._wait(runner, lambda: client.count(T.PLAN) >= plans0 + 2, self.cfg.plan_timeout_s,
-                       "planner_node published no plan after the reset of seed %d" % seed)
+            self._wait(
+                runner,
+                lambda: client.count(T.PLAN) >= plans0 + 2,
+                self.cfg.plan_timeout_s,
+                "planner_node published no plan after the reset of seed %d" % seed,
+            )
             time.sleep(self.cfg.settle_s)
             with client.lock:
                 start_status = dict(client.status)
@@ -312,11 +371,13 @@ class SimEvaluator:
                 elapsed = float(st.get("sim_time", t_enable)) - t_enable
                 same_episode = int(st.get("resets", 0)) == int(start_status.get("resets", 0))
                 d = status_goal_distance(st) if same_episode else None
-                if d is not None and (out.goal_distance_min_m is None
-                                      or d < out.goal_distance_min_m):
+                if d is not None and (
+                    out.goal_distance_min_m is None or d < out.goal_distance_min_m
+                ):
                     out.goal_distance_min_m = d
                 if same_episode and int(st.get("reflexes", 0)) > int(
-                        start_status.get("reflexes", 0)):
+                    start_status.get("reflexes", 0)
+                ):
                     rf = st.get("reflex") or {}
                     out.reflex = str(rf.get("reason", "reflex"))
                     out.reflex_detail = str(rf.get("detail", ""))
@@ -329,7 +390,10 @@ class SimEvaluator:
                     break
                 if time.monotonic() > wall_limit:
                     out.error = "sim time stalled: %.1f of %.0f s after %.0f wall s" % (
-                        elapsed, timeout, time.monotonic() - wall0)
+                        elapsed,
+                        timeout,
+                        time.monotonic() - wall0,
+                    )
                     break
                 time.sleep(0.02)
             client.end_judging()
@@ -353,27 +417,40 @@ class SimEvaluator:
                 out.arm_motion_rad = client.motion
                 out.worst_diagnostics = dict(client.worst)
                 out.figures = dict(client.figures)
-            out.duration_s = (float(end.get("sim_time", 0.0))
-                              - float(start_status.get("sim_time", 0.0)))
+            out.duration_s = float(end.get("sim_time", 0.0)) - float(
+                start_status.get("sim_time", 0.0)
+            )
             if int(end.get("resets", 0)) == int(start_status.get("resets", 0)):
                 out.goal_distance_end_m = status_goal_distance(end)
                 if out.goal_distance_end_m is not None and out.goal_distance_min_m is not None:
                     out.goal_distance_min_m = min(out.goal_distance_min_m, out.goal_distance_end_m)
             out.rejected_commands = int(end.get("rejected_commands", 0)) - int(
-                start_status.get("rejected_commands", 0))
+                start_status.get("rejected_commands", 0)
+            )
             out.wall_s = time.monotonic() - wall0
             if bag is not None:
                 client.start_now()
                 client.stop_bag()
-                outcome = dict(out.to_dict(), robot=self.cfg.robot, appearance=end.get(
-                    "appearance", {}), command_mode=self.cfg.command_mode, duration=out.duration_s)
-                bag.write_cdr(T.EPISODE_OUTCOME, client.now_ns(), serialize_message(
-                    String(data=json.dumps(outcome, sort_keys=True, default=str))))
+                outcome = dict(
+                    out.to_dict(),
+                    robot=self.cfg.robot,
+                    appearance=end.get("appearance", {}),
+                    command_mode=self.cfg.command_mode,
+                    duration=out.duration_s,
+                )
+                bag.write_cdr(
+                    T.EPISODE_OUTCOME,
+                    client.now_ns(),
+                    serialize_message(
+                        String(data=json.dumps(outcome, sort_keys=True, default=str))
+                    ),
+                )
                 bag.__exit__(None, None, None)
         return out
 
     def _run_task(self, task: str, bar) -> List[EpisodeOutcome]:
         from clap_ros.robots import load_profile
+
         profile = load_profile(self.cfg.robot)
         EvalClient = _eval_client_class()
         runner = self._start_graph(task)
@@ -382,13 +459,27 @@ class SimEvaluator:
         try:
             client = EvalClient(self.domain_id, profile, self.cfg.command_mode, self.use_sim_time)
             t = self.cfg.startup_timeout_s
-            self._wait(runner, lambda: client.reset_client.service_is_ready(), t,
-                       "sim_driver's ~/reset service did not come up")
-            self._wait(runner, lambda: client.wait_status(lambda s: True, 0.1), t,
-                       "no /sim/status from sim_driver")
-            self._wait(runner, lambda: client.enable_client.service_is_ready()
-                       and client.stop_client.service_is_ready(), t,
-                       "action_node's ~/enable and ~/stop services did not come up")
+            self._wait(
+                runner,
+                lambda: client.reset_client.service_is_ready(),
+                t,
+                "sim_driver's ~/reset service did not come up",
+            )
+            self._wait(
+                runner,
+                lambda: client.wait_status(lambda s: True, 0.1),
+                t,
+                "no /sim/status from sim_driver",
+            )
+            self._wait(
+                runner,
+                lambda: (
+                    client.enable_client.service_is_ready()
+                    and client.stop_client.service_is_ready()
+                ),
+                t,
+                "action_node's ~/enable and ~/stop services did not come up",
+            )
             for i in range(self.cfg.episodes):
                 if self._stop_requested:
                     break
@@ -400,13 +491,21 @@ class SimEvaluator:
                         outcomes.append(e.outcome)
                     raise
                 outcomes.append(out)
-                self.log("%s seed %d: %s%s" % (
-                    task, seed, "success in %.1f s" % out.time_to_success_s if out.success
-                    else "failure", (" (%s)" % out.error) if out.error else ""))
+                self.log(
+                    "%s seed %d: %s%s"
+                    % (
+                        task,
+                        seed,
+                        "success in %.1f s" % out.time_to_success_s if out.success else "failure",
+                        (" (%s)" % out.error) if out.error else "",
+                    )
+                )
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(task=task, success="%d/%d" % (
-                        sum(o.success for o in outcomes), len(outcomes)))
+                    bar.set_postfix(
+                        task=task,
+                        success="%d/%d" % (sum(o.success for o in outcomes), len(outcomes)),
+                    )
         finally:
             if client is not None:
                 client.close()
@@ -420,8 +519,12 @@ class SimEvaluator:
         bar = None
         if self.cfg.progress:
             from tqdm import tqdm
-            bar = tqdm(total=self.cfg.episodes * len(self.cfg.tasks), unit="episode",
-                       desc="eval-sim %s" % self.cfg.robot)
+
+            bar = tqdm(
+                total=self.cfg.episodes * len(self.cfg.tasks),
+                unit="episode",
+                desc="eval-sim %s" % self.cfg.robot,
+            )
         episodes: List[EpisodeOutcome] = []
         error = ""
         old = signal.signal(signal.SIGTERM, self._on_signal)
@@ -439,8 +542,9 @@ class SimEvaluator:
                 bar.close()
         if self._stop_requested and not error:
             error = "stopped by SIGTERM"
-        result = summarize(self.cfg, str(self.model), episodes, wall_s=time.time() - t0,
-                           error=error)
+        result = summarize(
+            self.cfg, str(self.model), episodes, wall_s=time.time() - t0, error=error
+        )
         write_result(self.out, result)
         return result
 
@@ -456,17 +560,32 @@ class SimEvaluator:
 
         from clap_ros.nodes.episode_runner import RecordingError, record_episodes_ros
         from clap_ros.robots import load_profile
+
         drv = load_profile(self.cfg.robot).driver
-        arm_topic = (drv.trajectory_topic if self.cfg.command_mode == "joint_trajectory"
-                     else drv.forward_topic)
+        arm_topic = (
+            drv.trajectory_topic
+            if self.cfg.command_mode == "joint_trajectory"
+            else drv.forward_topic
+        )
         seeds = [self.cfg.seed + i for i in range(self.cfg.episodes)]
-        bag_dir = (self.out / "bags") if self.cfg.record_bags else Path(
-            tempfile.mkdtemp(prefix="eval_expert_bags_"))
+        bag_dir = (
+            (self.out / "bags")
+            if self.cfg.record_bags
+            else Path(tempfile.mkdtemp(prefix="eval_expert_bags_"))
+        )
         try:
             results = record_episodes_ros(
-                self.cfg.robot, task, seeds, bag_dir, command_mode=self.cfg.command_mode,
-                randomize=self.cfg.randomize, real_time_factor=self.cfg.real_time_factor,
-                domain_id=self.domain_id, progress=False, log_dir=self.out / "logs" / task)
+                self.cfg.robot,
+                task,
+                seeds,
+                bag_dir,
+                command_mode=self.cfg.command_mode,
+                randomize=self.cfg.randomize,
+                real_time_factor=self.cfg.real_time_factor,
+                domain_id=self.domain_id,
+                progress=False,
+                log_dir=self.out / "logs" / task,
+            )
         except RecordingError as e:
             raise EvalError("expert episodes of %s: %s" % (task, e)) from None
         finally:
@@ -475,18 +594,32 @@ class SimEvaluator:
         outcomes = []
         for r in results:
             o = EpisodeOutcome(
-                task=task, seed=r.seed, instruction=r.instruction, success=r.success,
+                task=task,
+                seed=r.seed,
+                instruction=r.instruction,
+                success=r.success,
                 time_to_success_s=r.time_to_success_s if r.success else None,
-                duration_s=r.duration_s, wall_s=r.wall_s, commands=r.counts.get(arm_topic, 0),
+                duration_s=r.duration_s,
+                wall_s=r.wall_s,
+                commands=r.counts.get(arm_topic, 0),
                 gripper_commands=r.counts.get(drv.gripper_command_topic, 0),
                 rejected_commands=r.rejected_commands,
                 goal_distance_start_m=r.goal_distance_start_m,
                 goal_distance_end_m=r.goal_distance_end_m,
                 goal_distance_min_m=r.goal_distance_min_m,
-                bag=r.bag if self.cfg.record_bags else "", error=r.error)
+                bag=r.bag if self.cfg.record_bags else "",
+                error=r.error,
+            )
             outcomes.append(o)
-            self.log("%s seed %d: %s%s" % (task, o.seed, "success" if o.success else "failure",
-                                           (" (%s)" % o.error) if o.error else ""))
+            self.log(
+                "%s seed %d: %s%s"
+                % (
+                    task,
+                    o.seed,
+                    "success" if o.success else "failure",
+                    (" (%s)" % o.error) if o.error else "",
+                )
+            )
             if bar is not None:
                 bar.update(1)
         return outcomes
@@ -529,56 +662,110 @@ examples:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "eval-sim", help="closed-loop success rates of a model bundle on the simulated arm",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "eval-sim",
+        help="closed-loop success rates of a model bundle on the simulated arm",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--robot", default="fr3", help="robot profile (fr3, panda, ur5e); default fr3")
-    p.add_argument("--task", action="append", default=None, metavar="TASK",
-                   help="sim task to evaluate; repeat or comma-separate for several, `all` for "
-                        "every task (default: pick_place)")
+    p.add_argument(
+        "--task",
+        action="append",
+        default=None,
+        metavar="TASK",
+        help="sim task to evaluate; repeat or comma-separate for several, `all` for "
+        "every task (default: pick_place)",
+    )
     p.add_argument("--episodes", type=int, default=20, help="episodes per task (default 20)")
-    p.add_argument("--model", default="models/default",
-                   help="model bundle directory (default models/default)")
-    p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"),
-                   help="inference backend of the three nodes (default auto)")
-    p.add_argument("--command-mode", default="joint_trajectory",
-                   choices=("joint_trajectory", "forward_position"),
-                   help="how the action node commands the driver (default joint_trajectory)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="first episode seed; episode i uses SEED+i (default 0)")
-    p.add_argument("--out", default=None,
-                   help="result directory (default eval_results/<UTC time>)")
-    p.add_argument("--timeout", type=float, default=0.0,
-                   help="sim seconds per episode (default per task: %s)" % ", ".join(
-                       "%s %g" % kv for kv in TASK_TIMEOUT_S.items()))
-    p.add_argument("--no-randomize", action="store_true",
-                   help="turn the sim's visual randomisation off (on by default)")
-    p.add_argument("--real-time-factor", type=float, default=1.0,
-                   help="sim seconds per wall second; below 1 gives a slow machine headroom "
-                        "(every node then runs on /clock); default 1")
-    p.add_argument("--params-file", default="",
-                   help="ros__parameters YAML for the CLAP nodes (default config/clap_nodes.yaml)")
-    p.add_argument("--record-bags", action="store_true",
-                   help="write one MCAP rosbag2 bag per episode under OUT/bags/")
-    p.add_argument("--domain-id", type=int, default=None,
-                   help="ROS_DOMAIN_ID for the stack (default $ROS_DOMAIN_ID, else random)")
-    p.add_argument("--mode", default="ros", choices=MODES,
-                   help="ros (default): the bringup graph's processes over DDS in real time; "
-                        "direct: one process, the sim driver's rules and the CLAP cores on a "
-                        "virtual clock (same episodes, figures and result files)")
-    p.add_argument("--policy", default="model", choices=POLICIES,
-                   help="model (default): the bundle drives; expert: the scripted expert, "
-                        "streamed as expert_node streams it")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="--mode direct: run episodes in this many processes (default 1)")
-    p.add_argument("--latency-ms", type=float, default=None,
-                   help="--mode direct: delay every inference output by this much virtual time "
-                        "instead of the wall time the inference really took")
+    p.add_argument(
+        "--model", default="models/default", help="model bundle directory (default models/default)"
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "cpu", "cuda", "tensorrt"),
+        help="inference backend of the three nodes (default auto)",
+    )
+    p.add_argument(
+        "--command-mode",
+        default="joint_trajectory",
+        choices=("joint_trajectory", "forward_position"),
+        help="how the action node commands the driver (default joint_trajectory)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="first episode seed; episode i uses SEED+i (default 0)"
+    )
+    p.add_argument("--out", default=None, help="result directory (default eval_results/<UTC time>)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=0.0,
+        help="sim seconds per episode (default per task: %s)"
+        % ", ".join("%s %g" % kv for kv in TASK_TIMEOUT_S.items()),
+    )
+    p.add_argument(
+        "--no-randomize",
+        action="store_true",
+        help="turn the sim's visual randomisation off (on by default)",
+    )
+    p.add_argument(
+        "--real-time-factor",
+        type=float,
+        default=1.0,
+        help="sim seconds per wall second; below 1 gives a slow machine headroom "
+        "(every node then runs on /clock); default 1",
+    )
+    p.add_argument(
+        "--params-file",
+        default="",
+        help="ros__parameters YAML for the CLAP nodes (default config/clap_nodes.yaml)",
+    )
+    p.add_argument(
+        "--record-bags",
+        action="store_true",
+        help="write one MCAP rosbag2 bag per episode under OUT/bags/",
+    )
+    p.add_argument(
+        "--domain-id",
+        type=int,
+        default=None,
+        help="ROS_DOMAIN_ID for the stack (default $ROS_DOMAIN_ID, else random)",
+    )
+    p.add_argument(
+        "--mode",
+        default="ros",
+        choices=MODES,
+        help="ros (default): the bringup graph's processes over DDS in real time; "
+        "direct: one process, the sim driver's rules and the CLAP cores on a "
+        "virtual clock (same episodes, figures and result files)",
+    )
+    p.add_argument(
+        "--policy",
+        default="model",
+        choices=POLICIES,
+        help="model (default): the bundle drives; expert: the scripted expert, "
+        "streamed as expert_node streams it",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="--mode direct: run episodes in this many processes (default 1)",
+    )
+    p.add_argument(
+        "--latency-ms",
+        type=float,
+        default=None,
+        help="--mode direct: delay every inference output by this much virtual time "
+        "instead of the wall time the inference really took",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def parse_tasks(items: Optional[Sequence[str]]) -> List[str]:
     from clap_ros.sim.tasks import TASKS
+
     names: List[str] = []
     for item in items or ["pick_place"]:
         names += [t.strip() for t in item.split(",") if t.strip()]
@@ -590,18 +777,32 @@ def parse_tasks(items: Optional[Sequence[str]]) -> List[str]:
 def run(args) -> int:
     try:
         cfg = EvalConfig(
-            robot=args.robot, tasks=parse_tasks(args.task), episodes=args.episodes,
-            model=args.model, backend=args.backend, command_mode=args.command_mode,
-            seed=args.seed, out=args.out, timeout_s=args.timeout,
-            randomize=not args.no_randomize, real_time_factor=args.real_time_factor,
-            record_bags=args.record_bags, domain_id=args.domain_id,
-            params_file=args.params_file, progress=not args.no_progress, mode=args.mode,
-            policy=args.policy, jobs=args.jobs, latency_ms=args.latency_ms)
+            robot=args.robot,
+            tasks=parse_tasks(args.task),
+            episodes=args.episodes,
+            model=args.model,
+            backend=args.backend,
+            command_mode=args.command_mode,
+            seed=args.seed,
+            out=args.out,
+            timeout_s=args.timeout,
+            randomize=not args.no_randomize,
+            real_time_factor=args.real_time_factor,
+            record_bags=args.record_bags,
+            domain_id=args.domain_id,
+            params_file=args.params_file,
+            progress=not args.no_progress,
+            mode=args.mode,
+            policy=args.policy,
+            jobs=args.jobs,
+            latency_ms=args.latency_ms,
+        )
         if cfg.mode == "direct":
             from clap_ros.eval.direct_eval import evaluate
+
             cfg.validate()
             if cfg.policy != "expert":
-                resolve_model(cfg.model)   # a missing bundle is a usage error, before any work
+                resolve_model(cfg.model)  # a missing bundle is a usage error, before any work
             result, out = evaluate(cfg)
             print(report_markdown(result))
             print("results in %s" % out.resolve())

@@ -1,13 +1,25 @@
 """`clap-ros launch`: start a clap_ros node graph without the ros2 CLI."""
+
 from __future__ import annotations
 
 import argparse
 import sys
 from typing import List, Sequence, Tuple
 
-from clap_ros.launching.graph import (GRAPHS, PACKAGE, Graph, LaunchError, PackageFile,
-                                      default_value, enabled_nodes, get_graph, node_parameters,
-                                      node_remaps, parse_assignments, resolve_arguments)
+from clap_ros.launching.graph import (
+    GRAPHS,
+    PACKAGE,
+    Graph,
+    LaunchError,
+    PackageFile,
+    default_value,
+    enabled_nodes,
+    get_graph,
+    node_parameters,
+    node_remaps,
+    parse_assignments,
+    resolve_arguments,
+)
 
 DESCRIPTION = """\
 Start one of clap_ros's node graphs as separate processes, as `ros2 launch clap_ros
@@ -35,22 +47,45 @@ def _graph_lines() -> str:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "launch", help="start a node graph (sim, ...) without the ros2 CLI",
+        "launch",
+        help="start a node graph (sim, ...) without the ros2 CLI",
         description=DESCRIPTION % _graph_lines(),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("graph", metavar="GRAPH",
-                   help="graph name (or `clap_ros <graph>.launch.py`, as for ros2 launch)")
-    p.add_argument("assignments", nargs="*", metavar="name:=value",
-                   help="launch arguments (--show-args lists them)")
-    p.add_argument("--show-args", "-s", action="store_true",
-                   help="list the graph's arguments with descriptions and defaults, then exit")
-    p.add_argument("--dry-run", action="store_true",
-                   help="resolve the arguments and print each node's parameters; start nothing")
-    p.add_argument("--log-dir", default=None,
-                   help="where node logs and parameter files go (default: a new directory under "
-                        "$ROS_LOG_DIR or ~/.ros/log)")
-    p.add_argument("--stop-timeout", type=float, default=5.0,
-                   help="seconds each node gets to exit after SIGINT before SIGTERM/SIGKILL")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "graph",
+        metavar="GRAPH",
+        help="graph name (or `clap_ros <graph>.launch.py`, as for ros2 launch)",
+    )
+    p.add_argument(
+        "assignments",
+        nargs="*",
+        metavar="name:=value",
+        help="launch arguments (--show-args lists them)",
+    )
+    p.add_argument(
+        "--show-args",
+        "-s",
+        action="store_true",
+        help="list the graph's arguments with descriptions and defaults, then exit",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve the arguments and print each node's parameters; start nothing",
+    )
+    p.add_argument(
+        "--log-dir",
+        default=None,
+        help="where node logs and parameter files go (default: a new directory under "
+        "$ROS_LOG_DIR or ~/.ros/log)",
+    )
+    p.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=5.0,
+        help="seconds each node gets to exit after SIGINT before SIGTERM/SIGKILL",
+    )
     p.set_defaults(func=run)
 
 
@@ -82,6 +117,7 @@ def show_args(graph: Graph) -> str:
 
 def run(args) -> int:
     from clap_ros.launching.runner import GraphRunner
+
     try:
         name, assignments = split_target([args.graph] + list(args.assignments))
         graph = get_graph(name)

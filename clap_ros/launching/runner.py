@@ -9,6 +9,7 @@ and exits 0) takes the others down, and the runner exits non-zero naming it.
 Each node gets one params file, ``<log_dir>/<node>.params.yaml``, holding exactly the merged
 parameters of clap_ros.launching.graph.node_parameters, so what the node runs with is on disk.
 """
+
 from __future__ import annotations
 
 import os
@@ -76,9 +77,16 @@ class _Tail:
 class GraphRunner:
     """Runs ``graph`` with resolved argument ``values`` (graph.resolve_arguments)."""
 
-    def __init__(self, graph: Graph, values: Mapping[str, Any], log_dir: Optional[Path] = None,
-                 out: IO[str] = None, stop_timeout: float = 5.0, poll_s: float = 0.05,
-                 env: Optional[Mapping[str, str]] = None):
+    def __init__(
+        self,
+        graph: Graph,
+        values: Mapping[str, Any],
+        log_dir: Optional[Path] = None,
+        out: IO[str] = None,
+        stop_timeout: float = 5.0,
+        poll_s: float = 0.05,
+        env: Optional[Mapping[str, str]] = None,
+    ):
         self.graph = graph
         self.values = dict(values)
         self.log_dir = Path(log_dir) if log_dir else default_log_dir()
@@ -89,7 +97,8 @@ class GraphRunner:
         self.specs: List[NodeSpec] = enabled_nodes(graph, self.values)
         # Built before anything starts, so a bad params file fails with no process left behind.
         self.plans: List[Tuple[NodeSpec, Dict[str, Any], Dict[str, str]]] = [
-            (s, node_parameters(s, self.values), node_remaps(s, self.values)) for s in self.specs]
+            (s, node_parameters(s, self.values), node_remaps(s, self.values)) for s in self.specs
+        ]
         self.procs: List[NodeProcess] = []
         self._tails: Dict[str, _Tail] = {}
         self._signals: List[int] = []
@@ -113,11 +122,18 @@ class GraphRunner:
         try:
             for spec, params, remaps in self.plans:
                 path = self.params_path(spec)
-                path.write_text(yaml.safe_dump({spec.name: {"ros__parameters": params}},
-                                               sort_keys=False))
-                proc = NodeProcess(spec.module, params_file=path, name=spec.name, remaps=remaps,
-                                   env=self.env, log_path=self.log_dir / ("%s.log" % spec.name),
-                                   own_group=True)
+                path.write_text(
+                    yaml.safe_dump({spec.name: {"ros__parameters": params}}, sort_keys=False)
+                )
+                proc = NodeProcess(
+                    spec.module,
+                    params_file=path,
+                    name=spec.name,
+                    remaps=remaps,
+                    env=self.env,
+                    log_path=self.log_dir / ("%s.log" % spec.name),
+                    own_group=True,
+                )
                 self._tails[spec.name] = _Tail(proc.log_path)
                 self.procs.append(proc)
                 proc.start()
@@ -126,9 +142,14 @@ class GraphRunner:
             self.stop_all(signal.SIGINT)
             raise
         skipped = [n.name for n in self.graph.nodes if n not in self.specs]
-        self.say("graph %s up; logs and parameters in %s%s" % (
-            self.graph.name, self.log_dir,
-            ("; not started (condition false): %s" % ", ".join(skipped)) if skipped else ""))
+        self.say(
+            "graph %s up; logs and parameters in %s%s"
+            % (
+                self.graph.name,
+                self.log_dir,
+                ("; not started (condition false): %s" % ", ".join(skipped)) if skipped else "",
+            )
+        )
 
     def stop_all(self, sig: int = signal.SIGINT) -> Dict[str, Optional[int]]:
         """Signal every running node at once, wait ``stop_timeout`` for all of them, then
@@ -171,9 +192,13 @@ class GraphRunner:
             self.pump()
             if self._signals:
                 sig = self._signals[0]
-                self.say("%s received: stopping %s" % (
-                    signal.Signals(sig).name,
-                    ", ".join(p.name for p in self.procs if p.running()) or "nothing"))
+                self.say(
+                    "%s received: stopping %s"
+                    % (
+                        signal.Signals(sig).name,
+                        ", ".join(p.name for p in self.procs if p.running()) or "nothing",
+                    )
+                )
                 codes = self.stop_all(sig)
                 return self._report(codes, finished)
             for p in self.procs:
@@ -186,8 +211,10 @@ class GraphRunner:
                     continue
                 self.say("node %s died (%s); stopping the graph" % (p.name, describe_exit(code)))
                 self.stop_all(signal.SIGINT)
-                self.say("graph %s stopped because %s exited (%s)"
-                         % (self.graph.name, p.name, describe_exit(code)))
+                self.say(
+                    "graph %s stopped because %s exited (%s)"
+                    % (self.graph.name, p.name, describe_exit(code))
+                )
                 return 1
             if len(finished) == len(self.procs):
                 self.say("every node finished")

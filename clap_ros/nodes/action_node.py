@@ -22,6 +22,7 @@ the log and on /clap/diagnostics. The control logic lives in the ROS-free core
 clap_ros.runtime.action_core (parameters: clap_ros.runtime.params.ActionParams); this node is the
 adapter: subscriptions -> core -> publications, parameters, diagnostics.
 """
+
 from __future__ import annotations
 
 import sys
@@ -82,20 +83,23 @@ class ActionNode(Node):
                 self.get_logger().warning(
                     "forward_position at %g Hz to a %g Hz driver with no command smoothing (%s): "
                     "prefer joint_trajectory or command_rate_hz:=%g"
-                    % (cfg.command_rate_hz, drv.rate_hz, self.profile.name, drv.rate_hz))
+                    % (cfg.command_rate_hz, drv.rate_hz, self.profile.name, drv.rate_hz)
+                )
         else:
             self.arm_topic = drv.trajectory_topic
             self.pub_arm = self.create_publisher(JointTrajectory, self.arm_topic, COMMAND_QOS)
         self.gripper_topic = drv.gripper_command_topic
         self.pub_grip = self.create_publisher(Float64MultiArray, self.gripper_topic, COMMAND_QOS)
         self.log = RateLimitedLog(self.get_logger(), period_s=2.0)
-        self.diag = DiagnosticsPublisher(self, period_s=1.0, hardware_id=self.profile.name,
-                                         extra=self._diagnostics)
+        self.diag = DiagnosticsPublisher(
+            self, period_s=1.0, hardware_id=self.profile.name, extra=self._diagnostics
+        )
         self.create_subscription(Image, T.LATENT, self._on_latent, SENSOR_QOS)
         self.create_subscription(Int32MultiArray, T.PLAN_TOKENS, self._on_tokens, STATE_QOS)
         self.create_subscription(JointTrajectory, T.PLAN, self._on_plan, STATE_QOS)
-        self.create_subscription(JointState, js_topic or drv.joint_states_topic, self._on_js,
-                                 STATE_QOS)
+        self.create_subscription(
+            JointState, js_topic or drv.joint_states_topic, self._on_js, STATE_QOS
+        )
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_service(Trigger, "~/stop", self._on_stop)
         self.create_timer(0.1, self._drain_events)
@@ -114,15 +118,21 @@ class ActionNode(Node):
             self.ctl.enable(self.now_s())
             self.get_logger().info("enabled on start (enable_on_start:=true)")
         self._worker = threading.Thread(target=self._infer_loop, name="clap_rf", daemon=True)
-        self._commander = threading.Thread(target=self._command_loop, name="commands",
-                                           daemon=True)
+        self._commander = threading.Thread(target=self._command_loop, name="commands", daemon=True)
         self._worker.start()
         self._commander.start()
         self.get_logger().info(
             "action_node: %s, %s to %s (+ gripper %s) at %g Hz, watchdog %s; %s"
-            % (self.profile.name, cfg.command_mode, self.arm_topic, self.gripper_topic,
-               1.0 / cfg.tick_period_s, cfg.thresholds,
-               "enabled" if self.enable_on_start else "holding until ~/enable"))
+            % (
+                self.profile.name,
+                cfg.command_mode,
+                self.arm_topic,
+                self.gripper_topic,
+                1.0 / cfg.tick_period_s,
+                cfg.thresholds,
+                "enabled" if self.enable_on_start else "holding until ~/enable",
+            )
+        )
 
     # --- clock ---------------------------------------------------------------------------------
     def now_s(self) -> float:
@@ -162,8 +172,9 @@ class ActionNode(Node):
 
     def _on_js(self, msg: JointState) -> None:
         try:
-            ok = self.ctl.on_joint_state(list(msg.name), list(msg.position),
-                                         stamp_to_s(msg.header.stamp), self.now_s())
+            ok = self.ctl.on_joint_state(
+                list(msg.name), list(msg.position), stamp_to_s(msg.header.stamp), self.now_s()
+            )
         except Exception as e:
             self.log("exception", "joint_states callback failed: %r" % (e,), level="error")
             return
@@ -171,8 +182,9 @@ class ActionNode(Node):
             self.diag.tick("joint_states")
             self.diag.clear("joint_names")
         else:
-            self.diag.problem("joint_names", ERROR, "joint_states rejected: %s"
-                              % self.ctl.joint_error)
+            self.diag.problem(
+                "joint_names", ERROR, "joint_states rejected: %s" % self.ctl.joint_error
+            )
 
     # --- services ------------------------------------------------------------------------------
     def _on_enable(self, req, resp):
@@ -232,7 +244,7 @@ class ActionNode(Node):
             self._n_wakes += 1
             try:
                 self._tick()
-            except Exception as e:   # a publish during shutdown, or a bug: stop commanding
+            except Exception as e:  # a publish during shutdown, or a bug: stop commanding
                 if not self._running.is_set():
                     return
                 self.ctl.events.append(("error", "command loop: %r" % e))
@@ -258,12 +270,15 @@ class ActionNode(Node):
     @staticmethod
     def _trajectory_msg(tr) -> JointTrajectory:
         msg = JointTrajectory()
-        msg.joint_names = list(tr.joint_names)   # header stamp 0: start on receipt
+        msg.joint_names = list(tr.joint_names)  # header stamp 0: start on receipt
         for t, q, qd in tr.points:
-            msg.points.append(JointTrajectoryPoint(
-                positions=np.asarray(q, dtype=float).tolist(),
-                velocities=np.asarray(qd, dtype=float).tolist(),
-                time_from_start=duration_from_s(float(t))))
+            msg.points.append(
+                JointTrajectoryPoint(
+                    positions=np.asarray(q, dtype=float).tolist(),
+                    velocities=np.asarray(qd, dtype=float).tolist(),
+                    time_from_start=duration_from_s(float(t)),
+                )
+            )
         return msg
 
     def _diagnostics(self) -> dict:
@@ -311,14 +326,19 @@ class ActionNode(Node):
             self.get_logger().info("shutting down: stopping the arm first")
             self.ctl.stop(self.now_s(), "node shutting down")
             deadline = time.monotonic() + self.SHUTDOWN_STOP_TIMEOUT_S
-            while (self.ctl.state is not State.HOLD and time.monotonic() < deadline
-                   and self._commander.is_alive()):
+            while (
+                self.ctl.state is not State.HOLD
+                and time.monotonic() < deadline
+                and self._commander.is_alive()
+            ):
                 time.sleep(0.01)
             if self.ctl.state is State.HOLD:
                 self.get_logger().info("arm stopped; exiting")
             else:
-                self.get_logger().warning("the stop did not finish within %.1f s (%s)"
-                                          % (self.SHUTDOWN_STOP_TIMEOUT_S, self.ctl.reason()))
+                self.get_logger().warning(
+                    "the stop did not finish within %.1f s (%s)"
+                    % (self.SHUTDOWN_STOP_TIMEOUT_S, self.ctl.reason())
+                )
         self._running.clear()
         with self.ctl.fresh:
             self.ctl.fresh.notify_all()

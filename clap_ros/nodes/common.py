@@ -2,6 +2,7 @@
 
 Only imported by node processes (it imports rclpy); the logic the nodes wrap lives elsewhere.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,19 +13,30 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import rclpy
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 
 # Cameras: best effort, keep last 5 (rclpy's sensor-data profile), as real camera drivers publish.
 SENSOR_QOS = qos_profile_sensor_data
 # Latched facts (instruction, sim status): a late subscriber still gets the latest one.
-LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                         reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED_QOS = QoSProfile(
+    depth=1,
+    history=HistoryPolicy.KEEP_LAST,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
 # Commands and joint states: reliable, volatile, like the ros2_control controllers' topics.
-COMMAND_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
-                         reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.VOLATILE)
+COMMAND_QOS = QoSProfile(
+    depth=10,
+    history=HistoryPolicy.KEEP_LAST,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
 STATE_QOS = COMMAND_QOS
 # /clock like rclcpp::ClockQoS, which rclpy's TimeSource subscribes with: best effort, last 1.
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -34,21 +46,29 @@ class ParameterError(ValueError):
     """A node parameter has a value the node cannot work with."""
 
 
-def declare(node: Node, name: str, default: Any, description: str,
-            choices: Optional[Sequence[str]] = None,
-            min_value: Optional[float] = None, max_value: Optional[float] = None,
-            read_only: bool = False) -> Any:
+def declare(
+    node: Node,
+    name: str,
+    default: Any,
+    description: str,
+    choices: Optional[Sequence[str]] = None,
+    min_value: Optional[float] = None,
+    max_value: Optional[float] = None,
+    read_only: bool = False,
+) -> Any:
     """Declare a parameter with a description (shown by `ros2 param describe`) and return its
     value, validated against ``choices`` / ``min_value`` / ``max_value``."""
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
     desc = ParameterDescriptor(description=description, read_only=read_only)
     if choices:
         desc.additional_constraints = "one of: %s" % ", ".join(choices)
     is_float = isinstance(default, float)
     if min_value is not None and max_value is not None and not isinstance(default, bool):
         if isinstance(default, int):
-            desc.integer_range = [IntegerRange(from_value=int(min_value), to_value=int(max_value),
-                                               step=0)]
+            desc.integer_range = [
+                IntegerRange(from_value=int(min_value), to_value=int(max_value), step=0)
+            ]
         else:
             desc.additional_constraints = "%g .. %g" % (min_value, max_value)
     # `-p rate:=15` arrives as an integer; a float parameter takes it (checked below) instead of
@@ -70,19 +90,31 @@ def declare_robot(node: Node, default: str = "fr3", read_only: bool = False):
     """Declare the ``robot`` parameter and load its profile: (name, RobotProfile). Every node
     takes its robot facts from here, so a wrong name fails the same way everywhere."""
     from clap_ros.robots import ProfileError, load_profile
-    robot = declare(node, "robot", default, "robot profile: fr3, panda, ur5e or a profile YAML "
-                    "path", read_only=read_only)
+
+    robot = declare(
+        node,
+        "robot",
+        default,
+        "robot profile: fr3, panda, ur5e or a profile YAML path",
+        read_only=read_only,
+    )
     try:
         return robot, load_profile(robot)
     except (ProfileError, OSError, ValueError) as e:
         raise ParameterError("parameter 'robot' = %r: %s" % (robot, e)) from None
 
 
-def check_value(name: str, value: Any, choices: Optional[Sequence[str]] = None,
-                min_value: Optional[float] = None, max_value: Optional[float] = None) -> None:
+def check_value(
+    name: str,
+    value: Any,
+    choices: Optional[Sequence[str]] = None,
+    min_value: Optional[float] = None,
+    max_value: Optional[float] = None,
+) -> None:
     if choices is not None and value not in choices:
-        raise ParameterError("parameter '%s' = %r: must be one of %s"
-                             % (name, value, ", ".join(map(str, choices))))
+        raise ParameterError(
+            "parameter '%s' = %r: must be one of %s" % (name, value, ", ".join(map(str, choices)))
+        )
     if min_value is not None and value < min_value:
         raise ParameterError("parameter '%s' = %r: must be >= %s" % (name, value, min_value))
     if max_value is not None and value > max_value:
@@ -95,6 +127,7 @@ class RateLimitedLog:
 
     def __init__(self, logger, period_s: float = 1.0, clock: Callable[[], float] = None):
         import time
+
         self._logger = logger
         self._period = period_s
         self._clock = clock or time.monotonic
@@ -126,12 +159,14 @@ class RateLimitedLog:
 def stamp_from_s(t: float):
     """builtin_interfaces/Time from seconds (clap_ros.rostime, the one conversion)."""
     from clap_ros.rostime import time_msg
+
     return time_msg(t)
 
 
 def duration_from_s(t: float):
     """builtin_interfaces/Duration from seconds (clap_ros.rostime, the one conversion)."""
     from clap_ros.rostime import duration_msg
+
     return duration_msg(t)
 
 
@@ -171,8 +206,9 @@ class _StopSignals:
     def _handle(self, signum, frame) -> None:
         self.received.append(signum)
         if len(self.received) >= self.FORCE_AFTER:
-            os.write(2, b"[clap_ros] %d stop signals: exiting without cleanup\n"
-                     % len(self.received))
+            os.write(
+                2, b"[clap_ros] %d stop signals: exiting without cleanup\n" % len(self.received)
+            )
             os._exit(128 + signum)
         if self.raising and len(self.received) == 1:
             self.raising = False
@@ -195,8 +231,11 @@ def _spin(node: Node, stops: "_StopSignals") -> None:
         executor.remove_node(node)
 
 
-def run_node(make_node: Callable[[], Node], spin: Optional[Callable[[Node], Optional[int]]] = None,
-             args: Optional[Sequence[str]] = None) -> int:
+def run_node(
+    make_node: Callable[[], Node],
+    spin: Optional[Callable[[Node], Optional[int]]] = None,
+    args: Optional[Sequence[str]] = None,
+) -> int:
     """Init rclpy, build the node, spin until SIGINT/SIGTERM (or ``spin`` returns), clean up.
 
     A ParameterError at construction prints one line and exits 2 rather than a traceback; the
@@ -206,14 +245,15 @@ def run_node(make_node: Callable[[], Node], spin: Optional[Callable[[Node], Opti
     """
     from rclpy.executors import ExternalShutdownException
     from rclpy.signals import SignalHandlerOptions
+
     argv = list(args) if args is not None else list(sys.argv)
-    user_args = argv[:argv.index("--ros-args")] if "--ros-args" in argv else argv
+    user_args = argv[: argv.index("--ros-args")] if "--ros-args" in argv else argv
     want_help = any(a in ("-h", "--help") for a in user_args[1:])
     stops = _StopSignals()
     stops.install()
-    made: list = []      # the node, once built
-    name = ["node"]      # its name (not readable from the node after destroy_node)
-    cleaned: list = []   # set once shutdown()/destroy_node() ran
+    made: list = []  # the node, once built
+    name = ["node"]  # its name (not readable from the node after destroy_node)
+    cleaned: list = []  # set once shutdown()/destroy_node() ran
     code = 0
 
     def cleanup() -> None:
@@ -248,7 +288,7 @@ def run_node(make_node: Callable[[], Node], spin: Optional[Callable[[Node], Opti
                 # A node's own spin loop only checks rclpy.ok(): the first signal raises out of it.
                 code = int(spin(node) or 0)
             else:
-                stops.raising = False   # the loop polls stops.received instead
+                stops.raising = False  # the loop polls stops.received instead
                 _spin(node, stops)
             code = code or node_code()
         except (_StopRequested, KeyboardInterrupt, ExternalShutdownException):
@@ -274,8 +314,10 @@ def run_node(make_node: Callable[[], Node], spin: Optional[Callable[[Node], Opti
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     if stops.received:
-        print("[%s] stopped by %s" % (name[0], signal.Signals(stops.received[0]).name),
-              file=sys.stderr)
+        print(
+            "[%s] stopped by %s" % (name[0], signal.Signals(stops.received[0]).name),
+            file=sys.stderr,
+        )
     return code
 
 
@@ -289,10 +331,13 @@ def print_node_help(node: Node, make_node) -> None:
     """`<node> --help`: the node's purpose and its declared parameters with their descriptions and
     current values, read from the node itself so the text cannot drift from the code."""
     import inspect
+
     doc = inspect.getmodule(make_node).__doc__ or ""
     print(doc.strip())
-    print("\nusage: ros2 run clap_ros %s [--ros-args -p NAME:=VALUE ...]\n\nparameters:"
-          % node.get_name())
+    print(
+        "\nusage: ros2 run clap_ros %s [--ros-args -p NAME:=VALUE ...]\n\nparameters:"
+        % node.get_name()
+    )
     names = sorted(node.list_parameters([], 0).names)
     for name, desc in zip(names, node.describe_parameters(names)):
         value = node.get_parameter(name).value

@@ -13,6 +13,7 @@ Rates, latencies and ages are measured on the monotonic wall clock (what the mac
 not on ROS time, so they stay meaningful under ``use_sim_time``; the array's header uses the node's
 clock so a bag of a sim run lines up with /clock.
 """
+
 from __future__ import annotations
 
 import threading
@@ -33,8 +34,9 @@ class DiagnosticsState:
     describes the recent past, not the whole run.
     """
 
-    def __init__(self, rate_window_s: float = 5.0, clock: Callable[[], float] = None,
-                 max_samples: int = 2000):
+    def __init__(
+        self, rate_window_s: float = 5.0, clock: Callable[[], float] = None, max_samples: int = 2000
+    ):
         self._clock = clock or time.monotonic
         self._window = float(rate_window_s)
         self._max = int(max_samples)
@@ -139,14 +141,21 @@ class DiagnosticsState:
         if not q:
             return None
         v = np.fromiter((s for _, s in q), dtype=float)
-        return {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)),
-                "max": float(v.max()), "n": int(v.size)}
+        return {
+            "p50": float(np.percentile(v, 50)),
+            "p99": float(np.percentile(v, 99)),
+            "max": float(v.max()),
+            "n": int(v.size),
+        }
 
     def stale_inputs(self) -> List[str]:
         now = self._clock()
         with self._lock:
-            return [k for k, m in self._max_age.items()
-                    if self._last_seen.get(k) is None or now - self._last_seen[k] > m]
+            return [
+                k
+                for k, m in self._max_age.items()
+                if self._last_seen.get(k) is None or now - self._last_seen[k] > m
+            ]
 
     def summary(self) -> Tuple[int, str, List[Tuple[str, str]]]:
         """(level, message, [(key, value), ...]): the worst of the raised problems and stale
@@ -160,14 +169,18 @@ class DiagnosticsState:
             for key in list(self._lat):
                 st = self._lat_locked(key, now)
                 if st is not None:
-                    items += [(key + "_p50_ms", "%.3g" % (st["p50"] * 1e3)),
-                              (key + "_p99_ms", "%.3g" % (st["p99"] * 1e3)),
-                              (key + "_max_ms", "%.3g" % (st["max"] * 1e3))]
+                    items += [
+                        (key + "_p50_ms", "%.3g" % (st["p50"] * 1e3)),
+                        (key + "_p99_ms", "%.3g" % (st["p99"] * 1e3)),
+                        (key + "_max_ms", "%.3g" % (st["max"] * 1e3)),
+                    ]
             for key, pool in self._pooled.items():
                 p50, p99 = pool.percentiles()
-                items += [(key + "_run_p50_ms", "%.3g" % (p50 * 1e3)),
-                          (key + "_run_p99_ms", "%.3g" % (p99 * 1e3)),
-                          (key + "_run_n", str(pool.n))]
+                items += [
+                    (key + "_run_p50_ms", "%.3g" % (p50 * 1e3)),
+                    (key + "_run_p99_ms", "%.3g" % (p99 * 1e3)),
+                    (key + "_run_n", str(pool.n)),
+                ]
             level, causes = OK, []
             for key, max_age in self._max_age.items():
                 last = self._last_seen.get(key)
@@ -211,7 +224,7 @@ class PooledSamples:
     def percentiles(self) -> Tuple[float, float]:
         """(p50, p99) of the samples so far; recomputed only when a sample came in."""
         if self._cached is None or self._cached[0] != self.n:
-            v = self._v[:min(self.n, self.capacity)]
+            v = self._v[: min(self.n, self.capacity)]
             p50, p99 = np.percentile(v, [50, 99]) if v.size else (np.nan, np.nan)
             self._cached = (self.n, float(p50), float(p99))
         return self._cached[1], self._cached[2]
@@ -225,13 +238,21 @@ class DiagnosticsPublisher(DiagnosticsState):
     (e.g. a watchdog's own ``diagnostics()``) evaluated at publish time.
     """
 
-    def __init__(self, node, period_s: float = 1.0, topic: Optional[str] = None,
-                 hardware_id: str = "", rate_window_s: float = 5.0,
-                 extra: Optional[Callable[[], Dict]] = None):
+    def __init__(
+        self,
+        node,
+        period_s: float = 1.0,
+        topic: Optional[str] = None,
+        hardware_id: str = "",
+        rate_window_s: float = 5.0,
+        extra: Optional[Callable[[], Dict]] = None,
+    ):
         super().__init__(rate_window_s=rate_window_s)
         from diagnostic_msgs.msg import DiagnosticArray
+
         from clap_ros import topics
         from clap_ros.nodes.common import STATE_QOS
+
         self._node = node
         self._hardware_id = hardware_id
         self._extra = extra
@@ -241,13 +262,20 @@ class DiagnosticsPublisher(DiagnosticsState):
 
     def make_message(self):
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
         level, message, items = self.summary()
         if self._extra is not None:
-            items = items + [(str(k), "%.4g" % v if isinstance(v, float) else str(v))
-                             for k, v in dict(self._extra()).items()]
-        status = DiagnosticStatus(level=bytes([level]), name=self.name, message=message,
-                                  hardware_id=self._hardware_id,
-                                  values=[KeyValue(key=k, value=v) for k, v in items])
+            items = items + [
+                (str(k), "%.4g" % v if isinstance(v, float) else str(v))
+                for k, v in dict(self._extra()).items()
+            ]
+        status = DiagnosticStatus(
+            level=bytes([level]),
+            name=self.name,
+            message=message,
+            hardware_id=self._hardware_id,
+            values=[KeyValue(key=k, value=v) for k, v in items],
+        )
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self._node.get_clock().now().to_msg()
         return msg

@@ -18,6 +18,7 @@ Inference runs on a worker thread that always takes the newest frame: a slow mod
 Until a CameraInfo arrives, frames are dropped (``require_camera_info``, default true), because an
 unrectified image from a distorted camera is not what the model was trained on.
 """
+
 from __future__ import annotations
 
 import sys
@@ -43,6 +44,7 @@ NODE_NAME = "encoder_node"
 def load_calibration_file(path: str):
     """Calibration from a camera_info_manager YAML (image_width, camera_matrix, ...)."""
     from clap_ros.calibration.yaml_io import CalibrationInputError, read_camera_info
+
     try:
         return read_camera_info(path)
     except CalibrationInputError as e:
@@ -75,9 +77,16 @@ class EncoderNode(Node):
         self._slot_closed = False
         self._worker = threading.Thread(target=self._work, name="encoder", daemon=True)
         self._worker.start()
-        self.get_logger().info("encoding %s -> %s (%s)" % (
-            p.image_topic, T.LATENT, ("calibration %s" % p.calibration_file)
-            if p.calibration_file else "calibration from %s" % p.camera_info_topic))
+        self.get_logger().info(
+            "encoding %s -> %s (%s)"
+            % (
+                p.image_topic,
+                T.LATENT,
+                ("calibration %s" % p.calibration_file)
+                if p.calibration_file
+                else "calibration from %s" % p.camera_info_topic,
+            )
+        )
 
     # -- callbacks: cheap, never block on inference, never raise --------------------------------
     def _on_info(self, msg: CameraInfo) -> None:
@@ -94,9 +103,14 @@ class EncoderNode(Node):
         self.diag.clear("camera_info")
         if not was and self.core.calibrated:
             cal = self.rt.preprocessor.calibration
-            self.get_logger().info("calibration from CameraInfo: %dx%d, %s" % (
-                msg.width, msg.height, "undistorting" if cal is not None and cal.distorted
-                else "no distortion"))
+            self.get_logger().info(
+                "calibration from CameraInfo: %dx%d, %s"
+                % (
+                    msg.width,
+                    msg.height,
+                    "undistorting" if cal is not None and cal.distorted else "no distortion",
+                )
+            )
 
     def _on_image(self, msg: Image) -> None:
         self.diag.touch("image")
@@ -124,7 +138,7 @@ class EncoderNode(Node):
         if res is None:
             res = self.core.encode(msg, stamp_to_s(msg.header.stamp), now, admitted=True)
         if res.refused:
-            self.diag.tick(res.refused)      # <key>_count in /clap/diagnostics
+            self.diag.tick(res.refused)  # <key>_count in /clap/diagnostics
         if res.refused == E.RATE:
             return
         if res.refused == E.NO_CALIBRATION:

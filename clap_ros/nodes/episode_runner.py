@@ -6,6 +6,7 @@ with rclpy ``raw=True`` subscriptions, i.e. the serialized CDR bytes, into one M
 episode. The driver is reused across episodes through its ``seed`` parameter and ``~/reset``
 service, so an episode costs one expert start plus the episode itself.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,8 @@ class EpisodeResult:
     bag: str
     success: bool
     instruction: str
-    duration_s: float          # sim time from reset to the end of the episode
-    wall_s: float              # wall time for the whole episode, including the expert's start
+    duration_s: float  # sim time from reset to the end of the episode
+    wall_s: float  # wall time for the whole episode, including the expert's start
     expert_exit_code: Optional[int]
     counts: Dict[str, int] = field(default_factory=dict)
     appearance: dict = field(default_factory=dict)
@@ -58,8 +59,14 @@ def episode_bag_name(robot: str, task: str, seed: int) -> str:
 class EpisodeRecorder:
     """rclpy side: raw subscriptions written into the current bag, plus the driver's services."""
 
-    def __init__(self, domain_id: int, topics: Dict[str, Tuple[type, object]], use_sim_time: bool,
-                 driver_name: str, joint_states_topic: str):
+    def __init__(
+        self,
+        domain_id: int,
+        topics: Dict[str, Tuple[type, object]],
+        use_sim_time: bool,
+        driver_name: str,
+        joint_states_topic: str,
+    ):
         import rclpy
         from rcl_interfaces.srv import SetParameters
         from rclpy.executors import SingleThreadedExecutor
@@ -68,9 +75,15 @@ class EpisodeRecorder:
 
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=domain_id)
-        self.node = Node("clap_episode_recorder", context=self.ctx,
-                         parameter_overrides=[rclpy.parameter.Parameter(
-                             "use_sim_time", rclpy.parameter.Parameter.Type.BOOL, use_sim_time)])
+        self.node = Node(
+            "clap_episode_recorder",
+            context=self.ctx,
+            parameter_overrides=[
+                rclpy.parameter.Parameter(
+                    "use_sim_time", rclpy.parameter.Parameter.Type.BOOL, use_sim_time
+                )
+            ],
+        )
         self.lock = threading.Lock()
         self.bag = None
         self.pending = None
@@ -84,8 +97,9 @@ class EpisodeRecorder:
         for topic, (msg_type, qos) in topics.items():
             self.node.create_subscription(msg_type, topic, self._callback(topic), qos, raw=True)
         self.reset_client = self.node.create_client(Trigger, "/%s/reset" % driver_name)
-        self.param_client = self.node.create_client(SetParameters,
-                                                    "/%s/set_parameters" % driver_name)
+        self.param_client = self.node.create_client(
+            SetParameters, "/%s/set_parameters" % driver_name
+        )
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True, name="recorder_spin")
@@ -93,6 +107,7 @@ class EpisodeRecorder:
 
     def _spin(self):
         from rclpy.executors import ExternalShutdownException
+
         try:
             while self.ctx.ok():
                 self.executor.spin_once(timeout_sec=0.05)
@@ -113,6 +128,7 @@ class EpisodeRecorder:
                     self._start_locked(t)
                 if self.bag is not None:
                     self.bag.write_cdr(topic, t, data)
+
         return cb
 
     # Written first when a bag starts, so it opens with the current state and a camera frame.
@@ -144,6 +160,7 @@ class EpisodeRecorder:
     def _parse_status(self, data: bytes) -> None:
         from rclpy.serialization import deserialize_message
         from std_msgs.msg import String
+
         try:
             status = json.loads(deserialize_message(data, String).data)
         except ValueError:
@@ -160,8 +177,9 @@ class EpisodeRecorder:
 
     def call(self, client, request, timeout: float):
         if not client.wait_for_service(timeout_sec=timeout):
-            raise RecordingError("service %s not available after %.0f s"
-                                 % (client.srv_name, timeout))
+            raise RecordingError(
+                "service %s not available after %.0f s" % (client.srv_name, timeout)
+            )
         fut = client.call_async(request)
         deadline = time.monotonic() + timeout
         while not fut.done() and time.monotonic() < deadline:
@@ -173,15 +191,24 @@ class EpisodeRecorder:
     def set_seed(self, seed: int, timeout: float) -> None:
         from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
         from rcl_interfaces.srv import SetParameters
-        req = SetParameters.Request(parameters=[Parameter(
-            name="seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER,
-                                              integer_value=int(seed)))])
+
+        req = SetParameters.Request(
+            parameters=[
+                Parameter(
+                    name="seed",
+                    value=ParameterValue(
+                        type=ParameterType.PARAMETER_INTEGER, integer_value=int(seed)
+                    ),
+                )
+            ]
+        )
         res = self.call(self.param_client, req, timeout)
         if not res.results[0].successful:
             raise RecordingError("driver refused seed %d: %s" % (seed, res.results[0].reason))
 
     def reset(self, timeout: float) -> str:
         from std_srvs.srv import Trigger
+
         res = self.call(self.reset_client, Trigger.Request(), timeout)
         if not res.success:
             raise RecordingError("driver reset failed: %s" % res.message)
@@ -218,6 +245,7 @@ def recorded_topics(profile, command_mode: str, wrist_camera: bool):
     from trajectory_msgs.msg import JointTrajectory
 
     from clap_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATE_QOS
+
     drv = profile.driver
     topics = {
         T.CAMERA_IMAGE: (Image, SENSOR_QOS, T.TYPES["image"]),
@@ -237,14 +265,25 @@ def recorded_topics(profile, command_mode: str, wrist_camera: bool):
     return topics
 
 
-def record_episodes_ros(robot: str, task: str, seeds: Sequence[int], out_dir,
-                        command_mode: str = "joint_trajectory",
-                        camera_size: Tuple[int, int] = (128, 128), camera_rate_hz: float = 15.0,
-                        randomize: bool = True, wrist_camera: bool = False,
-                        real_time_factor: float = 1.0, domain_id: Optional[int] = None,
-                        episode_timeout_s: float = 120.0, startup_timeout_s: float = 90.0,
-                        settle_s: float = 0.5, progress: bool = True,
-                        log_dir=None, expert_nice: int = 0) -> List[EpisodeResult]:
+def record_episodes_ros(
+    robot: str,
+    task: str,
+    seeds: Sequence[int],
+    out_dir,
+    command_mode: str = "joint_trajectory",
+    camera_size: Tuple[int, int] = (128, 128),
+    camera_rate_hz: float = 15.0,
+    randomize: bool = True,
+    wrist_camera: bool = False,
+    real_time_factor: float = 1.0,
+    domain_id: Optional[int] = None,
+    episode_timeout_s: float = 120.0,
+    startup_timeout_s: float = 90.0,
+    settle_s: float = 0.5,
+    progress: bool = True,
+    log_dir=None,
+    expert_nice: int = 0,
+) -> List[EpisodeResult]:
     """Record one MCAP bag per seed under ``out_dir`` (named ``<robot>_<task>_seed<NNNNNN>``).
 
     ``camera_size`` is (width, height). ``real_time_factor`` 0 runs the sim as fast as it can;
@@ -283,30 +322,53 @@ def record_episodes_ros(robot: str, task: str, seeds: Sequence[int], out_dir,
     # purpose) then slows the expert's timing with it instead of leaving it behind.
     use_sim_time = real_time_factor != 1.0
     width, height = int(camera_size[0]), int(camera_size[1])
-    common = {"robot": robot, "task": task, "randomize": bool(randomize),
-              "use_sim_time": use_sim_time}
+    common = {
+        "robot": robot,
+        "task": task,
+        "randomize": bool(randomize),
+        "use_sim_time": use_sim_time,
+    }
     driver = spawn_node(
-        "clap_ros.nodes.sim_driver", name="sim_driver", domain_id=domain_id,
+        "clap_ros.nodes.sim_driver",
+        name="sim_driver",
+        domain_id=domain_id,
         log_path=log_dir / "sim_driver.log",
-        params=dict(common, seed=seeds[0], camera_width=width, camera_height=height,
-                    camera_rate_hz=float(camera_rate_hz), wrist_camera=bool(wrist_camera),
-                    real_time_factor=float(real_time_factor)))
+        params=dict(
+            common,
+            seed=seeds[0],
+            camera_width=width,
+            camera_height=height,
+            camera_rate_hz=float(camera_rate_hz),
+            wrist_camera=bool(wrist_camera),
+            real_time_factor=float(real_time_factor),
+        ),
+    )
     topics = recorded_topics(profile, command_mode, wrist_camera)
     recorder = None
     next_expert = None
     results: List[EpisodeResult] = []
     try:
-        recorder = EpisodeRecorder(domain_id, {k: (v[0], v[1]) for k, v in topics.items()},
-                             use_sim_time, "sim_driver", profile.driver.joint_states_topic)
+        recorder = EpisodeRecorder(
+            domain_id,
+            {k: (v[0], v[1]) for k, v in topics.items()},
+            use_sim_time,
+            "sim_driver",
+            profile.driver.joint_states_topic,
+        )
         if not recorder.reset_client.wait_for_service(timeout_sec=startup_timeout_s):
-            raise RecordingError("sim_driver did not come up in %.0f s; its log:\n%s"
-                                 % (startup_timeout_s, driver.log_text(tail=3000)))
+            raise RecordingError(
+                "sim_driver did not come up in %.0f s; its log:\n%s"
+                % (startup_timeout_s, driver.log_text(tail=3000))
+            )
         if recorder.wait_status(lambda s: True, timeout=startup_timeout_s) is None:
-            raise RecordingError("no /sim/status from sim_driver in %.0f s; its log:\n%s"
-                                 % (startup_timeout_s, driver.log_text(tail=3000)))
+            raise RecordingError(
+                "no /sim/status from sim_driver in %.0f s; its log:\n%s"
+                % (startup_timeout_s, driver.log_text(tail=3000))
+            )
         bar = None
         if progress:
             from tqdm import tqdm
+
             bar = tqdm(total=len(seeds), desc="recording %s/%s" % (robot, task), unit="episode")
 
         def start_expert(i):
@@ -314,29 +376,55 @@ def record_episodes_ros(robot: str, task: str, seeds: Sequence[int], out_dir,
             # (the driver's i+1-th), so it can be started (python, imports, plan, DDS discovery:
             # seconds) while the previous episode still runs.
             return spawn_node(
-                "clap_ros.nodes.expert_node", name="expert_node", domain_id=domain_id,
-                log_path=log_dir / ("expert_seed%06d.log" % seeds[i]), nice=expert_nice,
-                params=dict(common, seed=seeds[i], command_mode=command_mode, settle_s=settle_s,
-                            wait_for_seed=True, min_resets=resets0 + i + 1,
-                            # the driver and this recorder: no command goes unrecorded
-                            min_subscribers=2))
+                "clap_ros.nodes.expert_node",
+                name="expert_node",
+                domain_id=domain_id,
+                log_path=log_dir / ("expert_seed%06d.log" % seeds[i]),
+                nice=expert_nice,
+                params=dict(
+                    common,
+                    seed=seeds[i],
+                    command_mode=command_mode,
+                    settle_s=settle_s,
+                    wait_for_seed=True,
+                    min_resets=resets0 + i + 1,
+                    # the driver and this recorder: no command goes unrecorded
+                    min_subscribers=2,
+                ),
+            )
 
         with recorder.lock:
             resets0 = int(recorder.status.get("resets", 0))
         next_expert = start_expert(0)
         for i, (seed, bag_path) in enumerate(zip(seeds, bag_paths)):
             if not driver.running():
-                raise RecordingError("sim_driver exited (code %s); its log:\n%s"
-                                     % (driver.returncode, driver.log_text(tail=3000)))
+                raise RecordingError(
+                    "sim_driver exited (code %s); its log:\n%s"
+                    % (driver.returncode, driver.log_text(tail=3000))
+                )
             expert, next_expert = next_expert, None
             try:
                 started = []
                 try:
-                    results.append(_record_one(
-                        recorder, expert, profile, task, seed, bag_path, topics, command_mode,
-                        episode_timeout_s,
-                        lambda: started.append(start_expert(i + 1)) if i + 1 < len(seeds)
-                        else None, BagWriter, serialize_message, String))
+                    results.append(
+                        _record_one(
+                            recorder,
+                            expert,
+                            profile,
+                            task,
+                            seed,
+                            bag_path,
+                            topics,
+                            command_mode,
+                            episode_timeout_s,
+                            lambda: (
+                                started.append(start_expert(i + 1)) if i + 1 < len(seeds) else None
+                            ),
+                            BagWriter,
+                            serialize_message,
+                            String,
+                        )
+                    )
                 finally:
                     next_expert = started[0] if started else None
             finally:
@@ -356,9 +444,21 @@ def record_episodes_ros(robot: str, task: str, seeds: Sequence[int], out_dir,
     return results
 
 
-def _record_one(recorder: EpisodeRecorder, expert: NodeProcess, profile, task: str, seed: int,
-                bag_path: Path, topics, command_mode: str, episode_timeout_s: float,
-                start_next, BagWriter, serialize_message, String) -> EpisodeResult:
+def _record_one(
+    recorder: EpisodeRecorder,
+    expert: NodeProcess,
+    profile,
+    task: str,
+    seed: int,
+    bag_path: Path,
+    topics,
+    command_mode: str,
+    episode_timeout_s: float,
+    start_next,
+    BagWriter,
+    serialize_message,
+    String,
+) -> EpisodeResult:
     wall0 = time.monotonic()
     recorder.set_seed(seed, timeout=30.0)
     resets_before = recorder.status.get("resets", -1)
@@ -368,8 +468,12 @@ def _record_one(recorder: EpisodeRecorder, expert: NodeProcess, profile, task: s
         for topic, (_, _, msgtype) in topics.items():
             bag.add_topic(topic, msgtype)
         bag.add_topic(T.EPISODE_OUTCOME, T.TYPES["string"])
-        for k, v in (("robot", profile.name), ("task", task), ("seed", seed),
-                     ("command_mode", command_mode)):
+        for k, v in (
+            ("robot", profile.name),
+            ("task", task),
+            ("seed", seed),
+            ("command_mode", command_mode),
+        ):
             bag.set_custom_data(k, str(v))
         try:
             # The bag starts when the expert announces its instruction, i.e. as it starts moving.
@@ -378,8 +482,13 @@ def _record_one(recorder: EpisodeRecorder, expert: NodeProcess, profile, task: s
             # The previous expert has exited, so no other instruction can arrive meanwhile.
             recorder.arm_bag(bag)
             recorder.reset(timeout=60.0)
-            if recorder.wait_status(lambda s: s.get("seed") == seed
-                                    and s.get("resets", 0) > resets_before, timeout=10.0) is None:
+            if (
+                recorder.wait_status(
+                    lambda s: s.get("seed") == seed and s.get("resets", 0) > resets_before,
+                    timeout=10.0,
+                )
+                is None
+            ):
                 raise RecordingError("no /sim/status for seed %d after reset" % seed)
             start_next()
             rc = expert.wait(timeout=episode_timeout_s)
@@ -400,7 +509,9 @@ def _record_one(recorder: EpisodeRecorder, expert: NodeProcess, profile, task: s
         finally:
             recorder.stop_bag()
         outcome = {
-            "robot": profile.name, "task": task, "seed": seed,
+            "robot": profile.name,
+            "task": task,
+            "seed": seed,
             "instruction": status.get("instruction", ""),
             "success": bool(status.get("success", False)) and not error,
             # sim time from the expert's start to the end of the recording
@@ -411,23 +522,36 @@ def _record_one(recorder: EpisodeRecorder, expert: NodeProcess, profile, task: s
             - int(start.get("rejected_commands", 0)),
             "error": error,
         }
-        bag.write_cdr(T.EPISODE_OUTCOME, recorder.now_ns(),
-                      serialize_message(String(data=json.dumps(outcome, sort_keys=True))))
+        bag.write_cdr(
+            T.EPISODE_OUTCOME,
+            recorder.now_ns(),
+            serialize_message(String(data=json.dumps(outcome, sort_keys=True))),
+        )
         counts = bag.counts
+
     def dist(st):
         return None if st.get("goal_distance_m") is None else float(st["goal_distance_m"])
 
     end_d = dist(status)
     return EpisodeResult(
-        seed=seed, bag=str(bag_path), success=outcome["success"],
-        instruction=outcome["instruction"], duration_s=outcome["duration"],
-        wall_s=time.monotonic() - wall0, expert_exit_code=rc, counts=counts,
-        appearance=outcome["appearance"], error=error,
-        rejected_commands=outcome["rejected_commands"], goal_distance_start_m=dist(start),
+        seed=seed,
+        bag=str(bag_path),
+        success=outcome["success"],
+        instruction=outcome["instruction"],
+        duration_s=outcome["duration"],
+        wall_s=time.monotonic() - wall0,
+        expert_exit_code=rc,
+        counts=counts,
+        appearance=outcome["appearance"],
+        error=error,
+        rejected_commands=outcome["rejected_commands"],
+        goal_distance_start_m=dist(start),
         goal_distance_end_m=end_d,
         goal_distance_min_m=min([d for d in (goal_min, end_d) if d is not None], default=None),
-        time_to_success_s=None if first_success is None
-        else first_success - float(start.get("sim_time", 0.0)))
+        time_to_success_s=None
+        if first_success is None
+        else first_success - float(start.get("sim_time", 0.0)),
+    )
 
 
 # the names they had before they were public (tests/unit/test_record.py imports this one)

@@ -34,6 +34,7 @@ older than ``max_latent_age_s`` or joint states older than ``max_state_age_s`` (
 node's clock) are not planned on. A model NaN (InferenceError) is logged and nothing is
 published.
 """
+
 from __future__ import annotations
 
 import sys
@@ -98,16 +99,27 @@ class PlannerNode(Node):
         self.create_subscription(JointState, self.js_topic, self._on_js, STATE_QOS)
         # A driver without finger joints in joint_states: the gripper state is the last opening
         # commanded to it (by the action node), open before any.
-        self.create_subscription(Float64MultiArray, self.profile.driver.gripper_command_topic,
-                                 self._on_gripper_command, COMMAND_QOS)
+        self.create_subscription(
+            Float64MultiArray,
+            self.profile.driver.gripper_command_topic,
+            self._on_gripper_command,
+            COMMAND_QOS,
+        )
         self.exit_code = 0
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="planner", daemon=True)
         self._worker.start()
-        self.get_logger().info("planning at %g Hz for %s (joint states %s)%s" % (
-            self.rate, self.profile.name, self.js_topic,
-            ", instruction %s" % clip_text(p.instruction) if p.instruction else
-            ", waiting for %s" % T.INSTRUCTION))
+        self.get_logger().info(
+            "planning at %g Hz for %s (joint states %s)%s"
+            % (
+                self.rate,
+                self.profile.name,
+                self.js_topic,
+                ", instruction %s" % clip_text(p.instruction)
+                if p.instruction
+                else ", waiting for %s" % T.INSTRUCTION,
+            )
+        )
 
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -140,8 +152,9 @@ class PlannerNode(Node):
 
     def _on_latent(self, msg: Image) -> None:
         try:
-            why = self.core.on_latent(msg, stamp_to_s(msg.header.stamp), self.now_s(),
-                                      source=msg.header)
+            why = self.core.on_latent(
+                msg, stamp_to_s(msg.header.stamp), self.now_s(), source=msg.header
+            )
             if why:
                 self.log("latent", why)
                 self._sync_problems()
@@ -159,8 +172,9 @@ class PlannerNode(Node):
 
     def _on_js(self, msg: JointState) -> None:
         try:
-            why = self.core.on_joint_state(list(msg.name), list(msg.position),
-                                           stamp_to_s(msg.header.stamp), self.now_s())
+            why = self.core.on_joint_state(
+                list(msg.name), list(msg.position), stamp_to_s(msg.header.stamp), self.now_s()
+            )
             if why:
                 self.log("joint_states", why)
                 self._sync_problems()
@@ -200,21 +214,25 @@ class PlannerNode(Node):
         plan = step.plan
         self.diag.latency("plan", plan.seconds)
         self._publish(plan.source, plan.indices, plan.targets)
-        self.diag.latency("frame_to_plan", (self.get_clock().now().nanoseconds
-                                            - stamp_to_ns(plan.source.stamp)) * 1e-9)
+        self.diag.latency(
+            "frame_to_plan",
+            (self.get_clock().now().nanoseconds - stamp_to_ns(plan.source.stamp)) * 1e-9,
+        )
         return True
 
     def _publish(self, header, indices: np.ndarray, targets: np.ndarray) -> None:
         tokens = Int32MultiArray()
-        tokens.layout.dim = [MultiArrayDimension(label="tokens", size=int(indices.size),
-                                                 stride=int(indices.size))]
+        tokens.layout.dim = [
+            MultiArrayDimension(label="tokens", size=int(indices.size), stride=int(indices.size))
+        ]
         tokens.data = [int(i) for i in indices]
         plan = JointTrajectory()
         plan.header = header
         plan.joint_names = list(self.profile.joint_names) + [GRIPPER_JOINT_NAME]
         for t, pos in plan_points(targets, self.chunk_dt):
-            plan.points.append(JointTrajectoryPoint(positions=pos,
-                                                    time_from_start=duration_from_s(t)))
+            plan.points.append(
+                JointTrajectoryPoint(positions=pos, time_from_start=duration_from_s(t))
+            )
         self.pub_tokens.publish(tokens)
         self.pub_plan.publish(plan)
         self.diag.tick("plans")

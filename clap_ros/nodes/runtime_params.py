@@ -4,6 +4,7 @@
 creates the onnxruntime/TensorRT sessions (warmed up). Any problem becomes a ParameterError whose
 one line names the parameter and the file, so ``run_node`` exits 2 with it instead of a traceback.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -22,10 +23,14 @@ def declare_runtime(node, calibration=None, check_robot: Optional[str] = None):
     from clap_ros.inference.bundle import BundleError, load_bundle
     from clap_ros.inference.policy import ClapRuntime, InferenceError
 
-    model = declare(node, "model", "",
-                    "model bundle directory ('' = the robot profile's default_model; relative: "
-                    "working directory, then the ament index share/clap_ros, then the source "
-                    "checkout, then the install prefix)")
+    model = declare(
+        node,
+        "model",
+        "",
+        "model bundle directory ('' = the robot profile's default_model; relative: "
+        "working directory, then the ament index share/clap_ros, then the source "
+        "checkout, then the install prefix)",
+    )
     # backend, threads, engine_cache_dir: declared from the schema (clap_ros.runtime.params)
     rp = declare_params(node, RuntimeParams, skip=("model",))
     backend, threads, cache_dir = rp.backend, rp.threads, rp.engine_cache_dir
@@ -35,18 +40,28 @@ def declare_runtime(node, calibration=None, check_robot: Optional[str] = None):
     except BundleError as e:
         raise ParameterError("parameter 'model' = %r: %s" % (model, e)) from None
     if check_robot is not None and bundle.robot != check_robot:
-        raise ParameterError("parameter 'model' = %r: bundle is for robot '%s', this node runs "
-                             "robot '%s'" % (model, bundle.robot, check_robot))
+        raise ParameterError(
+            "parameter 'model' = %r: bundle is for robot '%s', this node runs "
+            "robot '%s'" % (model, bundle.robot, check_robot)
+        )
     try:
-        rt = ClapRuntime(bundle, backend=backend, cache_dir=cache_dir or None,
-                         intra_op_num_threads=threads, calibration=calibration)
+        rt = ClapRuntime(
+            bundle,
+            backend=backend,
+            cache_dir=cache_dir or None,
+            intra_op_num_threads=threads,
+            calibration=calibration,
+        )
     except BackendError as e:
         raise ParameterError("parameter 'backend' = %r: %s" % (backend, e)) from None
     except (InferenceError, OSError, RuntimeError) as e:
-        raise ParameterError("parameter 'model' = %r: cannot start inference (%s)"
-                             % (model, e)) from None
-    node.get_logger().info("model %s (found in the %s; robot %s) on backend %s: %s"
-                           % (path, found_in, bundle.robot, rt.backend, rt.backend_reason))
+        raise ParameterError(
+            "parameter 'model' = %r: cannot start inference (%s)" % (model, e)
+        ) from None
+    node.get_logger().info(
+        "model %s (found in the %s; robot %s) on backend %s: %s"
+        % (path, found_in, bundle.robot, rt.backend, rt.backend_reason)
+    )
     return rt
 
 
@@ -54,12 +69,17 @@ def _model_dir(node, model: str, robot_name: Optional[str]):
     """(where, bundle directory) for ``model``; an empty one follows the node's ``robot`` (a
     node without one, the encoder, gets a ``robot`` parameter just for this)."""
     from clap_ros.robots import ProfileError, load_profile
+
     if robot_name is None:
         if node.has_parameter("robot"):
             robot_name = node.get_parameter("robot").value
         else:
-            robot_name = declare(node, "robot", "fr3", "robot whose default bundle "
-                                 "(default_model) is loaded when model is ''")
+            robot_name = declare(
+                node,
+                "robot",
+                "fr3",
+                "robot whose default bundle (default_model) is loaded when model is ''",
+            )
     try:
         profile = load_profile(robot_name)
     except (ProfileError, OSError, ValueError) as e:

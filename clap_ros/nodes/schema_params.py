@@ -5,6 +5,7 @@ range as FloatingPointRange / IntegerRange, choices), and read them back into th
 A value outside its range is refused at start-up with ``ParameterError`` naming the parameter and
 the allowed range (``run_node`` prints that one line and exits 2).
 """
+
 from __future__ import annotations
 
 from typing import Iterable, Type, TypeVar
@@ -29,11 +30,13 @@ def descriptor(p: Param) -> ParameterDescriptor:
         d.additional_constraints = p.allowed()
         if p.low is not None and p.high is not None:
             if k is int:
-                d.integer_range = [IntegerRange(from_value=int(p.low), to_value=int(p.high),
-                                                step=0)]
+                d.integer_range = [
+                    IntegerRange(from_value=int(p.low), to_value=int(p.high), step=0)
+                ]
             else:
-                d.floating_point_range = [FloatingPointRange(from_value=float(p.low),
-                                                             to_value=float(p.high), step=0.0)]
+                d.floating_point_range = [
+                    FloatingPointRange(from_value=float(p.low), to_value=float(p.high), step=0.0)
+                ]
     # `-p rate:=15` arrives as an integer: a float parameter takes it (Param.check converts).
     d.dynamic_typing = k is float
     return d
@@ -43,6 +46,7 @@ def declare_params(node, schema: Type[S], skip: Iterable[str] = ()) -> S:
     """Declare every parameter of ``schema`` on ``node`` (except ``skip``, declared elsewhere,
     whose values stay at their defaults here) and return the validated dataclass."""
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
     skip = set(skip)
     values = {}
     for p in schema.specs():

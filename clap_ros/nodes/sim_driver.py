@@ -24,6 +24,7 @@ is its ROS adapter. Physics and publishing run on their own thread, paced agains
 by absolute deadlines (``real_time_factor`` 1.0 = real time; 0 = as fast as possible, which needs
 ``use_sim_time``).
 """
+
 from __future__ import annotations
 
 import array
@@ -78,21 +79,31 @@ def load_camera_info_file(path: str, width: int, height: int) -> dict:
     """The scene camera's CameraInfo fields from a camera_info_manager YAML (as a real camera
     driver's camera_info_url), e.g. one written by `clap-ros calibrate intrinsics`."""
     from clap_ros.calibration.yaml_io import CalibrationInputError, read_camera_info
+
     try:
         cal = read_camera_info(path)
     except CalibrationInputError as e:
         raise ParameterError("parameter 'camera_info_file' = %r: %s" % (path, e)) from None
     if (cal.width, cal.height) != (width, height):
-        raise ParameterError("parameter 'camera_info_file' = %r: calibrated at %dx%d, the camera "
-                             "renders %dx%d (set camera_width/camera_height to match)"
-                             % (path, cal.width, cal.height, width, height))
+        raise ParameterError(
+            "parameter 'camera_info_file' = %r: calibrated at %dx%d, the camera "
+            "renders %dx%d (set camera_width/camera_height to match)"
+            % (path, cal.width, cal.height, width, height)
+        )
     K = np.asarray(cal.K, dtype=float).reshape(3, 3)
     D = np.asarray(cal.D, dtype=float).reshape(-1)
     P = np.zeros((3, 4))
     P[:, :3] = K
-    return {"width": width, "height": height, "K": K, "D": D, "R": np.eye(3), "P": P,
-            "distortion_model": "rational_polynomial" if D.size == 8 else "plumb_bob",
-            "frame_id": "scene_camera_optical_frame"}
+    return {
+        "width": width,
+        "height": height,
+        "K": K,
+        "D": D,
+        "R": np.eye(3),
+        "P": P,
+        "distortion_model": "rational_polynomial" if D.size == 8 else "plumb_bob",
+        "frame_id": "scene_camera_optical_frame",
+    }
 
 
 def declare_constraints(node: Node, robot: str) -> dict:
@@ -100,19 +111,34 @@ def declare_constraints(node: Node, robot: str) -> dict:
     from rcl_interfaces.msg import ParameterDescriptor
 
     prof = load_profile(robot)
-    specs = [("constraints.stopped_velocity_tolerance", 0.01,
-              "goal velocity tolerance (rad/s; 0 = not checked)"),
-             ("constraints.goal_time", 0.0,
-              "time after the last point the goal may still be reached (s; 0 = wait forever)")]
+    specs = [
+        (
+            "constraints.stopped_velocity_tolerance",
+            0.01,
+            "goal velocity tolerance (rad/s; 0 = not checked)",
+        ),
+        (
+            "constraints.goal_time",
+            0.0,
+            "time after the last point the goal may still be reached (s; 0 = wait forever)",
+        ),
+    ]
     for j in prof.joint_names:
-        specs.append(("constraints.%s.trajectory" % j, 0.0,
-                      "path tolerance of %s (rad; 0 = not checked)" % j))
-        specs.append(("constraints.%s.goal" % j, 0.0,
-                      "goal tolerance of %s (rad; 0 = not checked)" % j))
+        specs.append(
+            (
+                "constraints.%s.trajectory" % j,
+                0.0,
+                "path tolerance of %s (rad; 0 = not checked)" % j,
+            )
+        )
+        specs.append(
+            ("constraints.%s.goal" % j, 0.0, "goal tolerance of %s (rad; 0 = not checked)" % j)
+        )
     out = {}
     for name, default, text in specs:
-        v = node.declare_parameter(name, float(default), ParameterDescriptor(
-            description=text, read_only=True)).value
+        v = node.declare_parameter(
+            name, float(default), ParameterDescriptor(description=text, read_only=True)
+        ).value
         out[name] = float(v)
     return out
 
@@ -132,14 +158,20 @@ def declare_parameters(node: Node) -> SimDriverParams:
     cfg = dataclasses.replace(cfg, constraints=constraints)
     try:
         cfg = dataclasses.replace(
-            cfg, robot=str(node.get_parameter("robot").value),
-            use_sim_time=bool(node.get_parameter("use_sim_time").value)).validate()
+            cfg,
+            robot=str(node.get_parameter("robot").value),
+            use_sim_time=bool(node.get_parameter("use_sim_time").value),
+        ).validate()
         cfg.check_clock()
     except ParamError as e:
         raise ParameterError(str(e)) from None
     if cfg.camera_info_file:
-        cfg = dataclasses.replace(cfg, camera_info=load_camera_info_file(
-            cfg.camera_info_file, cfg.camera_width, cfg.camera_height))
+        cfg = dataclasses.replace(
+            cfg,
+            camera_info=load_camera_info_file(
+                cfg.camera_info_file, cfg.camera_width, cfg.camera_height
+            ),
+        )
     return cfg
 
 
@@ -179,10 +211,12 @@ class CameraWorker:
     still rendering the new one is dropped and counted, so a published frame is never stale.
     """
 
-    def __init__(self, world, cameras, logger, alive=lambda: True,
-                 scene_info: Optional[dict] = None):
+    def __init__(
+        self, world, cameras, logger, alive=lambda: True, scene_info: Optional[dict] = None
+    ):
         import mujoco
-        self._scene_info = scene_info   # a calibration file's CameraInfo instead of the ideal one
+
+        self._scene_info = scene_info  # a calibration file's CameraInfo instead of the ideal one
         self._alive = alive
         self._mj = mujoco
         self.world = world
@@ -215,8 +249,12 @@ class CameraWorker:
                 self.dropped += 1
                 return False
             self._mj.mj_copyData(self.snap, self.model, data)
-            infos = [self._scene_info if name == "scene" and self._scene_info is not None
-                     else self.world.camera_info(name) for name, _, _ in self.cameras]
+            infos = [
+                self._scene_info
+                if name == "scene" and self._scene_info is not None
+                else self.world.camera_info(name)
+                for name, _, _ in self.cameras
+            ]
             self._job = (stamp, infos)
             self._cond.notify()
             return True
@@ -297,8 +335,9 @@ class SimDriver(Node):
         self._recover_request = False
         self._recover_result = (False, "")
         self._last_error_key: Optional[tuple] = None
-        self.pub_clock = (self.create_publisher(Clock, T.CLOCK, CLOCK_QOS)
-                          if self.cfg.use_sim_time else None)
+        self.pub_clock = (
+            self.create_publisher(Clock, T.CLOCK, CLOCK_QOS) if self.cfg.use_sim_time else None
+        )
 
         self._lock = threading.Lock()
         self._commands = collections.deque(maxlen=1000)
@@ -311,12 +350,24 @@ class SimDriver(Node):
         self.core: Optional[SimDriverCore] = None
         self.exit_code = 0
 
-        self.create_subscription(JointTrajectory, self.trajectory_topic,
-                                 lambda m: self._enqueue("trajectory", m), COMMAND_QOS)
-        self.create_subscription(Float64MultiArray, self.forward_topic,
-                                 lambda m: self._enqueue("forward", m), COMMAND_QOS)
-        self.create_subscription(Float64MultiArray, self.gripper_topic,
-                                 lambda m: self._enqueue("gripper", m), COMMAND_QOS)
+        self.create_subscription(
+            JointTrajectory,
+            self.trajectory_topic,
+            lambda m: self._enqueue("trajectory", m),
+            COMMAND_QOS,
+        )
+        self.create_subscription(
+            Float64MultiArray,
+            self.forward_topic,
+            lambda m: self._enqueue("forward", m),
+            COMMAND_QOS,
+        )
+        self.create_subscription(
+            Float64MultiArray,
+            self.gripper_topic,
+            lambda m: self._enqueue("gripper", m),
+            COMMAND_QOS,
+        )
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(Trigger, reflexes.recovery_service, self._on_recover)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -330,11 +381,23 @@ class SimDriver(Node):
         self.get_logger().info(
             "sim_driver up: robot=%s task=%s seed=%d, %dx%d camera @ %g Hz, control <= %g Hz, "
             "joint_states %g Hz, %s; commands on %s, %s, %s"
-            % (self.cfg.robot, self.cfg.task, self.cfg.seed, self.cfg.camera_width,
-               self.cfg.camera_height, self.cfg.camera_rate_hz, self.control_rate, self.js_rate,
-               ("sim time x%g" % self.cfg.real_time_factor) if self.cfg.use_sim_time
-               else ("wall time x%g" % self.cfg.real_time_factor),
-               self.trajectory_topic, self.forward_topic, self.gripper_topic))
+            % (
+                self.cfg.robot,
+                self.cfg.task,
+                self.cfg.seed,
+                self.cfg.camera_width,
+                self.cfg.camera_height,
+                self.cfg.camera_rate_hz,
+                self.control_rate,
+                self.js_rate,
+                ("sim time x%g" % self.cfg.real_time_factor)
+                if self.cfg.use_sim_time
+                else ("wall time x%g" % self.cfg.real_time_factor),
+                self.trajectory_topic,
+                self.forward_topic,
+                self.gripper_topic,
+            )
+        )
 
     # The core's counters, as the node has always exposed them.
     @property
@@ -369,7 +432,8 @@ class SimDriver(Node):
         with self._lock:
             self._reset_request = seed
             ok = self._reset_done.wait_for(
-                lambda: self._reset_request is None or self._stop.is_set(), timeout=60.0)
+                lambda: self._reset_request is None or self._stop.is_set(), timeout=60.0
+            )
             success, message = self._reset_result if ok else (False, "reset timed out")
         response.success = bool(success)
         response.message = message
@@ -380,7 +444,8 @@ class SimDriver(Node):
         with self._lock:
             self._recover_request = True
             ok = self._reset_done.wait_for(
-                lambda: not self._recover_request or self._stop.is_set(), timeout=10.0)
+                lambda: not self._recover_request or self._stop.is_set(), timeout=10.0
+            )
             success, message = self._recover_result if ok else (False, "recovery timed out")
         response.success = bool(success)
         response.message = message
@@ -405,8 +470,13 @@ class SimDriver(Node):
                 cams = [("scene", self.pub_img, self.pub_info)]
                 if self.cfg.wrist_camera:
                     cams.append(("wrist", self.pub_wimg, self.pub_winfo))
-                self.camera = CameraWorker(self.core.world, cams, self.get_logger(),
-                                           alive=self.context.ok, scene_info=self.cfg.camera_info)
+                self.camera = CameraWorker(
+                    self.core.world,
+                    cams,
+                    self.get_logger(),
+                    alive=self.context.ok,
+                    scene_info=self.cfg.camera_info,
+                )
         except Exception as e:  # reported by __init__ as a startup error
             self._startup_error = e
             self._ready.set()
@@ -418,8 +488,10 @@ class SimDriver(Node):
             if self._stop.is_set() or not self.context.ok():
                 return  # SIGINT/SIGTERM shut the context down under a publish: a normal exit
             import traceback
-            self.get_logger().fatal("sim stepping thread died: %r\n%s"
-                                    % (e, traceback.format_exc()))
+
+            self.get_logger().fatal(
+                "sim stepping thread died: %r\n%s" % (e, traceback.format_exc())
+            )
             self.exit_code = 1
             self.context.try_shutdown()  # ends spin(): a driver without physics must not linger
         finally:
@@ -428,8 +500,10 @@ class SimDriver(Node):
 
     def _loop(self) -> None:
         core = self.core
-        self.get_logger().info("controller update every %d physics step(s): %.0f Hz"
-                               % (core.n_sub, 1.0 / core.control_dt))
+        self.get_logger().info(
+            "controller update every %d physics step(s): %.0f Hz"
+            % (core.n_sub, 1.0 / core.control_dt)
+        )
         rtf = self.cfg.real_time_factor
         anchor_wall, anchor_sim = time.perf_counter(), 0.0
         self.overruns = 0
@@ -474,7 +548,8 @@ class SimDriver(Node):
                         self.get_logger().warning(
                             "sim is running slower than real_time_factor %g (lag > %.2f s, %d "
                             "times): sim time now runs slower than the wall clock"
-                            % (rtf, MAX_LAG_S, self.overruns))
+                            % (rtf, MAX_LAG_S, self.overruns)
+                        )
 
     def _stamp(self, clock_s: float):
         if self.cfg.use_sim_time:
@@ -500,13 +575,20 @@ class SimDriver(Node):
                 except TrajectoryRejected as e:
                     reason = self.core.reject(kind, e.reason)
                 else:
-                    reason = self.core.command(kind, (names, points), now=now,
-                                               stamp_s=self._to_clock_s(stamp, receipt, now))
+                    reason = self.core.command(
+                        kind,
+                        (names, points),
+                        now=now,
+                        stamp_s=self._to_clock_s(stamp, receipt, now),
+                    )
             else:
                 reason = self.core.command(kind, list(msg.data), now=now)
             if reason is not None:
-                self.log_reject(kind, "rejected command on %s: %s; holding the last target"
-                                % (self.core.topic_of(kind), reason))
+                self.log_reject(
+                    kind,
+                    "rejected command on %s: %s; holding the last target"
+                    % (self.core.topic_of(kind), reason),
+                )
 
     def _do_reset(self) -> None:
         with self._lock:
@@ -542,8 +624,9 @@ class SimDriver(Node):
 
     def status_dict(self) -> dict:
         cam = getattr(self, "camera", None)
-        return self.core.status_dict(camera_frames=cam.rendered if cam else 0,
-                                     camera_dropped=cam.dropped if cam else 0)
+        return self.core.status_dict(
+            camera_frames=cam.rendered if cam else 0, camera_dropped=cam.dropped if cam else 0
+        )
 
     def _publish_status(self) -> None:
         self.pub_status.publish(String(data=json.dumps(self.status_dict(), sort_keys=True)))
@@ -563,16 +646,28 @@ class SimDriver(Node):
         if ev is not None:
             level, message = 2, "reflex %s: %s" % (ev.reason, ev.detail)
         else:
-            level, message = 0, "no reflex (%d so far, %d recovered)" % (
-                err["reflexes"], err["recoveries"])
-        values = [KeyValue(key="reflex", value=ev.reason if ev else ""),
-                  KeyValue(key="reflexes", value=str(err["reflexes"])),
-                  KeyValue(key="commands_refused", value=str(err["commands_refused"])),
-                  KeyValue(key="trajectory_aborts", value=str(err["tolerance_aborts"])),
-                  KeyValue(key="last_trajectory_abort", value=err["last_trajectory_abort"][:200])]
-        msg = DiagnosticArray(status=[DiagnosticStatus(
-            level=bytes([level]), name=self.get_fully_qualified_name().lstrip("/"),
-            message=message, hardware_id="sim_%s" % self.profile.name, values=values)])
+            level, message = (
+                0,
+                "no reflex (%d so far, %d recovered)" % (err["reflexes"], err["recoveries"]),
+            )
+        values = [
+            KeyValue(key="reflex", value=ev.reason if ev else ""),
+            KeyValue(key="reflexes", value=str(err["reflexes"])),
+            KeyValue(key="commands_refused", value=str(err["commands_refused"])),
+            KeyValue(key="trajectory_aborts", value=str(err["tolerance_aborts"])),
+            KeyValue(key="last_trajectory_abort", value=err["last_trajectory_abort"][:200]),
+        ]
+        msg = DiagnosticArray(
+            status=[
+                DiagnosticStatus(
+                    level=bytes([level]),
+                    name=self.get_fully_qualified_name().lstrip("/"),
+                    message=message,
+                    hardware_id="sim_%s" % self.profile.name,
+                    values=values,
+                )
+            ]
+        )
         msg.header.stamp = self._stamp(core.clock_s)
         self.pub_diag.publish(msg)
 

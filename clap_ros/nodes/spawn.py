@@ -5,6 +5,7 @@
 stdout+stderr captured to a log file, and a stop that escalates SIGINT -> SIGTERM -> SIGKILL.
 Used by the ROS tests, the episode recorder and the `clap-ros launch` runner. No rclpy import here.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -35,9 +36,13 @@ def format_param(value) -> str:
     raise TypeError("unsupported parameter value %r (%s)" % (value, type(value).__name__))
 
 
-def node_command(module: str, params: Optional[Mapping] = None,
-                 params_file: Optional[Union[str, Path]] = None, name: Optional[str] = None,
-                 remaps: Optional[Mapping[str, str]] = None) -> List[str]:
+def node_command(
+    module: str,
+    params: Optional[Mapping] = None,
+    params_file: Optional[Union[str, Path]] = None,
+    name: Optional[str] = None,
+    remaps: Optional[Mapping[str, str]] = None,
+) -> List[str]:
     cmd = [sys.executable, "-m", module, "--ros-args"]
     if name:
         cmd += ["-r", "__node:=%s" % name]
@@ -68,6 +73,7 @@ def _child_setup(nice: int, own_group: bool = False, process_group: Optional[int
             # Join an existing group, as the nodes under `ros2 launch` share the terminal's:
             # a Ctrl-C there reaches every one of them at once.
             os.setpgid(0, process_group)
+
     return setup
 
 
@@ -81,12 +87,20 @@ class NodeProcess:
     graph leads the group the others join).
     """
 
-    def __init__(self, module: str, params: Optional[Mapping] = None,
-                 params_file: Optional[Union[str, Path]] = None, name: Optional[str] = None,
-                 remaps: Optional[Mapping[str, str]] = None,
-                 domain_id: Optional[int] = None, env: Optional[Mapping[str, str]] = None,
-                 log_path: Optional[Union[str, Path]] = None, nice: int = 0,
-                 own_group: bool = False, process_group: Optional[int] = None):
+    def __init__(
+        self,
+        module: str,
+        params: Optional[Mapping] = None,
+        params_file: Optional[Union[str, Path]] = None,
+        name: Optional[str] = None,
+        remaps: Optional[Mapping[str, str]] = None,
+        domain_id: Optional[int] = None,
+        env: Optional[Mapping[str, str]] = None,
+        log_path: Optional[Union[str, Path]] = None,
+        nice: int = 0,
+        own_group: bool = False,
+        process_group: Optional[int] = None,
+    ):
         self.module = module
         self.nice = int(nice)
         self.own_group = bool(own_group)
@@ -101,6 +115,7 @@ class NodeProcess:
         # The child imports the same clap_ros as this process, however it was installed (or a
         # source checkout run from elsewhere).
         import clap_ros
+
         root = str(Path(clap_ros.__file__).resolve().parent.parent)
         paths = [p for p in self.env.get("PYTHONPATH", "").split(os.pathsep) if p]
         if root not in paths:
@@ -118,10 +133,14 @@ class NodeProcess:
             raise RuntimeError("%s already started" % self.name)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=self.env,
-                                     preexec_fn=_child_setup(self.nice, self.own_group,
-                                                             self.process_group))
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            preexec_fn=_child_setup(self.nice, self.own_group, self.process_group),
+        )
         _RUNNING.append(self)
         return self
 

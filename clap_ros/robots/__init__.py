@@ -3,6 +3,7 @@
 Profiles are YAML files next to this module (``fr3``, ``panda``, ``ur5e``) or any path to a file of
 the same shape. Nodes never hard-code these facts; they load a profile by the ``robot`` parameter.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,15 +89,15 @@ class ReflexSpec:
     """
 
     style: str = "none"
-    torque_thresholds: np.ndarray | None = None     # Nm per joint
-    force_thresholds: np.ndarray | None = None      # Fx Fy Fz (N) Tx Ty Tz (Nm)
-    protective_stop_force: float | None = None      # N
+    torque_thresholds: np.ndarray | None = None  # Nm per joint
+    force_thresholds: np.ndarray | None = None  # Fx Fy Fz (N) Tx Ty Tz (Nm)
+    protective_stop_force: float | None = None  # N
     motion_checks: bool = False
     # Relative margin on the velocity/acceleration/jerk limits before a motion reflex.
     motion_tolerance: float = 0.0
-    recovery_delay_s: float = 0.0                   # UR: no unlock in the first 5 s
-    recovery_max_speed: float = 0.01                # rad/s: recovery needs the arm at rest
-    contact_filter_s: float = 0.0                   # s: low-pass of the judged contact load
+    recovery_delay_s: float = 0.0  # UR: no unlock in the first 5 s
+    recovery_max_speed: float = 0.01  # rad/s: recovery needs the arm at rest
+    contact_filter_s: float = 0.0  # s: low-pass of the judged contact load
     error_topic: str = "/sim/robot_error"
     recovery_service: str = "/sim_driver/error_recovery"
 
@@ -117,7 +118,9 @@ def _reflex_spec(raw: Mapping | None, n: int, where: str) -> ReflexSpec:
             raise ProfileError("%s: reflexes.%s must be positive" % (where, name))
     psf = raw.get("protective_stop_force")
     return ReflexSpec(
-        style=style, torque_thresholds=tq, force_thresholds=fc,
+        style=style,
+        torque_thresholds=tq,
+        force_thresholds=fc,
         protective_stop_force=None if psf is None else float(psf),
         motion_checks=bool(raw.get("motion_checks", False)),
         motion_tolerance=float(raw.get("motion_tolerance", 0.0)),
@@ -164,8 +167,9 @@ class RobotProfile:
         # A joint listed twice has two values, and which one is the measurement is a guess.
         twice = [n for n in self.joint_names if canon.count(n) > 1]
         if twice:
-            raise ProfileError("joint names list %s more than once (robot profile '%s')"
-                               % (twice, self.name))
+            raise ProfileError(
+                "joint names list %s more than once (robot profile '%s')" % (twice, self.name)
+            )
         missing = [n for n in self.joint_names if n not in pos]
         if missing and require_all:
             unknown = sorted(set(canon) - set(self.joint_names) - set(self.gripper.joint_names))
@@ -274,26 +278,38 @@ def load_profile(name_or_path: str) -> RobotProfile:
         names = list(raw["joint_names"])
         n = len(names)
         lim = raw["limits"]
-        limits = JointLimits(*(_vec(lim, k, n, where) for k in
-                               ("lower", "upper", "velocity", "acceleration", "jerk")))
+        limits = JointLimits(
+            *(
+                _vec(lim, k, n, where)
+                for k in ("lower", "upper", "velocity", "acceleration", "jerk")
+            )
+        )
         if np.any(limits.lower >= limits.upper):
             raise ProfileError("%s: a lower limit is not below its upper limit" % where)
         kin = raw["kinematics"]
         kinematics = Kinematics(
             convention=str(kin["convention"]),
-            a=_vec(kin, "a", n, where), d=_vec(kin, "d", n, where),
-            alpha=_vec(kin, "alpha", n, where), theta_offset=_vec(kin, "theta_offset", n, where),
-            flange_d=float(kin["flange"]["d"]), flange_yaw=float(kin["flange"]["yaw"]),
+            a=_vec(kin, "a", n, where),
+            d=_vec(kin, "d", n, where),
+            alpha=_vec(kin, "alpha", n, where),
+            theta_offset=_vec(kin, "theta_offset", n, where),
+            flange_d=float(kin["flange"]["d"]),
+            flange_yaw=float(kin["flange"]["yaw"]),
             tcp_offset=float(kin["tcp_offset"]),
         )
         if kinematics.convention not in ("modified", "standard"):
             raise ProfileError("%s: kinematics.convention must be 'modified' or 'standard'" % where)
         g = raw["gripper"]
-        gripper = GripperSpec(list(g["joint_names"]), float(g["open_position"]),
-                              float(g["closed_position"]), float(g["max_effort"]))
+        gripper = GripperSpec(
+            list(g["joint_names"]),
+            float(g["open_position"]),
+            float(g["closed_position"]),
+            float(g["max_effort"]),
+        )
         drv = raw["driver"]
         driver = DriverSpec(
-            rate_hz=float(drv["rate_hz"]), joint_states_topic=str(drv["joint_states_topic"]),
+            rate_hz=float(drv["rate_hz"]),
+            joint_states_topic=str(drv["joint_states_topic"]),
             high_rate_joint_states_topic=str(drv["high_rate_joint_states_topic"]),
             joint_states_rate_hz=float(drv["joint_states_rate_hz"]),
             trajectory_controller=str(drv["trajectory_controller"]),
@@ -303,10 +319,17 @@ def load_profile(name_or_path: str) -> RobotProfile:
         )
         home = _vec(raw, "home", n, where)
         profile = RobotProfile(
-            name=str(raw["name"]), description=str(raw.get("description", "")),
-            joint_names=names, joint_name_aliases=dict(raw.get("joint_name_aliases") or {}),
-            limits=limits, home=home, kinematics=kinematics, gripper=gripper, driver=driver,
-            default_model=str(raw.get("default_model") or ""), source=where,
+            name=str(raw["name"]),
+            description=str(raw.get("description", "")),
+            joint_names=names,
+            joint_name_aliases=dict(raw.get("joint_name_aliases") or {}),
+            limits=limits,
+            home=home,
+            kinematics=kinematics,
+            gripper=gripper,
+            driver=driver,
+            default_model=str(raw.get("default_model") or ""),
+            source=where,
             reflexes=_reflex_spec(raw.get("reflexes"), n, where),
         )
     except (KeyError, TypeError) as e:

@@ -33,6 +33,7 @@ Safety decisions, and why:
 Times are seconds on the node's clock (ROS time, or sim time with use_sim_time); ``perf`` is a
 wall clock for latency figures. The chunk period is the bundle's (``bundle.chunk_dt_s``).
 """
+
 from __future__ import annotations
 
 import math
@@ -53,9 +54,18 @@ from clap_ros.runtime.position_stream import PositionStream
 from clap_ros.runtime.stopping import StopPlanner
 from clap_ros.runtime.tracking import TRACKING_CHECK_PERIOD_S, TrackingMonitor
 
-__all__ = ["ActionController", "ActionConfig", "ActionParams", "TickOutput", "TrajectoryCommand",
-           "InferenceJob", "JobResult", "COMMAND_MODES", "WATCHED_INPUTS",
-           "TRACKING_CHECK_PERIOD_S"]
+__all__ = [
+    "ActionController",
+    "ActionConfig",
+    "ActionParams",
+    "TickOutput",
+    "TrajectoryCommand",
+    "InferenceJob",
+    "JobResult",
+    "COMMAND_MODES",
+    "WATCHED_INPUTS",
+    "TRACKING_CHECK_PERIOD_S",
+]
 
 # A refused input of one kind is logged at most this often (the rest are counted).
 EVENT_PERIOD_S = 2.0
@@ -72,8 +82,8 @@ ActionConfig = ActionParams
 @dataclass
 class TickOutput:
     state: State
-    arm: Optional[np.ndarray] = None        # forward_position command (profile order); a view
-    gripper: Optional[float] = None         # opening 0..1 to send now
+    arm: Optional[np.ndarray] = None  # forward_position command (profile order); a view
+    gripper: Optional[float] = None  # opening 0..1 to send now
     trajectory: Optional[TrajectoryCommand] = None
 
 
@@ -91,8 +101,9 @@ class ActionController:
     """See the module docstring. ``runtime`` is a ``ClapRuntime`` (or anything with its
     ``bundle``, ``act`` and ``joint_targets``)."""
 
-    def __init__(self, profile, runtime, config: Optional[ActionParams] = None,
-                 perf=time.perf_counter):
+    def __init__(
+        self, profile, runtime, config: Optional[ActionParams] = None, perf=time.perf_counter
+    ):
         cfg = config if config is not None else ActionParams()
         try:
             cfg.validate()
@@ -104,11 +115,15 @@ class ActionController:
         b = runtime.bundle
         dof = profile.dof
         if list(b.joint_names) != list(profile.joint_names):
-            raise ValueError("model bundle joints %s do not match robot profile '%s' joints %s"
-                             % (list(b.joint_names), profile.name, list(profile.joint_names)))
+            raise ValueError(
+                "model bundle joints %s do not match robot profile '%s' joints %s"
+                % (list(b.joint_names), profile.name, list(profile.joint_names))
+            )
         if b.action_dim != dof + 1 or b.state_dim != dof + 1:
-            raise ValueError("model bundle action/state dims (%d, %d) must be the %d arm joints "
-                             "+ gripper" % (b.action_dim, b.state_dim, dof))
+            raise ValueError(
+                "model bundle action/state dims (%d, %d) must be the %d arm joints "
+                "+ gripper" % (b.action_dim, b.state_dim, dof)
+            )
         self.dof = dof
         self.chunk_dt = float(b.chunk_dt_s)
         if not (math.isfinite(self.chunk_dt) and self.chunk_dt > 0):
@@ -117,7 +132,7 @@ class ActionController:
         self.forward = cfg.command_mode == "forward_position"
         self.watchdog = Watchdog(cfg.thresholds)
         self.inputs = ActionInputs(profile, b)
-        self.fresh = self.inputs.fresh        # the node's worker wakes on it (and shutdown)
+        self.fresh = self.inputs.fresh  # the node's worker wakes on it (and shutdown)
         self.chunks = ChunkStream(profile, cfg, self.chunk_dt)
         self.queue = self.chunks.queue
         self.stream = PositionStream(profile, cfg)
@@ -125,13 +140,13 @@ class ActionController:
         self.tracking = TrackingMonitor(profile.joint_names, cfg)
         self.stops = StopPlanner(profile, cfg)
         self.rng = np.random.default_rng(cfg.seed)
-        self.lock = threading.Lock()          # queue, filter, stop profile, state handling
+        self.lock = threading.Lock()  # queue, filter, stop profile, state handling
         self._last_gripper_t = -math.inf
         self._gripper_cmd: Optional[float] = None
-        self._ran = False                     # has the arm been commanded since the last HOLD
-        self._last_state = State.HOLD         # the state the previous tick acted on
+        self._ran = False  # has the arm been commanded since the last HOLD
+        self._last_state = State.HOLD  # the state the previous tick acted on
         self.events: Deque[Tuple[str, str]] = deque(maxlen=256)
-        self._event_t: Dict[str, float] = {}     # last time an event of a kind was queued
+        self._event_t: Dict[str, float] = {}  # last time an event of a kind was queued
         self._suppressed: Dict[str, int] = {}
         # counters for diagnostics
         self.ticks = 0
@@ -166,8 +181,9 @@ class ActionController:
         return self.stream.rejections
 
     # --- inputs --------------------------------------------------------------------------------
-    def on_joint_state(self, names: Sequence[str], positions: Sequence[float], stamp: float,
-                       now: float) -> bool:
+    def on_joint_state(
+        self, names: Sequence[str], positions: Sequence[float], stamp: float, now: float
+    ) -> bool:
         """A JointState, indexed by name via the profile. A refused one (duplicate or missing
         names, mismatched lengths, NaN/inf) is not a measurement: not fed to the watchdog (the
         arm holds) and ``joint_error`` says why. Returns True when accepted."""
@@ -177,8 +193,13 @@ class ActionController:
             # garbage must not flood the log); the rest are counted (joint_states_refused).
             if problem != self.inputs.joint_error and self._event_due("joint_states", now):
                 n = self._suppressed.pop("joint_states", 0)
-                self.events.append(("error", "ignoring /joint_states: %s%s" % (
-                    problem, " (%d more refused since the last message)" % n if n else "")))
+                self.events.append(
+                    (
+                        "error",
+                        "ignoring /joint_states: %s%s"
+                        % (problem, " (%d more refused since the last message)" % n if n else ""),
+                    )
+                )
             elif problem != self.inputs.joint_error:
                 self._suppressed["joint_states"] = self._suppressed.get("joint_states", 0) + 1
             self.inputs.joint_error = problem
@@ -266,7 +287,7 @@ class ActionController:
                 raise ValueError("model output has shape %s" % (list(targets.shape),))
             if not np.all(np.isfinite(targets)):
                 raise ValueError("model output contains NaN/Inf")
-        except Exception as e:   # InferenceError, or anything the model did: never a command
+        except Exception as e:  # InferenceError, or anything the model did: never a command
             return JobResult(error=str(e), seconds=self.perf() - t0)
         targets[:, self.dof] = np.clip(targets[:, self.dof], 0.0, 1.0)
         return JobResult(targets=targets, seconds=self.perf() - t0)
@@ -286,7 +307,7 @@ class ActionController:
         prepared = self.chunks.prepare(result.targets, job.stamp, clock())
         with self.lock:
             if not self._running():
-                return False                   # stopped meanwhile: keep the stop untouched
+                return False  # stopped meanwhile: keep the stop untouched
             res = self.chunks.commit(prepared, job.stamp, clock())
         if not res.accepted:
             self.events.append(("warning", "chunk dropped: %s" % res.reason))
@@ -308,9 +329,12 @@ class ActionController:
             state = self.watchdog.update(now)
             self._last_state = state
             if state is not prev:
-                self.events.append(("warning" if state is State.STOPPING else "info",
-                                    "%s -> %s: %s" % (prev.value, state.value,
-                                                      self.watchdog.reason)))
+                self.events.append(
+                    (
+                        "warning" if state is State.STOPPING else "info",
+                        "%s -> %s: %s" % (prev.value, state.value, self.watchdog.reason),
+                    )
+                )
             if state is State.RUN:
                 if prev is not State.RUN:
                     self._start_run(now)
@@ -371,7 +395,7 @@ class ActionController:
         ref, _, _ = self.chunks.queue.sample(now)
         grip = self._gripper_out(now, ref[self.dof])
         if self.forward:
-            q = self.stream.command(ref[:self.dof])
+            q = self.stream.command(ref[: self.dof])
             self.chunks.cmd_q[:] = q
             self.commands += 1
             self.chunks.first_command(now)
@@ -408,7 +432,7 @@ class ActionController:
                 q, qd = self.stream.q, self.stream.qd
             else:
                 q, qd, _ = self.chunks.queue.peek(now)
-                q, qd = q[:self.dof], qd[:self.dof]
+                q, qd = q[: self.dof], qd[: self.dof]
             tr = self.stops.start_stop(now, q, qd, traj_mode)
         if self.forward:
             return self._stopping(now)

@@ -5,6 +5,7 @@ A job exists when a latent newer than the last one inferred on, plan tokens and 
 all exist and the controller is running (``running``); the worker blocks in ``wait_job`` (no
 polling while the arm holds). Refusals are counted in ``counters``.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,7 @@ class ActionInputs:
         self.bundle = bundle
         self.dof = profile.dof
         self.lock = threading.Lock()
-        self.fresh = threading.Condition(self.lock)   # a new latent, or a run started
+        self.fresh = threading.Condition(self.lock)  # a new latent, or a run started
         self.latent: Optional[np.ndarray] = None
         self.latent_stamp = -math.inf
         self.latent_seq = 0
@@ -50,13 +51,18 @@ class ActionInputs:
         self.gripper_meas = 1.0
         self.gripper_measured = False
         self.joint_error = ""
-        self.counters: Dict[str, int] = {"joint_states_refused": 0, "latents_refused": 0,
-                                         "latents_future": 0, "plan_tokens_refused": 0,
-                                         "plans_refused": 0}
+        self.counters: Dict[str, int] = {
+            "joint_states_refused": 0,
+            "latents_refused": 0,
+            "latents_future": 0,
+            "plan_tokens_refused": 0,
+            "plans_refused": 0,
+        }
 
     # --- arrivals ------------------------------------------------------------------------------
-    def joint_state(self, names: Sequence[str], positions: Sequence[float], stamp: float
-                    ) -> Tuple[bool, str]:
+    def joint_state(
+        self, names: Sequence[str], positions: Sequence[float], stamp: float
+    ) -> Tuple[bool, str]:
         """(accepted, problem text). A refused one is not a measurement (the arm holds when no
         good one arrives: the watchdog sees it stale)."""
         try:
@@ -65,19 +71,20 @@ class ActionInputs:
             stamp = float(stamp)
             if not math.isfinite(stamp):
                 raise InputError("joint_states stamp is not finite")
-        except ValueError as e:                 # ProfileError / InputError: names the joints
+        except ValueError as e:  # ProfileError / InputError: names the joints
             self.counters["joint_states_refused"] += 1
             return False, str(e)
         with self.lock:
-            self.q_meas = state[:self.dof]
+            self.q_meas = state[: self.dof]
             self.q_meas_stamp = stamp
             if has_gripper:
                 self.gripper_meas = float(state[self.dof])
             self.gripper_measured = has_gripper
         return True, ""
 
-    def latent_in(self, latent, stamp: float, now: Optional[float] = None,
-                  future_tolerance: float = math.inf) -> bool:
+    def latent_in(
+        self, latent, stamp: float, now: Optional[float] = None, future_tolerance: float = math.inf
+    ) -> bool:
         """Store a latent [tokens, dim] (InputError when it is not one or its stamp is not
         finite). False, not stored: older than the one held (the newer one stays), or stamped
         more than ``future_tolerance`` after ``now`` (counted; kept, it would make every later
@@ -174,13 +181,17 @@ class ActionInputs:
             return job
 
     def _take_locked(self, running: bool) -> Optional[InferenceJob]:
-        if (self.latent_seq == self.done_seq or self.latent is None
-                or self.tokens is None or self.q_meas is None):
+        if (
+            self.latent_seq == self.done_seq
+            or self.latent is None
+            or self.tokens is None
+            or self.q_meas is None
+        ):
             return None
         if not running:
             return None
         self.done_seq = self.latent_seq
         state = np.empty(self.dof + 1, dtype=np.float32)
-        state[:self.dof] = self.q_meas
+        state[: self.dof] = self.q_meas
         state[self.dof] = self.gripper_meas
         return InferenceJob(self.latent, self.latent_stamp, self.tokens, state)

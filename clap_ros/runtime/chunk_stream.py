@@ -3,6 +3,7 @@ the real-time-chunking hand-over (``ChunkQueue``: cross-fade, late chunks droppe
 samples (forward_position) or one feasible JointTrajectory per new chunk (joint_trajectory),
 which starts from what the controller is executing (``commanded``), never with a jump.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -22,18 +23,20 @@ class TrajectoryCommand:
 
     joint_names: List[str]
     points: List[Tuple[float, np.ndarray, np.ndarray]]
-    kind: str                               # "chunk" or "stop"
+    kind: str  # "chunk" or "stop"
     time_scale: float = 1.0
 
 
-def sent_trajectory(now: float, start: np.ndarray, times: np.ndarray, positions: np.ndarray
-                    ) -> Tuple[float, np.ndarray, np.ndarray]:
+def sent_trajectory(
+    now: float, start: np.ndarray, times: np.ndarray, positions: np.ndarray
+) -> Tuple[float, np.ndarray, np.ndarray]:
     """(send time, times from 0, positions from ``start``): what the controller executes."""
     return now, np.concatenate([[0.0], times]), np.vstack([start, positions])
 
 
-def interpolate(sent: Tuple[float, np.ndarray, np.ndarray], now: float, dof: int
-                ) -> Tuple[np.ndarray, np.ndarray]:
+def interpolate(
+    sent: Tuple[float, np.ndarray, np.ndarray], now: float, dof: int
+) -> Tuple[np.ndarray, np.ndarray]:
     """Position and velocity of a sent trajectory at ``now``, as the JTC interpolates it."""
     t0, times, pos = sent
     t = min(max(now - t0, 0.0), float(times[-1]))
@@ -51,11 +54,15 @@ class ChunkStream:
         self.p = params
         self.dof = profile.dof
         self.chunk_dt = float(chunk_dt)
-        self.queue = ChunkQueue(profile, dim=self.dof + 1, blend_window=params.blend_window_s,
-                                max_delay=params.max_chunk_delay_s,
-                                margin=params.position_margin)
-        self.cmd_q = np.zeros(self.dof)       # last arm command sent (forward) / planned
-        self.pending = False                  # a new chunk waits for its trajectory
+        self.queue = ChunkQueue(
+            profile,
+            dim=self.dof + 1,
+            blend_window=params.blend_window_s,
+            max_delay=params.max_chunk_delay_s,
+            margin=params.position_margin,
+        )
+        self.cmd_q = np.zeros(self.dof)  # last arm command sent (forward) / planned
+        self.pending = False  # a new chunk waits for its trajectory
         # joint_trajectory mode: the last trajectory sent, with its start point at t=0
         self.sent: Optional[Tuple[float, np.ndarray, np.ndarray]] = None
         # frame stamp of the newest accepted chunk until a command drawn from it goes out; then
@@ -105,17 +112,21 @@ class ChunkStream:
     def trajectory(self, now: float) -> Tuple[Optional[TrajectoryCommand], str]:
         """(the trajectory for the newest chunk, "") or (None, why it cannot be sent)."""
         p = self.p
-        pts = self.queue.trajectory_points(now, p.trajectory_horizon_s,
-                                           p.trajectory_point_period_s)
+        pts = self.queue.trajectory_points(now, p.trajectory_horizon_s, p.trajectory_point_period_s)
         times = [x[0] for x in pts]
         # Start from what the controller is executing now: where the previous trajectory has
         # got to, which trails the queue whenever make_feasible slowed it down. Starting from
         # the queue would ask the controller for a jump at every hand-over.
         start = self.commanded(now)[0]
         try:
-            f = make_feasible(self.profile, times, np.array([x[1] for x in pts]),
-                              np.array([x[2] for x in pts]), margin=p.position_margin,
-                              start_positions=start)
+            f = make_feasible(
+                self.profile,
+                times,
+                np.array([x[1] for x in pts]),
+                np.array([x[2] for x in pts]),
+                margin=p.position_margin,
+                start_positions=start,
+            )
         except ValueError as e:
             return None, "trajectory not sent: %s" % e
         for k in f.intervened:
@@ -123,13 +134,11 @@ class ChunkStream:
         self.time_scales.append(float(f.time_scale))
         vel = f.velocities.copy()
         vel[-1] = 0.0
-        points = [(float(t), f.positions[i].copy(), vel[i].copy())
-                  for i, t in enumerate(f.times)]
+        points = [(float(t), f.positions[i].copy(), vel[i].copy()) for i, t in enumerate(f.times)]
         self.cmd_q[:] = start
         self.sent = sent_trajectory(now, start, f.times, f.positions)
         self.trajectories += 1
-        return TrajectoryCommand(list(self.profile.joint_names), points, "chunk",
-                                 f.time_scale), ""
+        return TrajectoryCommand(list(self.profile.joint_names), points, "chunk", f.time_scale), ""
 
     def diagnostics(self) -> Dict[str, object]:
         d: Dict[str, object] = dict(self.queue.diagnostics())

@@ -14,6 +14,7 @@ Every refusal is counted in ``counters`` (the node's diagnostics) under a stable
 raises out of ``encode`` for a bad input. ``now`` is any monotonic clock the caller uses
 consistently (the node: time.monotonic; the VirtualStack: its virtual clock).
 """
+
 from __future__ import annotations
 
 import threading
@@ -50,22 +51,33 @@ class EncodeResult:
 
 
 class EncoderCore:
-    def __init__(self, runtime, params: Optional[EncoderParams] = None, calibration=None,
-                 perf=time.perf_counter):
+    def __init__(
+        self,
+        runtime,
+        params: Optional[EncoderParams] = None,
+        calibration=None,
+        perf=time.perf_counter,
+    ):
         self.params = (params or EncoderParams()).validate()
         self.runtime = runtime
         self.bundle = runtime.bundle
         self.perf = perf
-        self._lock = threading.Lock()          # preprocessor swap (callback) vs encode (worker)
+        self._lock = threading.Lock()  # preprocessor swap (callback) vs encode (worker)
         self._from_file = calibration is not None
         self._have_cal = calibration is not None
         self._info_key: Any = None
         if calibration is not None:
             self._use(calibration)
         self._last_encode = -1e18
-        self.counters: Dict[str, int] = {"frames_in": 0, "latents": 0, RATE: 0,
-                                         NO_CALIBRATION: 0, REJECTED: 0, INFERENCE: 0,
-                                         "camera_info_refused": 0}
+        self.counters: Dict[str, int] = {
+            "frames_in": 0,
+            "latents": 0,
+            RATE: 0,
+            NO_CALIBRATION: 0,
+            REJECTED: 0,
+            INFERENCE: 0,
+            "camera_info_refused": 0,
+        }
         self.last_reason = ""
 
     # --- calibration ---------------------------------------------------------------------------
@@ -77,6 +89,7 @@ class EncoderCore:
         """Use ``info``'s calibration. Returns None when taken (or unchanged, or ignored because
         a calibration file is in use), else why it was refused (counted)."""
         from clap_ros.inference.preprocess import Calibration
+
         if self._from_file:
             return None
         if isinstance(info, Calibration):
@@ -84,8 +97,12 @@ class EncoderCore:
             key: Any = ("cal", id(info))
         else:
             try:
-                key = (int(info.width), int(info.height), tuple(float(v) for v in info.k),
-                       tuple(float(v) for v in info.d))
+                key = (
+                    int(info.width),
+                    int(info.height),
+                    tuple(float(v) for v in info.k),
+                    tuple(float(v) for v in info.d),
+                )
             except (AttributeError, TypeError, ValueError) as e:
                 self.counters["camera_info_refused"] += 1
                 return "bad CameraInfo: %s" % e
@@ -102,6 +119,7 @@ class EncoderCore:
 
     def _use(self, cal) -> None:
         from clap_ros.inference.preprocess import Preprocessor
+
         b = self.bundle
         with self._lock:
             self.runtime.preprocessor = Preprocessor(b.image_height, b.image_width, cal)
@@ -114,18 +132,21 @@ class EncoderCore:
         if p.max_rate_hz > 0 and now - self._last_encode < 1.0 / p.max_rate_hz:
             return self._refuse(0.0, RATE, "")
         if p.require_camera_info and not self._have_cal:
-            return self._refuse(0.0, NO_CALIBRATION,
-                                "dropping frames until a CameraInfo arrives (or set "
-                                "calibration_file, or require_camera_info:=false)")
+            return self._refuse(
+                0.0,
+                NO_CALIBRATION,
+                "dropping frames until a CameraInfo arrives (or set "
+                "calibration_file, or require_camera_info:=false)",
+            )
         return None
 
-    def encode(self, image: Any, stamp: float, now: float, admitted: bool = False
-               ) -> EncodeResult:
+    def encode(self, image: Any, stamp: float, now: float, admitted: bool = False) -> EncodeResult:
         """The latent of ``image`` (RGB uint8 HxWx3 array, or an Image-like message), or the
         reason it is refused. ``admitted``: the caller already called ``admit``."""
         from clap_ros.data.images import ImageEncodingError
         from clap_ros.inference.policy import InferenceError
         from clap_ros.inference.preprocess import rgb_from_msg
+
         self.counters["frames_in"] += 1
         if not admitted:
             refused = self.admit(now)
@@ -136,8 +157,10 @@ class EncoderCore:
         try:
             if isinstance(image, np.ndarray):
                 if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                    raise ImageEncodingError("expected a uint8 HxWx3 RGB array, got %s %s"
-                                             % (image.dtype, list(image.shape)))
+                    raise ImageEncodingError(
+                        "expected a uint8 HxWx3 RGB array, got %s %s"
+                        % (image.dtype, list(image.shape))
+                    )
                 rgb = image
             else:
                 rgb = rgb_from_msg(image)
@@ -150,12 +173,16 @@ class EncoderCore:
         except Exception as e:  # noqa: BLE001 - a malformed frame (data shorter than step *
             # height, a missing field) or one OpenCV cannot undistort/resize: never an exception
             # out of the core
-            return self._refuse(stamp, REJECTED, "rejected frame: %s: %s"
-                                % (type(e).__name__, clip_text(e, 200, quote=False)))
+            return self._refuse(
+                stamp,
+                REJECTED,
+                "rejected frame: %s: %s" % (type(e).__name__, clip_text(e, 200, quote=False)),
+            )
         lat = np.asarray(latent, dtype=np.float32)
         if not np.all(np.isfinite(lat)):
-            return self._refuse(stamp, INFERENCE, "encoder: latent has non-finite values; nothing "
-                                "published")
+            return self._refuse(
+                stamp, INFERENCE, "encoder: latent has non-finite values; nothing published"
+            )
         self._last_encode = now
         self.counters["latents"] += 1
         self.last_reason = ""

@@ -11,6 +11,7 @@ messages both work), with the checks every input gets.
 - ``plan_points``: a coarse chunk -> /clap/plan points (the exact timing rule is documented there).
 - ``clip_text``: text for a log line (never a 100 kB instruction whole).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,7 @@ import numpy as np
 
 LATENT_ENCODING = "32FC1"
 GRIPPER_JOINT_NAME = "gripper"  # the last column of /clap/plan: opening, 0 closed .. 1 open
-LOG_TEXT_CHARS = 80             # longest user text quoted in a log line
+LOG_TEXT_CHARS = 80  # longest user text quoted in a log line
 # A measured arm joint further than this outside its position limits is not a measurement (a
 # driver cannot be there; 1e308 is garbage), and would trip the tracking check on nonsense.
 OUTSIDE_LIMITS_RAD = 0.5
@@ -36,7 +37,7 @@ def clip_text(text: Any, limit: int = LOG_TEXT_CHARS, quote: bool = True) -> str
     length."""
     s = str(text)
     head = repr(s[:limit]) if quote else s[:limit]
-    if len(head) > limit + 2:            # escapes (non-printable, astral) grow the repr
+    if len(head) > limit + 2:  # escapes (non-printable, astral) grow the repr
         head = head[:limit].rstrip("\\") + ("'" if quote else "")
     if len(s) <= limit and len(head) == len(repr(s) if quote else s):
         return head
@@ -91,11 +92,14 @@ def latent_to_bytes(latent: np.ndarray) -> Tuple[int, int, int, bytes]:
 def latent_from_image(msg: Any, tokens: int, dim: int) -> np.ndarray:
     """float32 ``[tokens, dim]`` from a /clap/latent Image; InputError names what is wrong."""
     if msg.encoding != LATENT_ENCODING:
-        raise InputError("latent encoding is %s, expected %s"
-                         % (clip_text(msg.encoding, 32), LATENT_ENCODING))
+        raise InputError(
+            "latent encoding is %s, expected %s" % (clip_text(msg.encoding, 32), LATENT_ENCODING)
+        )
     if (msg.height, msg.width) != (tokens, dim):
-        raise InputError("latent is %dx%d (height x width), the bundle needs %dx%d"
-                         % (msg.height, msg.width, tokens, dim))
+        raise InputError(
+            "latent is %dx%d (height x width), the bundle needs %dx%d"
+            % (msg.height, msg.width, tokens, dim)
+        )
     if msg.step < dim * 4:
         raise InputError("latent step %d is smaller than width*4 = %d" % (msg.step, dim * 4))
     buf = bytes(msg.data) if not isinstance(msg.data, (bytes, bytearray)) else msg.data
@@ -103,7 +107,7 @@ def latent_from_image(msg: Any, tokens: int, dim: int) -> np.ndarray:
         raise InputError("latent has %d bytes, expected %d" % (len(buf), msg.step * tokens))
     dtype = ">f4" if msg.is_bigendian else "<f4"
     rows = np.frombuffer(buf, dtype=np.uint8, count=msg.step * tokens).reshape(tokens, msg.step)
-    lat = rows[:, :dim * 4].copy().view(dtype).reshape(tokens, dim).astype(np.float32)
+    lat = rows[:, : dim * 4].copy().view(dtype).reshape(tokens, dim).astype(np.float32)
     if not np.all(np.isfinite(lat)):
         raise InputError("latent contains non-finite values")
     return lat
@@ -118,15 +122,18 @@ def check_latent_array(latent: Any, tokens: int, dim: int, finite: bool = True) 
     except (TypeError, ValueError) as e:
         raise InputError("latent is not numeric: %s" % e) from None
     if lat.shape != (tokens, dim):
-        raise InputError("latent must be %s (tokens x dim of the bundle), got %s"
-                         % ([tokens, dim], list(lat.shape)))
+        raise InputError(
+            "latent must be %s (tokens x dim of the bundle), got %s"
+            % ([tokens, dim], list(lat.shape))
+        )
     if finite and not np.all(np.isfinite(lat)):
         raise InputError("latent contains non-finite values")
     return lat
 
 
-def check_joint_state(profile, names: Sequence[str], positions: Sequence[float]
-                      ) -> Tuple[np.ndarray, bool]:
+def check_joint_state(
+    profile, names: Sequence[str], positions: Sequence[float]
+) -> Tuple[np.ndarray, bool]:
     """(state, gripper_measured): arm joint positions in profile order + gripper opening (0..1).
 
     Indexed by name. Refused (InputError, or ProfileError naming missing joints): a name listed
@@ -150,14 +157,16 @@ def check_joint_state(profile, names: Sequence[str], positions: Sequence[float]
             if n in seen and n not in dup:
                 dup.append(n)
             seen.add(n)
-        raise InputError("joint_states lists joint(s) %s more than once"
-                         % clip_text(", ".join(dup)))
+        raise InputError(
+            "joint_states lists joint(s) %s more than once" % clip_text(", ".join(dup))
+        )
     arm = profile.reorder(names, pos)
     idx = {n: i for i, n in enumerate(canon)}
     g = [pos[idx[n]] for n in profile.gripper.joint_names if n in idx]
     if g and not all(math.isfinite(v) for v in g):
-        raise InputError("joint_states has non-finite gripper positions: %s"
-                         % [float(v) for v in g])
+        raise InputError(
+            "joint_states has non-finite gripper positions: %s" % [float(v) for v in g]
+        )
     opening = profile.gripper.command_from_position(float(np.mean(g))) if g else 1.0
     state = np.concatenate([arm, [opening]])
     if not np.all(np.isfinite(state)):
@@ -169,14 +178,16 @@ def check_plausible(profile, state: np.ndarray) -> None:
     """InputError when an arm position of ``state`` is more than OUTSIDE_LIMITS_RAD outside the
     profile's limits: well-formed, but no arm is there (a 1e308 would trip the tracking check or
     be planned on). The cores apply it to every joint state they take as a measurement."""
-    arm = np.asarray(state, dtype=np.float64)[:profile.dof]
+    arm = np.asarray(state, dtype=np.float64)[: profile.dof]
     lim = profile.limits
     out = (arm < lim.lower - OUTSIDE_LIMITS_RAD) | (arm > lim.upper + OUTSIDE_LIMITS_RAD)
     if out.any():
         j = int(np.nonzero(out)[0][0])
-        raise InputError("joint_states: %s = %.6g rad is more than %.1f rad outside its limits "
-                         "[%.4g, %.4g]" % (profile.joint_names[j], arm[j], OUTSIDE_LIMITS_RAD,
-                                           lim.lower[j], lim.upper[j]))
+        raise InputError(
+            "joint_states: %s = %.6g rad is more than %.1f rad outside its limits "
+            "[%.4g, %.4g]"
+            % (profile.joint_names[j], arm[j], OUTSIDE_LIMITS_RAD, lim.lower[j], lim.upper[j])
+        )
 
 
 # The name the nodes have always used.
@@ -192,9 +203,12 @@ def check_instruction(text: Any, max_chars: int) -> Tuple[Optional[str], str]:
         return None, "empty instruction %s" % clip_text(s, 20)
     s = s.strip()
     if len(s) > max_chars:
-        return None, ("instruction of %d characters (more than max_instruction_chars %d): %s"
-                      % (len(s), max_chars, clip_text(s)))
+        return None, (
+            "instruction of %d characters (more than max_instruction_chars %d): %s"
+            % (len(s), max_chars, clip_text(s))
+        )
     from clap_ros.inference.tokenizer import normalize
+
     if not normalize(s):
         # nothing the tokenizer reads as a word: the model would plan on padding alone
         return None, "instruction without a word: %s" % clip_text(s)

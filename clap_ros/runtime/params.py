@@ -11,6 +11,7 @@ the field name is the ROS parameter name. The same schema is used by
 So no default exists anywhere else. ``validate()`` refuses a bad value with ``ParamError`` naming
 the parameter and its allowed range. No rclpy import here (the runtime cores use this module).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,8 +67,10 @@ class Param:
         """``value`` converted to this parameter's type (an int for a float parameter becomes a
         float, as ``-p rate:=15`` arrives), or ParamError naming the parameter and range."""
         k = self.kind
-        bad = ParamError("parameter '%s' = %r: must be %s (%s)"
-                         % (self.name, value, _kind_text(k), self.allowed()))
+        bad = ParamError(
+            "parameter '%s' = %r: must be %s (%s)"
+            % (self.name, value, _kind_text(k), self.allowed())
+        )
         if k is bool:
             if not isinstance(value, bool):
                 raise bad
@@ -86,9 +89,12 @@ class Param:
             raise ParamError("parameter '%s' = %r: must be %s" % (self.name, value, self.allowed()))
         if k in (int, float):
             if (self.low is not None and value < self.low) or (
-                    self.high is not None and value > self.high):
-                raise ParamError("parameter '%s' = %r: out of range, allowed %s"
-                                 % (self.name, value, self.allowed()))
+                self.high is not None and value > self.high
+            ):
+                raise ParamError(
+                    "parameter '%s' = %r: out of range, allowed %s"
+                    % (self.name, value, self.allowed())
+                )
         return value
 
     def describe(self) -> str:
@@ -102,16 +108,31 @@ def _num(v: float) -> str:
 
 
 def _kind_text(k: type) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a finite number",
-            str: "a string"}[k]
+    return {bool: "a boolean", int: "an integer", float: "a finite number", str: "a string"}[k]
 
 
-def param(default: Any, description: str, unit: str = "", low: Optional[float] = None,
-          high: Optional[float] = None, choices: Optional[Sequence[str]] = None,
-          read_only: bool = False) -> Any:
+def param(
+    default: Any,
+    description: str,
+    unit: str = "",
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    choices: Optional[Sequence[str]] = None,
+    read_only: bool = False,
+) -> Any:
     """A schema field. The name is filled from the field name by ``Schema.specs``."""
-    meta = {"param": Param("", default, description, unit, low, high,
-                           tuple(choices) if choices is not None else None, read_only)}
+    meta = {
+        "param": Param(
+            "",
+            default,
+            description,
+            unit,
+            low,
+            high,
+            tuple(choices) if choices is not None else None,
+            read_only,
+        )
+    }
     return field(default=default, metadata=meta)
 
 
@@ -140,8 +161,9 @@ class Schema:
         return [p.name for p in cls.specs()]
 
     @classmethod
-    def from_mapping(cls: Type[S], values: Optional[Mapping[str, Any]] = None,
-                     strict: bool = True) -> S:
+    def from_mapping(
+        cls: Type[S], values: Optional[Mapping[str, Any]] = None, strict: bool = True
+    ) -> S:
         """A validated instance: defaults overridden by ``values``. ``strict``: an unknown key is
         a ParamError (a typo in a YAML or a CLI must not be silently ignored); ROS's own
         parameters (use_sim_time) are accepted and ignored."""
@@ -149,8 +171,10 @@ class Schema:
         known = set(cls.names())
         unknown = sorted(k for k in values if k not in known and k not in ROS_RESERVED)
         if unknown and strict:
-            raise ParamError("unknown parameter(s) %s; %s takes: %s"
-                             % (", ".join(unknown), cls.__name__, ", ".join(sorted(known))))
+            raise ParamError(
+                "unknown parameter(s) %s; %s takes: %s"
+                % (", ".join(unknown), cls.__name__, ", ".join(sorted(known)))
+            )
         kw = {k: v for k, v in values.items() if k in known}
         obj = cls(**kw)
         obj.validate()
@@ -172,8 +196,9 @@ class Schema:
         known = set(self.names())
         unknown = sorted(k for k in changes if k not in known)
         if unknown:
-            raise ParamError("unknown parameter(s) %s for %s"
-                             % (", ".join(unknown), type(self).__name__))
+            raise ParamError(
+                "unknown parameter(s) %s for %s" % (", ".join(unknown), type(self).__name__)
+            )
         return dataclasses.replace(self, **changes).validate()  # type: ignore[type-var]
 
     def to_dict(self) -> Dict[str, Any]:
@@ -181,17 +206,21 @@ class Schema:
 
     def overrides(self) -> Dict[str, Any]:
         """Only the values that differ from the defaults (e.g. to pass to a spawned node)."""
-        return {p.name: getattr(self, p.name) for p in self.specs()
-                if getattr(self, p.name) != p.default}
+        return {
+            p.name: getattr(self, p.name)
+            for p in self.specs()
+            if getattr(self, p.name) != p.default
+        }
 
     @classmethod
     def markdown_table(cls) -> str:
         """The schema as a Markdown table (docs)."""
-        rows = ["| parameter | default | unit | allowed | description |",
-                "|---|---|---|---|---|"]
+        rows = ["| parameter | default | unit | allowed | description |", "|---|---|---|---|---|"]
         for p in cls.specs():
-            rows.append("| `%s` | `%r` | %s | %s | %s |" % (p.name, p.default, p.unit,
-                                                         p.allowed(), p.description))
+            rows.append(
+                "| `%s` | `%r` | %s | %s | %s |"
+                % (p.name, p.default, p.unit, p.allowed(), p.description)
+            )
         return "\n".join(rows)
 
 
@@ -207,11 +236,15 @@ WATCHED_INPUTS = ("latent", "plan", "joint_states")
 class RuntimeParams(Schema):
     """What every CLAP node needs to run the bundle (declared by nodes/runtime_params.py)."""
 
-    model: str = param("", "model bundle directory ('' = the robot profile's default_model; "
-                       "relative: working directory, then the ament index share/clap_ros, then "
-                       "the source checkout, then the install prefix)")
-    backend: str = param("auto", "inference backend; auto picks the best available and logs why",
-                         choices=BACKENDS)
+    model: str = param(
+        "",
+        "model bundle directory ('' = the robot profile's default_model; "
+        "relative: working directory, then the ament index share/clap_ros, then "
+        "the source checkout, then the install prefix)",
+    )
+    backend: str = param(
+        "auto", "inference backend; auto picks the best available and logs why", choices=BACKENDS
+    )
     threads: int = param(1, "onnxruntime intra-op threads per graph", low=1, high=64)
     engine_cache_dir: str = param("", "TensorRT engine cache directory ('' = default cache)")
 
@@ -222,15 +255,17 @@ class RuntimeParams(Schema):
 class EncoderParams(RuntimeParams):
     """encoder_node: camera images -> /clap/latent."""
 
-    robot: str = param("fr3", "robot whose default bundle (default_model) is loaded when model "
-                       "is ''")
+    robot: str = param(
+        "fr3", "robot whose default bundle (default_model) is loaded when model is ''"
+    )
     image_topic: str = param("/camera/image_raw", "camera image to encode")
-    camera_info_topic: str = param("/camera/camera_info",
-                                   "CameraInfo of that camera (used unless calibration_file is "
-                                   "set)")
+    camera_info_topic: str = param(
+        "/camera/camera_info", "CameraInfo of that camera (used unless calibration_file is set)"
+    )
     calibration_file: str = param("", "camera_info YAML to undistort with ('' = use CameraInfo)")
-    max_rate_hz: float = param(0.0, "most latents per second (0 = encode every frame)", "Hz",
-                               low=0.0, high=1000.0)
+    max_rate_hz: float = param(
+        0.0, "most latents per second (0 = encode every frame)", "Hz", low=0.0, high=1000.0
+    )
     require_camera_info: bool = param(True, "drop frames until a calibration is known")
 
 
@@ -242,18 +277,26 @@ class PlannerParams(RuntimeParams):
     joint_states_topic: str = param("", "joint states topic ('' = the robot profile's)")
     planner_rate_hz: float = param(5.0, "plans per second (at most)", "Hz", low=0.1, high=100.0)
     instruction: str = param("", "task instruction at start-up ('' = wait for /clap/instruction)")
-    max_latent_age_s: float = param(1.0, "do not plan on a latent older than this "
-                                    "(0 = no check)", "s", low=0.0, high=3600.0)
-    max_state_age_s: float = param(0.5, "do not plan on joint states older than this "
-                                   "(0 = no check)", "s", low=0.0, high=3600.0)
-    max_instruction_chars: int = param(1000, "an instruction longer than this is refused "
-                                       "(not planned with)", "chars", low=1, high=100000)
+    max_latent_age_s: float = param(
+        1.0, "do not plan on a latent older than this (0 = no check)", "s", low=0.0, high=3600.0
+    )
+    max_state_age_s: float = param(
+        0.5, "do not plan on joint states older than this (0 = no check)", "s", low=0.0, high=3600.0
+    )
+    max_instruction_chars: int = param(
+        1000,
+        "an instruction longer than this is refused (not planned with)",
+        "chars",
+        low=1,
+        high=100000,
+    )
 
     def check(self) -> None:
         if len(self.instruction) > self.max_instruction_chars:
-            raise ParamError("parameter 'instruction': %d characters, more than "
-                             "max_instruction_chars (%d)"
-                             % (len(self.instruction), self.max_instruction_chars))
+            raise ParamError(
+                "parameter 'instruction': %d characters, more than "
+                "max_instruction_chars (%d)" % (len(self.instruction), self.max_instruction_chars)
+            )
 
 
 @dataclass
@@ -262,80 +305,119 @@ class ActionParams(RuntimeParams):
 
     robot: str = param("fr3", "robot profile: fr3, panda, ur5e or a profile YAML path")
     joint_states_topic: str = param("", "joint states ('' = the robot profile's)")
-    command_mode: str = param("joint_trajectory",
-                              "joint_trajectory (one trajectory per chunk, the controller "
-                              "interpolates) or forward_position (stream at command_rate_hz)",
-                              choices=COMMAND_MODES)
-    command_rate_hz: float = param(500.0, "forward_position stream rate", "Hz",
-                                   low=1.0, high=2000.0)
-    supervision_rate_hz: float = param(100.0, "state-machine rate in joint_trajectory mode", "Hz",
-                                       low=1.0, high=1000.0)
+    command_mode: str = param(
+        "joint_trajectory",
+        "joint_trajectory (one trajectory per chunk, the controller "
+        "interpolates) or forward_position (stream at command_rate_hz)",
+        choices=COMMAND_MODES,
+    )
+    command_rate_hz: float = param(
+        500.0, "forward_position stream rate", "Hz", low=1.0, high=2000.0
+    )
+    supervision_rate_hz: float = param(
+        100.0, "state-machine rate in joint_trajectory mode", "Hz", low=1.0, high=1000.0
+    )
     enable_on_start: bool = param(False, "start enabled instead of waiting for ~/enable")
-    watchdog_latent_s: float = param(0.5, "max age of the newest latent (its camera frame's "
-                                     "stamp)", "s", low=0.001, high=60.0)
-    watchdog_plan_s: float = param(1.0, "max age of the newest plan (its source frame's stamp)",
-                                   "s", low=0.001, high=60.0)
-    watchdog_joint_states_s: float = param(0.2, "max age of the newest joint_states", "s",
-                                           low=0.001, high=60.0)
+    watchdog_latent_s: float = param(
+        0.5, "max age of the newest latent (its camera frame's stamp)", "s", low=0.001, high=60.0
+    )
+    watchdog_plan_s: float = param(
+        1.0, "max age of the newest plan (its source frame's stamp)", "s", low=0.001, high=60.0
+    )
+    watchdog_joint_states_s: float = param(
+        0.2, "max age of the newest joint_states", "s", low=0.001, high=60.0
+    )
     tracking_tolerance_rad: float = param(
-        0.1, "stop and hold when a measured joint is further than this from every recent "
-        "command (see tracking_lag_s) for tracking_persist_s", "rad", low=0.005, high=3.0)
+        0.1,
+        "stop and hold when a measured joint is further than this from every recent "
+        "command (see tracking_lag_s) for tracking_persist_s",
+        "rad",
+        low=0.005,
+        high=3.0,
+    )
     tracking_lag_s: float = param(
-        0.1, "how far behind its command the driver may be: the measured pose is compared with "
-        "the commands of this long before its joint_states stamp up to now", "s",
-        low=0.0, high=2.0)
-    tracking_persist_s: float = param(0.1, "how long the tracking error must persist before the "
-                                      "stop", "s", low=0.0, high=5.0)
-    position_margin: float = param(0.02, "kept inside the profile's position limits", "rad",
-                                   low=0.0, high=0.5)
-    velocity_scale: float = param(1.0, "fraction of the profile's velocity limits used",
-                                  low=0.01, high=1.0)
-    acceleration_scale: float = param(1.0, "fraction of the profile's acceleration limits used",
-                                      low=0.01, high=1.0)
-    jerk_scale: float = param(1.0, "fraction of the profile's jerk limits used",
-                              low=0.01, high=1.0)
-    blend_window_s: float = param(0.2, "cross-fade from the running chunk to a new one", "s",
-                                  low=0.01, high=2.0)
-    max_chunk_delay_s: float = param(0.5, "a chunk ready later than this after its camera frame "
-                                     "is dropped", "s", low=0.01, high=10.0)
-    trajectory_horizon_s: float = param(2.0, "look-ahead of each JointTrajectory", "s",
-                                        low=0.05, high=30.0)
-    trajectory_point_period_s: float = param(0.05, "spacing of JointTrajectory points", "s",
-                                             low=0.001, high=1.0)
-    gripper_period_s: float = param(0.05, "gripper command period while running", "s",
-                                    low=0.001, high=10.0)
-    seed: int = param(0, "seed of the rectified-flow noise generator", low=0, high=2 ** 31 - 1)
+        0.1,
+        "how far behind its command the driver may be: the measured pose is compared with "
+        "the commands of this long before its joint_states stamp up to now",
+        "s",
+        low=0.0,
+        high=2.0,
+    )
+    tracking_persist_s: float = param(
+        0.1, "how long the tracking error must persist before the stop", "s", low=0.0, high=5.0
+    )
+    position_margin: float = param(
+        0.02, "kept inside the profile's position limits", "rad", low=0.0, high=0.5
+    )
+    velocity_scale: float = param(
+        1.0, "fraction of the profile's velocity limits used", low=0.01, high=1.0
+    )
+    acceleration_scale: float = param(
+        1.0, "fraction of the profile's acceleration limits used", low=0.01, high=1.0
+    )
+    jerk_scale: float = param(1.0, "fraction of the profile's jerk limits used", low=0.01, high=1.0)
+    blend_window_s: float = param(
+        0.2, "cross-fade from the running chunk to a new one", "s", low=0.01, high=2.0
+    )
+    max_chunk_delay_s: float = param(
+        0.5,
+        "a chunk ready later than this after its camera frame is dropped",
+        "s",
+        low=0.01,
+        high=10.0,
+    )
+    trajectory_horizon_s: float = param(
+        2.0, "look-ahead of each JointTrajectory", "s", low=0.05, high=30.0
+    )
+    trajectory_point_period_s: float = param(
+        0.05, "spacing of JointTrajectory points", "s", low=0.001, high=1.0
+    )
+    gripper_period_s: float = param(
+        0.05, "gripper command period while running", "s", low=0.001, high=10.0
+    )
+    seed: int = param(0, "seed of the rectified-flow noise generator", low=0, high=2**31 - 1)
 
     def check(self) -> None:
         if self.trajectory_horizon_s < self.trajectory_point_period_s:
-            raise ParamError("parameter 'trajectory_horizon_s' = %r: must be >= "
-                             "trajectory_point_period_s (%r)"
-                             % (self.trajectory_horizon_s, self.trajectory_point_period_s))
+            raise ParamError(
+                "parameter 'trajectory_horizon_s' = %r: must be >= "
+                "trajectory_point_period_s (%r)"
+                % (self.trajectory_horizon_s, self.trajectory_point_period_s)
+            )
 
     # --- derived (not parameters) ---------------------------------------------------------------
     @property
     def thresholds(self) -> Dict[str, float]:
         """Watchdog max ages by input name (WATCHED_INPUTS)."""
-        return {"latent": self.watchdog_latent_s, "plan": self.watchdog_plan_s,
-                "joint_states": self.watchdog_joint_states_s}
+        return {
+            "latent": self.watchdog_latent_s,
+            "plan": self.watchdog_plan_s,
+            "joint_states": self.watchdog_joint_states_s,
+        }
 
     @property
     def tick_period_s(self) -> float:
         """The controller's tick: the stream period (forward_position) or the supervision
         period (joint_trajectory)."""
-        rate = (self.command_rate_hz if self.command_mode == "forward_position"
-                else self.supervision_rate_hz)
+        rate = (
+            self.command_rate_hz
+            if self.command_mode == "forward_position"
+            else self.supervision_rate_hz
+        )
         return 1.0 / rate
 
 
 # Schemas by node name, for the config check and the docs.
-NODE_SCHEMAS: Dict[str, Type[Schema]] = {"encoder_node": EncoderParams,
-                                         "planner_node": PlannerParams,
-                                         "action_node": ActionParams}
+NODE_SCHEMAS: Dict[str, Type[Schema]] = {
+    "encoder_node": EncoderParams,
+    "planner_node": PlannerParams,
+    "action_node": ActionParams,
+}
 
 
-def check_params_file(data: Mapping[str, Any], schemas: Optional[Mapping[str, Type[Schema]]] = None
-                      ) -> List[str]:
+def check_params_file(
+    data: Mapping[str, Any], schemas: Optional[Mapping[str, Type[Schema]]] = None
+) -> List[str]:
     """Problems of a ROS params file (``{node: {ros__parameters: {...}}}``) against the schemas;
     [] when every known node's values are valid. Nodes without a schema are not checked."""
     schemas = NODE_SCHEMAS if schemas is None else schemas

@@ -18,6 +18,7 @@
 ``counters`` counts plans and refusals. ``now`` is the node's clock (ROS or sim time): latent
 stamps are on it, and joint-state age is measured from the ``now`` of their arrival.
 """
+
 from __future__ import annotations
 
 import threading
@@ -39,8 +40,15 @@ from clap_ros.runtime.messages import (
 from clap_ros.runtime.params import PlannerParams
 
 WARN, ERROR = "warn", "error"
-PROBLEM_KEYS = ("inputs", "instruction", "input", "joint_states", "state_age", "latent_age",
-                "inference")
+PROBLEM_KEYS = (
+    "inputs",
+    "instruction",
+    "input",
+    "joint_states",
+    "state_age",
+    "latent_age",
+    "inference",
+)
 
 
 @dataclass
@@ -53,26 +61,29 @@ class Plan:
     stamp: float
     chunk_dt: float
     source: Any = None
-    seconds: float = 0.0            # wall time of the planner + decoder graphs
+    seconds: float = 0.0  # wall time of the planner + decoder graphs
 
 
 @dataclass
 class PlanStep:
     plan: Optional[Plan] = None
-    reason: str = ""                # why nothing was planned ("" = nothing new)
-    note: str = ""                  # an info line to log (rate-limited), e.g. the gripper source
+    reason: str = ""  # why nothing was planned ("" = nothing new)
+    note: str = ""  # an info line to log (rate-limited), e.g. the gripper source
 
 
 class PlannerCore:
-    def __init__(self, runtime, profile, params: Optional[PlannerParams] = None,
-                 perf=time.perf_counter):
+    def __init__(
+        self, runtime, profile, params: Optional[PlannerParams] = None, perf=time.perf_counter
+    ):
         self.params = (params or PlannerParams()).validate()
         self.runtime = runtime
         self.profile = profile
         b = runtime.bundle
         if list(b.joint_names) != list(profile.joint_names):
-            raise ValueError("bundle joints %s differ from robot '%s' joints %s"
-                             % (list(b.joint_names), profile.name, list(profile.joint_names)))
+            raise ValueError(
+                "bundle joints %s differ from robot '%s' joints %s"
+                % (list(b.joint_names), profile.name, list(profile.joint_names))
+            )
         self.chunk_dt = float(b.chunk_dt_s)
         self.perf = perf
         self._lock = threading.Lock()
@@ -86,11 +97,16 @@ class PlannerCore:
         self._gripper_measured = False
         self._js_received = -1e18
         self._gripper_cmd: Optional[float] = None
-        self._planned: Tuple[int, int] = (0, -1)   # (latent seq, instruction version) planned on
+        self._planned: Tuple[int, int] = (0, -1)  # (latent seq, instruction version) planned on
         self.problems: Dict[str, Tuple[str, str]] = {}
-        self.counters: Dict[str, int] = {"plans": 0, "instructions": 0,
-                                         "instructions_refused": 0, "latents_refused": 0,
-                                         "joint_states_refused": 0, "inference_errors": 0}
+        self.counters: Dict[str, int] = {
+            "plans": 0,
+            "instructions": 0,
+            "instructions_refused": 0,
+            "latents_refused": 0,
+            "joint_states_refused": 0,
+            "inference_errors": 0,
+        }
         if self.params.instruction:
             self.set_instruction(self.params.instruction, 0.0)
 
@@ -106,7 +122,9 @@ class PlannerCore:
             self.counters["instructions_refused"] += 1
             self.problems["instruction"] = (WARN, "instruction refused: %s" % why)
             return "instruction refused (keeping %s): %s" % (
-                clip_text(self._instruction) if self._instruction else "none", why)
+                clip_text(self._instruction) if self._instruction else "none",
+                why,
+            )
         self.problems.pop("instruction", None)
         with self._lock:
             if s != self._instruction:
@@ -115,8 +133,7 @@ class PlannerCore:
                 self.counters["instructions"] += 1
         return None
 
-    def on_latent(self, latent: Any, stamp: float, now: float, source: Any = None
-                  ) -> Optional[str]:
+    def on_latent(self, latent: Any, stamp: float, now: float, source: Any = None) -> Optional[str]:
         """Store the newest latent; None when taken, else why it is refused (counted)."""
         b = self.runtime.bundle
         try:
@@ -135,13 +152,14 @@ class PlannerCore:
             self._latent_seq += 1
         return None
 
-    def on_joint_state(self, names: Sequence[str], positions: Sequence[float], stamp: float,
-                       now: float) -> Optional[str]:
+    def on_joint_state(
+        self, names: Sequence[str], positions: Sequence[float], stamp: float, now: float
+    ) -> Optional[str]:
         """Store the measured state; None when taken, else why it is refused (counted)."""
         try:
             state, measured = check_joint_state(self.profile, names, positions)
             check_plausible(self.profile, state)
-        except ValueError as e:            # InputError / ProfileError: names what is wrong
+        except ValueError as e:  # InputError / ProfileError: names what is wrong
             self.counters["joint_states_refused"] += 1
             self.problems["joint_states"] = (WARN, "joint_states refused: %s" % e)
             return "ignoring joint_states: %s" % e
@@ -165,6 +183,7 @@ class PlannerCore:
     def step(self, now: float) -> PlanStep:
         """Plan once if there is something new to plan on (module docstring)."""
         from clap_ros.inference.policy import InferenceError
+
         p = self.params
         with self._lock:
             instruction, version = self._instruction, self._instruction_version
@@ -172,25 +191,34 @@ class PlannerCore:
             source = self._latent_source
             state, measured = self._state, self._gripper_measured
             js_received = self._js_received
-        missing = [what for what, ok in (("instruction", bool(instruction)),
-                                         ("latent", latent is not None),
-                                         ("joint_states", state is not None)) if not ok]
+        missing = [
+            what
+            for what, ok in (
+                ("instruction", bool(instruction)),
+                ("latent", latent is not None),
+                ("joint_states", state is not None),
+            )
+            if not ok
+        ]
         if missing:
             self.problems["inputs"] = (WARN, "waiting for %s" % ", ".join(missing))
             return PlanStep(reason="")
         self.problems.pop("inputs", None)
         if (seq, version) == self._planned:
-            return PlanStep()                  # nothing new to plan on
+            return PlanStep()  # nothing new to plan on
         if p.max_state_age_s > 0 and now - js_received > p.max_state_age_s:
             self.problems["state_age"] = (WARN, "joint_states stale")
-            return PlanStep(reason="joint_states older than %.2f s: not planning"
-                            % p.max_state_age_s)
+            return PlanStep(
+                reason="joint_states older than %.2f s: not planning" % p.max_state_age_s
+            )
         self.problems.pop("state_age", None)
         age = now - stamp
         if p.max_latent_age_s > 0 and age > p.max_latent_age_s:
             self.problems["latent_age"] = (WARN, "latent stale (%.2f s old)" % age)
-            return PlanStep(reason="latent is %.2f s old (> max_latent_age_s %.2f): not planning"
-                            % (age, p.max_latent_age_s))
+            return PlanStep(
+                reason="latent is %.2f s old (> max_latent_age_s %.2f): not planning"
+                % (age, p.max_latent_age_s)
+            )
         self.problems.pop("latent_age", None)
         assert latent is not None and state is not None
         state = state.copy()
@@ -199,10 +227,12 @@ class PlannerCore:
             cmd = self._gripper_cmd
             if cmd is not None:
                 state[-1] = cmd
-            note = ("joint_states has no gripper joint %s: using %s"
-                    % (self.profile.gripper.joint_names,
-                       "the last commanded opening %.2f" % cmd if cmd is not None
-                       else "open (no gripper command seen yet)"))
+            note = "joint_states has no gripper joint %s: using %s" % (
+                self.profile.gripper.joint_names,
+                "the last commanded opening %.2f" % cmd
+                if cmd is not None
+                else "open (no gripper command seen yet)",
+            )
         t0 = self.perf()
         try:
             indices, coarse = self.runtime.plan(latent, instruction, state)
@@ -217,8 +247,10 @@ class PlannerCore:
         self.problems.pop("inference", None)
         self._planned = (seq, version)
         self.counters["plans"] += 1
-        return PlanStep(Plan(np.asarray(indices), targets, stamp, self.chunk_dt, source,
-                             self.perf() - t0), note=note)
+        return PlanStep(
+            Plan(np.asarray(indices), targets, stamp, self.chunk_dt, source, self.perf() - t0),
+            note=note,
+        )
 
     def diagnostics(self) -> Dict[str, Any]:
         d: Dict[str, Any] = dict(self.counters)

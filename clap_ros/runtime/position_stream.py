@@ -1,6 +1,7 @@
 """The action core's use of the safety filter (forward_position mode): every streamed position
 passes ``SafetyFilter`` (position margin, velocity / acceleration / jerk limits scaled by the
 parameters), so a bad reference is clamped, never sent; rejections are counted."""
+
 from __future__ import annotations
 
 from typing import Any, Dict
@@ -14,10 +15,15 @@ from clap_ros.runtime.params import ActionParams
 class PositionStream:
     def __init__(self, profile, params: ActionParams):
         dt = params.tick_period_s
-        self.filter = SafetyFilter(profile, margin=params.position_margin, dt=dt,
-                                   velocity_scale=params.velocity_scale,
-                                   acceleration_scale=params.acceleration_scale,
-                                   jerk_scale=params.jerk_scale, tau=max(0.04, 2.0 * dt))
+        self.filter = SafetyFilter(
+            profile,
+            margin=params.position_margin,
+            dt=dt,
+            velocity_scale=params.velocity_scale,
+            acceleration_scale=params.acceleration_scale,
+            jerk_scale=params.jerk_scale,
+            tau=max(0.04, 2.0 * dt),
+        )
         self.rejections = 0
 
     def reset(self, q: np.ndarray) -> None:

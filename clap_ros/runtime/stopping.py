@@ -3,6 +3,7 @@ input, disable, ~/stop, model fault), or, when tracking is lost, a slow glide fr
 where the arm really is (stopping along the command would chase a pose the arm never reached, or
 push on whatever it hit). In joint_trajectory mode the whole stop is one trajectory; in
 forward_position mode ``target(now)`` is streamed through the safety filter."""
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ class StopPlanner:
         self.profile_stop: Optional[StopProfile] = None
         self.glide: Optional[Tuple[float, np.ndarray, np.ndarray]] = None
         self.deadline = math.inf
-        self.at_measured = False              # tracking lost: stop where the arm really is
+        self.at_measured = False  # tracking lost: stop where the arm really is
 
     @property
     def active(self) -> bool:
@@ -37,8 +38,9 @@ class StopPlanner:
         self.clear()
         self.at_measured = False
 
-    def start_stop(self, now: float, q: np.ndarray, qd: np.ndarray,
-                   trajectory: bool) -> Optional[TrajectoryCommand]:
+    def start_stop(
+        self, now: float, q: np.ndarray, qd: np.ndarray, trajectory: bool
+    ) -> Optional[TrajectoryCommand]:
         """Begin a stop from (q, qd); the stop trajectory when ``trajectory`` (JTC mode)."""
         # The stop starts from zero acceleration: StopProfile stretches its duration when a
         # large initial acceleration opposes the velocity (it refuses to reverse) and can then
@@ -58,8 +60,9 @@ class StopPlanner:
             points.append((tf, sq, sqd if k < n else np.zeros(self.dof)))
         return TrajectoryCommand(list(self.profile.joint_names), points, "stop")
 
-    def start_glide(self, now: float, q_from: np.ndarray, q_meas: np.ndarray,
-                    trajectory: bool) -> Optional[TrajectoryCommand]:
+    def start_glide(
+        self, now: float, q_from: np.ndarray, q_meas: np.ndarray, trajectory: bool
+    ) -> Optional[TrajectoryCommand]:
         """Begin a glide from the command ``q_from`` to the measured pose, smoothly and slowly;
         the command stream stays continuous, which position interfaces require."""
         p = self.p
@@ -71,9 +74,15 @@ class StopPlanner:
         n = max(2, int(math.ceil(dur / period)))
         times = period * np.arange(1, n + 1)
         u = times / times[-1]
-        pos = q_from + np.outer(3 * u ** 2 - 2 * u ** 3, q_to - q_from)
-        f = make_feasible(self.profile, times.tolist(), pos, None, margin=p.position_margin,
-                          start_positions=q_from)
+        pos = q_from + np.outer(3 * u**2 - 2 * u**3, q_to - q_from)
+        f = make_feasible(
+            self.profile,
+            times.tolist(),
+            pos,
+            None,
+            margin=p.position_margin,
+            start_positions=q_from,
+        )
         self.glide = sent_trajectory(now, q_from, f.times, f.positions)
         self.deadline = now + f.times[-1] + 1.0
         if not trajectory:
@@ -83,7 +92,9 @@ class StopPlanner:
         return TrajectoryCommand(
             list(self.profile.joint_names),
             [(float(t), f.positions[i].copy(), vel[i].copy()) for i, t in enumerate(f.times)],
-            "stop", f.time_scale)
+            "stop",
+            f.time_scale,
+        )
 
     def target(self, now: float) -> Tuple[np.ndarray, bool]:
         """(position to stream at ``now``, whether the planned motion has ended)."""

@@ -8,6 +8,7 @@ Comparing with the recent commands rather than the newest one lets a moving arm 
 command by the driver's lag and be seen through a slightly old sample; a driver that rejects or
 ignores the commands (the arm stays put while the command moves on), or a collision, trips it.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,15 +26,22 @@ class TrackingMonitor:
     def __init__(self, joint_names: Sequence[str], params: ActionParams):
         self.names = list(joint_names)
         self.p = params
-        n = int(math.ceil((params.tracking_lag_s + params.watchdog_joint_states_s + 0.1)
-                          / params.tick_period_s)) + 8
+        n = (
+            int(
+                math.ceil(
+                    (params.tracking_lag_s + params.watchdog_joint_states_s + 0.1)
+                    / params.tick_period_s
+                )
+            )
+            + 8
+        )
         self._t = np.full(n, -math.inf)
         self._q = np.zeros((n, len(self.names)))
         self._i = 0
         self.since: Optional[float] = None
         self.checked_stamp = -math.inf
         self.checked_at = -math.inf
-        self.error = 0.0          # max |commanded - measured| at the last check, rad
+        self.error = 0.0  # max |commanded - measured| at the last check, rad
         self.faults = 0
 
     def reset(self) -> None:
@@ -67,8 +75,16 @@ class TrackingMonitor:
             return None
         j = int(np.argmax(err))
         self.faults += 1
-        return ("tracking lost: %s is %.3f rad from its commands of the last %.2f s "
-                "(tolerance %.3f rad) for %.2f s; the driver is not following (rejected "
-                "commands, a controller switch, a collision?). Holding where the arm is until "
-                "~/enable" % (self.names[j], err[j], max(now - stamp, 0.0) + p.tracking_lag_s,
-                              p.tracking_tolerance_rad, now - self.since))
+        return (
+            "tracking lost: %s is %.3f rad from its commands of the last %.2f s "
+            "(tolerance %.3f rad) for %.2f s; the driver is not following (rejected "
+            "commands, a controller switch, a collision?). Holding where the arm is until "
+            "~/enable"
+            % (
+                self.names[j],
+                err[j],
+                max(now - stamp, 0.0) + p.tracking_lag_s,
+                p.tracking_tolerance_rad,
+                now - self.since,
+            )
+        )

@@ -26,6 +26,7 @@ planner node subscribes to the gripper command topic).
     outs = stack.advance_to(t)            # [StackOutput(t, kind, value)]
     stack.diagnostics(t); stack.state; stack.record
 """
+
 from __future__ import annotations
 
 import heapq
@@ -80,14 +81,14 @@ class StackRecord:
     latents: int = 0
     plans: int = 0
     frames: int = 0
-    frames_dropped: int = 0          # replaced while the encoder was busy
+    frames_dropped: int = 0  # replaced while the encoder was busy
     encode_s: List[float] = field(default_factory=list)
     plan_s: List[float] = field(default_factory=list)
     act_s: List[float] = field(default_factory=list)
     frame_to_command_s: List[float] = field(default_factory=list)
     rf_chunks: List[Tuple[float, np.ndarray]] = field(default_factory=list)  # (frame stamp, [H,A])
-    stops: List[Tuple[float, str]] = field(default_factory=list)           # (t, reason)
-    log: List[Tuple[float, str, str]] = field(default_factory=list)        # (t, level, text)
+    stops: List[Tuple[float, str]] = field(default_factory=list)  # (t, reason)
+    log: List[Tuple[float, str, str]] = field(default_factory=list)  # (t, level, text)
 
 
 # the most log lines a record keeps (a bad input repeated at 500 Hz must not grow it forever)
@@ -95,9 +96,16 @@ MAX_LOG = 2000
 
 
 class VirtualStack:
-    def __init__(self, profile, runtime, params: Optional[StackParams] = None,
-                 latency_ms: Optional[float] = None, calibration=None,
-                 wall: Callable[[], float] = time.perf_counter, keep_rf_chunks: bool = True):
+    def __init__(
+        self,
+        profile,
+        runtime,
+        params: Optional[StackParams] = None,
+        latency_ms: Optional[float] = None,
+        calibration=None,
+        wall: Callable[[], float] = time.perf_counter,
+        keep_rf_chunks: bool = True,
+    ):
         self.params = (params or StackParams()).validate()
         if latency_ms is not None and not (math.isfinite(latency_ms) and latency_ms >= 0):
             raise ParamError("latency_ms = %r: must be >= 0 ms (or None: measured)" % latency_ms)
@@ -106,8 +114,7 @@ class VirtualStack:
         self.runtime = runtime
         self.wall = wall
         self.keep_rf_chunks = keep_rf_chunks
-        self.encoder = EncoderCore(runtime, self.params.encoder, calibration=calibration,
-                                   perf=wall)
+        self.encoder = EncoderCore(runtime, self.params.encoder, calibration=calibration, perf=wall)
         self.planner = PlannerCore(runtime, profile, self.params.planner, perf=wall)
         self.action = ActionController(profile, runtime, self.params.action, perf=wall)
         self.record = StackRecord()
@@ -179,8 +186,9 @@ class VirtualStack:
             return
         self._encode(t, image, float(stamp))
 
-    def on_joint_state(self, names: Sequence[str], positions: Sequence[float], stamp: float,
-                       t: float) -> bool:
+    def on_joint_state(
+        self, names: Sequence[str], positions: Sequence[float], stamp: float, t: float
+    ) -> bool:
         """Joint states to the planner and action cores; False when refused."""
         self._run_until(t)
         why = self.planner.on_joint_state(names, positions, stamp, t)
@@ -241,6 +249,7 @@ class VirtualStack:
                 (img, st), self._enc_pending = self._enc_pending, None
                 self._encode(done, img, st)
             self._kick_worker(done)
+
         self._at(done, deliver)
 
     # --- planner -------------------------------------------------------------------------------
@@ -268,6 +277,7 @@ class VirtualStack:
                 self._log(done, "warning", "action: ignoring plan tokens: %s" % e)
                 return
             self.action.on_plan(plan.stamp, done)
+
         self._at(done, deliver)
 
     # --- action --------------------------------------------------------------------------------
@@ -323,9 +333,17 @@ class VirtualStack:
 
     def diagnostics(self, t: float) -> Dict[str, Any]:
         r = self.record
-        return {"encoder": self.encoder.diagnostics(), "planner": self.planner.diagnostics(),
-                "action": self.action.diagnostics(t),
-                "stack": {"frames": r.frames, "frames_dropped": r.frames_dropped,
-                          "latents": r.latents, "plans": r.plans,
-                          "latency": "fixed %g ms" % (self.latency_s * 1e3)
-                          if self.latency_s is not None else "measured"}}
+        return {
+            "encoder": self.encoder.diagnostics(),
+            "planner": self.planner.diagnostics(),
+            "action": self.action.diagnostics(t),
+            "stack": {
+                "frames": r.frames,
+                "frames_dropped": r.frames_dropped,
+                "latents": r.latents,
+                "plans": r.plans,
+                "latency": "fixed %g ms" % (self.latency_s * 1e3)
+                if self.latency_s is not None
+                else "measured",
+            },
+        }

@@ -8,6 +8,7 @@ same task can be shown with a different body.
 Arm kinematics come from the robot profile's DH table, so the sim and ``profile.tcp_pose(q)`` agree
 by construction (and a unit test checks it).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -53,36 +54,47 @@ class HandModel:
 
     ``stroke`` is the travel of one finger from closed to fully open (m); fingers close along y.
     """
+
     name: str
     stroke: float
-    pad_half: Tuple[float, float, float]      # (thickness along y, width along x, length along z)
-    palm_geoms: Tuple[str, ...]               # MJCF geom elements, hand frame
+    pad_half: Tuple[float, float, float]  # (thickness along y, width along x, length along z)
+    palm_geoms: Tuple[str, ...]  # MJCF geom elements, hand frame
     finger_rgba: Tuple[float, float, float, float]
     pad_rgba: Tuple[float, float, float, float]
-    palm_bottom: float                        # z of the palm face the fingers stick out of
+    palm_bottom: float  # z of the palm face the fingers stick out of
 
 
 FRANKA_HAND = HandModel(
-    name="franka_hand", stroke=0.04, pad_half=(0.006, 0.011, 0.022),
+    name="franka_hand",
+    stroke=0.04,
+    pad_half=(0.006, 0.011, 0.022),
     palm_geoms=(
         '<geom type="cylinder" size="0.032 0.008" pos="0 0 0.008" rgba="0.25 0.25 0.27 1"/>',
         '<geom type="box" size="0.022 0.1 0.025" pos="0 0 0.034" rgba="0.92 0.92 0.93 1"/>',
     ),
-    finger_rgba=(0.92, 0.92, 0.93, 1), pad_rgba=(0.15, 0.15, 0.16, 1), palm_bottom=0.059,
+    finger_rgba=(0.92, 0.92, 0.93, 1),
+    pad_rgba=(0.15, 0.15, 0.16, 1),
+    palm_bottom=0.059,
 )
 
 ROBOTIQ_2F85 = HandModel(
-    name="robotiq_2f85", stroke=0.0425, pad_half=(0.006, 0.011, 0.02),
+    name="robotiq_2f85",
+    stroke=0.0425,
+    pad_half=(0.006, 0.011, 0.02),
     palm_geoms=(
         '<geom type="cylinder" size="0.038 0.025" pos="0 0 0.025" rgba="0.12 0.12 0.13 1"/>',
         '<geom type="box" size="0.02 0.055 0.025" pos="0 0 0.075" rgba="0.15 0.15 0.16 1"/>',
     ),
-    finger_rgba=(0.2, 0.2, 0.21, 1), pad_rgba=(0.35, 0.35, 0.36, 1), palm_bottom=0.1,
+    finger_rgba=(0.2, 0.2, 0.21, 1),
+    pad_rgba=(0.35, 0.35, 0.36, 1),
+    palm_bottom=0.1,
 )
 
 # The human-video embodiment: a bare "hand" with a skin-coloured palm and thumb/finger pads.
 HUMAN_HAND = HandModel(
-    name="human_hand", stroke=0.045, pad_half=(0.008, 0.012, 0.024),
+    name="human_hand",
+    stroke=0.045,
+    pad_half=(0.008, 0.012, 0.024),
     palm_geoms=(
         '<geom type="capsule" size="0.03 0.02" pos="0 0 0.02" euler="1.5708 0 0" '
         'rgba="0.87 0.68 0.55 1"/>',
@@ -93,7 +105,9 @@ HUMAN_HAND = HandModel(
         '<geom type="capsule" size="0.042" fromto="0.07 0 -0.15 0.16 0 -0.4" '
         'rgba="0.3 0.35 0.55 1"/>',
     ),
-    finger_rgba=(0.87, 0.68, 0.55, 1), pad_rgba=(0.84, 0.62, 0.5, 1), palm_bottom=0.09,
+    finger_rgba=(0.87, 0.68, 0.55, 1),
+    pad_rgba=(0.84, 0.62, 0.5, 1),
+    palm_bottom=0.09,
 )
 
 # Which sim hand goes on which robot. Keyed by profile name; the sim's hand geometry is a fact of
@@ -109,35 +123,51 @@ def hand_for_profile(profile: RobotProfile) -> HandModel:
     return FRANKA_HAND if len(profile.gripper.joint_names) == 2 else ROBOTIQ_2F85
 
 
-def hand_xml(hand: HandModel, tcp_offset: float, prefix: str, wrist_camera: bool,
-             wrist_fovy: float) -> str:
+def hand_xml(
+    hand: HandModel, tcp_offset: float, prefix: str, wrist_camera: bool, wrist_fovy: float
+) -> str:
     """Palm, two sliding fingers and the TCP site, in the frame of the body they are placed in."""
     t, w, length = hand.pad_half
     col = 'contype="%d" conaffinity="%d"' % (HAND_CONTYPE, HAND_CONAFFINITY)
     # High friction, torsional friction (condim 4) and stiff pads: cubes must not slip or spin out.
     # 1.5 times the cubes' and table's 0.5 stays below 1: a pushing pad cannot wedge a cube.
-    pad = ('type="box" size="%s" %s condim="4" friction="1.5 0.02 0.001" solref="0.004 1" '
-           'solimp="0.95 0.99 0.001" priority="1" rgba="%s"' % (fmt((w, t, length)), col,
-                                                               fmt(hand.pad_rgba)))
+    pad = (
+        'type="box" size="%s" %s condim="4" friction="1.5 0.02 0.001" solref="0.004 1" '
+        'solimp="0.95 0.99 0.001" priority="1" rgba="%s"'
+        % (fmt((w, t, length)), col, fmt(hand.pad_rgba))
+    )
     stem_len = max(0.5 * (tcp_offset - 2 * length - hand.palm_bottom), 0.002)
     stem_z = hand.palm_bottom + stem_len
     parts = ['<body name="%shand">' % prefix]
     for g in hand.palm_geoms:
         # Palm geoms collide with objects too, so a finger-first push still stops at the palm.
-        parts.append(g.replace("<geom ", '<geom %s ' % col, 1))
-    parts.append('<site name="%stcp" pos="0 0 %s" size="0.004" rgba="1 0 0 0"/>'
-                 % (prefix, fmt([tcp_offset])))
+        parts.append(g.replace("<geom ", "<geom %s " % col, 1))
+    parts.append(
+        '<site name="%stcp" pos="0 0 %s" size="0.004" rgba="1 0 0 0"/>'
+        % (prefix, fmt([tcp_offset]))
+    )
     for side, sign in (("left", 1.0), ("right", -1.0)):
         parts.append('<body name="%sfinger_%s">' % (prefix, side))
-        parts.append('<joint name="%sfinger_%s_joint" type="slide" axis="0 %g 0" range="0 %s" '
-                     'damping="8" armature="0.02"/>' % (prefix, side, sign, fmt([hand.stroke])))
-        parts.append('<inertial pos="0 0 %s" mass="0.05" diaginertia="2e-5 2e-5 1e-5"/>'
-                     % fmt([tcp_offset - length]))
-        parts.append('<geom type="box" size="%s" pos="%s" contype="0" conaffinity="0" rgba="%s"/>'
-                     % (fmt((w * 0.9, t * 0.9, stem_len)), fmt((0, sign * (t + 0.004), stem_z)),
-                        fmt(hand.finger_rgba)))
-        parts.append('<geom name="%spad_%s" %s pos="%s"/>'
-                     % (prefix, side, pad, fmt((0, sign * t, tcp_offset - length))))
+        parts.append(
+            '<joint name="%sfinger_%s_joint" type="slide" axis="0 %g 0" range="0 %s" '
+            'damping="8" armature="0.02"/>' % (prefix, side, sign, fmt([hand.stroke]))
+        )
+        parts.append(
+            '<inertial pos="0 0 %s" mass="0.05" diaginertia="2e-5 2e-5 1e-5"/>'
+            % fmt([tcp_offset - length])
+        )
+        parts.append(
+            '<geom type="box" size="%s" pos="%s" contype="0" conaffinity="0" rgba="%s"/>'
+            % (
+                fmt((w * 0.9, t * 0.9, stem_len)),
+                fmt((0, sign * (t + 0.004), stem_z)),
+                fmt(hand.finger_rgba),
+            )
+        )
+        parts.append(
+            '<geom name="%spad_%s" %s pos="%s"/>'
+            % (prefix, side, pad, fmt((0, sign * t, tcp_offset - length)))
+        )
         parts.append("</body>")
     if wrist_camera:
         # On the palm, offset along x, tilted to look at the space just beyond the fingertips
@@ -147,22 +177,28 @@ def hand_xml(hand: HandModel, tcp_offset: float, prefix: str, wrist_camera: bool
         f /= np.linalg.norm(f)
         y = np.array([0.0, -1.0, 0.0])
         x = np.cross(y, -f)
-        parts.append('<camera name="wrist" pos="%s" xyaxes="%s" fovy="%s"/>'
-                     % (fmt(cam), fmt(np.concatenate([x, y])), fmt([wrist_fovy])))
+        parts.append(
+            '<camera name="wrist" pos="%s" xyaxes="%s" fovy="%s"/>'
+            % (fmt(cam), fmt(np.concatenate([x, y])), fmt([wrist_fovy]))
+        )
     parts.append("</body>")
     return "\n".join(parts)
 
 
 def hand_actuator_xml(hand: HandModel, prefix: str, force: float) -> str:
-    return ('<position name="%sgripper" joint="%sfinger_left_joint" kp="1500" kv="30" '
-            'ctrlrange="0 %s" forcerange="%s"/>'
-            % (prefix, prefix, fmt([hand.stroke]), fmt((-force, force))))
+    return (
+        '<position name="%sgripper" joint="%sfinger_left_joint" kp="1500" kv="30" '
+        'ctrlrange="0 %s" forcerange="%s"/>'
+        % (prefix, prefix, fmt([hand.stroke]), fmt((-force, force)))
+    )
 
 
 def hand_equality_xml(prefix: str) -> str:
     # The fingers are mechanically coupled, as in both real grippers.
-    return ('<joint joint1="%sfinger_left_joint" joint2="%sfinger_right_joint" '
-            'solref="0.005 1"/>' % (prefix, prefix))
+    return (
+        '<joint joint1="%sfinger_left_joint" joint2="%sfinger_right_joint" '
+        'solref="0.005 1"/>' % (prefix, prefix)
+    )
 
 
 class Embodiment(ABC):
@@ -211,8 +247,12 @@ def _dh_body_poses(profile: RobotProfile) -> Tuple[List[np.ndarray], np.ndarray]
         # T_i = RotX(alpha) TransX(a) RotZ(theta) TransZ(d); RotZ and TransZ commute, so the joint
         # can sit at the body origin with the body frame equal to the DH frame.
         for i in range(n):
-            poses.append(rotx(k.alpha[i]) @ trans(k.a[i], 0, 0) @ rotz(k.theta_offset[i])
-                         @ trans(0, 0, k.d[i]))
+            poses.append(
+                rotx(k.alpha[i])
+                @ trans(k.a[i], 0, 0)
+                @ rotz(k.theta_offset[i])
+                @ trans(0, 0, k.d[i])
+            )
         last_to_frame = np.eye(4)
     else:
         # T_i = RotZ(theta) TransZ(d) TransX(a) RotX(alpha): the joint acts first, so body i sits
@@ -256,8 +296,10 @@ class ArmEmbodiment(Embodiment):
         light, dark = ARM_COLORS.get(self.hand.name, ARM_COLORS["franka_hand"])
         vis = 'contype="0" conaffinity="0" group="1"'
         radii = self.link_radii
-        out = ['<body name="base" %s>' % pose_attrs(self.base_pose),
-               '<geom type="cylinder" size="0.09 0.02" pos="0 0 0.02" %s rgba="%s"/>' % (vis, dark)]
+        out = [
+            '<body name="base" %s>' % pose_attrs(self.base_pose),
+            '<geom type="cylinder" size="0.09 0.02" pos="0 0 0.02" %s rgba="%s"/>' % (vis, dark),
+        ]
         # Link i's visual runs from its own origin to the next body's origin; its collision
         # capsule covers the same segment (group 3: hidden in renders).
         offsets = [p[:3, 3] for p in poses] + [flange[:3, 3]]
@@ -269,20 +311,30 @@ class ArmEmbodiment(Embodiment):
             # Heavier proximal links; exact values matter little with gravity compensation on.
             mass = max(3.0 - 0.4 * i, 0.6)
             out.append('<body name="link%d" %s gravcomp="1">' % (i + 1, pose_attrs(poses[i])))
-            out.append('<inertial pos="0 0 0" mass="%s" diaginertia="%s"/>'
-                       % (fmt([mass]), fmt([0.02 * mass] * 3)))
-            out.append('<joint name="%s" type="hinge" axis="0 0 1" range="%s" damping="1.0" '
-                       'armature="0.1"/>' % (prof.joint_names[i], fmt((lim.lower[i], lim.upper[i]))))
-            out.append('<geom type="cylinder" size="0.055 0.06" %s rgba="%s"/>'
-                       % (vis, dark if i % 2 else light))
+            out.append(
+                '<inertial pos="0 0 0" mass="%s" diaginertia="%s"/>'
+                % (fmt([mass]), fmt([0.02 * mass] * 3))
+            )
+            out.append(
+                '<joint name="%s" type="hinge" axis="0 0 1" range="%s" damping="1.0" '
+                'armature="0.1"/>' % (prof.joint_names[i], fmt((lim.lower[i], lim.upper[i])))
+            )
+            out.append(
+                '<geom type="cylinder" size="0.055 0.06" %s rgba="%s"/>'
+                % (vis, dark if i % 2 else light)
+            )
             out.append(_link_geom(np.zeros(3), offsets[i + 1], light, vis))
             path = [np.zeros(3)] + ([elbows[i]] if elbows[i] is not None else [])
-            out.append(_collision_geom("link%d_col" % (i + 1), path + [offsets[i + 1]],
-                                       radii[i + 1]))
+            out.append(
+                _collision_geom("link%d_col" % (i + 1), path + [offsets[i + 1]], radii[i + 1])
+            )
         out.append('<body name="flange" %s gravcomp="1">' % pose_attrs(flange))
         out.append('<inertial pos="0 0 0.05" mass="0.7" diaginertia="0.002 0.002 0.002"/>')
-        out.append(hand_xml(self.hand, prof.kinematics.tcp_offset, self.prefix, wrist_camera,
-                            wrist_fovy).replace('<body name="hand">', '<body name="hand" gravcomp="1">', 1))
+        out.append(
+            hand_xml(
+                self.hand, prof.kinematics.tcp_offset, self.prefix, wrist_camera, wrist_fovy
+            ).replace('<body name="hand">', '<body name="hand" gravcomp="1">', 1)
+        )
         out.append("</body>")
         out.extend("</body>" for _ in range(n + 1))
         return "\n".join(out)
@@ -301,8 +353,9 @@ class ArmEmbodiment(Embodiment):
 
     def contact_xml(self) -> str:
         """Self-collision exclusions: chain neighbours up to SELF_COLLISION_SKIP apart (MuJoCo's
-        parent-child filter does not cover the base, which is welded to the world), and link 1 against the world (table): it turns about
-        the vertical base axis on the table and cannot reach it, while its capsule rests on it."""
+        parent-child filter does not cover the base, which is welded to the world), and link 1
+        against the world (table): it turns about the vertical base axis on the table and cannot
+        reach it, while its capsule rests on it."""
         bodies = self.collision_bodies
         pairs = ['<exclude body1="world" body2="link1"/>']
         for i in range(len(bodies)):
@@ -312,7 +365,7 @@ class ArmEmbodiment(Embodiment):
             pairs.append('<exclude body1="%s" body2="%s"/>' % (a, b))
         # The fingers are children of the hand: exclude them from the links the hand is.
         for side in ("left", "right"):
-            for b in bodies[-1 - SELF_COLLISION_SKIP:-1]:
+            for b in bodies[-1 - SELF_COLLISION_SKIP : -1]:
                 pairs.append('<exclude body1="%s" body2="%sfinger_%s"/>' % (b, self.prefix, side))
         return "\n".join(pairs)
 
@@ -324,10 +377,14 @@ class ArmEmbodiment(Embodiment):
             # target is the commanded joint velocity, so a moving target is tracked without lag.
             kp = 2500.0 if i < 4 else 800.0
             kv = 2.0 * np.sqrt(kp * (0.6 if i < 4 else 0.15))
-            out.append('<position name="%s_pos" joint="%s" kp="%s" ctrlrange="%s"/>'
-                       % (name, name, fmt([kp]), fmt((lim.lower[i], lim.upper[i]))))
-            out.append('<velocity name="%s_vel" joint="%s" kv="%s" ctrlrange="%s"/>'
-                       % (name, name, fmt([kv]), fmt((-lim.velocity[i], lim.velocity[i]))))
+            out.append(
+                '<position name="%s_pos" joint="%s" kp="%s" ctrlrange="%s"/>'
+                % (name, name, fmt([kp]), fmt((lim.lower[i], lim.upper[i])))
+            )
+            out.append(
+                '<velocity name="%s_vel" joint="%s" kv="%s" ctrlrange="%s"/>'
+                % (name, name, fmt([kv]), fmt((-lim.velocity[i], lim.velocity[i])))
+            )
         force = 0.5 * self.profile.gripper.max_effort
         out.append(hand_actuator_xml(self.hand, self.prefix, force))
         return "\n".join(out)
@@ -359,23 +416,33 @@ def _dh_elbows(profile: RobotProfile) -> List[np.ndarray | None]:
 def _collision_geom(name: str, path: Sequence[np.ndarray], radius: float) -> str:
     """A link's collision capsules along ``path`` (a sphere when its points meet)."""
     col = 'contype="%d" conaffinity="%d" condim="3" group="3" rgba="1 0.5 0 0.3"' % (
-        LINK_CONTYPE, LINK_CONAFFINITY)
+        LINK_CONTYPE,
+        LINK_CONAFFINITY,
+    )
     pts = [np.asarray(p, dtype=np.float64) for p in path]
     segs = [(a, b) for a, b in zip(pts[:-1], pts[1:]) if np.linalg.norm(b - a) >= 1e-4]
     if not segs:
         return '<geom name="%s" type="sphere" size="%s" pos="%s" %s/>' % (
-            name, fmt([radius]), fmt(pts[0]), col)
+            name,
+            fmt([radius]),
+            fmt(pts[0]),
+            col,
+        )
     return "\n".join(
         '<geom name="%s" type="capsule" size="%s" fromto="%s" %s/>'
-        % (name if k == 0 else "%s%d" % (name, k), fmt([radius]),
-           fmt(np.concatenate([a, b])), col) for k, (a, b) in enumerate(segs))
+        % (name if k == 0 else "%s%d" % (name, k), fmt([radius]), fmt(np.concatenate([a, b])), col)
+        for k, (a, b) in enumerate(segs)
+    )
 
 
 def _link_geom(a: np.ndarray, b: np.ndarray, rgba: str, vis: str) -> str:
     if np.linalg.norm(b - a) < 1e-4:
         return ""
-    return ('<geom type="capsule" size="0.045" fromto="%s" %s rgba="%s"/>'
-            % (fmt(np.concatenate([a, b])), vis, rgba))
+    return '<geom type="capsule" size="0.045" fromto="%s" %s rgba="%s"/>' % (
+        fmt(np.concatenate([a, b])),
+        vis,
+        rgba,
+    )
 
 
 class FloatingHandEmbodiment(Embodiment):
@@ -393,20 +460,27 @@ class FloatingHandEmbodiment(Embodiment):
         # A free, gravity-compensated hand pulled by a weld to a mocap target: contacts then see
         # the hand's real velocity, so friction can hold a grasped cube (a bare mocap body moves
         # by teleporting and its fingers would drop the cube).
-        inner = inner.replace('<body name="%shand">' % self.prefix,
-                              '<body name="%shand" pos="0.3 0 0.5" quat="0 1 0 0" gravcomp="1">'
-                              '<freejoint name="%shand_free"/>' % (self.prefix, self.prefix), 1)
+        inner = inner.replace(
+            '<body name="%shand">' % self.prefix,
+            '<body name="%shand" pos="0.3 0 0.5" quat="0 1 0 0" gravcomp="1">'
+            '<freejoint name="%shand_free"/>' % (self.prefix, self.prefix),
+            1,
+        )
         for side in ("left", "right"):
-            inner = inner.replace('<body name="%sfinger_%s">' % (self.prefix, side),
-                                  '<body name="%sfinger_%s" gravcomp="1">' % (self.prefix, side), 1)
+            inner = inner.replace(
+                '<body name="%sfinger_%s">' % (self.prefix, side),
+                '<body name="%sfinger_%s" gravcomp="1">' % (self.prefix, side),
+                1,
+            )
         target = '<body name="%starget" mocap="true" pos="0.3 0 0.5" quat="0 1 0 0"/>' % self.prefix
         return target + "\n" + inner
 
     def equality_xml(self) -> str:
-        weld = ('<weld body1="%starget" body2="%shand" relpose="0 0 0 1 0 0 0" solref="0.02 1"/>'
-                % (self.prefix, self.prefix))
+        weld = '<weld body1="%starget" body2="%shand" relpose="0 0 0 1 0 0 0" solref="0.02 1"/>' % (
+            self.prefix,
+            self.prefix,
+        )
         return hand_equality_xml(self.prefix) + "\n" + weld
 
     def actuator_xml(self) -> str:
         return hand_actuator_xml(self.hand, self.prefix, 30.0)
-

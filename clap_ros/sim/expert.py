@@ -7,6 +7,7 @@ velocity and acceleration are continuous and zero at every waypoint. Segment dur
 shortest that keep velocity, acceleration and jerk within ``LIMIT_MARGIN`` of the profile's limits.
 The plan depends only on (robot, task, seed): another process rebuilds the same plan from them.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,10 +19,10 @@ import numpy as np
 from clap_ros.sim.tasks import Waypoint
 from clap_ros.sim.world import SimWorld
 
-LIMIT_MARGIN = 0.5        # fraction of the profile's velocity/acceleration/jerk limits a plan uses
-LINE_STEP = 0.015         # m between IK samples along a straight TCP line
+LIMIT_MARGIN = 0.5  # fraction of the profile's velocity/acceleration/jerk limits a plan uses
+LINE_STEP = 0.015  # m between IK samples along a straight TCP line
 JOINT_LIMIT_MARGIN = 0.05  # rad kept clear of every joint limit by IK
-MIN_SEGMENT = 0.4         # s, shortest arm move
+MIN_SEGMENT = 0.4  # s, shortest arm move
 
 
 class ExpertError(RuntimeError):
@@ -36,10 +37,11 @@ def tcp_rotation(yaw: float) -> np.ndarray:
 
 # --- time scaling and splines -----------------------------------------------------------------
 
+
 def _minjerk(tau: np.ndarray):
     """s, ds/dtau, d2s/dtau2, d3s/dtau3 of the quintic 10t^3 - 15t^4 + 6t^5."""
     t = np.clip(tau, 0.0, 1.0)
-    s = t ** 3 * (10 - 15 * t + 6 * t * t)
+    s = t**3 * (10 - 15 * t + 6 * t * t)
     ds = 30 * t * t * (1 - t) ** 2
     dds = 60 * t * (1 - t) * (1 - 2 * t)
     ddds = 60 * (1 - 6 * t + 6 * t * t)
@@ -60,7 +62,7 @@ class _Spline:
             A[idx, idx] = 4.0
             A[idx[1:], idx[:-1]] = 1.0
             A[idx[:-1], idx[1:]] = 1.0
-            rhs = 6.0 / self.h ** 2 * (self.y[2:] - 2 * self.y[1:-1] + self.y[:-2])
+            rhs = 6.0 / self.h**2 * (self.y[2:] - 2 * self.y[1:-1] + self.y[:-2])
             M[1:-1] = np.linalg.solve(A, rhs)
         self.M = M
 
@@ -71,10 +73,16 @@ class _Spline:
         h, y, M = self.h, self.y, self.M
         a = (j + 1) * h - s
         b = s - j * h
-        val = (M[j] * a ** 3 + M[j + 1] * b ** 3) / (6 * h) \
-            + (y[j] / h - M[j] * h / 6) * a + (y[j + 1] / h - M[j + 1] * h / 6) * b
-        d1 = (-M[j] * a * a + M[j + 1] * b * b) / (2 * h) \
-            - (y[j] / h - M[j] * h / 6) + (y[j + 1] / h - M[j + 1] * h / 6)
+        val = (
+            (M[j] * a**3 + M[j + 1] * b**3) / (6 * h)
+            + (y[j] / h - M[j] * h / 6) * a
+            + (y[j + 1] / h - M[j + 1] * h / 6) * b
+        )
+        d1 = (
+            (-M[j] * a * a + M[j + 1] * b * b) / (2 * h)
+            - (y[j] / h - M[j] * h / 6)
+            + (y[j + 1] / h - M[j + 1] * h / 6)
+        )
         d2 = (M[j] * a + M[j + 1] * b) / h
         d3 = (M[j + 1] - M[j]) / h
         return val, d1, d2, d3
@@ -101,6 +109,7 @@ class Segment:
 @dataclass
 class Plan:
     """An open-loop joint-space plan: ``sample(t) -> (q, qd, gripper opening)``."""
+
     joint_names: List[str]
     segments: List[Segment]
     robot: str = ""
@@ -116,18 +125,24 @@ class Plan:
     def sample(self, t: float):
         t = min(max(float(t), 0.0), self.duration)
         i = 0
-        while i < len(self.segments) - 1 and t >= self.segments[i].start + self.segments[i].duration:
+        while (
+            i < len(self.segments) - 1 and t >= self.segments[i].start + self.segments[i].duration
+        ):
             i += 1
         return self.segments[i].sample(t)
 
     def sample_many(self, times: Sequence[float]):
         """Arrays (T x n, T x n, T) for many times at once."""
         out = [self.sample(t) for t in times]
-        return (np.array([o[0] for o in out]), np.array([o[1] for o in out]),
-                np.array([o[2] for o in out]))
+        return (
+            np.array([o[0] for o in out]),
+            np.array([o[1] for o in out]),
+            np.array([o[2] for o in out]),
+        )
 
 
 # --- IK ---------------------------------------------------------------------------------------
+
 
 class ArmIK:
     """Damped-least-squares IK on the world's model, on a private MjData (world state untouched)."""
@@ -152,18 +167,30 @@ class ArmIK:
     def fk(self, q: np.ndarray):
         self.data.qpos[self.qadr] = q
         self._mj.mj_kinematics(self.model, self.data)
-        return (self.data.site_xpos[self.site].copy(),
-                self.data.site_xmat[self.site].reshape(3, 3).copy())
+        return (
+            self.data.site_xpos[self.site].copy(),
+            self.data.site_xmat[self.site].reshape(3, 3).copy(),
+        )
 
-    def solve(self, pos: np.ndarray, R: np.ndarray, q0: np.ndarray, iters: int = 300,
-              tol_pos: float = 1e-4, tol_rot: float = 1e-3) -> np.ndarray:
+    def solve(
+        self,
+        pos: np.ndarray,
+        R: np.ndarray,
+        q0: np.ndarray,
+        iters: int = 300,
+        tol_pos: float = 1e-4,
+        tol_rot: float = 1e-3,
+    ) -> np.ndarray:
         mj, m, d = self._mj, self.model, self.data
         q = np.clip(np.asarray(q0, dtype=np.float64).copy(), self.lower, self.upper)
         for _ in range(iters):
             p, Rc = self.fk(q)
             ep = pos - p
-            er = 0.5 * (np.cross(Rc[:, 0], R[:, 0]) + np.cross(Rc[:, 1], R[:, 1])
-                        + np.cross(Rc[:, 2], R[:, 2]))
+            er = 0.5 * (
+                np.cross(Rc[:, 0], R[:, 0])
+                + np.cross(Rc[:, 1], R[:, 1])
+                + np.cross(Rc[:, 2], R[:, 2])
+            )
             if np.linalg.norm(ep) < tol_pos and np.linalg.norm(er) < tol_rot:
                 return q
             mj.mj_comPos(m, d)
@@ -183,14 +210,18 @@ class ArmIK:
                 dq *= 0.2 / step
             q = np.clip(q + dq, self.lower, self.upper)
         p, Rc = self.fk(q)
-        raise ExpertError("IK did not converge for TCP %s (position error %.4f m)"
-                          % (np.round(pos, 3), np.linalg.norm(pos - p)))
+        raise ExpertError(
+            "IK did not converge for TCP %s (position error %.4f m)"
+            % (np.round(pos, 3), np.linalg.norm(pos - p))
+        )
 
 
 # --- experts ----------------------------------------------------------------------------------
 
-def _segment_duration(spline: _Spline, vel: np.ndarray, acc: np.ndarray, jerk: np.ndarray,
-                      minimum: float) -> float:
+
+def _segment_duration(
+    spline: _Spline, vel: np.ndarray, acc: np.ndarray, jerk: np.ndarray, minimum: float
+) -> float:
     """Shortest duration keeping |qd|, |qdd|, |qddd| under LIMIT_MARGIN of the limits."""
     taus = np.linspace(0.0, 1.0, 101)
     v1 = a1 = j1 = np.zeros_like(vel)
@@ -200,12 +231,14 @@ def _segment_duration(spline: _Spline, vel: np.ndarray, acc: np.ndarray, jerk: n
         # Derivatives for a unit duration; a duration T divides them by T, T^2, T^3.
         v1 = np.maximum(v1, np.abs(q1 * ds))
         a1 = np.maximum(a1, np.abs(q2 * ds * ds + q1 * dds))
-        j1 = np.maximum(j1, np.abs(q3 * ds ** 3 + 3 * q2 * ds * dds + q1 * ddds))
+        j1 = np.maximum(j1, np.abs(q3 * ds**3 + 3 * q2 * ds * dds + q1 * ddds))
     m = LIMIT_MARGIN
-    T = max(minimum,
-            float(np.max(v1 / (m * vel))),
-            float(np.sqrt(np.max(a1 / (m * acc)))),
-            float(np.cbrt(np.max(j1 / (m * jerk)))))
+    T = max(
+        minimum,
+        float(np.max(v1 / (m * vel))),
+        float(np.sqrt(np.max(a1 / (m * acc)))),
+        float(np.cbrt(np.max(j1 / (m * jerk)))),
+    )
     return T
 
 
@@ -239,8 +272,9 @@ class ArmExpert:
                 qk = q
                 for k in range(1, n):
                     a = k / (n - 1)
-                    qk = self.ik.solve(pos + a * (target - pos),
-                                       tcp_rotation(yaw + a * (wp.yaw - yaw)), qk)
+                    qk = self.ik.solve(
+                        pos + a * (target - pos), tcp_rotation(yaw + a * (wp.yaw - yaw)), qk
+                    )
                     knots.append(qk)
                 knots = np.array(knots)
             else:
@@ -252,17 +286,24 @@ class ArmExpert:
             t += T
             q = knots[-1]
             pos, yaw, grip = target, wp.yaw, wp.gripper
-        return Plan(list(prof.joint_names), segments, robot=prof.name,
-                    task=self.world.task_name, seed=self.world.seed, waypoints=list(self.waypoints))
+        return Plan(
+            list(prof.joint_names),
+            segments,
+            robot=prof.name,
+            task=self.world.task_name,
+            seed=self.world.seed,
+            waypoints=list(self.waypoints),
+        )
 
 
 @dataclass
 class TcpPlan:
     """Floating-hand plan: ``sample(t) -> (tcp position, yaw, gripper opening)``."""
+
     starts: np.ndarray
     durations: np.ndarray
-    poses: np.ndarray            # (n+1) x 4: x, y, z, yaw at each waypoint
-    grippers: np.ndarray         # n+1
+    poses: np.ndarray  # (n+1) x 4: x, y, z, yaw at each waypoint
+    grippers: np.ndarray  # n+1
 
     @property
     def duration(self) -> float:
@@ -281,8 +322,8 @@ class HandExpert:
     """Expert for the floating hand: the same task waypoints, interpolated directly in TCP space
     with human-like speeds (no arm, no IK)."""
 
-    speed = 0.35          # m/s peak-ish TCP speed
-    turn_rate = 2.0       # rad/s
+    speed = 0.35  # m/s peak-ish TCP speed
+    turn_rate = 2.0  # rad/s
 
     def __init__(self, world: SimWorld, speed_scale: float = 1.0):
         if not speed_scale > 0:
@@ -299,8 +340,15 @@ class HandExpert:
         for wp in self.waypoints:
             p = np.array([*wp.pos, wp.yaw])
             d = np.linalg.norm(p[:3] - poses[-1][:3])
-            T = max(wp.min_duration * 0.8, 1.875 * d / self.speed,
-                    1.875 * abs(p[3] - poses[-1][3]) / self.turn_rate, 0.3) / self.speed_scale
+            T = (
+                max(
+                    wp.min_duration * 0.8,
+                    1.875 * d / self.speed,
+                    1.875 * abs(p[3] - poses[-1][3]) / self.turn_rate,
+                    0.3,
+                )
+                / self.speed_scale
+            )
             poses.append(p)
             grippers.append(wp.gripper)
             durations.append(T)
@@ -314,8 +362,13 @@ def make_expert(world: SimWorld):
     return ArmExpert(world) if world.profile is not None else HandExpert(world)
 
 
-def run_plan(world: SimWorld, plan, control_dt: float = 0.01, settle: float = 0.6,
-             on_step: Optional[Callable[[SimWorld, float], None]] = None) -> bool:
+def run_plan(
+    world: SimWorld,
+    plan,
+    control_dt: float = 0.01,
+    settle: float = 0.6,
+    on_step: Optional[Callable[[SimWorld, float], None]] = None,
+) -> bool:
     """Execute a plan in the world directly (no ROS) from its current state; return success.
 
     Targets are sampled every ``control_dt`` s of sim time and held in between; ``settle`` s of
@@ -352,10 +405,10 @@ class ExpertStreamConfig:
     parameter defaults; the direct evaluator streams with the same)."""
 
     command_mode: str = "joint_trajectory"
-    chunk_period_s: float = 0.1       # time between trajectory chunks
-    chunk_horizon_s: float = 1.0      # time covered by one chunk
-    point_period_s: float = 0.1       # spacing of points inside a chunk
-    command_rate_hz: float = 100.0    # forward_position stream rate
+    chunk_period_s: float = 0.1  # time between trajectory chunks
+    chunk_horizon_s: float = 1.0  # time covered by one chunk
+    point_period_s: float = 0.1  # spacing of points inside a chunk
+    command_rate_hz: float = 100.0  # forward_position stream rate
 
     @property
     def period_s(self) -> float:
@@ -373,13 +426,17 @@ class ExpertStreamer:
 
     def __init__(self, plan: Plan, config: ExpertStreamConfig = ExpertStreamConfig()):
         from clap_ros.control.trajectory import trajectory_chunk
+
         if config.command_mode not in EXPERT_COMMAND_MODES:
-            raise ValueError("command_mode must be one of %s, not %r"
-                             % (EXPERT_COMMAND_MODES, config.command_mode))
+            raise ValueError(
+                "command_mode must be one of %s, not %r"
+                % (EXPERT_COMMAND_MODES, config.command_mode)
+            )
         if config.chunk_horizon_s < config.chunk_period_s:
-            raise ValueError("chunk_horizon_s (%g) must be >= chunk_period_s (%g), or the arm "
-                             "would stop between chunks"
-                             % (config.chunk_horizon_s, config.chunk_period_s))
+            raise ValueError(
+                "chunk_horizon_s (%g) must be >= chunk_period_s (%g), or the arm "
+                "would stop between chunks" % (config.chunk_horizon_s, config.chunk_period_s)
+            )
         self._chunk = trajectory_chunk
         self.plan = plan
         self.config = config

@@ -12,6 +12,7 @@ Examples:
   clap-ros sim human-videos --task reach,pick_place --episodes 20 --scenes 5 --out human/
   clap-ros sim human-videos --task stack --episodes 20 --scenes 5 --out human/ --append
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,35 +30,50 @@ FORMAT = "clap_ros_human_videos"
 VERSION = 1
 # Appearance seeds of scenes live far from layout seeds so a scene's look is its own.
 SCENE_SEED_BASE = 1_000_000
-HOLD_AFTER = 0.5          # s of video after the hand's plan ends
-MAX_SKIPPED = 50          # consecutive failed seeds before giving up
+HOLD_AFTER = 0.5  # s of video after the hand's plan ends
+MAX_SKIPPED = 50  # consecutive failed seeds before giving up
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from clap_ros.sim.tasks import TASKS
 
-    p.add_argument("--task", required=True,
-                   help="task name, comma-separated names, or 'all' (%s)" % ", ".join(TASKS))
+    p.add_argument(
+        "--task",
+        required=True,
+        help="task name, comma-separated names, or 'all' (%s)" % ", ".join(TASKS),
+    )
     p.add_argument("--episodes", type=int, required=True, help="clips per task")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
-    p.add_argument("--size", type=parse_size, default=(128, 128),
-                   help="HxW, both even (default 128x128)")
-    p.add_argument("--scenes", type=int, default=0,
-                   help="reuse this many scene looks across clips and tasks (0: every clip its own)")
+    p.add_argument(
+        "--size", type=parse_size, default=(128, 128), help="HxW, both even (default 128x128)"
+    )
+    p.add_argument(
+        "--scenes",
+        type=int,
+        default=0,
+        help="reuse this many scene looks across clips and tasks (0: every clip its own)",
+    )
     p.add_argument("--seed", type=int, default=0, help="first layout seed (default 0)")
     p.add_argument("--no-randomize", action="store_true", help="plain look for every clip")
-    p.add_argument("--append", action="store_true",
-                   help="add clips to an existing output directory instead of refusing")
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="add clips to an existing output directory instead of refusing",
+    )
 
 
 def _tasks(text: str) -> List[str]:
     from clap_ros.sim.tasks import TASKS
 
-    names = list(TASKS) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    names = (
+        list(TASKS) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    )
     unknown = [n for n in names if n not in TASKS]
     if unknown or not names:
-        raise SystemExit("unknown task(s) %s: choose from %s or 'all'" % (unknown, ", ".join(TASKS)))
+        raise SystemExit(
+            "unknown task(s) %s: choose from %s or 'all'" % (unknown, ", ".join(TASKS))
+        )
     return names
 
 
@@ -148,15 +164,18 @@ def run(args: argparse.Namespace) -> int:
     tasks = _tasks(args.task)
     h, w = args.size
     if h % 2 or w % 2:
-        raise SystemExit("--size must be even in both dimensions for yuv420p video, got %dx%d" % (h, w))
+        raise SystemExit(
+            "--size must be even in both dimensions for yuv420p video, got %dx%d" % (h, w)
+        )
     if args.episodes <= 0 or args.fps <= 0 or args.scenes < 0:
         raise SystemExit("--episodes and --fps must be positive and --scenes not negative")
     out: Path = args.out
     labels_path = out / "labels.json"
     if labels_path.exists():
         if not args.append:
-            raise SystemExit("%s already exists; use --append to add clips or choose another --out"
-                             % labels_path)
+            raise SystemExit(
+                "%s already exists; use --append to add clips or choose another --out" % labels_path
+            )
         labels = json.loads(labels_path.read_text())
         if labels.get("format") != FORMAT or labels.get("fps") != args.fps:
             raise SystemExit("%s is not a %s directory at %d fps" % (labels_path, FORMAT, args.fps))
@@ -166,8 +185,13 @@ def run(args: argparse.Namespace) -> int:
     index = len(labels["clips"])
     bar = tqdm(total=len(tasks) * args.episodes, desc="human videos", unit="clip")
     for task in tasks:
-        world = SimWorld(task=task, seed=args.seed, randomize=not args.no_randomize,
-                         image_size=(h, w), embodiment=FloatingHandEmbodiment())
+        world = SimWorld(
+            task=task,
+            seed=args.seed,
+            randomize=not args.no_randomize,
+            image_size=(h, w),
+            embodiment=FloatingHandEmbodiment(),
+        )
         seed = args.seed
         try:
             for ep in range(args.episodes):
@@ -177,18 +201,26 @@ def run(args: argparse.Namespace) -> int:
                     if args.scenes == 0:
                         scene_id = seed
                     rel = "videos/%06d.mp4" % index
-                    frames = record_clip(world, seed, SCENE_SEED_BASE + scene_id, args.fps, out / rel)
+                    frames = record_clip(
+                        world, seed, SCENE_SEED_BASE + scene_id, args.fps, out / rel
+                    )
                     seed += 1
                     if frames is not None:
                         break
                     skipped += 1
                     if skipped >= MAX_SKIPPED:
                         raise SystemExit("%d seeds in a row failed for task %s" % (skipped, task))
-                labels["clips"].append({
-                    "file": rel, "action_category": world.task.action_category,
-                    "instruction": world.instruction, "scene_id": int(scene_id),
-                    "appearance": world.appearance, "num_frames": int(frames), "seed": seed - 1,
-                })
+                labels["clips"].append(
+                    {
+                        "file": rel,
+                        "action_category": world.task.action_category,
+                        "instruction": world.instruction,
+                        "scene_id": int(scene_id),
+                        "appearance": world.appearance,
+                        "num_frames": int(frames),
+                        "seed": seed - 1,
+                    }
+                )
                 index += 1
                 # Written after every clip: an interrupted run keeps every finished clip labelled.
                 _write_labels(out, labels)

@@ -1,4 +1,5 @@
 """Small helpers for writing MJCF text: number formatting, poses, look-at cameras."""
+
 from __future__ import annotations
 
 from typing import Iterable, Sequence
@@ -32,8 +33,6 @@ def quat2mat(q: Sequence[float]) -> np.ndarray:
 def pose_attrs(T: np.ndarray) -> str:
     """``pos=".." quat=".."`` attributes for a 4x4 parent-from-child transform."""
     return 'pos="%s" quat="%s"' % (fmt(T[:3, 3]), fmt(mat2quat(T[:3, :3])))
-
-
 
 
 def lookat_quat(pos: Sequence[float], target: Sequence[float]) -> np.ndarray:

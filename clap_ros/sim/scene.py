@@ -2,6 +2,7 @@
 embodiment. The table top is the plane z = 0 of the world frame; an arm's base sits on it at the
 origin (turned by its mount yaw), and the workspace is in front of it along +x.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,12 +15,12 @@ from clap_ros.sim.mjcf import fmt, lookat_quat
 
 TIMESTEP = 0.002
 
-CUBE_HALF = 0.0225          # 4.5 cm cubes: fit both hands' strokes with margin
+CUBE_HALF = 0.0225  # 4.5 cm cubes: fit both hands' strokes with margin
 CUBE_MASS = 0.05
 BOWL_INNER_RADIUS = 0.075
 BOWL_WALL_HEIGHT = 0.05
 BOWL_BOTTOM = 0.006
-GOAL_HALF = 0.05            # goal patch: 10 cm square
+GOAL_HALF = 0.05  # goal patch: 10 cm square
 TARGET_RADIUS = 0.02
 
 TABLE_X = (-0.35, 1.0)
@@ -55,41 +56,64 @@ def _object_xml(role: str, kind: str) -> str:
     # at 40-60 N, a Franka cartesian reflex).
     solid = 'contype="1" conaffinity="1" condim="4" friction="0.5 0.02 0.001"'
     if kind == "cube":
-        return ('<body name="%s" pos="0 0 %s"><freejoint name="%s_free"/>'
-                '<geom name="%s_geom" type="box" size="%s" mass="%s" %s rgba="0.8 0.1 0.1 1"/>'
-                '</body>' % (role, fmt([CUBE_HALF]), role, role, fmt([CUBE_HALF] * 3),
-                             fmt([CUBE_MASS]), solid))
+        return (
+            '<body name="%s" pos="0 0 %s"><freejoint name="%s_free"/>'
+            '<geom name="%s_geom" type="box" size="%s" mass="%s" %s rgba="0.8 0.1 0.1 1"/>'
+            "</body>"
+            % (role, fmt([CUBE_HALF]), role, role, fmt([CUBE_HALF] * 3), fmt([CUBE_MASS]), solid)
+        )
     if kind == "bowl":
         # Static bowl: a disc and a ring of wall segments, placed per episode via body_pos.
-        parts = ['<body name="%s" pos="0 0 0">' % role,
-                 '<geom name="%s_geom" type="cylinder" size="%s" pos="0 0 %s" %s rgba="0.1 0.25 0.9 1"/>'
-                 % (role, fmt((BOWL_INNER_RADIUS + 0.008, BOWL_BOTTOM / 2)), fmt([BOWL_BOTTOM / 2]),
-                    solid)]
+        parts = [
+            '<body name="%s" pos="0 0 0">' % role,
+            '<geom name="%s_geom" type="cylinder" size="%s" pos="0 0 %s" %s rgba="0.1 0.25 0.9 1"/>'
+            % (
+                role,
+                fmt((BOWL_INNER_RADIUS + 0.008, BOWL_BOTTOM / 2)),
+                fmt([BOWL_BOTTOM / 2]),
+                solid,
+            ),
+        ]
         n = 16
         half_w = (BOWL_INNER_RADIUS + 0.006) * math.tan(math.pi / n) + 0.002
         for i in range(n):
             a = 2 * math.pi * i / n
             r = BOWL_INNER_RADIUS + 0.004
-            parts.append('<geom name="%s_wall%d" type="box" size="%s" pos="%s" euler="0 0 %s" %s '
-                         'rgba="0.1 0.25 0.9 1"/>'
-                         % (role, i, fmt((0.004, half_w, BOWL_WALL_HEIGHT / 2)),
-                            fmt((r * math.cos(a), r * math.sin(a), BOWL_WALL_HEIGHT / 2)),
-                            fmt([a]), solid))
+            parts.append(
+                '<geom name="%s_wall%d" type="box" size="%s" pos="%s" euler="0 0 %s" %s '
+                'rgba="0.1 0.25 0.9 1"/>'
+                % (
+                    role,
+                    i,
+                    fmt((0.004, half_w, BOWL_WALL_HEIGHT / 2)),
+                    fmt((r * math.cos(a), r * math.sin(a), BOWL_WALL_HEIGHT / 2)),
+                    fmt([a]),
+                    solid,
+                )
+            )
         parts.append("</body>")
         return "\n".join(parts)
     if kind == "goal":
-        return ('<body name="%s" pos="0 0 0"><geom name="%s_geom" type="box" size="%s" '
-                'pos="0 0 0.0008" contype="0" conaffinity="0" rgba="0.1 0.65 0.2 1"/></body>'
-                % (role, role, fmt((GOAL_HALF, GOAL_HALF, 0.0008))))
+        return (
+            '<body name="%s" pos="0 0 0"><geom name="%s_geom" type="box" size="%s" '
+            'pos="0 0 0.0008" contype="0" conaffinity="0" rgba="0.1 0.65 0.2 1"/></body>'
+            % (role, role, fmt((GOAL_HALF, GOAL_HALF, 0.0008)))
+        )
     if kind == "target":
-        return ('<body name="%s" pos="0 0 0.1"><geom name="%s_geom" type="sphere" size="%s" '
-                'contype="0" conaffinity="0" rgba="0.85 0.1 0.1 1"/></body>'
-                % (role, role, fmt([TARGET_RADIUS])))
+        return (
+            '<body name="%s" pos="0 0 0.1"><geom name="%s_geom" type="sphere" size="%s" '
+            'contype="0" conaffinity="0" rgba="0.85 0.1 0.1 1"/></body>'
+            % (role, role, fmt([TARGET_RADIUS]))
+        )
     raise ValueError("unknown object kind '%s'" % kind)
 
 
-def build_scene_xml(embodiment: Embodiment, objects: Sequence[Tuple[str, str]],
-                    image_size: Tuple[int, int], wrist_camera: bool = False) -> str:
+def build_scene_xml(
+    embodiment: Embodiment,
+    objects: Sequence[Tuple[str, str]],
+    image_size: Tuple[int, int],
+    wrist_camera: bool = False,
+) -> str:
     """MJCF of the whole world. ``objects`` are (role, kind) pairs; ``image_size`` is (h, w)."""
     h, w = image_size
     cam_pos, cam_quat = camera_quat(SCENE_CAMERA, 0)
@@ -99,15 +123,20 @@ def build_scene_xml(embodiment: Embodiment, objects: Sequence[Tuple[str, str]],
     legs = []
     for sx in (TABLE_X[0] + 0.06, TABLE_X[1] - 0.06):
         for sy in (TABLE_Y[0] + 0.06, TABLE_Y[1] - 0.06):
-            legs.append('<geom type="box" size="0.03 0.03 %s" pos="%s" contype="0" conaffinity="0" '
-                        'rgba="0.3 0.25 0.2 1"/>'
-                        % (fmt([(-TABLE_THICKNESS - FLOOR_Z) / 2]),
-                           fmt((sx, sy, (FLOOR_Z - TABLE_THICKNESS) / 2))))
+            legs.append(
+                '<geom type="box" size="0.03 0.03 %s" pos="%s" contype="0" conaffinity="0" '
+                'rgba="0.3 0.25 0.2 1"/>'
+                % (
+                    fmt([(-TABLE_THICKNESS - FLOOR_Z) / 2]),
+                    fmt((sx, sy, (FLOOR_Z - TABLE_THICKNESS) / 2)),
+                )
+            )
     distractors = []
     for i, (gtype, size) in enumerate(DISTRACTOR_SLOTS):
-        distractors.append('<geom name="distractor%d" type="%s" size="%s" pos="0 0 -5" '
-                           'contype="0" conaffinity="0" rgba="0.5 0.5 0.5 1"/>'
-                           % (i, gtype, fmt(size)))
+        distractors.append(
+            '<geom name="distractor%d" type="%s" size="%s" pos="0 0 -5" '
+            'contype="0" conaffinity="0" rgba="0.5 0.5 0.5 1"/>' % (i, gtype, fmt(size))
+        )
     objects_xml = "\n".join(_object_xml(role, kind) for role, kind in objects)
     return """<mujoco model="clap_ros_%(name)s">
   <compiler angle="radian" autolimits="true"/>
@@ -149,13 +178,25 @@ def build_scene_xml(embodiment: Embodiment, objects: Sequence[Tuple[str, str]],
   </actuator>
 </mujoco>
 """ % {
-        "name": embodiment.name, "dt": fmt([TIMESTEP]), "ow": max(w, 640), "oh": max(h, 480),
-        "assets": texture_assets_xml(), "floor": fmt([FLOOR_Z]),
-        "thx": fmt([hx]), "thy": fmt([hy]), "tht": fmt([TABLE_THICKNESS / 2]), "tx": fmt([tx]),
-        "tz": fmt([-TABLE_THICKNESS / 2]), "legs": "\n".join(legs),
-        "cpos": fmt(cam_pos), "cquat": fmt(cam_quat), "fovy": fmt([SCENE_CAMERA.fovy]),
-        "robot": embodiment.worldbody_xml(wrist_camera, WRIST_FOVY), "objects": objects_xml,
-        "distractors": "\n".join(distractors), "equality": embodiment.equality_xml(),
+        "name": embodiment.name,
+        "dt": fmt([TIMESTEP]),
+        "ow": max(w, 640),
+        "oh": max(h, 480),
+        "assets": texture_assets_xml(),
+        "floor": fmt([FLOOR_Z]),
+        "thx": fmt([hx]),
+        "thy": fmt([hy]),
+        "tht": fmt([TABLE_THICKNESS / 2]),
+        "tx": fmt([tx]),
+        "tz": fmt([-TABLE_THICKNESS / 2]),
+        "legs": "\n".join(legs),
+        "cpos": fmt(cam_pos),
+        "cquat": fmt(cam_quat),
+        "fovy": fmt([SCENE_CAMERA.fovy]),
+        "robot": embodiment.worldbody_xml(wrist_camera, WRIST_FOVY),
+        "objects": objects_xml,
+        "distractors": "\n".join(distractors),
+        "equality": embodiment.equality_xml(),
         "contact": embodiment.contact_xml(),
         "actuators": embodiment.actuator_xml(),
     }

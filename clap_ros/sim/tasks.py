@@ -4,6 +4,7 @@ expert waypoints (TCP poses + gripper) of each task.
 Positions are in the world frame (table top at z = 0, workspace in front of the robot along +x).
 Waypoints are Cartesian, so the arm expert (IK) and the floating-hand renderer share them.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,13 @@ from typing import Dict, List, Protocol, Sequence, Tuple
 
 import numpy as np
 
-from clap_ros.sim.scene import (BOWL_BOTTOM, BOWL_INNER_RADIUS, BOWL_WALL_HEIGHT, CUBE_HALF,
-                                GOAL_HALF)
+from clap_ros.sim.scene import (
+    BOWL_BOTTOM,
+    BOWL_INNER_RADIUS,
+    BOWL_WALL_HEIGHT,
+    CUBE_HALF,
+    GOAL_HALF,
+)
 
 
 class TaskState(Protocol):
@@ -27,17 +33,19 @@ class TaskState(Protocol):
 
     def hand_touches(self, role: str) -> bool: ...
 
+
 # Where task objects are placed (world x/y, m): in front of the base, reachable by every arm.
 WORKSPACE = (0.38, 0.62, -0.18, 0.18)
-GRASP_Z = 0.012           # TCP (fingertip centre) height when grasping a cube on the table
-PUSH_Z = 0.016            # TCP height while pushing: below the cube centre, above the table
-HOVER = 0.12              # approach height above an object
-CARRY_Z = 0.17            # TCP height while carrying a cube
+GRASP_Z = 0.012  # TCP (fingertip centre) height when grasping a cube on the table
+PUSH_Z = 0.016  # TCP height while pushing: below the cube centre, above the table
+HOVER = 0.12  # approach height above an object
+CARRY_Z = 0.17  # TCP height while carrying a cube
 
 
 @dataclass
 class Layout:
     """Object placement of one episode: planar poses (x, y, yaw) and 3-D points."""
+
     poses: Dict[str, Tuple[float, float, float]] = field(default_factory=dict)
     points: Dict[str, Tuple[float, float, float]] = field(default_factory=dict)
 
@@ -48,8 +56,10 @@ class Layout:
         return float(self.poses[role][2])
 
     def as_dict(self) -> dict:
-        return {"poses": {k: list(v) for k, v in self.poses.items()},
-                "points": {k: list(v) for k, v in self.points.items()}}
+        return {
+            "poses": {k: list(v) for k, v in self.poses.items()},
+            "points": {k: list(v) for k, v in self.points.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,7 @@ class Waypoint:
     ``linear``: the TCP follows a straight line (sampled densely for IK). ``gripper_only``: the
     arm holds still while the gripper moves to ``gripper``. ``min_duration`` lower-bounds the time.
     """
+
     pos: Tuple[float, float, float]
     yaw: float
     gripper: float
@@ -73,8 +84,8 @@ class Task(ABC):
 
     name: str = ""
     action_category: str = ""
-    objects: Tuple[Tuple[str, str], ...] = ()           # (role, kind)
-    color_roles: Tuple[Tuple[str, str], ...] = ()       # (role, default colour name)
+    objects: Tuple[Tuple[str, str], ...] = ()  # (role, kind)
+    color_roles: Tuple[Tuple[str, str], ...] = ()  # (role, default colour name)
 
     @abstractmethod
     def sample_layout(self, rng: np.random.Generator, home_tcp: np.ndarray) -> Layout:
@@ -117,8 +128,13 @@ def get_task(name: str) -> Task:
 
 # --- helpers ---------------------------------------------------------------------------------
 
-def _sample_xy(rng: np.random.Generator, others: Sequence[np.ndarray], min_dist: float,
-               area: Tuple[float, float, float, float] = WORKSPACE) -> np.ndarray:
+
+def _sample_xy(
+    rng: np.random.Generator,
+    others: Sequence[np.ndarray],
+    min_dist: float,
+    area: Tuple[float, float, float, float] = WORKSPACE,
+) -> np.ndarray:
     for _ in range(1000):
         p = np.array([rng.uniform(area[0], area[1]), rng.uniform(area[2], area[3])])
         if all(np.linalg.norm(p - o) >= min_dist for o in others):
@@ -131,7 +147,9 @@ def wrap_to(angle: float, reference: float, period: float) -> float:
     return reference + ((angle - reference + period / 2) % period) - period / 2
 
 
-def _pick_waypoints(cube_xy: np.ndarray, cube_yaw: float, home_yaw: float) -> Tuple[float, List[Waypoint]]:
+def _pick_waypoints(
+    cube_xy: np.ndarray, cube_yaw: float, home_yaw: float
+) -> Tuple[float, List[Waypoint]]:
     # A cube looks the same every 90 degrees: grasp at the yaw nearest the home wrist angle.
     yaw = wrap_to(cube_yaw, home_yaw, math.pi / 2)
     x, y = float(cube_xy[0]), float(cube_xy[1])
@@ -149,11 +167,14 @@ def _place_waypoints(xy: np.ndarray, yaw: float, release_z: float) -> List[Waypo
         Waypoint((x, y, CARRY_Z), yaw, 0.0, label="carry"),
         Waypoint((x, y, release_z), yaw, 0.0, linear=True, min_duration=1.2, label="lower"),
         Waypoint((x, y, release_z), yaw, 1.0, gripper_only=True, min_duration=0.6, label="release"),
-        Waypoint((x, y, release_z + 0.12), yaw, 1.0, linear=True, min_duration=1.0, label="retreat"),
+        Waypoint(
+            (x, y, release_z + 0.12), yaw, 1.0, linear=True, min_duration=1.0, label="retreat"
+        ),
     ]
 
 
 # --- tasks -----------------------------------------------------------------------------------
+
 
 @register_task
 class ReachTask(Task):
@@ -174,8 +195,9 @@ class ReachTask(Task):
         return "move the gripper to the %s ball" % colors["target"]
 
     def success(self, world):
-        return bool(np.linalg.norm(world.tcp_position() - world.object_position("target"))
-                    < self.tolerance)
+        return bool(
+            np.linalg.norm(world.tcp_position() - world.object_position("target")) < self.tolerance
+        )
 
     def goal_distance(self, world):
         return float(np.linalg.norm(world.tcp_position() - world.object_position("target")))
@@ -204,10 +226,18 @@ class PushTask(Task):
             u = np.array([math.cos(face), math.sin(face)])
             g = c + dist * u
             start = c - u * 0.09
-            if (WORKSPACE[0] - 0.04 <= g[0] <= WORKSPACE[1] + 0.06 and abs(g[1]) <= 0.22
-                    and start[0] >= 0.3 and abs(start[1]) <= 0.26):
-                return Layout(poses={"cube": (float(c[0]), float(c[1]), yaw),
-                                     "goal": (float(g[0]), float(g[1]), yaw)})
+            if (
+                WORKSPACE[0] - 0.04 <= g[0] <= WORKSPACE[1] + 0.06
+                and abs(g[1]) <= 0.22
+                and start[0] >= 0.3
+                and abs(start[1]) <= 0.26
+            ):
+                return Layout(
+                    poses={
+                        "cube": (float(c[0]), float(c[1]), yaw),
+                        "goal": (float(g[0]), float(g[1]), yaw),
+                    }
+                )
         raise RuntimeError("could not place the push task")
 
     def instruction(self, colors):
@@ -234,10 +264,18 @@ class PushTask(Task):
         e = g - u * (CUBE_HALF + 0.013)
         return [
             Waypoint((s[0], s[1], PUSH_Z + HOVER), yaw, 0.0, label="above_start"),
-            Waypoint((s[0], s[1], PUSH_Z), yaw, 0.0, linear=True, min_duration=1.2, label="descend"),
+            Waypoint(
+                (s[0], s[1], PUSH_Z), yaw, 0.0, linear=True, min_duration=1.2, label="descend"
+            ),
             Waypoint((e[0], e[1], PUSH_Z), yaw, 0.0, linear=True, min_duration=2.5, label="push"),
-            Waypoint((e[0], e[1], PUSH_Z + HOVER), yaw, 0.0, linear=True, min_duration=1.0,
-                     label="retreat"),
+            Waypoint(
+                (e[0], e[1], PUSH_Z + HOVER),
+                yaw,
+                0.0,
+                linear=True,
+                min_duration=1.0,
+                label="retreat",
+            ),
         ]
 
 
@@ -251,8 +289,12 @@ class PickPlaceTask(Task):
     def sample_layout(self, rng, home_tcp):
         c = _sample_xy(rng, [], 0.0)
         b = _sample_xy(rng, [c], 0.2, (0.4, 0.6, -0.2, 0.2))
-        return Layout(poses={"cube": (float(c[0]), float(c[1]), float(rng.uniform(-math.pi / 4, math.pi / 4))),
-                             "bowl": (float(b[0]), float(b[1]), 0.0)})
+        return Layout(
+            poses={
+                "cube": (float(c[0]), float(c[1]), float(rng.uniform(-math.pi / 4, math.pi / 4))),
+                "bowl": (float(b[0]), float(b[1]), 0.0),
+            }
+        )
 
     def instruction(self, colors):
         return "put the %s cube in the %s bowl" % (colors["cube"], colors["bowl"])
@@ -260,8 +302,10 @@ class PickPlaceTask(Task):
     def success(self, world):
         c = world.object_position("cube")
         b = world.object_position("bowl")
-        inside = (np.linalg.norm(c[:2] - b[:2]) < BOWL_INNER_RADIUS - 0.01
-                  and c[2] < BOWL_BOTTOM + BOWL_WALL_HEIGHT)
+        inside = (
+            np.linalg.norm(c[:2] - b[:2]) < BOWL_INNER_RADIUS - 0.01
+            and c[2] < BOWL_BOTTOM + BOWL_WALL_HEIGHT
+        )
         return bool(inside and not world.hand_touches("cube"))
 
     def goal_distance(self, world):
@@ -284,9 +328,20 @@ class StackTask(Task):
     def sample_layout(self, rng, home_tcp):
         a = _sample_xy(rng, [], 0.0)
         b = _sample_xy(rng, [a], 0.14)
-        return Layout(poses={
-            "cube_top": (float(a[0]), float(a[1]), float(rng.uniform(-math.pi / 4, math.pi / 4))),
-            "cube_base": (float(b[0]), float(b[1]), float(rng.uniform(-math.pi / 4, math.pi / 4)))})
+        return Layout(
+            poses={
+                "cube_top": (
+                    float(a[0]),
+                    float(a[1]),
+                    float(rng.uniform(-math.pi / 4, math.pi / 4)),
+                ),
+                "cube_base": (
+                    float(b[0]),
+                    float(b[1]),
+                    float(rng.uniform(-math.pi / 4, math.pi / 4)),
+                ),
+            }
+        )
 
     def instruction(self, colors):
         return "stack the %s cube on the %s cube" % (colors["cube_top"], colors["cube_base"])
@@ -294,8 +349,10 @@ class StackTask(Task):
     def success(self, world):
         a = world.object_position("cube_top")
         b = world.object_position("cube_base")
-        on = (np.linalg.norm(a[:2] - b[:2]) < 0.6 * CUBE_HALF
-              and abs(a[2] - b[2] - 2 * CUBE_HALF) < 0.01)
+        on = (
+            np.linalg.norm(a[:2] - b[:2]) < 0.6 * CUBE_HALF
+            and abs(a[2] - b[2] - 2 * CUBE_HALF) < 0.01
+        )
         return bool(on and not world.hand_touches("cube_top"))
 
     def goal_distance(self, world):
@@ -313,4 +370,3 @@ class StackTask(Task):
 
 def task_names() -> List[str]:
     return list(TASKS)
-

@@ -4,6 +4,7 @@ The model is compiled once per (embodiment, task, image size, wrist camera). ``r
 objects from a layout stream and applies a look from an appearance stream; the two streams are
 independent, so ``randomize`` and ``appearance_seed`` never change the physics.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,16 +15,26 @@ import numpy as np
 from clap_ros.robots import RobotProfile
 from clap_ros.sim import appearance as app
 from clap_ros.sim.embodiments import ArmEmbodiment, Embodiment, FloatingHandEmbodiment
-from clap_ros.sim.scene import (CUBE_HALF, DISTRACTOR_AREA, SCENE_CAMERA, build_scene_xml,
-                                camera_quat)
+from clap_ros.sim.scene import (
+    CUBE_HALF,
+    DISTRACTOR_AREA,
+    SCENE_CAMERA,
+    build_scene_xml,
+    camera_quat,
+)
 from clap_ros.sim.tasks import Layout, Task, get_task
 
 # ROS optical frame (z forward, x right, y down) from a MuJoCo camera frame (looks along -z, y up).
 _OPTICAL_FROM_MJ = np.diag([1.0, -1.0, -1.0])
 
 # Rest height of each distractor shape on the table (half its height when standing upright).
-_REST_Z = {"sphere": lambda s: s[0], "cylinder": lambda s: s[1], "ellipsoid": lambda s: s[2],
-           "capsule": lambda s: s[0] + s[1], "box": lambda s: s[2]}
+_REST_Z = {
+    "sphere": lambda s: s[0],
+    "cylinder": lambda s: s[1],
+    "ellipsoid": lambda s: s[2],
+    "capsule": lambda s: s[0] + s[1],
+    "box": lambda s: s[2],
+}
 
 
 def _layout_rng(seed: int) -> np.random.Generator:
@@ -33,10 +44,18 @@ def _layout_rng(seed: int) -> np.random.Generator:
 class SimWorld:
     """A robot (or floating hand), a table scene and one task. See docs/INTERFACES.md."""
 
-    def __init__(self, robot: str = "fr3", task: str = "pick_place", seed: int = 0,
-                 randomize: bool = True, image_size: Tuple[int, int] = (128, 128),
-                 wrist_camera: bool = False, appearance_seed: Optional[int] = None,
-                 embodiment: Optional[Embodiment] = None, shadows: bool = False):
+    def __init__(
+        self,
+        robot: str = "fr3",
+        task: str = "pick_place",
+        seed: int = 0,
+        randomize: bool = True,
+        image_size: Tuple[int, int] = (128, 128),
+        wrist_camera: bool = False,
+        appearance_seed: Optional[int] = None,
+        embodiment: Optional[Embodiment] = None,
+        shadows: bool = False,
+    ):
         import mujoco
 
         self._mj = mujoco
@@ -51,7 +70,9 @@ class SimWorld:
         self.wrist_camera = bool(wrist_camera)
         # Shadow maps cost about 5x in software (EGL on CPU) rendering; pictures turn them on.
         self.shadows = bool(shadows)
-        xml = build_scene_xml(self.embodiment, self.task.objects, self.image_size, self.wrist_camera)
+        xml = build_scene_xml(
+            self.embodiment, self.task.objects, self.image_size, self.wrist_camera
+        )
         self.model = mujoco.MjModel.from_xml_string(xml)
         self.data = mujoco.MjData(self.model)
         self._renderer = None
@@ -66,8 +87,12 @@ class SimWorld:
         emb = self.embodiment
         self._arm_qadr = np.array([m.joint(n).qposadr[0] for n in emb.arm_joint_names], dtype=int)
         self._arm_dadr = np.array([m.joint(n).dofadr[0] for n in emb.arm_joint_names], dtype=int)
-        self._arm_pos_act = np.array([m.actuator(n + "_pos").id for n in emb.arm_joint_names], dtype=int)
-        self._arm_vel_act = np.array([m.actuator(n + "_vel").id for n in emb.arm_joint_names], dtype=int)
+        self._arm_pos_act = np.array(
+            [m.actuator(n + "_pos").id for n in emb.arm_joint_names], dtype=int
+        )
+        self._arm_vel_act = np.array(
+            [m.actuator(n + "_vel").id for n in emb.arm_joint_names], dtype=int
+        )
         self._grip_act = m.actuator(emb.prefix + "gripper").id
         self._finger_qadr = np.array([m.joint(n).qposadr[0] for n in emb.finger_joints], dtype=int)
         self._tcp = m.site(emb.tcp_site).id
@@ -76,18 +101,27 @@ class SimWorld:
         self._objects: Dict[str, dict] = {}
         for role, kind in self.task.objects:
             bid = m.body(role).id
-            info = {"kind": kind, "body": bid,
-                    "geoms": np.array([g for g in range(m.ngeom) if m.geom_bodyid[g] == bid])}
+            info = {
+                "kind": kind,
+                "body": bid,
+                "geoms": np.array([g for g in range(m.ngeom) if m.geom_bodyid[g] == bid]),
+            }
             if kind == "cube":
                 info["qadr"] = m.joint(role + "_free").qposadr[0]
             self._objects[role] = info
         self._table_geom = m.geom("table").id
         self._wall_geoms = [m.geom("wall_back").id, m.geom("wall_side").id]
-        self._table_mats = [m.material("table_mat%d" % i).id for i in range(len(app.ALL_TABLE_TEXTURES))]
-        self._wall_mats = [m.material("wall_mat%d" % i).id for i in range(len(app.ALL_WALL_TEXTURES))]
+        self._table_mats = [
+            m.material("table_mat%d" % i).id for i in range(len(app.ALL_TABLE_TEXTURES))
+        ]
+        self._wall_mats = [
+            m.material("wall_mat%d" % i).id for i in range(len(app.ALL_WALL_TEXTURES))
+        ]
         self._lights = (m.light("key").id, m.light("fill").id)
         self._scene_cam = m.camera("scene").id
-        self._distractor_geoms = [m.geom("distractor%d" % i).id for i in range(len(app.DISTRACTOR_SLOTS))]
+        self._distractor_geoms = [
+            m.geom("distractor%d" % i).id for i in range(len(app.DISTRACTOR_SLOTS))
+        ]
         self._mocap = -1
         if isinstance(emb, FloatingHandEmbodiment):
             self._mocap = m.body_mocapid[m.body(emb.prefix + "target").id]
@@ -118,8 +152,9 @@ class SimWorld:
         if seed is not None:
             self.seed = int(seed)
         self.appearance_seed = self.seed if appearance_seed is None else int(appearance_seed)
-        self.layout: Layout = self.task.sample_layout(_layout_rng(self.seed),
-                                                      self.home_tcp_pose()[:3, 3])
+        self.layout: Layout = self.task.sample_layout(
+            _layout_rng(self.seed), self.home_tcp_pose()[:3, 3]
+        )
         mj.mj_resetData(m, d)
         if self.profile is not None:
             d.qpos[self._arm_qadr] = self.profile.home
@@ -131,8 +166,8 @@ class SimWorld:
         if self._mocap >= 0:
             self.set_tcp_target(self.home_tcp_pose()[:3, 3], self.home_yaw())
             a = self._hand_qadr
-            d.qpos[a:a + 3] = d.mocap_pos[self._mocap]
-            d.qpos[a + 3:a + 7] = d.mocap_quat[self._mocap]
+            d.qpos[a : a + 3] = d.mocap_pos[self._mocap]
+            d.qpos[a + 3 : a + 7] = d.mocap_quat[self._mocap]
         for role, info in self._objects.items():
             self._place(role, info)
         if self.randomize:
@@ -140,7 +175,8 @@ class SimWorld:
             keep += [tuple(v[:2]) for v in self.layout.points.values()]
             keep.append((0.0, 0.0))  # robot base
             self._appearance = app.sample_appearance(
-                self.appearance_seed, self.task.color_roles, keep, DISTRACTOR_AREA)
+                self.appearance_seed, self.task.color_roles, keep, DISTRACTOR_AREA
+            )
         else:
             self._appearance = app.default_appearance(self.task.color_roles)
         self._apply_appearance(self._appearance)
@@ -155,8 +191,8 @@ class SimWorld:
         quat = np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
         if info["kind"] == "cube":
             a = info["qadr"]
-            d.qpos[a:a + 3] = (x, y, CUBE_HALF)
-            d.qpos[a + 3:a + 7] = quat
+            d.qpos[a : a + 3] = (x, y, CUBE_HALF)
+            d.qpos[a + 3 : a + 7] = quat
         else:
             m.body_pos[info["body"]] = (x, y, 0.0)
             m.body_quat[info["body"]] = quat
@@ -235,7 +271,9 @@ class SimWorld:
         g1, g2 = d.contact.geom1[:n], d.contact.geom2[:n]
         obj = self._objects[role]["geoms"]
         hand = self._hand_geoms
-        return bool(np.any((np.isin(g1, hand) & np.isin(g2, obj)) | (np.isin(g2, hand) & np.isin(g1, obj))))
+        return bool(
+            np.any((np.isin(g1, hand) & np.isin(g2, obj)) | (np.isin(g2, hand) & np.isin(g1, obj)))
+        )
 
     # --- control ----------------------------------------------------------------------------
     @property
@@ -297,7 +335,9 @@ class SimWorld:
 
     def gripper_opening(self) -> float:
         """Measured opening, 0 closed .. 1 fully open."""
-        return float(np.clip(self.data.qpos[self._finger_qadr[0]] / self.embodiment.hand.stroke, 0, 1))
+        return float(
+            np.clip(self.data.qpos[self._finger_qadr[0]] / self.embodiment.hand.stroke, 0, 1)
+        )
 
     def gripper_qpos(self) -> np.ndarray:
         """Values for ``profile.gripper.joint_names`` in that gripper's units (m or rad)."""
@@ -312,8 +352,10 @@ class SimWorld:
             raise ValueError("this world has no wrist camera (create it with wrist_camera=True)")
         cid = self._mj.mj_name2id(self.model, self._mj.mjtObj.mjOBJ_CAMERA, camera)
         if cid < 0:
-            raise ValueError("unknown camera '%s' (have: scene%s)"
-                             % (camera, ", wrist" if self.wrist_camera else ""))
+            raise ValueError(
+                "unknown camera '%s' (have: scene%s)"
+                % (camera, ", wrist" if self.wrist_camera else "")
+            )
         return cid
 
     def render(self, camera: str = "scene") -> np.ndarray:
@@ -337,8 +379,16 @@ class SimWorld:
         K = np.array([[f, 0.0, (w - 1) / 2.0], [0.0, f, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
         P = np.zeros((3, 4))
         P[:, :3] = K
-        return {"width": w, "height": h, "K": K, "D": np.zeros(5), "R": np.eye(3), "P": P,
-                "distortion_model": "plumb_bob", "frame_id": "%s_camera_optical_frame" % camera}
+        return {
+            "width": w,
+            "height": h,
+            "K": K,
+            "D": np.zeros(5),
+            "R": np.eye(3),
+            "P": P,
+            "distortion_model": "plumb_bob",
+            "frame_id": "%s_camera_optical_frame" % camera,
+        }
 
     def camera_pose(self, camera: str = "scene") -> np.ndarray:
         """World-from-optical-frame transform (z forward, x right, y down) of a camera, now."""
@@ -361,7 +411,8 @@ class SimWorld:
 
     def __repr__(self) -> str:
         return "SimWorld(robot=%s, task=%s, seed=%d, randomize=%s)" % (
-            self.embodiment.name, self.task_name, self.seed, self.randomize)
-
-
-
+            self.embodiment.name,
+            self.task_name,
+            self.seed,
+            self.randomize,
+        )

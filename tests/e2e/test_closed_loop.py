@@ -7,6 +7,7 @@ is that the stack really ran as a closed loop: the planner planned, the action n
 that moved the arm, the driver rejected none (every command was within the limits), no node
 reported an error, and the result files and the episode bag were written.
 """
+
 import json
 import random
 
@@ -23,10 +24,31 @@ def test_one_reach_episode_runs_the_full_stack(tmp_path, capsys):
     from clap_ros.robots import load_profile
 
     out = tmp_path / "eval"
-    code = main(["eval-sim", "--robot", "fr3", "--task", "reach", "--episodes", "1",
-                 "--seed", "3", "--timeout", "8", "--model", "models/default", "--backend", "cpu",
-                 "--out", str(out), "--record-bags", "--no-progress",
-                 "--domain-id", str(random.SystemRandom().randint(201, 230))])
+    code = main(
+        [
+            "eval-sim",
+            "--robot",
+            "fr3",
+            "--task",
+            "reach",
+            "--episodes",
+            "1",
+            "--seed",
+            "3",
+            "--timeout",
+            "8",
+            "--model",
+            "models/default",
+            "--backend",
+            "cpu",
+            "--out",
+            str(out),
+            "--record-bags",
+            "--no-progress",
+            "--domain-id",
+            str(random.SystemRandom().randint(201, 230)),
+        ]
+    )
     printed = capsys.readouterr()
     result = json.loads((out / "result.json").read_text())
     assert code == 0, (result["error"], printed.err[-3000:])
@@ -68,7 +90,6 @@ def test_clap_ros_launch_bringup_drives_the_sim_and_stops_on_sigint(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     from std_msgs.msg import Float64MultiArray
@@ -89,13 +110,29 @@ def test_clap_ros_launch_bringup_drives_the_sim_and_stops_on_sigint(tmp_path):
     log_dir = tmp_path / "launch"
     console = open(tmp_path / "console.txt", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clap_ros.cli", "launch", "--log-dir", str(log_dir), "bringup",
-         "use_sim:=true", "task:=reach", "seed:=2", "backend:=cpu", "enable_on_start:=true",
-         "instruction:=move the gripper to the red ball"],
-        stdout=console, stderr=subprocess.STDOUT, env=env)
+        [
+            sys.executable,
+            "-m",
+            "clap_ros.cli",
+            "launch",
+            "--log-dir",
+            str(log_dir),
+            "bringup",
+            "use_sim:=true",
+            "task:=reach",
+            "seed:=2",
+            "backend:=cpu",
+            "enable_on_start:=true",
+            "instruction:=move the gripper to the red ball",
+        ],
+        stdout=console,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
-        got = harness.wait_for(lambda: len(harness.messages.get(drv.trajectory_topic, [])) >= 5,
-                               timeout=120)
+        got = harness.wait_for(
+            lambda: len(harness.messages.get(drv.trajectory_topic, [])) >= 5, timeout=120
+        )
         assert proc.poll() is None, "the graph stopped early"
         assert got, "no arm trajectory from action_node within 120 s; logs in %s" % log_dir
     finally:
@@ -125,9 +162,31 @@ def test_one_reach_episode_in_direct_mode_runs_the_cores(tmp_path, capsys):
     from clap_ros.robots import load_profile
 
     out = tmp_path / "eval"
-    code = main(["eval-sim", "--mode", "direct", "--robot", "fr3", "--task", "reach",
-                 "--episodes", "1", "--seed", "3", "--timeout", "8", "--model", "models/default",
-                 "--backend", "cpu", "--out", str(out), "--record-bags", "--no-progress"])
+    code = main(
+        [
+            "eval-sim",
+            "--mode",
+            "direct",
+            "--robot",
+            "fr3",
+            "--task",
+            "reach",
+            "--episodes",
+            "1",
+            "--seed",
+            "3",
+            "--timeout",
+            "8",
+            "--model",
+            "models/default",
+            "--backend",
+            "cpu",
+            "--out",
+            str(out),
+            "--record-bags",
+            "--no-progress",
+        ]
+    )
     printed = capsys.readouterr()
     result = json.loads((out / "result.json").read_text())
     assert code == 0, (result["error"], printed.err[-3000:])

@@ -1,5 +1,6 @@
 """Shared pieces of the multi-process ROS tests: a private rclpy context on its own domain id,
 spun on a background thread, with helpers to collect messages and call services."""
+
 import json
 import random
 import threading
@@ -19,6 +20,7 @@ class RosHarness:
     def __init__(self, domain_id: int, name: str = "test_harness"):
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
+
         self.domain_id = domain_id
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=domain_id)
@@ -48,6 +50,7 @@ class RosHarness:
                 buf = self.messages[topic]
                 buf.append((time.monotonic(), msg))
                 del buf[:-keep]
+
         self.node.create_subscription(msg_type, topic, cb, qos)
 
     def since(self, topic, t0):

@@ -7,26 +7,25 @@ the measured position, so the loop is closed). The node runs
 the real default bundle on onnxruntime CPU. One node process per command mode serves its tests;
 each test leaves the node held and disabled.
 """
+
 import threading
 import time
 
 import numpy as np
 import pytest
-
 from ros_harness import RosHarness, fresh_domain_id
 
 pytestmark = [pytest.mark.ros]
 
 from clap_ros import topics as T  # noqa: E402
-from clap_ros.control.trajectory import (TrajectoryRules, points_from_msg,  # noqa: E402
-                                         validate_points)
+from clap_ros.control.trajectory import TrajectoryRules, points_from_msg, validate_points  # noqa: E402
 from clap_ros.nodes.spawn import spawn_node  # noqa: E402
 from clap_ros.robots import load_profile  # noqa: E402
 
 PROFILE = load_profile("fr3")
 LIM = PROFILE.limits
 NAMES = list(PROFILE.joint_names) + list(PROFILE.gripper.joint_names)
-RATE = 250.0          # forward stream rate in the test: gentle on a shared 2-core machine
+RATE = 250.0  # forward stream rate in the test: gentle on a shared 2-core machine
 MARGIN = 0.02
 
 
@@ -37,7 +36,9 @@ class StandIn:
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Int32MultiArray
         from trajectory_msgs.msg import JointTrajectory
+
         from clap_ros.nodes.common import STATE_QOS
+
         self.h = h
         n = h.node
         self.pub_lat = n.create_publisher(Image, T.LATENT, STATE_QOS)
@@ -52,8 +53,8 @@ class StandIn:
         # joint state would anchor the node's first command away from the real arm.
         self.joints_on = joints
         self.rng = np.random.default_rng(0)
-        self.traj = None              # (monotonic receipt time, times, positions) being followed
-        self.frozen = False           # a driver that ignores our commands
+        self.traj = None  # (monotonic receipt time, times, positions) being followed
+        self.frozen = False  # a driver that ignores our commands
         self.lock = threading.Lock()  # the publishing thread vs the test changing the arm
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._run, daemon=True)
@@ -79,8 +80,11 @@ class StandIn:
         with self.lock:
             if self.frozen:
                 return
-            self.traj = (time.monotonic(), np.array([0.0] + [p[0] for p in points]),
-                         np.vstack([self.q] + [p[1] for p in points]))
+            self.traj = (
+                time.monotonic(),
+                np.array([0.0] + [p[0] for p in points]),
+                np.vstack([self.q] + [p[1] for p in points]),
+            )
 
     def _stamp(self):
         return self.h.node.get_clock().now().to_msg()
@@ -89,15 +93,21 @@ class StandIn:
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Int32MultiArray
         from trajectory_msgs.msg import JointTrajectory
+
         from clap_ros.nodes.clap_logic import latent_to_bytes
+
         k = 0
         while not self._stop.wait(0.02):
             k += 1
             with self.lock:
                 if self.traj is not None and not self.frozen:
                     t0, times, pos = self.traj
-                    self.q = np.array([np.interp(time.monotonic() - t0, times, pos[:, j])
-                                       for j in range(PROFILE.dof)])
+                    self.q = np.array(
+                        [
+                            np.interp(time.monotonic() - t0, times, pos[:, j])
+                            for j in range(PROFILE.dof)
+                        ]
+                    )
                 q_now = self.q.copy()
             if self.joints_on:
                 js = JointState()
@@ -106,13 +116,14 @@ class StandIn:
                 g = PROFILE.gripper.position_from_command(self.grip)
                 js.position = [float(x) for x in q_now] + [g, g]
                 self.pub_js.publish(js)
-            if self.latent_on and k % 3 == 0:       # ~15 Hz camera
+            if self.latent_on and k % 3 == 0:  # ~15 Hz camera
                 h, w, step, data = latent_to_bytes(
-                    self.rng.standard_normal((16, 64)).astype(np.float32))
+                    self.rng.standard_normal((16, 64)).astype(np.float32)
+                )
                 img = Image(height=h, width=w, encoding="32FC1", step=step, data=data)
                 img.header.stamp = self._stamp()
                 self.pub_lat.publish(img)
-                if k % 9 == 0:                       # ~5 Hz planner: tokens, then the plan
+                if k % 9 == 0:  # ~5 Hz planner: tokens, then the plan
                     self.pub_tok.publish(Int32MultiArray(data=[3, 1, 4, 1]))
                     plan = JointTrajectory()
                     plan.header.stamp = img.header.stamp
@@ -128,30 +139,49 @@ def start(tmp_path_factory, mode):
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import Float64MultiArray
     from trajectory_msgs.msg import JointTrajectory
+
     from clap_ros.nodes.common import COMMAND_QOS, STATE_QOS
+
     domain = fresh_domain_id()
     log = tmp_path_factory.mktemp("action_" + mode) / "action_node.log"
-    node = spawn_node("clap_ros.nodes.action_node", name="action_node", domain_id=domain,
-                      log_path=log,
-                      params={"robot": "fr3", "backend": "cpu", "command_mode": mode,
-                              "command_rate_hz": RATE})
+    node = spawn_node(
+        "clap_ros.nodes.action_node",
+        name="action_node",
+        domain_id=domain,
+        log_path=log,
+        params={"robot": "fr3", "backend": "cpu", "command_mode": mode, "command_rate_hz": RATE},
+    )
     h = RosHarness(domain)
     h.proc = node
-    h.arm_topic = (PROFILE.driver.forward_topic if mode == "forward_position"
-                   else PROFILE.driver.trajectory_topic)
-    h.collect(Float64MultiArray if mode == "forward_position" else JointTrajectory,
-              h.arm_topic, COMMAND_QOS, keep=20000)
+    h.arm_topic = (
+        PROFILE.driver.forward_topic
+        if mode == "forward_position"
+        else PROFILE.driver.trajectory_topic
+    )
+    h.collect(
+        Float64MultiArray if mode == "forward_position" else JointTrajectory,
+        h.arm_topic,
+        COMMAND_QOS,
+        keep=20000,
+    )
     h.collect(Float64MultiArray, PROFILE.driver.gripper_command_topic, COMMAND_QOS)
     h.collect(DiagnosticArray, T.DIAGNOSTICS, STATE_QOS)
     h.stand_in = StandIn(h)
     # The fake driver tracks every command perfectly.
     if mode == "forward_position":
-        h.node.create_subscription(Float64MultiArray, h.arm_topic,
-                                   lambda m: h.stand_in.track(m.data), COMMAND_QOS)
+        h.node.create_subscription(
+            Float64MultiArray, h.arm_topic, lambda m: h.stand_in.track(m.data), COMMAND_QOS
+        )
     else:
         h.node.create_subscription(JointTrajectory, h.arm_topic, h.stand_in.follow, COMMAND_QOS)
-    up = h.wait_for(lambda: diag(h) is not None and h.stand_in.pub_lat.get_subscription_count()
-                    and h.stand_in.pub_js.get_subscription_count(), 90.0)
+    up = h.wait_for(
+        lambda: (
+            diag(h) is not None
+            and h.stand_in.pub_lat.get_subscription_count()
+            and h.stand_in.pub_js.get_subscription_count()
+        ),
+        90.0,
+    )
     if not up:
         text = node.log_text(tail=4000)
         h.stand_in.close()
@@ -170,6 +200,7 @@ def stop(h):
 
 def diag(h):
     from clap_ros.nodes.diagnostics import status_values
+
     msg = h.latest(T.DIAGNOSTICS)
     if msg is None:
         return None
@@ -181,13 +212,16 @@ def diag(h):
 
 def wait_state(h, state, timeout):
     t0 = time.monotonic()
-    ok = h.wait_for(lambda: [m for m in h.since(T.DIAGNOSTICS, t0)
-                             if (diag(h) or {}).get("state") == state], timeout)
+    ok = h.wait_for(
+        lambda: [m for m in h.since(T.DIAGNOSTICS, t0) if (diag(h) or {}).get("state") == state],
+        timeout,
+    )
     return ok and diag(h)
 
 
 def set_enabled(h, on):
     from std_srvs.srv import SetBool
+
     return h.call(SetBool, "/action_node/enable", SetBool.Request(data=on))
 
 
@@ -248,7 +282,7 @@ def test_forward_enabled_streams_within_limits_then_stale_latent_stops(fwd):
     np.testing.assert_allclose(cmds[0], PROFILE.home, atol=1e-9)
     assert cmds.shape[1] == PROFILE.dof and len(cmds) > 0.5 * RATE * 2.0
     assert_stream_within_limits(cmds)
-    assert np.max(np.abs(cmds - PROFILE.home)) > 1e-3         # the policy moves the arm
+    assert np.max(np.abs(cmds - PROFILE.home)) > 1e-3  # the policy moves the arm
     grips = [m.data[0] for m in fwd.since(PROFILE.driver.gripper_command_topic, t0)]
     assert grips and all(0.0 <= g <= 1.0 for g in grips)
     d = wait_state(fwd, "run", 5.0)
@@ -261,10 +295,10 @@ def test_forward_enabled_streams_within_limits_then_stale_latent_stops(fwd):
     time.sleep(0.3)
     t2 = time.monotonic()
     time.sleep(0.5)
-    assert h_len(fwd, t2) == 0                    # holding: the forward controller keeps it
+    assert h_len(fwd, t2) == 0  # holding: the forward controller keeps it
     stop_cmds = commands(fwd, t1)
     assert len(stop_cmds) > 5
-    assert_stream_within_limits(commands(fwd, t0))      # run + stop: one continuous stream
+    assert_stream_within_limits(commands(fwd, t0))  # run + stop: one continuous stream
     np.testing.assert_allclose(stop_cmds[-1], stop_cmds[-2], atol=1e-3 / RATE)
     assert "latent is stale" in fwd.proc.log_text(tail=20000)
     fwd.stand_in.latent_on = True
@@ -273,6 +307,7 @@ def test_forward_enabled_streams_within_limits_then_stale_latent_stops(fwd):
 
 def test_forward_stop_service_holds_until_enabled(fwd):
     from std_srvs.srv import Trigger
+
     fwd.stand_in.latent_on = True
     enable_and_run(fwd, 0.8)
     resp = fwd.call(Trigger, "/action_node/stop", Trigger.Request())
@@ -280,7 +315,7 @@ def test_forward_stop_service_holds_until_enabled(fwd):
     d = wait_state(fwd, "hold", 10.0)
     assert d and d["enabled"] == "False"
     t1 = time.monotonic()
-    time.sleep(0.8)                               # inputs are fresh, but stop disabled it
+    time.sleep(0.8)  # inputs are fresh, but stop disabled it
     assert h_len(fwd, t1) == 0
 
 
@@ -307,7 +342,7 @@ def test_joint_trajectory_mode_sends_valid_trajectories(traj):
     for m in msgs:
         names, points, stamp = points_from_msg(m)
         assert names == list(PROFILE.joint_names) and stamp == 0.0
-        validate_points(names, points, PROFILE, PROFILE.home, rules)   # JTC rules, ours stricter
+        validate_points(names, points, PROFILE, PROFILE.home, rules)  # JTC rules, ours stricter
         Q = np.array([p[1] for p in points])
         assert np.all(Q >= LIM.lower + MARGIN - 1e-9) and np.all(Q <= LIM.upper - MARGIN + 1e-9)
         np.testing.assert_array_equal(points[-1][2], 0.0)
@@ -345,7 +380,7 @@ def test_arm_that_stops_following_is_a_tracking_fault(request, fixture):
     time.sleep(0.3)
     if fixture == "fwd":
         last = commands(h, time.monotonic() - 0.3)
-        assert len(last) == 0                     # holding: nothing streamed any more
+        assert len(last) == 0  # holding: nothing streamed any more
         msgs = h.since(h.arm_topic, 0.0)
         np.testing.assert_allclose(list(msgs[-1].data), q, atol=2e-3)
     else:
@@ -355,7 +390,7 @@ def test_arm_that_stops_following_is_a_tracking_fault(request, fixture):
     t1 = time.monotonic()
     with h.stand_in.lock:
         h.stand_in.frozen = False
-    time.sleep(0.8)                               # fresh inputs alone do not resume a fault
+    time.sleep(0.8)  # fresh inputs alone do not resume a fault
     assert h_len(h, t1) == 0 and (diag(h) or {}).get("state") == "hold"
     set_enabled(h, False)
 
@@ -366,41 +401,75 @@ def test_commands_accepted_by_the_sim_driver(tmp_path_factory, mode):
     every command the node sends is accepted, and the simulated arm moves and comes to rest."""
     from sensor_msgs.msg import JointState
     from std_msgs.msg import String
+
     from clap_ros.nodes.common import LATCHED_QOS, STATE_QOS
+
     domain = fresh_domain_id()
     logs = tmp_path_factory.mktemp("sim_" + mode)
-    driver = spawn_node("clap_ros.nodes.sim_driver", name="sim_driver", domain_id=domain,
-                        log_path=logs / "sim_driver.log",
-                        params={"robot": "fr3", "task": "reach", "seed": 0, "camera_width": 32,
-                                "camera_height": 24, "camera_rate_hz": 2.0})
-    node = spawn_node("clap_ros.nodes.action_node", name="action_node", domain_id=domain,
-                      log_path=logs / "action_node.log",
-                      params={"robot": "fr3", "backend": "cpu", "command_mode": mode,
-                              "command_rate_hz": RATE, "enable_on_start": True})
+    driver = spawn_node(
+        "clap_ros.nodes.sim_driver",
+        name="sim_driver",
+        domain_id=domain,
+        log_path=logs / "sim_driver.log",
+        params={
+            "robot": "fr3",
+            "task": "reach",
+            "seed": 0,
+            "camera_width": 32,
+            "camera_height": 24,
+            "camera_rate_hz": 2.0,
+        },
+    )
+    node = spawn_node(
+        "clap_ros.nodes.action_node",
+        name="action_node",
+        domain_id=domain,
+        log_path=logs / "action_node.log",
+        params={
+            "robot": "fr3",
+            "backend": "cpu",
+            "command_mode": mode,
+            "command_rate_hz": RATE,
+            "enable_on_start": True,
+        },
+    )
     h = RosHarness(domain)
     h.stand_in = None
     try:
         h.collect(JointState, "/joint_states", STATE_QOS)
         h.collect(String, "/sim/status", LATCHED_QOS)
-        assert h.wait_for(lambda: h.latest("/joint_states") is not None and h.status(), 90.0), \
+        assert h.wait_for(lambda: h.latest("/joint_states") is not None and h.status(), 90.0), (
             driver.log_text(3000)
+        )
         q0 = PROFILE.reorder(h.latest("/joint_states").name, h.latest("/joint_states").position)
-        h.stand_in = StandIn(h, joints=False)     # the driver publishes the joint states
-        assert h.wait_for(lambda: h.stand_in.pub_lat.get_subscription_count() > 0, 60.0), \
+        h.stand_in = StandIn(h, joints=False)  # the driver publishes the joint states
+        assert h.wait_for(lambda: h.stand_in.pub_lat.get_subscription_count() > 0, 60.0), (
             node.log_text(3000)
-        moved = h.wait_for(lambda: np.max(np.abs(PROFILE.reorder(
-            h.latest("/joint_states").name, h.latest("/joint_states").position) - q0)) > 0.01,
-            30.0)
+        )
+        moved = h.wait_for(
+            lambda: (
+                np.max(
+                    np.abs(
+                        PROFILE.reorder(
+                            h.latest("/joint_states").name, h.latest("/joint_states").position
+                        )
+                        - q0
+                    )
+                )
+                > 0.01
+            ),
+            30.0,
+        )
         assert moved, node.log_text(3000)
         time.sleep(2.0)
-        h.stand_in.latent_on = False              # stop: the arm decelerates and holds
+        h.stand_in.latent_on = False  # stop: the arm decelerates and holds
         time.sleep(2.5)
         js = h.latest("/joint_states")
-        assert np.max(np.abs(js.velocity[:PROFILE.dof])) < 0.05
+        assert np.max(np.abs(js.velocity[: PROFILE.dof])) < 0.05
         status = h.status()
         assert status["rejected_commands"] == 0, status["last_rejection"]
         assert "latent is stale" in node.log_text(tail=20000)
-        assert "tracking lost" not in node.log_text(tail=20000)   # a real driver keeps up
+        assert "tracking lost" not in node.log_text(tail=20000)  # a real driver keeps up
     finally:
         if h.stand_in is not None:
             h.stand_in.close()

@@ -7,10 +7,10 @@ starts from and the joint state at inference depend on process timing over DDS, 
 not bit-identical; the error against the operator is dominated by the model (about 0.06 rad on
 these bags), and a broken replay (wrong clock, stale inputs, no chunks, misaligned times) moves
 it by far more than this."""
+
 import json
 
 import pytest
-
 from ros_harness import fresh_domain_id
 
 pytestmark = [pytest.mark.ros]
@@ -27,14 +27,25 @@ def agree(a, b):
 
 def test_ros_mode_records_stack_outputs_and_agrees_with_offline(tmp_path):
     from clap_ros.data.record import DirectConfig, record_direct
-    bag = record_direct("fr3", "reach", [3], tmp_path / "bags", DirectConfig(),
-                        progress=False)[0]["bag"]
+
+    bag = record_direct("fr3", "reach", [3], tmp_path / "bags", DirectConfig(), progress=False)[0][
+        "bag"
+    ]
     quiet = dict(log=lambda *a, **k: None)
-    off = BagEvaluator(BagEvalConfig(bags=[bag], out=str(tmp_path / "off"), progress=False),
-                       **quiet).run()["bags"][0]
-    ros = BagEvaluator(BagEvalConfig(bags=[bag], out=str(tmp_path / "ros"), mode="ros",
-                                     rate=1.0, domain_id=fresh_domain_id(), progress=False),
-                       **quiet).run()
+    off = BagEvaluator(
+        BagEvalConfig(bags=[bag], out=str(tmp_path / "off"), progress=False), **quiet
+    ).run()["bags"][0]
+    ros = BagEvaluator(
+        BagEvalConfig(
+            bags=[bag],
+            out=str(tmp_path / "ros"),
+            mode="ros",
+            rate=1.0,
+            domain_id=fresh_domain_id(),
+            progress=False,
+        ),
+        **quiet,
+    ).run()
     assert ros["evaluated"] == 1, ros["bags"][0].get("error")
     r = ros["bags"][0]
     assert r["node_exit_codes"] == {"encoder_node": 0, "planner_node": 0, "action_node": 0}
@@ -56,7 +67,15 @@ def test_ros_mode_records_stack_outputs_and_agrees_with_offline(tmp_path):
     assert r["gripper"]["agreement"] == pytest.approx(off["gripper"]["agreement"], abs=0.2)
     m = json.loads((tmp_path / "ros" / "metrics.json").read_text())
     assert m["mode"] == "ros" and (tmp_path / "ros" / "report.html").is_file()
-    print("offline vs ros: chunk MAE %.4f / %.4f rad, command MAE %.4f / %.4f rad, latency p50 "
-          "%.1f / %.1f ms" % (off["chunk"]["mae"], r["chunk"]["mae"], off["command"]["mae"],
-                              r["command"]["mae"], off["latency_ms"]["p50"],
-                              r["latency_ms"]["p50"]))
+    print(
+        "offline vs ros: chunk MAE %.4f / %.4f rad, command MAE %.4f / %.4f rad, latency p50 "
+        "%.1f / %.1f ms"
+        % (
+            off["chunk"]["mae"],
+            r["chunk"]["mae"],
+            off["command"]["mae"],
+            r["command"]["mae"],
+            off["latency_ms"]["p50"],
+            r["latency_ms"]["p50"],
+        )
+    )

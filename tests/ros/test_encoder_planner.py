@@ -2,12 +2,12 @@
 
 The test side runs the same ClapRuntime (CPU, 1 thread) on the same inputs and checks that the
 nodes publish exactly what the runtime computes, with the source frame's header."""
+
 import shutil
 import time
 
 import numpy as np
 import pytest
-
 from ros_harness import RosHarness, fresh_domain_id
 
 pytestmark = [pytest.mark.ros]
@@ -17,9 +17,13 @@ from clap_ros.robots import load_profile  # noqa: E402
 
 MODEL = "models/default"
 FR3 = load_profile("fr3")
-INSTRUCTIONS = ["put the red cube in the blue bowl", "push the green ball to the yellow square",
-                "stack the pink cube on the orange cube", "move the gripper to the cyan bowl",
-                "put the purple ball onto the red square"]
+INSTRUCTIONS = [
+    "put the red cube in the blue bowl",
+    "push the green ball to the yellow square",
+    "stack the pink cube on the orange cube",
+    "move the gripper to the cyan bowl",
+    "put the purple ball onto the red square",
+]
 
 
 def stamp_ns(stamp):
@@ -28,9 +32,11 @@ def stamp_ns(stamp):
 
 @pytest.fixture(scope="module")
 def runtime():
-    from clap_ros.inference.policy import ClapRuntime
-    import clap_ros
     from pathlib import Path
+
+    import clap_ros
+    from clap_ros.inference.policy import ClapRuntime
+
     root = Path(clap_ros.__file__).resolve().parent.parent
     rt = ClapRuntime(root / MODEL, backend="cpu", intra_op_num_threads=1)
     yield rt
@@ -44,17 +50,28 @@ def graph(tmp_path_factory):
     from sensor_msgs.msg import Image
     from std_msgs.msg import Int32MultiArray
     from trajectory_msgs.msg import JointTrajectory
-    from clap_ros.nodes.common import SENSOR_QOS, STATE_QOS
+
+    from clap_ros.nodes.common import STATE_QOS
+
     logs = tmp_path_factory.mktemp("logs")
     domain = fresh_domain_id()
     common = {"model": MODEL, "backend": "cpu", "threads": 1}
-    enc = spawn_node("clap_ros.nodes.encoder_node", name="encoder_node", domain_id=domain,
-                     log_path=logs / "encoder.log", params=common)
+    enc = spawn_node(
+        "clap_ros.nodes.encoder_node",
+        name="encoder_node",
+        domain_id=domain,
+        log_path=logs / "encoder.log",
+        params=common,
+    )
     # The planner listens on its own latent topic so the test alone decides what it plans on.
-    plan = spawn_node("clap_ros.nodes.planner_node", name="planner_node", domain_id=domain,
-                      log_path=logs / "planner.log",
-                      params=dict(common, robot="fr3", planner_rate_hz=5.0),
-                      remaps={"/clap/latent": "/test/latent"})
+    plan = spawn_node(
+        "clap_ros.nodes.planner_node",
+        name="planner_node",
+        domain_id=domain,
+        log_path=logs / "planner.log",
+        params=dict(common, robot="fr3", planner_rate_hz=5.0),
+        remaps={"/clap/latent": "/test/latent"},
+    )
     h = RosHarness(domain)
     h.collect(Image, "/clap/latent", STATE_QOS)  # published reliable
     h.collect(Int32MultiArray, "/clap/plan_tokens", STATE_QOS)
@@ -64,12 +81,16 @@ def graph(tmp_path_factory):
     h.close()
     codes = (enc.stop(), plan.stop())
     # SIGINT -> clean exit 0 (run_node), proving shutdown joins the workers
-    assert codes == (0, 0), "exit codes %s\n%s\n%s" % (codes, enc.log_text(tail=2000),
-                                                       plan.log_text(tail=2000))
+    assert codes == (0, 0), "exit codes %s\n%s\n%s" % (
+        codes,
+        enc.log_text(tail=2000),
+        plan.log_text(tail=2000),
+    )
 
 
 def image_msg(h, arr, encoding, frame_id="camera"):
     from sensor_msgs.msg import Image
+
     m = Image()
     m.header.stamp = h.node.get_clock().now().to_msg()
     m.header.frame_id = frame_id
@@ -82,6 +103,7 @@ def image_msg(h, arr, encoding, frame_id="camera"):
 
 def camera_info_msg(h, width, height):
     from sensor_msgs.msg import CameraInfo
+
     m = CameraInfo()
     m.header.stamp = h.node.get_clock().now().to_msg()
     m.width, m.height = width, height
@@ -113,13 +135,16 @@ def send_until_latent(h, pub, msg, timeout=20.0):
 
 def test_encoder_latents_equal_runtime_for_each_encoding_and_reject_others(graph, runtime):
     from sensor_msgs.msg import CameraInfo, Image
+
     from clap_ros.nodes.common import SENSOR_QOS
     from clap_ros.nodes.diagnostics import status_values
+
     h, enc, _ = graph
     pub = h.node.create_publisher(Image, "/camera/image_raw", SENSOR_QOS)
     info = h.node.create_publisher(CameraInfo, "/camera/camera_info", SENSOR_QOS)
-    assert h.wait_for(lambda: pub.get_subscription_count() > 0
-                      and info.get_subscription_count() > 0, 60.0), enc.log_text(tail=3000)
+    assert h.wait_for(
+        lambda: pub.get_subscription_count() > 0 and info.get_subscription_count() > 0, 60.0
+    ), enc.log_text(tail=3000)
     rng = np.random.default_rng(0)
     W, H = 96, 80
     # Frames before any CameraInfo are dropped (a calibration is required by default).
@@ -127,16 +152,20 @@ def test_encoder_latents_equal_runtime_for_each_encoding_and_reject_others(graph
     for _ in range(10):
         pub.publish(early)
         time.sleep(0.1)
-    assert wait_for(lambda: "until a CameraInfo arrives" in enc.log_text(), 10.0), \
-        enc.log_text(tail=3000)
+    assert wait_for(lambda: "until a CameraInfo arrives" in enc.log_text(), 10.0), enc.log_text(
+        tail=3000
+    )
     assert h.since("/clap/latent", 0.0) == []
     for _ in range(10):
         info.publish(camera_info_msg(h, W, H))
         time.sleep(0.05)
     rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
     mono = rng.integers(0, 256, (H, W), dtype=np.uint8)
-    cases = [("rgb8", rgb, rgb), ("bgr8", rgb[..., ::-1], rgb),
-             ("mono8", mono, np.repeat(mono[..., None], 3, axis=2))]
+    cases = [
+        ("rgb8", rgb, rgb),
+        ("bgr8", rgb[..., ::-1], rgb),
+        ("mono8", mono, np.repeat(mono[..., None], 3, axis=2)),
+    ]
     for encoding, arr, as_rgb in cases:
         msg = image_msg(h, arr, encoding, frame_id="cam_" + encoding)
         got = send_until_latent(h, pub, msg)
@@ -165,6 +194,7 @@ def test_encoder_latents_equal_runtime_for_each_encoding_and_reject_others(graph
                 # diagnostics are a 1 Hz snapshot: wait for one taken after the last latent
                 if st.name == "encoder_node" and int(v.get("latents_count", 0)) >= 4:
                     return st
+
     st = h.wait_for(enc_status, 10.0)
     assert st is not None, "no encoder diagnostics with the rejection"
     vals = status_values(st)
@@ -179,23 +209,28 @@ def pick_two_instructions(runtime, latent, state):
         plans.setdefault(tuple(int(i) for i in idx), text)
         if len(plans) == 2:
             return list(plans.values())
-    pytest.fail("the default bundle plans the same tokens for every instruction; cannot tell "
-                "instructions apart")
+    pytest.fail(
+        "the default bundle plans the same tokens for every instruction; cannot tell "
+        "instructions apart"
+    )
 
 
 def test_planner_plans_at_rate_with_source_stamp_and_follows_instruction(graph, runtime):
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
+
     from clap_ros.nodes.clap_logic import latent_to_bytes
     from clap_ros.nodes.common import LATCHED_QOS, STATE_QOS
     from clap_ros.nodes.diagnostics import status_values
+
     h, _, planner = graph
     b = runtime.bundle
     lat_pub = h.node.create_publisher(Image, "/test/latent", STATE_QOS)
     js_pub = h.node.create_publisher(JointState, "/joint_states", STATE_QOS)
     instr_pub = h.node.create_publisher(String, "/clap/instruction", LATCHED_QOS)
-    assert h.wait_for(lambda: lat_pub.get_subscription_count() > 0
-                      and js_pub.get_subscription_count() > 0, 60.0), planner.log_text(tail=3000)
+    assert h.wait_for(
+        lambda: lat_pub.get_subscription_count() > 0 and js_pub.get_subscription_count() > 0, 60.0
+    ), planner.log_text(tail=3000)
 
     q = FR3.home + np.linspace(-0.1, 0.1, FR3.dof)
     finger = 0.03  # opening 0.75
@@ -218,8 +253,9 @@ def test_planner_plans_at_rate_with_source_stamp_and_follows_instruction(graph, 
         latents[stamp_ns(m.header.stamp)] = lat
         lat_pub.publish(m)
 
-    first, second = pick_two_instructions(runtime, rng.standard_normal(
-        (b.latent_tokens, b.latent_dim)).astype(np.float32), state)
+    first, second = pick_two_instructions(
+        runtime, rng.standard_normal((b.latent_tokens, b.latent_dim)).astype(np.float32), state
+    )
     # no instruction yet: no plan, whatever else arrives
     for _ in range(8):
         publish_inputs()
@@ -253,8 +289,9 @@ def test_planner_plans_at_rate_with_source_stamp_and_follows_instruction(graph, 
             got = np.array([pt.positions for pt in p.points])
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
             tfs = [pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9 for pt in p.points]
-            np.testing.assert_allclose(tfs, (np.arange(len(tfs)) + 1) * b.manifest["chunk_dt_s"],
-                                       atol=1e-8)
+            np.testing.assert_allclose(
+                tfs, (np.arange(len(tfs)) + 1) * b.manifest["chunk_dt_s"], atol=1e-8
+            )
 
     instr_pub.publish(String(data=first))
     stream(1.0)  # start-up of the first plan
@@ -275,9 +312,13 @@ def test_planner_plans_at_rate_with_source_stamp_and_follows_instruction(graph, 
     def plan_status():
         for m in reversed(h.since("/clap/diagnostics", 0.0)):
             for st in m.status:
-                if (st.name == "planner_node" and "plans_count" in status_values(st)
-                        and status_values(st)["instruction"] == second):
+                if (
+                    st.name == "planner_node"
+                    and "plans_count" in status_values(st)
+                    and status_values(st)["instruction"] == second
+                ):
                     return st
+
     st = h.wait_for(plan_status, 5.0)
     assert st is not None
     vals = status_values(st)
@@ -286,8 +327,10 @@ def test_planner_plans_at_rate_with_source_stamp_and_follows_instruction(graph, 
 
 
 def test_corrupt_bundle_and_bad_parameter_exit_2_naming_them(tmp_path):
-    import clap_ros
     from pathlib import Path
+
+    import clap_ros
+
     src = Path(clap_ros.__file__).resolve().parent.parent / MODEL
     bad = tmp_path / "bundle"
     shutil.copytree(src, bad)
@@ -295,10 +338,18 @@ def test_corrupt_bundle_and_bad_parameter_exit_2_naming_them(tmp_path):
     data[len(data) // 2] ^= 0xFF
     (bad / "encoder.onnx").write_bytes(bytes(data))
     domain = fresh_domain_id()
-    p1 = spawn_node("clap_ros.nodes.encoder_node", domain_id=domain, log_path=tmp_path / "e.log",
-                    params={"model": str(bad), "backend": "cpu"})
-    p2 = spawn_node("clap_ros.nodes.planner_node", domain_id=domain, log_path=tmp_path / "p.log",
-                    params={"backend": "gpu"})
+    p1 = spawn_node(
+        "clap_ros.nodes.encoder_node",
+        domain_id=domain,
+        log_path=tmp_path / "e.log",
+        params={"model": str(bad), "backend": "cpu"},
+    )
+    p2 = spawn_node(
+        "clap_ros.nodes.planner_node",
+        domain_id=domain,
+        log_path=tmp_path / "p.log",
+        params={"backend": "gpu"},
+    )
     try:
         assert p1.wait(60.0) == 2, p1.log_text(tail=3000)
         assert p2.wait(60.0) == 2, p2.log_text(tail=3000)
@@ -312,19 +363,23 @@ def test_corrupt_bundle_and_bad_parameter_exit_2_naming_them(tmp_path):
 
 def nan_bundle(dst, graph, output):
     """models/default with one graph's output multiplied by NaN (a valid, re-hashed bundle)."""
+    from pathlib import Path
+
     import onnx
     import yaml
     from onnx import TensorProto, helper
+
     import clap_ros
-    from pathlib import Path
     from clap_ros.inference.bundle import sha256_file
+
     shutil.copytree(Path(clap_ros.__file__).resolve().parent.parent / MODEL, dst)
     path = dst / ("%s.onnx" % graph)
     model = onnx.load(str(path))
     producer = next(n for n in model.graph.node if output in n.output)
     producer.output[:] = [o + "_raw" if o == output else o for o in producer.output]
-    model.graph.initializer.append(helper.make_tensor("nan_scale", TensorProto.FLOAT, [],
-                                                      [float("nan")]))
+    model.graph.initializer.append(
+        helper.make_tensor("nan_scale", TensorProto.FLOAT, [], [float("nan")])
+    )
     model.graph.node.append(helper.make_node("Mul", [output + "_raw", "nan_scale"], [output]))
     onnx.save(model, str(path))
     mpath = dst / "manifest.yaml"
@@ -337,22 +392,35 @@ def nan_bundle(dst, graph, output):
 
 def test_model_nan_is_logged_and_nothing_is_published(tmp_path):
     from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import CameraInfo, Image, JointState
-    from std_msgs.msg import String
+    from sensor_msgs.msg import Image, JointState
     from trajectory_msgs.msg import JointTrajectory
+
     from clap_ros.nodes.clap_logic import latent_to_bytes
-    from clap_ros.nodes.common import LATCHED_QOS, SENSOR_QOS, STATE_QOS
+    from clap_ros.nodes.common import SENSOR_QOS, STATE_QOS
     from clap_ros.nodes.diagnostics import ERROR
+
     domain = fresh_domain_id()
-    enc = spawn_node("clap_ros.nodes.encoder_node", domain_id=domain, log_path=tmp_path / "e.log",
-                     params={"backend": "cpu", "require_camera_info": False,
-                             "model": str(nan_bundle(tmp_path / "enc", "encoder", "latent"))})
-    plan = spawn_node("clap_ros.nodes.planner_node", domain_id=domain,
-                      log_path=tmp_path / "p.log",
-                      params={"backend": "cpu", "instruction": INSTRUCTIONS[0],
-                              "model": str(nan_bundle(tmp_path / "pl", "codebook_decoder",
-                                                      "chunk"))},
-                      remaps={"/clap/latent": "/test/latent"})
+    enc = spawn_node(
+        "clap_ros.nodes.encoder_node",
+        domain_id=domain,
+        log_path=tmp_path / "e.log",
+        params={
+            "backend": "cpu",
+            "require_camera_info": False,
+            "model": str(nan_bundle(tmp_path / "enc", "encoder", "latent")),
+        },
+    )
+    plan = spawn_node(
+        "clap_ros.nodes.planner_node",
+        domain_id=domain,
+        log_path=tmp_path / "p.log",
+        params={
+            "backend": "cpu",
+            "instruction": INSTRUCTIONS[0],
+            "model": str(nan_bundle(tmp_path / "pl", "codebook_decoder", "chunk")),
+        },
+        remaps={"/clap/latent": "/test/latent"},
+    )
     h = RosHarness(domain)
     try:
         h.collect(Image, "/clap/latent", SENSOR_QOS)
@@ -361,21 +429,27 @@ def test_model_nan_is_logged_and_nothing_is_published(tmp_path):
         img_pub = h.node.create_publisher(Image, "/camera/image_raw", SENSOR_QOS)
         lat_pub = h.node.create_publisher(Image, "/test/latent", STATE_QOS)
         js_pub = h.node.create_publisher(JointState, "/joint_states", STATE_QOS)
-        assert h.wait_for(lambda: img_pub.get_subscription_count() > 0
-                          and lat_pub.get_subscription_count() > 0, 60.0), (
-            enc.log_text(tail=2000) + plan.log_text(tail=2000))
+        assert h.wait_for(
+            lambda: img_pub.get_subscription_count() > 0 and lat_pub.get_subscription_count() > 0,
+            60.0,
+        ), enc.log_text(tail=2000) + plan.log_text(tail=2000)
         # "nothing published" means something only once the harness knows both publishers
-        assert h.wait_for(lambda: h.node.count_publishers("/clap/latent") >= 1
-                          and h.node.count_publishers("/clap/plan") >= 1, 30.0)
+        assert h.wait_for(
+            lambda: (
+                h.node.count_publishers("/clap/latent") >= 1
+                and h.node.count_publishers("/clap/plan") >= 1
+            ),
+            30.0,
+        )
         time.sleep(0.5)
         rgb = np.zeros((64, 64, 3), np.uint8)
         lat = np.zeros((16, 64), np.float32)
         deadline = time.monotonic() + 20.0
         while time.monotonic() < deadline and not (
-                "non-finite" in enc.log_text() and "non-finite" in plan.log_text()):
+            "non-finite" in enc.log_text() and "non-finite" in plan.log_text()
+        ):
             img_pub.publish(image_msg(h, rgb, "rgb8"))
-            js_pub.publish(JointState(name=FR3.joint_names,
-                                      position=[float(x) for x in FR3.home]))
+            js_pub.publish(JointState(name=FR3.joint_names, position=[float(x) for x in FR3.home]))
             m = Image(encoding="32FC1")
             m.header.stamp = h.node.get_clock().now().to_msg()
             m.height, m.width, m.step, m.data = latent_to_bytes(lat)
@@ -395,6 +469,7 @@ def test_model_nan_is_logged_and_nothing_is_published(tmp_path):
             # 1 Hz snapshots: wait for both nodes' latest to postdate the failures
             ok = len(got) == 2 and all(lv == bytes([ERROR]) for lv, _ in got.values())
             return got if ok else None
+
         got = h.wait_for(levels, 10.0)
         assert got is not None, h.since("/clap/diagnostics", 0.0)[-2:]
         for name, (level, message) in got.items():
@@ -410,25 +485,47 @@ def test_sim_camera_to_plan_on_sim_time(tmp_path):
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
     from trajectory_msgs.msg import JointTrajectory
+
     from clap_ros.nodes.common import LATCHED_QOS, STATE_QOS
+
     domain = fresh_domain_id()
     common = {"backend": "cpu", "use_sim_time": True}
     procs = [
-        spawn_node("clap_ros.nodes.sim_driver", name="sim_driver", domain_id=domain,
-                   log_path=tmp_path / "driver.log",
-                   params={"robot": "fr3", "task": "reach", "use_sim_time": True,
-                           "camera_rate_hz": 10.0, "camera_width": 96, "camera_height": 96}),
-        spawn_node("clap_ros.nodes.encoder_node", name="encoder_node", domain_id=domain,
-                   log_path=tmp_path / "encoder.log", params=common),
-        spawn_node("clap_ros.nodes.planner_node", name="planner_node", domain_id=domain,
-                   log_path=tmp_path / "planner.log",
-                   params=dict(common, instruction="move the gripper to the red ball")),
+        spawn_node(
+            "clap_ros.nodes.sim_driver",
+            name="sim_driver",
+            domain_id=domain,
+            log_path=tmp_path / "driver.log",
+            params={
+                "robot": "fr3",
+                "task": "reach",
+                "use_sim_time": True,
+                "camera_rate_hz": 10.0,
+                "camera_width": 96,
+                "camera_height": 96,
+            },
+        ),
+        spawn_node(
+            "clap_ros.nodes.encoder_node",
+            name="encoder_node",
+            domain_id=domain,
+            log_path=tmp_path / "encoder.log",
+            params=common,
+        ),
+        spawn_node(
+            "clap_ros.nodes.planner_node",
+            name="planner_node",
+            domain_id=domain,
+            log_path=tmp_path / "planner.log",
+            params=dict(common, instruction="move the gripper to the red ball"),
+        ),
     ]
     h = RosHarness(domain)
     try:
         h.collect(String, "/sim/status", LATCHED_QOS)
         h.collect(Image, "/clap/latent", STATE_QOS)
         h.collect(JointTrajectory, "/clap/plan", STATE_QOS)
+
         def seen_latents():
             return {stamp_ns(m.header.stamp) for m in h.since("/clap/latent", 0.0)}
 
@@ -436,10 +533,15 @@ def test_sim_camera_to_plan_on_sim_time(tmp_path):
             # Discovery is pairwise: the harness may match the encoder after the planner did and
             # miss the first latents, so only plans of latents after the first one heard count.
             seen = seen_latents()
-            return [p for p in h.since("/clap/plan", 0.0)
-                    if seen and stamp_ns(p.header.stamp) >= min(seen)]
+            return [
+                p
+                for p in h.since("/clap/plan", 0.0)
+                if seen and stamp_ns(p.header.stamp) >= min(seen)
+            ]
+
         assert h.wait_for(lambda: len(later_plans()) >= 3, 90.0), "\n".join(
-            p.log_text(tail=1500) for p in procs)
+            p.log_text(tail=1500) for p in procs
+        )
         # the sim's own clock, from its (reliable, transient-local) status
         assert h.wait_for(lambda: h.status() is not None, 10.0), "no /sim/status"
         sim_now_ns = int(round(h.status()["sim_time"] * 1e9))
@@ -449,12 +551,12 @@ def test_sim_camera_to_plan_on_sim_time(tmp_path):
             s = stamp_ns(p.header.stamp)
             assert s in latents and s <= sim_now_ns + 10**9
             assert s < 3600 * 10**9, "stamp %.1f s is wall time, not sim time" % (s * 1e-9)
-            assert len(p.points) == 16 and all(np.all(np.isfinite(pt.positions))
-                                               for pt in p.points)
+            assert len(p.points) == 16 and all(np.all(np.isfinite(pt.positions)) for pt in p.points)
         for p in procs:
             assert p.running(), p.log_text(tail=2000)
         # SIGTERM (what a launcher sends) also ends a node cleanly: workers joined, exit 0
         import signal
+
         procs[2].send_signal(signal.SIGTERM)
         assert procs[2].wait(15.0) == 0, procs[2].log_text(tail=2000)
     finally:

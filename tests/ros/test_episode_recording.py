@@ -1,10 +1,10 @@
 """record_episodes_ros: sim_driver + expert_node processes over DDS, recorded into MCAP bags that
 rosbags (and so ROS 2 tools) read back."""
+
 import json
 
 import numpy as np
 import pytest
-
 from ros_harness import fresh_domain_id
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -19,24 +19,28 @@ PROFILE = load_profile("fr3")
 
 def read_bag(path):
     from pathlib import Path
+
     path = Path(path)
     from rosbags.rosbag2 import Reader
     from rosbags.typesys import Stores, get_typestore
+
     store = get_typestore(Stores.ROS2_JAZZY)
     out = {}
     with Reader(path) as reader:
         assert list(path.glob("*.mcap")), "not an MCAP bag"
         for conn, ts, data in reader.messages():
             out.setdefault(conn.topic, []).append(
-                (ts, store.deserialize_cdr(data, conn.msgtype), conn.msgtype))
+                (ts, store.deserialize_cdr(data, conn.msgtype), conn.msgtype)
+            )
     return out
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     out = tmp_path_factory.mktemp("bags")
-    results = record_episodes_ros("fr3", "reach", [1, 2], out, domain_id=fresh_domain_id(),
-                                  progress=False)
+    results = record_episodes_ros(
+        "fr3", "reach", [1, 2], out, domain_id=fresh_domain_id(), progress=False
+    )
     return out, results
 
 
@@ -53,13 +57,16 @@ def test_bag_has_every_topic_with_consistent_content(recorded):
     _, results = recorded
     r = results[0]
     msgs = read_bag(r.bag)
-    expected = {T.CAMERA_IMAGE: "sensor_msgs/msg/Image",
-                T.CAMERA_INFO: "sensor_msgs/msg/CameraInfo",
-                "/joint_states": "sensor_msgs/msg/JointState",
-                PROFILE.driver.trajectory_topic: "trajectory_msgs/msg/JointTrajectory",
-                PROFILE.driver.gripper_command_topic: "std_msgs/msg/Float64MultiArray",
-                T.INSTRUCTION: "std_msgs/msg/String", T.SIM_STATUS: "std_msgs/msg/String",
-                T.EPISODE_OUTCOME: "std_msgs/msg/String"}
+    expected = {
+        T.CAMERA_IMAGE: "sensor_msgs/msg/Image",
+        T.CAMERA_INFO: "sensor_msgs/msg/CameraInfo",
+        "/joint_states": "sensor_msgs/msg/JointState",
+        PROFILE.driver.trajectory_topic: "trajectory_msgs/msg/JointTrajectory",
+        PROFILE.driver.gripper_command_topic: "std_msgs/msg/Float64MultiArray",
+        T.INSTRUCTION: "std_msgs/msg/String",
+        T.SIM_STATUS: "std_msgs/msg/String",
+        T.EPISODE_OUTCOME: "std_msgs/msg/String",
+    }
     for topic, msgtype in expected.items():
         assert topic in msgs, "no %s in the bag" % topic
         assert msgs[topic][0][2] == msgtype
@@ -88,7 +95,9 @@ def test_bag_has_every_topic_with_consistent_content(recorded):
     first_status = json.loads(msgs[T.SIM_STATUS][0][1].data)
     assert first_status["seed"] == 1
     # the arm moved: final joint state differs from the first one
-    q_first = PROFILE.reorder(msgs["/joint_states"][0][1].name, msgs["/joint_states"][0][1].position)
+    q_first = PROFILE.reorder(
+        msgs["/joint_states"][0][1].name, msgs["/joint_states"][0][1].position
+    )
     q_last = PROFILE.reorder(js.name, js.position)
     # the bag starts with the episode: the arm at its reset pose
     np.testing.assert_allclose(q_first, PROFILE.home, atol=0.01)
@@ -105,9 +114,16 @@ def test_seeds_give_different_episodes(recorded):
 
 
 def test_forward_position_mode_records_forward_commands(tmp_path):
-    results = record_episodes_ros("fr3", "reach", [4], tmp_path, command_mode="forward_position",
-                                  camera_size=(64, 64), domain_id=fresh_domain_id(),
-                                  progress=False)
+    results = record_episodes_ros(
+        "fr3",
+        "reach",
+        [4],
+        tmp_path,
+        command_mode="forward_position",
+        camera_size=(64, 64),
+        domain_id=fresh_domain_id(),
+        progress=False,
+    )
     r = results[0]
     assert r.success and r.error == ""
     msgs = read_bag(r.bag)

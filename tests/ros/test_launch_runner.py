@@ -1,6 +1,7 @@
 """`clap-ros launch sim` as a user runs it: a subprocess that starts the real sim_driver and
 expert_node processes over DDS (loopback, private domain), seen from this test's own rclpy node;
 Ctrl-C stops every node cleanly, and a node that dies takes the graph down with a non-zero exit."""
+
 import os
 import re
 import signal
@@ -9,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from ros_harness import RosHarness, fresh_domain_id
 
 pytestmark = [pytest.mark.ros]
@@ -20,20 +20,38 @@ class Launch:
 
     def __init__(self, tmp_path, domain, *args):
         self.out_path = tmp_path / "launch.out"
-        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                   PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            ROS_DOMAIN_ID=str(domain),
+            ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+            PYTHONUNBUFFERED="1",
+        )
         self._out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "clap_ros.cli", "launch", "sim", *args,
-             "--log-dir", str(tmp_path / "logs")],
-            stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            [
+                sys.executable,
+                "-m",
+                "clap_ros.cli",
+                "launch",
+                "sim",
+                *args,
+                "--log-dir",
+                str(tmp_path / "logs"),
+            ],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
 
     def text(self):
         return self.out_path.read_text(errors="replace")
 
     def pids(self):
-        return {m.group(1): int(m.group(2))
-                for m in re.finditer(r"started (\w+) \(pid (\d+)\)", self.text())}
+        return {
+            m.group(1): int(m.group(2))
+            for m in re.finditer(r"started (\w+) \(pid (\d+)\)", self.text())
+        }
 
     def wait_for_text(self, needle, timeout):
         deadline = time.monotonic() + timeout
@@ -64,7 +82,9 @@ def alive(pid):
 def harness():
     from sensor_msgs.msg import JointState
     from std_msgs.msg import String
+
     from clap_ros.nodes.common import LATCHED_QOS, STATE_QOS
+
     h = RosHarness(fresh_domain_id(), name="launch_test")
     h.collect(JointState, "/joint_states", STATE_QOS)
     h.collect(String, "/sim/status", LATCHED_QOS)
@@ -78,11 +98,19 @@ def _reached(h):
 
 
 def test_launch_sim_with_expert_then_ctrl_c_stops_every_node(tmp_path, harness):
-    launch = Launch(tmp_path, harness.domain_id, "expert:=true", "task:=reach",
-                    "camera_width:=48", "camera_height:=32", "camera_rate_hz:=5.0")
+    launch = Launch(
+        tmp_path,
+        harness.domain_id,
+        "expert:=true",
+        "task:=reach",
+        "camera_width:=48",
+        "camera_height:=32",
+        "camera_rate_hz:=5.0",
+    )
     try:
-        assert harness.wait_for(lambda: harness.latest("/joint_states") is not None, 90.0), \
+        assert harness.wait_for(lambda: harness.latest("/joint_states") is not None, 90.0), (
             "no /joint_states from the launched graph:\n" + launch.text()
+        )
         assert launch.wait_for_text("expert_node finished (exit code 0)", 60.0), launch.text()
         # the expert drove the arm through the launched driver, and the driver is still up
         assert harness.wait_for(lambda: _reached(harness), 10.0), (harness.status(), launch.text())
@@ -93,7 +121,7 @@ def test_launch_sim_with_expert_then_ctrl_c_stops_every_node(tmp_path, harness):
         pids = launch.pids()
         assert set(pids) == {"sim_driver", "expert_node"}
         text = launch.text()
-        assert "[sim_driver] " in text and "[expert_node] " in text   # streamed with a prefix
+        assert "[sim_driver] " in text and "[expert_node] " in text  # streamed with a prefix
 
         launch.proc.send_signal(signal.SIGINT)
         assert launch.proc.wait(timeout=30) == 0, launch.text()
@@ -110,11 +138,19 @@ def test_launch_sim_with_expert_then_ctrl_c_stops_every_node(tmp_path, harness):
 
 
 def test_a_dying_node_stops_the_graph_with_an_error(tmp_path, harness):
-    launch = Launch(tmp_path, harness.domain_id, "expert:=true", "task:=pick_place",
-                    "camera_width:=48", "camera_height:=32", "camera_rate_hz:=5.0")
+    launch = Launch(
+        tmp_path,
+        harness.domain_id,
+        "expert:=true",
+        "task:=pick_place",
+        "camera_width:=48",
+        "camera_height:=32",
+        "camera_rate_hz:=5.0",
+    )
     try:
-        assert harness.wait_for(lambda: harness.latest("/joint_states") is not None, 90.0), \
+        assert harness.wait_for(lambda: harness.latest("/joint_states") is not None, 90.0), (
             "no /joint_states from the launched graph:\n" + launch.text()
+        )
         pids = launch.pids()
         os.kill(pids["sim_driver"], signal.SIGKILL)
         assert launch.proc.wait(timeout=30) == 1, launch.text()

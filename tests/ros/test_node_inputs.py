@@ -2,6 +2,7 @@
 once over DDS): the planner refuses empty and huge instructions without ever logging one whole,
 both nodes refuse a JointState that lists every joint twice and count it in /clap/diagnostics,
 and a parameter outside its range stops a node at start-up naming the parameter and range."""
+
 import time
 
 import numpy as np
@@ -21,6 +22,7 @@ HOME = [float(v) for v in FR3.home] + [0.02, 0.02]
 
 def diag_values(h, node_name):
     from clap_ros.nodes.diagnostics import status_values
+
     for m in reversed(h.since("/clap/diagnostics", 0.0)):
         for st in m.status:
             if st.name == node_name:
@@ -36,15 +38,25 @@ def test_bad_instructions_and_doubled_joint_names_are_refused(tmp_path):
 
     from clap_ros.nodes.common import LATCHED_QOS, STATE_QOS
     from clap_ros.runtime.messages import latent_to_bytes
+
     domain = fresh_domain_id()
     common = {"model": MODEL, "backend": "cpu", "threads": 1}
-    plan = spawn_node("clap_ros.nodes.planner_node", name="planner_node", domain_id=domain,
-                      log_path=tmp_path / "planner.log",
-                      params=dict(common, robot="fr3", planner_rate_hz=5.0),
-                      remaps={"/clap/latent": "/test/latent"})
-    act = spawn_node("clap_ros.nodes.action_node", name="action_node", domain_id=domain,
-                     log_path=tmp_path / "action.log", params=dict(common, robot="fr3"),
-                     remaps={"/clap/latent": "/test/unused"})
+    plan = spawn_node(
+        "clap_ros.nodes.planner_node",
+        name="planner_node",
+        domain_id=domain,
+        log_path=tmp_path / "planner.log",
+        params=dict(common, robot="fr3", planner_rate_hz=5.0),
+        remaps={"/clap/latent": "/test/latent"},
+    )
+    act = spawn_node(
+        "clap_ros.nodes.action_node",
+        name="action_node",
+        domain_id=domain,
+        log_path=tmp_path / "action.log",
+        params=dict(common, robot="fr3"),
+        remaps={"/clap/latent": "/test/unused"},
+    )
     h = RosHarness(domain)
     try:
         h.collect(JointTrajectory, "/clap/plan", STATE_QOS)
@@ -68,37 +80,41 @@ def test_bad_instructions_and_doubled_joint_names_are_refused(tmp_path):
 
         deadline = time.monotonic() + 120.0
         while time.monotonic() < deadline and not (
-                "planning at" in plan.log_text() and "action_node:" in act.log_text()):
+            "planning at" in plan.log_text() and "action_node:" in act.log_text()
+        ):
             time.sleep(0.5)
         assert "planning at" in plan.log_text(), plan.log_text(tail=3000)
         assert "action_node:" in act.log_text(), act.log_text(tail=3000)
 
         instr.publish(String(data="   "))
         feed(2.0)
-        huge = "pick the cube " * 7200                            # ~100,000 characters
+        huge = "pick the cube " * 7200  # ~100,000 characters
         instr.publish(String(data=huge))
         feed(2.0)
-        assert h.since("/clap/plan", 0.0) == []                 # never planned with either
+        assert h.since("/clap/plan", 0.0) == []  # never planned with either
         log = plan.log_text()
         assert "empty instruction" in log, log[-3000:]
         assert "%d characters" % len(huge.strip()) in log, log[-3000:]
-        assert max(len(line) for line in log.splitlines()) < 1000   # never logged whole
+        assert max(len(line) for line in log.splitlines()) < 1000  # never logged whole
         st, vals = diag_values(h, "planner_node")
         assert int(vals.get("instructions_refused", 0)) >= 2, vals
 
         instr.publish(String(data="put the red cube in the blue bowl"))
         feed(2.0)
-        assert len(h.since("/clap/plan", 0.0)) >= 2             # a good one plans
+        assert len(h.since("/clap/plan", 0.0)) >= 2  # a good one plans
 
-        feed(2.5, names=NAMES + NAMES, pos=HOME + HOME)          # every joint name twice
+        feed(2.5, names=NAMES + NAMES, pos=HOME + HOME)  # every joint name twice
         t_bad = time.monotonic()
 
         def refused():
             _, pv = diag_values(h, "planner_node")
             st, av = diag_values(h, "action_node")
-            ok = (int(pv.get("joint_states_refused", 0)) >= 1
-                  and int(av.get("joint_states_refused", 0)) >= 1)
+            ok = (
+                int(pv.get("joint_states_refused", 0)) >= 1
+                and int(av.get("joint_states_refused", 0)) >= 1
+            )
             return (st, av) if ok else None
+
         got = h.wait_for(refused, 5.0)
         assert got is not None, diag_values(h, "action_node")
         st, av = got
@@ -114,14 +130,16 @@ def test_bad_instructions_and_doubled_joint_names_are_refused(tmp_path):
 
 
 def test_a_parameter_out_of_range_stops_the_node_naming_it_and_the_range(tmp_path):
-    p = spawn_node("clap_ros.nodes.action_node", domain_id=fresh_domain_id(),
-                   log_path=tmp_path / "a.log",
-                   params={"model": MODEL, "backend": "cpu", "watchdog_latent_s": 100.0})
+    p = spawn_node(
+        "clap_ros.nodes.action_node",
+        domain_id=fresh_domain_id(),
+        log_path=tmp_path / "a.log",
+        params={"model": MODEL, "backend": "cpu", "watchdog_latent_s": 100.0},
+    )
     try:
         assert p.wait(60.0) == 2, p.log_text(tail=3000)
     finally:
         p.stop()
     log = p.log_text()
-    assert ("parameter 'watchdog_latent_s' = 100.0: out of range, allowed 0.001 .. 60 s"
-            in log), log
+    assert "parameter 'watchdog_latent_s' = 100.0: out of range, allowed 0.001 .. 60 s" in log, log
     assert "Traceback" not in log

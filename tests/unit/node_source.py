@@ -4,6 +4,7 @@ Reading the source (rather than starting every node) keeps these checks instant;
 counts as declared when its quoted name appears in the node's module, or through the shared
 helpers in clap_ros/nodes/common.py that declare a fixed name.
 """
+
 from pathlib import Path
 
 NODES_DIR = Path(__file__).resolve().parents[2] / "clap_ros" / "nodes"
@@ -34,9 +35,9 @@ def _schema_names(text: str) -> set:
     imports from."""
     import importlib
     import re
+
     names = set()
-    modules = ["clap_ros.runtime.params"] + re.findall(r"^from (clap_ros[\w.]*) import", text,
-                                                       re.M)
+    modules = ["clap_ros.runtime.params"] + re.findall(r"^from (clap_ros[\w.]*) import", text, re.M)
     for cls_name in re.findall(r"declare_params\(\s*\w+\s*,\s*(\w+)", text):
         for mod in modules:
             cls = getattr(importlib.import_module(mod), cls_name, None)

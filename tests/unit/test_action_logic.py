@@ -2,6 +2,7 @@
 CPU) and simulated time: inputs are fed with stamps, inference runs synchronously when a job is
 ready, and the "arm" tracks the commands perfectly, so every check is about what the controller
 sends."""
+
 import math
 
 import numpy as np
@@ -37,7 +38,7 @@ class NanRuntime:
         return out if self.good >= 0 else out * np.nan
 
     def joint_targets(self, chunk, state):
-        return np.asarray(chunk, dtype=np.float64)   # the controller must catch what passes
+        return np.asarray(chunk, dtype=np.float64)  # the controller must catch what passes
 
 
 class Loop:
@@ -50,8 +51,8 @@ class Loop:
     def __init__(self, ctl, delay=0.03, latent_seed=0, lag=0.0):
         self.ctl, self.delay, self.lag = ctl, delay, lag
         self.stuck = False
-        self.history = []                     # (t, q) of the arm, for the lagged measurement
-        self.traj = None                      # (t_sent, times, positions) being executed
+        self.history = []  # (t, q) of the arm, for the lagged measurement
+        self.traj = None  # (t_sent, times, positions) being executed
         self.t = 10.0
         self.q = PROFILE.home.copy()
         self.grip = 1.0
@@ -63,7 +64,7 @@ class Loop:
         self.joints_on = True
         self.names = NAMES
         self.arm, self.states, self.trajs, self.grips = [], [], [], []
-        self.f2c = []                         # frame -> first command latencies the node logs
+        self.f2c = []  # frame -> first command latencies the node logs
 
     def plan(self, tokens=(1, 2, 3, 4)):
         self.ctl.on_plan_tokens(tokens)
@@ -86,11 +87,11 @@ class Loop:
         if self.joints_on:
             pos = list(self.measured(t)) + [PROFILE.gripper.position_from_command(self.grip)] * 2
             # one position per name (a driver without finger joints sends the arm's only)
-            ctl.on_joint_state(self.names, pos[:len(self.names)], t, t)
+            ctl.on_joint_state(self.names, pos[: len(self.names)], t, t)
         if self.latent_on and t >= self.next_frame:
             self.next_frame += 1 / 15
             ctl.on_latent(self.rng.standard_normal(self.latent_shape).astype(np.float32), t, t)
-            self.plan()                       # a planner keeps its plan fresh too
+            self.plan()  # a planner keeps its plan fresh too
         job = ctl.take_job()
         if job is not None:
             ctl.infer_once(job, lambda: t + self.delay)
@@ -103,8 +104,11 @@ class Loop:
         if out.trajectory is not None:
             self.trajs.append((t, out.trajectory))
             pts = out.trajectory.points
-            self.traj = (t, np.array([0.0] + [p[0] for p in pts]),
-                         np.vstack([self.q] + [p[1] for p in pts]))
+            self.traj = (
+                t,
+                np.array([0.0] + [p[0] for p in pts]),
+                np.vstack([self.q] + [p[1] for p in pts]),
+            )
         if out.gripper is not None:
             self.grips.append(out.gripper)
             self.grip = out.gripper
@@ -154,7 +158,7 @@ def test_holds_until_enabled_fresh_and_planned(runtime):
     loop.plan()
     out = ctl.tick(loop.t)
     assert ctl.state is State.RUN
-    np.testing.assert_array_equal(out.arm, PROFILE.home)   # first command = measured position
+    np.testing.assert_array_equal(out.arm, PROFILE.home)  # first command = measured position
 
 
 def test_run_streams_commands_within_limits(runtime):
@@ -169,7 +173,7 @@ def test_run_streams_commands_within_limits(runtime):
     assert ctl.queue.accepted >= 20
     np.testing.assert_allclose(loop.arm[0][1], PROFILE.home, atol=0)
     q, v, a = assert_within_limits(loop.arm, 0.002)
-    assert np.max(np.abs(q - PROFILE.home)) > 1e-3          # the policy really moves the arm
+    assert np.max(np.abs(q - PROFILE.home)) > 1e-3  # the policy really moves the arm
     assert loop.grips and all(0.0 <= g <= 1.0 for g in loop.grips)
     d = ctl.diagnostics(loop.t)
     assert d["state"] == "run" and d["chunks_accepted"] == ctl.queue.accepted
@@ -183,20 +187,21 @@ def test_run_streams_commands_within_limits(runtime):
 
 def stopped_smoothly(loop, start_index):
     q, v, a = assert_within_limits(loop.arm[start_index:], 0.002)
-    assert np.all(np.abs(v[-1]) < 1e-3)      # the last command is at rest
+    assert np.all(np.abs(v[-1]) < 1e-3)  # the last command is at rest
     # A stop brakes where the arm is: from at most the velocity limit at >= 1/4 of the
     # acceleration limit (the filter brakes at half), it travels less than v^2 / (2 a / 4).
     stop_at = next(i for i, s in enumerate(loop.states) if s is State.STOPPING)
     t_stop = loop.t - (len(loop.states) - stop_at) * 0.002
     q_stop = [a for t, a in loop.arm if t >= t_stop - 1e-9]
     travel = np.abs(q_stop[-1] - q_stop[0])
-    assert np.all(travel <= LIM.velocity ** 2 / (0.5 * LIM.acceleration) + 1e-3), travel
+    assert np.all(travel <= LIM.velocity**2 / (0.5 * LIM.acceleration) + 1e-3), travel
     return q
 
 
 def test_model_nan_output_stops_smoothly_and_holds_until_enabled(runtime):
-    ctl = ActionController(PROFILE, NanRuntime(runtime, good=3),
-                           ActionConfig(command_mode="forward_position"))
+    ctl = ActionController(
+        PROFILE, NanRuntime(runtime, good=3), ActionConfig(command_mode="forward_position")
+    )
     loop = Loop(ctl)
     loop.plan()
     ctl.enable(loop.t)
@@ -207,7 +212,7 @@ def test_model_nan_output_stops_smoothly_and_holds_until_enabled(runtime):
     assert any("model fault" in text for _, text in ctl.events)
     stopped_smoothly(loop, 0)
     n = len(loop.arm)
-    loop.run(0.3)                       # inputs stay fresh, but a model fault needs ~/enable
+    loop.run(0.3)  # inputs stay fresh, but a model fault needs ~/enable
     assert ctl.state is State.HOLD and len(loop.arm) == n
     ctl.enable(loop.t)
     loop.step(0.002)
@@ -250,11 +255,11 @@ def test_stale_latent_stops_then_resumes_from_measured(runtime):
     held = loop.q.copy()
     n = len(loop.arm)
     loop.run(0.2)
-    assert len(loop.arm) == n           # HOLD sends nothing: the forward controller keeps it
+    assert len(loop.arm) == n  # HOLD sends nothing: the forward controller keeps it
     loop.latent_on = True
     loop.next_frame = loop.t
     loop.step(0.002)
-    assert ctl.state is State.RUN       # still enabled: resumes when fresh
+    assert ctl.state is State.RUN  # still enabled: resumes when fresh
     np.testing.assert_array_equal(loop.arm[-1][1], held)
 
 
@@ -308,7 +313,9 @@ def test_joint_trajectory_mode_sends_valid_trajectories_and_a_stop(runtime):
     assert len(loop.f2c) == len(chunks) and all(0.0 <= x <= 0.01 + 1e-9 for x in loop.f2c)
     d = ctl.diagnostics(loop.t)
     assert 1.0 <= d["trajectory_time_scale_median"] <= d["trajectory_time_scale_max"]
-    assert d["trajectory_time_scale_max"] == pytest.approx(max(tr.time_scale for tr in chunks[-100:]), abs=1e-3)
+    assert d["trajectory_time_scale_max"] == pytest.approx(
+        max(tr.time_scale for tr in chunks[-100:]), abs=1e-3
+    )
     rules = TrajectoryRules()
     for tr in chunks:
         assert tr.joint_names == list(PROFILE.joint_names)
@@ -373,7 +380,7 @@ def test_arm_not_following_stops_where_it_is_and_holds_until_enabled(runtime, mo
     loop.q[1] += 0.3
     held = loop.q.copy()
     n_arm, n_traj = len(loop.arm), len(loop.trajs)
-    loop.run(0.05)                             # shorter than tracking_persist_s: still running
+    loop.run(0.05)  # shorter than tracking_persist_s: still running
     assert ctl.state is State.RUN and ctl.tracking_faults == 0
     loop.run(1.0)
     assert ctl.tracking_faults == 1 and ctl.state is State.HOLD
@@ -382,7 +389,7 @@ def test_arm_not_following_stops_where_it_is_and_holds_until_enabled(runtime, mo
     if mode == "forward_position":
         # The command glides to where the arm is (not along the command it never followed),
         # within every limit (no jump in the stream), and holds there.
-        stop_cmds = [(t, q) for t, q in loop.arm[n_arm - 1:]]
+        stop_cmds = [(t, q) for t, q in loop.arm[n_arm - 1 :]]
         assert_within_limits(stop_cmds, 0.002)
         np.testing.assert_allclose(stop_cmds[-1][1], held, atol=1e-3)
     else:
@@ -426,7 +433,7 @@ def test_without_finger_joints_the_gripper_state_is_the_last_command(runtime):
     ctl.enable(loop.t)
     loop.run(1.0)
     assert loop.grips and len(seen) >= 5
-    assert seen[0] == 1.0                                  # nothing commanded yet: open
+    assert seen[0] == 1.0  # nothing commanded yet: open
     # every later inference saw a gripper opening this node had commanded
-    assert all(any(abs(s - g) < 1e-6 for g in loop.grips) for s in seen[1:])   # float32 state
-    assert any(abs(s - 1.0) > 1e-3 for s in seen[1:])     # not merely "open" every time
+    assert all(any(abs(s - g) < 1e-6 for g in loop.grips) for s in seen[1:])  # float32 state
+    assert any(abs(s - 1.0) > 1e-3 for s in seen[1:])  # not merely "open" every time

@@ -1,9 +1,16 @@
 """The shifted appearance-seed range: unseen textures and more distractors, nothing else changes."""
+
 import numpy as np
 
 from clap_ros.sim import SimWorld
-from clap_ros.sim.appearance import (DISTRACTOR_SLOTS, MAX_DISTRACTORS, SHIFTED_SEEDS_FROM,
-                                     TABLE_TEXTURES, WALL_TEXTURES, sample_appearance)
+from clap_ros.sim.appearance import (
+    DISTRACTOR_SLOTS,
+    MAX_DISTRACTORS,
+    SHIFTED_SEEDS_FROM,
+    TABLE_TEXTURES,
+    WALL_TEXTURES,
+    sample_appearance,
+)
 
 ROLES = (("cube", "red"), ("bowl", "blue"))
 AREA = (0.3, 0.7, -0.3, 0.3)
@@ -23,12 +30,19 @@ def test_shifted_seeds_use_only_unseen_textures_and_more_distractors():
 
 
 def test_shifted_look_renders_with_the_same_layout_rules():
-    world = SimWorld(robot="fr3", task="push", seed=5, appearance_seed=SHIFTED_SEEDS_FROM + 5,
-                     image_size=(48, 48))
+    world = SimWorld(
+        robot="fr3",
+        task="push",
+        seed=5,
+        appearance_seed=SHIFTED_SEEDS_FROM + 5,
+        image_size=(48, 48),
+    )
     plain = SimWorld(robot="fr3", task="push", seed=5, image_size=(48, 48))
     assert world.layout.as_dict() == plain.layout.as_dict()
     app = world.appearance
-    assert app["table_texture"] >= len(TABLE_TEXTURES) and len(app["distractors"]) >= MAX_DISTRACTORS
+    assert (
+        app["table_texture"] >= len(TABLE_TEXTURES) and len(app["distractors"]) >= MAX_DISTRACTORS
+    )
     m = world.model
     table = m.geom("table").id
     assert m.mat_texid[m.geom_matid[table]].max() >= 0  # the unseen material is compiled in

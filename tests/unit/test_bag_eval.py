@@ -1,6 +1,7 @@
 """clap-ros eval-bag, offline mode, on short sim bags with the shipped bundle: metrics.json,
 report.html, the summary over several bags, and the bad-input errors (each names its cause and
 the other bags are still evaluated)."""
+
 import base64
 import json
 import shutil
@@ -19,6 +20,7 @@ MODEL = "models/default"
 @pytest.fixture(scope="module")
 def sim_bags(tmp_path_factory):
     from clap_ros.data.record import DirectConfig, record_direct
+
     out = tmp_path_factory.mktemp("bags")
     res = record_direct("fr3", "reach", [0, 1], out, DirectConfig(), progress=False)
     return [r["bag"] for r in res]
@@ -51,8 +53,20 @@ def finite(x):
 
 def test_offline_two_bags_metrics_report_and_summary(sim_bags, tmp_path):
     out = tmp_path / "eval"
-    rc = cli_main(["eval-bag", "--bag", sim_bags[0], "--bag", sim_bags[1], "--model", MODEL,
-                   "--out", str(out), "--no-progress"])
+    rc = cli_main(
+        [
+            "eval-bag",
+            "--bag",
+            sim_bags[0],
+            "--bag",
+            sim_bags[1],
+            "--model",
+            MODEL,
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["format"] == "clap_ros_bag_eval" and m["mode"] == "offline"
@@ -71,7 +85,7 @@ def test_offline_two_bags_metrics_report_and_summary(sim_bags, tmp_path):
         assert b["smoothness"]["jerk"]["max"] > 0
         assert b["boundaries"]["position"]["boundaries"] >= 1
         assert b["latency_ms"]["count"] >= 5 and b["latency_ms"]["p50"] > 0
-        assert 5.0 < b["rates"]["command_hz"] < 30.0       # one trajectory per 15 Hz chunk
+        assert 5.0 < b["rates"]["command_hz"] < 30.0  # one trajectory per 15 Hz chunk
         assert b["counts"]["chunks_accepted"] > 5 and b["counts"]["watchdog_stops"] == 0
         assert b["counts"]["safety_interventions"] >= 0
         assert b["counts"]["plans"] >= 3 and b["counts"]["latents"] >= 10
@@ -84,18 +98,22 @@ def test_offline_two_bags_metrics_report_and_summary(sim_bags, tmp_path):
     assert agg["chunks"] == sum(b["counts"]["chunks_accepted"] for b in m["bags"])
     html = (out / "report.html").read_text()
     imgs = html.count("src='data:image/png;base64,")
-    assert imgs == 6                      # 3 plots per bag, embedded
-    assert "http://" not in html and "https://" not in html      # opens offline
+    assert imgs == 6  # 3 plots per bag, embedded
+    assert "http://" not in html and "https://" not in html  # opens offline
     first = html.split("src='data:image/png;base64,")[1].split("'")[0]
     assert base64.b64decode(first)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "aggregate (2)" in html and "Summary" in html
 
 
 def test_offline_is_reproducible_with_the_same_seed(sim_bags, tmp_path):
-    a = BagEvaluator(BagEvalConfig(bags=[sim_bags[0]], out=str(tmp_path / "a"),
-                                   progress=False), log=lambda *x, **k: None).run()
-    b = BagEvaluator(BagEvalConfig(bags=[sim_bags[0]], out=str(tmp_path / "b"),
-                                   progress=False), log=lambda *x, **k: None).run()
+    a = BagEvaluator(
+        BagEvalConfig(bags=[sim_bags[0]], out=str(tmp_path / "a"), progress=False),
+        log=lambda *x, **k: None,
+    ).run()
+    b = BagEvaluator(
+        BagEvalConfig(bags=[sim_bags[0]], out=str(tmp_path / "b"), progress=False),
+        log=lambda *x, **k: None,
+    ).run()
     # virtual time includes measured compute time, so timing may shift a chunk; the model's
     # noise is seeded, the numbers stay close
     ca, cb = a["bags"][0]["rf_chunk"]["mae"], b["bags"][0]["rf_chunk"]["mae"]
@@ -103,10 +121,11 @@ def test_offline_is_reproducible_with_the_same_seed(sim_bags, tmp_path):
 
 
 def test_bag_without_commands_falls_back_to_joint_states(sim_bags, tmp_path):
-    bag = rewrite(sim_bags[0], tmp_path / "nocmd",
-                  drop={"/fr3_arm_controller/joint_trajectory"})
-    m = BagEvaluator(BagEvalConfig(bags=[str(bag)], out=str(tmp_path / "o"), progress=False),
-                     log=lambda *x, **k: None).run()
+    bag = rewrite(sim_bags[0], tmp_path / "nocmd", drop={"/fr3_arm_controller/joint_trajectory"})
+    m = BagEvaluator(
+        BagEvalConfig(bags=[str(bag)], out=str(tmp_path / "o"), progress=False),
+        log=lambda *x, **k: None,
+    ).run()
     b = m["bags"][0]
     assert b["reference"] == "joint_states" and b["reference_topic"] == "/joint_states"
     assert any("reference is the recorded joint_states" in n for n in b["notes"])
@@ -124,12 +143,14 @@ def test_error_cases_name_the_cause_and_keep_the_other_bags(sim_bags, tmp_path, 
     def rename(topic, msg):
         if topic == "/joint_states":
             msg.name = [n.replace("fr3_", "panda_") for n in msg.name]
+
     wrong_joints = rewrite(good, tmp_path / "wrong_joints", edit=rename)
 
     def depth(topic, msg):
         if topic == T.CAMERA_IMAGE:
             arr = np.zeros((msg.height, msg.width), dtype=np.uint16)
             return bags.image_msg(arr, bags.stamp_to_ns(msg.header.stamp), encoding="16UC1")
+
     bad_encoding = rewrite(good, tmp_path / "bad_encoding", edit=depth)
     missing = tmp_path / "does_not_exist"
     out = tmp_path / "eval"
@@ -137,7 +158,7 @@ def test_error_cases_name_the_cause_and_keep_the_other_bags(sim_bags, tmp_path, 
     for b in (truncated, no_camera, wrong_joints, bad_encoding, missing, good):
         argv += ["--bag", str(b)]
     rc = cli_main(argv)
-    assert rc == 1                                   # some failed, the good one evaluated
+    assert rc == 1  # some failed, the good one evaluated
     err = capsys.readouterr().err
     m = json.loads((out / "metrics.json").read_text())
     assert m["evaluated"] == 1 and m["failed"] == 5
@@ -151,7 +172,7 @@ def test_error_cases_name_the_cause_and_keep_the_other_bags(sim_bags, tmp_path, 
     assert errors[good.split("/")[-1]] is None
     for name in errors:
         if errors[name]:
-            assert name in err                          # one line per skipped bag on stderr
+            assert name in err  # one line per skipped bag on stderr
     assert "not evaluated" in (out / "report.html").read_text()
 
 
@@ -170,24 +191,35 @@ def test_cli_help_and_bad_arguments(capsys, tmp_path):
 
 def test_user_bag_with_other_topic_names_through_a_topic_map(sim_bags, tmp_path):
     pytest.importorskip("clap_ros.data.topic_map")
-    names = {T.CAMERA_IMAGE: "/cam/rgb", T.CAMERA_INFO: "/cam/info",
-             "/joint_states": "/robot/joint_states", T.INSTRUCTION: "/task/text",
-             "/fr3_arm_controller/joint_trajectory": "/teleop/trajectory",
-             "/gripper_controller/commands": "/teleop/gripper"}
+    names = {
+        T.CAMERA_IMAGE: "/cam/rgb",
+        T.CAMERA_INFO: "/cam/info",
+        "/joint_states": "/robot/joint_states",
+        T.INSTRUCTION: "/task/text",
+        "/fr3_arm_controller/joint_trajectory": "/teleop/trajectory",
+        "/gripper_controller/commands": "/teleop/gripper",
+    }
     bag = tmp_path / "user"
     with bags.BagReader(sim_bags[0]) as r, bags.BagWriter(bag) as w:
         for topic, msgtype, ts, msg in r.messages():
             w.write(names.get(topic, topic), ts, msg)
     tmap = tmp_path / "map.yaml"
-    tmap.write_text("camera: /cam/rgb\ncamera_info: /cam/info\njoint_states: /robot/joint_states\n"
-                    "instruction: /task/text\narm_command: /teleop/trajectory\n"
-                    "gripper_command: /teleop/gripper\n")
+    tmap.write_text(
+        "camera: /cam/rgb\ncamera_info: /cam/info\njoint_states: /robot/joint_states\n"
+        "instruction: /task/text\narm_command: /teleop/trajectory\n"
+        "gripper_command: /teleop/gripper\n"
+    )
     quiet = dict(log=lambda *a, **k: None)
-    plain = BagEvaluator(BagEvalConfig(bags=[str(bag)], out=str(tmp_path / "a"), progress=False),
-                         **quiet).run()
+    plain = BagEvaluator(
+        BagEvalConfig(bags=[str(bag)], out=str(tmp_path / "a"), progress=False), **quiet
+    ).run()
     assert plain["failed"] == 1 and "/camera/image_raw" in plain["bags"][0]["error"]
-    mapped = BagEvaluator(BagEvalConfig(bags=[str(bag)], out=str(tmp_path / "b"),
-                                        topic_map=str(tmap), progress=False), **quiet).run()
+    mapped = BagEvaluator(
+        BagEvalConfig(
+            bags=[str(bag)], out=str(tmp_path / "b"), topic_map=str(tmap), progress=False
+        ),
+        **quiet,
+    ).run()
     b = mapped["bags"][0]
     assert mapped["evaluated"] == 1, b.get("error")
     assert b["reference"] == "commands" and b["reference_topic"] == "/teleop/trajectory"
@@ -195,14 +227,26 @@ def test_user_bag_with_other_topic_names_through_a_topic_map(sim_bags, tmp_path)
     assert b["chunk"]["chunks"] > 5
     bad = tmp_path / "bad.yaml"
     bad.write_text("camra: /cam/rgb\n")
-    rc = cli_main(["eval-bag", "--bag", str(bag), "--out", str(tmp_path / "c"),
-                   "--topic-map", str(bad), "--no-progress"])
+    rc = cli_main(
+        [
+            "eval-bag",
+            "--bag",
+            str(bag),
+            "--out",
+            str(tmp_path / "c"),
+            "--topic-map",
+            str(bad),
+            "--no-progress",
+        ]
+    )
     assert rc == 2
 
 
 def test_a_folder_of_bags_expands_to_its_bags(sim_bags, tmp_path):
     from pathlib import Path
+
     from clap_ros.eval.bag_eval import expand_bag_args
+
     folder = Path(sim_bags[0]).parent
     got = expand_bag_args([str(folder)])
     assert sorted(got) == sorted(str(b) for b in sim_bags)

@@ -1,4 +1,5 @@
 """clap_ros.eval.bag_metrics on synthetic signals with known answers."""
+
 import numpy as np
 import pytest
 
@@ -9,8 +10,8 @@ def test_chunk_errors_known_offsets_per_joint_and_step():
     k, h, j = 3, 4, 2
     ref = np.zeros((k, h, j))
     pred = np.zeros((k, h, j))
-    pred[..., 0] = 0.1                      # joint 0 off by 0.1 everywhere
-    pred[..., 1] = np.arange(h) * 0.2       # joint 1 error grows with the horizon step
+    pred[..., 0] = 0.1  # joint 0 off by 0.1 everywhere
+    pred[..., 1] = np.arange(h) * 0.2  # joint 1 error grows with the horizon step
     r = M.chunk_errors(pred, ref, names=["a", "b"])
     assert r["steps"] == k * h
     assert r["mae_per_joint"][0] == pytest.approx(0.1)
@@ -24,7 +25,7 @@ def test_chunk_errors_known_offsets_per_joint_and_step():
 def test_chunk_errors_ignores_invalid_steps_and_handles_none_valid():
     pred = np.ones((2, 3, 1))
     ref = np.zeros((2, 3, 1))
-    pred[1, 2] = 100.0                      # outside the reference: must not count
+    pred[1, 2] = 100.0  # outside the reference: must not count
     valid = np.ones((2, 3), bool)
     valid[1, 2] = False
     r = M.chunk_errors(pred, ref, valid)
@@ -41,7 +42,7 @@ def test_gripper_agreement_counts_same_side_and_switches():
     pred = np.array([0.9, 0.8, 0.2, 0.1, 0.0, 0.6, 0.4, 0.7])
     r = M.gripper_agreement(pred, ref)
     assert r["samples"] == 8
-    assert r["agreement"] == pytest.approx(6 / 8)     # index 2 and 5 disagree
+    assert r["agreement"] == pytest.approx(6 / 8)  # index 2 and 5 disagree
     assert r["switches_ref"] == 2 and r["switches_pred"] == 4
     assert M.gripper_agreement([], [])["agreement"] is None
 
@@ -49,12 +50,12 @@ def test_gripper_agreement_counts_same_side_and_switches():
 def test_smoothness_of_a_cubic_has_known_derivatives():
     dt = 0.001
     t = np.arange(0, 1.0 + dt / 2, dt)
-    q = np.stack([t ** 3, 2 * t], axis=1)    # jerk 6 on joint 0; constant velocity 2 on joint 1
+    q = np.stack([t**3, 2 * t], axis=1)  # jerk 6 on joint 0; constant velocity 2 on joint 1
     s = M.smoothness(t, q)
     assert s["jerk"]["max_per_joint"][0] == pytest.approx(6.0, rel=1e-3)
     assert s["jerk"]["max_per_joint"][1] == pytest.approx(0.0, abs=1e-6)
     assert s["velocity"]["max_per_joint"][1] == pytest.approx(2.0)
-    assert s["velocity"]["max_per_joint"][0] == pytest.approx(3.0, rel=1e-2)   # 3 t^2 at t=1
+    assert s["velocity"]["max_per_joint"][0] == pytest.approx(3.0, rel=1e-2)  # 3 t^2 at t=1
     assert s["acceleration"]["max"] == pytest.approx(6.0, rel=1e-2)
     assert s["jerk"]["max"] == pytest.approx(6.0, rel=1e-3)
     with pytest.raises(ValueError):
@@ -69,7 +70,11 @@ def test_discontinuities_distribution_rate_tracking():
     assert d["mean"] == pytest.approx((0.3 + 0.05) / 2)
     assert M.discontinuities(np.zeros((0, 2)), np.zeros((0, 2)))["max"] is None
     lat = M.distribution([0.01, 0.02, 0.03, None, float("nan")], 1e3)
-    assert lat["count"] == 3 and lat["p50"] == pytest.approx(20.0) and lat["max"] == pytest.approx(30.0)
+    assert (
+        lat["count"] == 3
+        and lat["p50"] == pytest.approx(20.0)
+        and lat["max"] == pytest.approx(30.0)
+    )
     assert M.achieved_rate(np.arange(11) * 0.1) == pytest.approx(10.0)
     assert M.achieved_rate([1.0]) is None
     e = M.tracking_errors(np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([[0.0, 0.0], [0.0, 2.0]]))
@@ -78,9 +83,11 @@ def test_discontinuities_distribution_rate_tracking():
 
 
 def test_aggregate_means_values_and_sums_counts():
-    bags = [{"chunk": {"mae": 0.1}, "counts": {"chunks_accepted": 3, "watchdog_stops": 1}},
-            {"chunk": {"mae": 0.3}, "counts": {"chunks_accepted": 5, "watchdog_stops": 0}},
-            {"chunk": None, "counts": {"chunks_accepted": 2}}]
+    bags = [
+        {"chunk": {"mae": 0.1}, "counts": {"chunks_accepted": 3, "watchdog_stops": 1}},
+        {"chunk": {"mae": 0.3}, "counts": {"chunks_accepted": 5, "watchdog_stops": 0}},
+        {"chunk": None, "counts": {"chunks_accepted": 2}},
+    ]
     a = M.aggregate(bags)
     assert a["bags"] == 3
     assert a["chunk MAE"] == pytest.approx(0.2)

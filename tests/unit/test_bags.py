@@ -1,4 +1,5 @@
 """BagWriter -> BagReader round trips and clear errors for bad bags."""
+
 import json
 
 import numpy as np
@@ -23,8 +24,13 @@ def _write_sample(path):
             qs.append(q)
             w.write(T.CAMERA_IMAGE, t, bags.image_msg(img, t))
             w.write("/joint_states", t + 1, bags.joint_state_msg(["j1", "j2", "j3"], q, t + 1))
-        w.write("/ctl/joint_trajectory", t, bags.joint_trajectory_msg(
-            ["j1", "j2", "j3"], [0.5, 1.0], np.ones((2, 3)), np.zeros((2, 3))))
+        w.write(
+            "/ctl/joint_trajectory",
+            t,
+            bags.joint_trajectory_msg(
+                ["j1", "j2", "j3"], [0.5, 1.0], np.ones((2, 3)), np.zeros((2, 3))
+            ),
+        )
         w.add_topic("/cmd", T.TYPES["float64_array"])
         w.write_cdr("/cmd", t + 2, bags.serialize(bags.float64_array_msg([0.25])))
         w.write(T.EPISODE_OUTCOME, t + 3, bags.json_msg({"success": True, "seed": np.int64(4)}))
@@ -37,26 +43,29 @@ def test_round_trip_values_equal(tmp_path):
     meta = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     assert meta["version"] == bags.BAG_VERSION and meta["storage_identifier"] == "mcap"
     assert meta["custom_data"]["robot"] == "fr3"
-    qos = {t["topic_metadata"]["name"]: t["topic_metadata"]["offered_qos_profiles"]
-           for t in meta["topics_with_message_count"]}
+    qos = {
+        t["topic_metadata"]["name"]: t["topic_metadata"]["offered_qos_profiles"]
+        for t in meta["topics_with_message_count"]
+    }
     assert qos[T.CAMERA_IMAGE][0]["reliability"] == "best_effort"
     assert qos[T.EPISODE_OUTCOME][0]["reliability"] == "reliable"
     with BagReader(path) as r:
         assert r.topics[T.CAMERA_IMAGE] == "sensor_msgs/msg/Image"
         assert r.message_counts["/joint_states"] == 20
         from clap_ros.data.images import image_to_numpy
+
         got_imgs = [image_to_numpy(m) for _, _, _, m in r.messages([T.CAMERA_IMAGE])]
         got = list(r.messages(["/joint_states"]))
         assert [ts for _, _, ts, _ in got] == [1_000_000_001 + i * 50_000_000 for i in range(20)]
         assert all(bags.stamp_to_ns(m.header.stamp) == ts for _, _, ts, m in got)
         np.testing.assert_array_equal(np.stack(got_imgs), np.stack(imgs))
         np.testing.assert_array_equal(np.stack([m.position for *_, m in got]), np.stack(qs))
-        (_, _, _, traj), = list(r.messages(["/ctl/joint_trajectory"]))
+        ((_, _, _, traj),) = list(r.messages(["/ctl/joint_trajectory"]))
         assert list(traj.joint_names) == ["j1", "j2", "j3"]
         assert bags.stamp_to_ns(traj.points[1].time_from_start) == 1_000_000_000
-        (_, _, _, cmd), = list(r.messages(["/cmd"]))
+        ((_, _, _, cmd),) = list(r.messages(["/cmd"]))
         assert list(cmd.data) == [0.25]
-        (_, _, _, out), = list(r.messages([T.EPISODE_OUTCOME]))
+        ((_, _, _, out),) = list(r.messages([T.EPISODE_OUTCOME]))
         assert json.loads(out.data) == {"success": True, "seed": 4}
         all_ts = [ts for _, _, ts, _ in r.raw_messages()]
         assert all_ts == sorted(all_ts) and len(all_ts) == 43
@@ -96,7 +105,9 @@ def test_metadata_written_even_when_recording_raises(tmp_path):
         assert [m.data for *_, m in r.messages()] == ["kept"]
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "no_metadata", "missing", "loose_garbage"])
+@pytest.mark.parametrize(
+    "damage", ["truncate", "garbage", "no_metadata", "missing", "loose_garbage"]
+)
 def test_reader_errors_name_the_bag(tmp_path, damage):
     path = tmp_path / "bag"
     _write_sample(path)
@@ -133,13 +144,21 @@ def test_find_bags(tmp_path):
 def test_raw_rclpy_bytes_read_back(tmp_path):
     """What the ROS recorder writes: Fast DDS bytes (with their unused tail) via write_cdr."""
     ser = pytest.importorskip("rclpy.serialization")
+    from builtin_interfaces.msg import Duration
     from sensor_msgs.msg import JointState
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-    from builtin_interfaces.msg import Duration
+
     js = JointState(name=["a", "b"], position=[1.0, 2.0], velocity=[0.5, 0.25])
-    traj = JointTrajectory(joint_names=["a", "b"], points=[
-        JointTrajectoryPoint(positions=[1.0, 2.0], velocities=[0.0, 0.0],
-                             time_from_start=Duration(sec=0, nanosec=100_000_000))])
+    traj = JointTrajectory(
+        joint_names=["a", "b"],
+        points=[
+            JointTrajectoryPoint(
+                positions=[1.0, 2.0],
+                velocities=[0.0, 0.0],
+                time_from_start=Duration(sec=0, nanosec=100_000_000),
+            )
+        ],
+    )
     with BagWriter(tmp_path / "b") as w:
         w.add_topic("/joint_states", T.TYPES["joint_state"])
         w.add_topic("/traj", T.TYPES["joint_trajectory"])

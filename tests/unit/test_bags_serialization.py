@@ -3,6 +3,7 @@
 This is what lets the ROS recorder write raw bytes from `raw=True` subscriptions and the direct
 recorder write rosbags-serialised messages into the same bags.
 """
+
 import numpy as np
 import pytest
 
@@ -21,18 +22,32 @@ def _pairs():
     rng = np.random.default_rng(7)
     img = rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
     hdr = Header(stamp=Time(sec=STAMP_NS // 10**9, nanosec=STAMP_NS % 10**9), frame_id="cam")
-    r_img = Image(header=hdr, height=6, width=5, encoding="rgb8", is_bigendian=0, step=15,
-                  data=img.tobytes())
+    r_img = Image(
+        header=hdr, height=6, width=5, encoding="rgb8", is_bigendian=0, step=15, data=img.tobytes()
+    )
     b_img = bags.image_msg(img, STAMP_NS, frame_id="cam")
 
     K = np.array([[100.0, 0, 32.5], [0, 101.0, 31.5], [0, 0, 1]])
-    info = {"width": 64, "height": 48, "K": K, "D": [0.1, -0.2, 0.0, 0.0, 0.01],
-            "R": np.eye(3), "P": np.hstack([K, np.zeros((3, 1))]), "distortion_model": "plumb_bob",
-            "frame_id": "cam"}
-    r_info = CameraInfo(header=hdr, height=48, width=64, distortion_model="plumb_bob",
-                        d=[0.1, -0.2, 0.0, 0.0, 0.01], k=K.reshape(-1).tolist(),
-                        r=np.eye(3).reshape(-1).tolist(),
-                        p=np.hstack([K, np.zeros((3, 1))]).reshape(-1).tolist())
+    info = {
+        "width": 64,
+        "height": 48,
+        "K": K,
+        "D": [0.1, -0.2, 0.0, 0.0, 0.01],
+        "R": np.eye(3),
+        "P": np.hstack([K, np.zeros((3, 1))]),
+        "distortion_model": "plumb_bob",
+        "frame_id": "cam",
+    }
+    r_info = CameraInfo(
+        header=hdr,
+        height=48,
+        width=64,
+        distortion_model="plumb_bob",
+        d=[0.1, -0.2, 0.0, 0.0, 0.01],
+        k=K.reshape(-1).tolist(),
+        r=np.eye(3).reshape(-1).tolist(),
+        p=np.hstack([K, np.zeros((3, 1))]).reshape(-1).tolist(),
+    )
     b_info = bags.camera_info_msg(info, STAMP_NS)
 
     names = ["fr3_joint%d" % i for i in range(1, 8)] + ["fr3_finger_joint1"]
@@ -47,10 +62,17 @@ def _pairs():
     V = rng.normal(size=(3, 7))
     V[-1] = 0.0
     r_traj = JointTrajectory(
-        header=Header(stamp=Time(sec=0, nanosec=0), frame_id=""), joint_names=names[:7],
-        points=[JointTrajectoryPoint(positions=P[i].tolist(), velocities=V[i].tolist(),
-                                     time_from_start=Duration(sec=int(t), nanosec=int(round((t % 1) * 1e9))))
-                for i, t in enumerate(times)])
+        header=Header(stamp=Time(sec=0, nanosec=0), frame_id=""),
+        joint_names=names[:7],
+        points=[
+            JointTrajectoryPoint(
+                positions=P[i].tolist(),
+                velocities=V[i].tolist(),
+                time_from_start=Duration(sec=int(t), nanosec=int(round((t % 1) * 1e9))),
+            )
+            for i, t in enumerate(times)
+        ],
+    )
     b_traj = bags.joint_trajectory_msg(names[:7], times, P, V, timestamp_ns=0)
 
     r_arr = Float64MultiArray(data=[0.5, -1.25, 3.0])
@@ -58,9 +80,14 @@ def _pairs():
 
     r_str = String(data='{"success":true,"seed":3,"text":"put the r\\u00e9d cube"}')
     b_str = bags.string_msg('{"success":true,"seed":3,"text":"put the r\\u00e9d cube"}')
-    return [("image", r_img, b_img), ("camera_info", r_info, b_info),
-            ("joint_state", r_js, b_js), ("joint_trajectory", r_traj, b_traj),
-            ("float64_array", r_arr, b_arr), ("string", r_str, b_str)]
+    return [
+        ("image", r_img, b_img),
+        ("camera_info", r_info, b_info),
+        ("joint_state", r_js, b_js),
+        ("joint_trajectory", r_traj, b_traj),
+        ("float64_array", r_arr, b_arr),
+        ("string", r_str, b_str),
+    ]
 
 
 def _padding_mask(msg):
@@ -102,6 +129,7 @@ def test_padding_mask_finds_string_padding():
 
 def test_deserialize_rejects_short_and_garbage_bytes():
     from rosbags.serde import SerdeError
+
     good = bags.serialize(bags.joint_state_msg(["a", "b"], [1.0, 2.0], 5))
     with pytest.raises(SerdeError):
         bags.deserialize(good[:-9], "sensor_msgs/msg/JointState")

@@ -2,6 +2,7 @@
 known intrinsics (fovy) at known poses; for hand-eye, a camera at a known offset on the FR3 flange
 (forward kinematics of the robot profile) or a fixed camera looking at a board on the flange.
 Also the camera_info YAML round trip, the CLI on folders and a bag made here, and its errors."""
+
 import argparse
 import json
 import math
@@ -13,19 +14,34 @@ import yaml
 
 from clap_ros.calibration import cli as calib_cli
 from clap_ros.calibration.board import Board, CalibrationError, aruco_available
-from clap_ros.calibration.handeye import (METHODS, calibrate_hand_eye, board_pose, inv_T, make_T,
-                                          rotation_angle_deg)
+from clap_ros.calibration.handeye import (
+    METHODS,
+    board_pose,
+    calibrate_hand_eye,
+    inv_T,
+    make_T,
+    rotation_angle_deg,
+)
 from clap_ros.calibration.intrinsics import calibrate_intrinsics
-from clap_ros.calibration.simboard import (BoardScene, hand_eye_views, intrinsics_views,
-                                           rot_axis_angle)
+from clap_ros.calibration.simboard import (
+    BoardScene,
+    hand_eye_views,
+    intrinsics_views,
+    rot_axis_angle,
+)
 from clap_ros.calibration.sources import pair_with_joint_states
-from clap_ros.calibration.yaml_io import (load_joint_poses, matrix_from_quat_xyzw,
-                                          quat_xyzw_from_matrix, read_transform, write_camera_info)
+from clap_ros.calibration.yaml_io import (
+    load_joint_poses,
+    matrix_from_quat_xyzw,
+    quat_xyzw_from_matrix,
+    read_transform,
+    write_camera_info,
+)
 from clap_ros.inference.preprocess import Calibration
 from clap_ros.robots import load_profile
 
-SIZE = (480, 640)          # (height, width)
-FOVY = 55.0                # the sim scene camera's field of view
+SIZE = (480, 640)  # (height, width)
+FOVY = 55.0  # the sim scene camera's field of view
 BOARD = Board("chessboard", cols=10, rows=7, square=0.025)
 
 
@@ -51,8 +67,10 @@ def intrinsics(scene):
 
 def test_intrinsics_match_the_mujoco_camera(scene, intrinsics):
     r, K = intrinsics, scene.K
-    print("\nintrinsics: rms %.3f px, fx %.2f fy %.2f (true %.2f), cx %.2f cy %.2f (true %.1f %.1f)"
-          % (r.rms_px, r.K[0, 0], r.K[1, 1], K[0, 0], r.K[0, 2], r.K[1, 2], K[0, 2], K[1, 2]))
+    print(
+        "\nintrinsics: rms %.3f px, fx %.2f fy %.2f (true %.2f), cx %.2f cy %.2f (true %.1f %.1f)"
+        % (r.rms_px, r.K[0, 0], r.K[1, 1], K[0, 0], r.K[0, 2], r.K[1, 2], K[0, 2], K[1, 2])
+    )
     assert len(r.views) == 15 and not r.skipped
     assert r.rms_px < 1.0 and max(r.per_view_rms_px) < 1.0
     assert abs(r.K[0, 0] / K[0, 0] - 1) < 0.01 and abs(r.K[1, 1] / K[1, 1] - 1) < 0.01
@@ -94,8 +112,10 @@ def test_hand_eye_recovers_the_true_transform(scene, intrinsics, setup, method):
     res = calibrate_hand_eye(F, C, setup, method)
     dt_mm = 1000 * np.linalg.norm(res.T[:3, 3] - sc.X[:3, 3])
     dr_deg = rotation_angle_deg(res.T[:3, :3].T @ sc.X[:3, :3])
-    print("\n%s %s: error %.3f mm %.4f deg; residual rms %.3f mm %.4f deg"
-          % (setup, method, dt_mm, dr_deg, res.rms_translation_mm, res.rms_rotation_deg))
+    print(
+        "\n%s %s: error %.3f mm %.4f deg; residual rms %.3f mm %.4f deg"
+        % (setup, method, dt_mm, dr_deg, res.rms_translation_mm, res.rms_rotation_deg)
+    )
     assert dt_mm < 2.0 and dr_deg < 0.5
     assert res.rms_translation_mm < 1.0 and res.rms_rotation_deg < 0.2
     assert res.rotation_spread_deg > 15 and res.warnings == []
@@ -109,8 +129,8 @@ def test_every_opencv_method_is_exact_on_exact_poses():
 
     X, B = rand_T(), rand_T()
     F = [rand_T() for _ in range(8)]
-    eih = [inv_T(X) @ inv_T(f) @ B for f in F]      # base_T_flange X cam_T_board = base_T_board
-    eth = [inv_T(X) @ f @ B for f in F]             # inv(base_T_flange) X cam_T_board = const
+    eih = [inv_T(X) @ inv_T(f) @ B for f in F]  # base_T_flange X cam_T_board = base_T_board
+    eth = [inv_T(X) @ f @ B for f in F]  # inv(base_T_flange) X cam_T_board = const
     for m in METHODS:
         for setup, C in (("eye_in_hand", eih), ("eye_to_hand", eth)):
             res = calibrate_hand_eye(F, C, setup, m)
@@ -135,8 +155,12 @@ def test_camera_info_yaml_round_trip_into_calibration(tmp_path, intrinsics):
     r = intrinsics
     path = write_camera_info(tmp_path / "cam.yaml", r.K, r.D, r.width, r.height, "scene_camera")
     data = yaml.safe_load(path.read_text())
-    for key, (rows, cols) in (("camera_matrix", (3, 3)), ("rectification_matrix", (3, 3)),
-                              ("projection_matrix", (3, 4)), ("distortion_coefficients", (1, 5))):
+    for key, (rows, cols) in (
+        ("camera_matrix", (3, 3)),
+        ("rectification_matrix", (3, 3)),
+        ("projection_matrix", (3, 4)),
+        ("distortion_coefficients", (1, 5)),
+    ):
         assert data[key]["rows"] == rows and data[key]["cols"] == cols
         assert len(data[key]["data"]) == rows * cols
     assert data["camera_name"] == "scene_camera" and data["distortion_model"] == "plumb_bob"
@@ -148,8 +172,12 @@ def test_camera_info_yaml_round_trip_into_calibration(tmp_path, intrinsics):
 
 
 def test_quaternion_helpers_round_trip():
-    for axis, ang in (([1, 0, 0], 0.3), ([0, 1, 1], 2.0), ([1, -2, 0.5], math.pi - 1e-3),
-                      ([0, 0, 1], math.pi)):
+    for axis, ang in (
+        ([1, 0, 0], 0.3),
+        ([0, 1, 1], 2.0),
+        ([1, -2, 0.5], math.pi - 1e-3),
+        ([0, 0, 1], math.pi),
+    ):
         R = rot_axis_angle(axis, ang)
         q = quat_xyzw_from_matrix(R)
         assert abs(np.linalg.norm(q) - 1) < 1e-12 and q[3] >= 0
@@ -158,8 +186,10 @@ def test_quaternion_helpers_round_trip():
 
 def test_coverage_and_view_count_warnings(scene):
     far = 0.9  # board small in the image centre
-    poses = [make_T(rot_axis_angle(ax, math.radians(25)), [-0.1125, -0.075, far])
-             for ax in ([1, 0, 0], [0, 1, 0], [-1, 0, 0], [0, -1, 0], [1, 1, 0])]
+    poses = [
+        make_T(rot_axis_angle(ax, math.radians(25)), [-0.1125, -0.075, far])
+        for ax in ([1, 0, 0], [0, 1, 0], [-1, 0, 0], [0, -1, 0], [1, 1, 0])
+    ]
     frames = [("v%d" % k, scene.render(inv_T(T))) for k, T in enumerate(poses)]
     r = calibrate_intrinsics(frames, BOARD)
     text = " ".join(r.warnings)
@@ -182,10 +212,13 @@ def cli_data(scene, tmp_path_factory):
     _write_images(root / "intr", [scene.render(inv_T(T)) for T in views])
     profile = load_profile("fr3")
     sc = hand_eye_views(scene, profile, "eye_to_hand", 10, seed=13)
-    names = _write_images(root / "he", [scene.render(c, b)
-                                        for c, b in zip(sc.base_T_cam, sc.base_T_board)])
-    poses = [{"image": n, "joints": dict(zip(profile.joint_names, map(float, q)))}
-             for n, q in zip(names, sc.joint_positions)]
+    names = _write_images(
+        root / "he", [scene.render(c, b) for c, b in zip(sc.base_T_cam, sc.base_T_board)]
+    )
+    poses = [
+        {"image": n, "joints": dict(zip(profile.joint_names, map(float, q)))}
+        for n, q in zip(names, sc.joint_positions)
+    ]
     (root / "poses.yaml").write_text(yaml.safe_dump(poses))
     return root, sc, profile
 
@@ -193,16 +226,47 @@ def cli_data(scene, tmp_path_factory):
 def test_cli_intrinsics_then_handeye_on_folders(cli_data, scene, capsys):
     root, sc, profile = cli_data
     cam = root / "out" / "cam.yaml"
-    assert run_cli("intrinsics", "--images", root / "intr", "--squares", "10x7", "--square-size",
-                   0.025, "--camera-name", "sim_scene", "--out", cam) == 0
+    assert (
+        run_cli(
+            "intrinsics",
+            "--images",
+            root / "intr",
+            "--squares",
+            "10x7",
+            "--square-size",
+            0.025,
+            "--camera-name",
+            "sim_scene",
+            "--out",
+            cam,
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "RMS reprojection error" in out and "wrote" in out
     cal = Calibration.from_camera_info(yaml.safe_load(cam.read_text()))
     assert abs(cal.K[0, 0] / scene.K[0, 0] - 1) < 0.01
     he = root / "out" / "he.yaml"
-    assert run_cli("handeye", "--setup", "eye_to_hand", "--robot", "fr3", "--camera-info", cam,
-                   "--images", root / "he", "--poses", root / "poses.yaml", "--square-size",
-                   0.025, "--out", he) == 0
+    assert (
+        run_cli(
+            "handeye",
+            "--setup",
+            "eye_to_hand",
+            "--robot",
+            "fr3",
+            "--camera-info",
+            cam,
+            "--images",
+            root / "he",
+            "--poses",
+            root / "poses.yaml",
+            "--square-size",
+            0.025,
+            "--out",
+            he,
+        )
+        == 0
+    )
     doc = yaml.safe_load(he.read_text())
     assert doc["transform"]["parent_frame"] == "fr3_base"
     assert doc["transform"]["child_frame"] == "camera_optical_frame"
@@ -213,12 +277,16 @@ def test_cli_intrinsics_then_handeye_on_folders(cli_data, scene, capsys):
     assert len(doc["residuals"]["translation_mm"]["per_view"]) == 10
     assert doc["residuals"]["translation_mm"]["rms"] < 1.0
     # quaternion and matrix agree
-    np.testing.assert_allclose(matrix_from_quat_xyzw([doc["transform"]["rotation"][k]
-                                                      for k in "xyzw"]), T[:3, :3], atol=1e-9)
+    np.testing.assert_allclose(
+        matrix_from_quat_xyzw([doc["transform"]["rotation"][k] for k in "xyzw"]),
+        T[:3, :3],
+        atol=1e-9,
+    )
 
 
 def test_cli_handeye_from_a_bag(cli_data, tmp_path):
     from clap_ros.data.bags import BagWriter, image_msg, joint_state_msg
+
     root, sc, profile = cli_data
     cam = tmp_path / "true.yaml"
     write_camera_info(cam, BoardSceneK(), np.zeros(5), 640, 480)
@@ -229,14 +297,21 @@ def test_cli_handeye_from_a_bag(cli_data, tmp_path):
         t = 1_000_000_000
         for name, q in zip(names, sc.joint_positions):
             for k in range(5):  # arm still for 0.4 s around the frame
-                w.write("/joint_states", t + k * 100_000_000,
-                        joint_state_msg(names_js, list(q) + [0.04], t + k * 100_000_000))
+                w.write(
+                    "/joint_states",
+                    t + k * 100_000_000,
+                    joint_state_msg(names_js, list(q) + [0.04], t + k * 100_000_000),
+                )
             img = cv2.cvtColor(cv2.imread(str(root / "he" / name)), cv2.COLOR_BGR2RGB)
             w.write("/camera/image_raw", t + 210_000_000, image_msg(img, t + 210_000_000))
             t += 2_000_000_000  # then it moves on
     out = tmp_path / "he.yaml"
-    assert run_cli("handeye", "--setup", "eye_to_hand", "--camera-info", cam, "--bag", bag,
-                   "--out", out) == 0
+    assert (
+        run_cli(
+            "handeye", "--setup", "eye_to_hand", "--camera-info", cam, "--bag", bag, "--out", out
+        )
+        == 0
+    )
     T = read_transform(out)
     doc = yaml.safe_load(out.read_text())
     assert len(doc["views"]) == len(names)
@@ -245,13 +320,14 @@ def test_cli_handeye_from_a_bag(cli_data, tmp_path):
 
 def BoardSceneK():
     from clap_ros.calibration.simboard import camera_matrix
+
     return camera_matrix(SIZE[1], SIZE[0], FOVY)
 
 
 def test_pairing_keeps_still_distinct_poses():
     js_t = np.arange(0, 10_000_000_000, 100_000_000)  # 10 Hz for 10 s
     q = np.zeros((len(js_t), 2))
-    q[js_t >= 3e9, 0] = 0.5                           # jumps at 3 s (moving between 2.9 and 3.0)
+    q[js_t >= 3e9, 0] = 0.5  # jumps at 3 s (moving between 2.9 and 3.0)
     q[(js_t >= 2.9e9) & (js_t < 3e9), 0] = 0.25
     img_t = [1.0e9, 1.5e9, 2.95e9, 5.0e9, 9.5e9, 20e9]  # still, same pose, moving, new, same, late
     pairs = pair_with_joint_states(img_t, js_t, q, max_dt=0.05, max_speed=0.02, min_change=0.02)
@@ -260,9 +336,16 @@ def test_pairing_keeps_still_distinct_poses():
 
 def test_poses_file_shapes(tmp_path):
     p = tmp_path / "p.json"
-    p.write_text(json.dumps({"poses": [{"image": "a.png", "name": ["j1", "j2"],
-                                        "position": [0.1, 0.2]}, {"image": "b.png",
-                                                                  "joints": {"j1": 1, "j2": 2}}]}))
+    p.write_text(
+        json.dumps(
+            {
+                "poses": [
+                    {"image": "a.png", "name": ["j1", "j2"], "position": [0.1, 0.2]},
+                    {"image": "b.png", "joints": {"j1": 1, "j2": 2}},
+                ]
+            }
+        )
+    )
     poses = load_joint_poses(p)
     assert poses[0] == {"image": "a.png", "joints": {"j1": 0.1, "j2": 0.2}}
     assert poses[1]["joints"] == {"j1": 1.0, "j2": 2.0}
@@ -273,8 +356,12 @@ def test_poses_file_shapes(tmp_path):
 
 def test_cli_render_board_prints_a_detectable_board(tmp_path, capsys):
     out = tmp_path / "board.png"
-    assert run_cli("render-board", "--squares", "9x6", "--square-size", 0.03, "--dpi", 150,
-                   "--out", out) == 0
+    assert (
+        run_cli(
+            "render-board", "--squares", "9x6", "--square-size", 0.03, "--dpi", 150, "--out", out
+        )
+        == 0
+    )
     img = cv2.imread(str(out), cv2.IMREAD_GRAYSCALE)
     px = round(0.03 / 0.0254 * 150)
     assert img.shape == (8 * px, 11 * px)  # squares plus a one-square margin
@@ -312,16 +399,40 @@ def test_cli_errors_and_exit_codes(cli_data, tmp_path, capsys):
     assert run_cli(*common, "--poses", badp) == 2
     err = capsys.readouterr().err
     assert "unknown ['elbow_joint']" in err and "missing ['fr3_joint4']" in err
-    assert run_cli(*common) == 2                      # --images without --poses
+    assert run_cli(*common) == 2  # --images without --poses
     assert "--poses" in capsys.readouterr().err
-    assert run_cli("handeye", "--setup", "eye_in_hand", "--camera-info", tmp_path / "nope.yaml",
-                   "--images", root / "he", "--poses", root / "poses.yaml") == 2
+    assert (
+        run_cli(
+            "handeye",
+            "--setup",
+            "eye_in_hand",
+            "--camera-info",
+            tmp_path / "nope.yaml",
+            "--images",
+            root / "he",
+            "--poses",
+            root / "poses.yaml",
+        )
+        == 2
+    )
     assert run_cli(*common, "--poses", root / "poses.yaml", "--robot", "nosuchbot") == 2
     # images of another size than the camera_info
     small = tmp_path / "small.yaml"
     write_camera_info(small, BoardSceneK(), np.zeros(5), 320, 240)
-    assert run_cli("handeye", "--setup", "eye_in_hand", "--camera-info", small, "--images",
-                   root / "he", "--poses", root / "poses.yaml") == 2
+    assert (
+        run_cli(
+            "handeye",
+            "--setup",
+            "eye_in_hand",
+            "--camera-info",
+            small,
+            "--images",
+            root / "he",
+            "--poses",
+            root / "poses.yaml",
+        )
+        == 2
+    )
     with pytest.raises(SystemExit) as e:
         run_cli("intrinsics", "--images", root, "--squares", "ten")
     assert e.value.code == 2
@@ -330,4 +441,5 @@ def test_cli_errors_and_exit_codes(cli_data, tmp_path, capsys):
 
 def test_calibrate_is_a_clap_ros_subcommand():
     from clap_ros import cli
+
     assert "clap_ros.calibration.cli" in cli.SUBCOMMAND_MODULES

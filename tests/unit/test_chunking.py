@@ -1,4 +1,5 @@
 """ChunkQueue: alignment, blending continuity, rejection, running dry, JTC points (no ROS)."""
+
 import numpy as np
 import pytest
 
@@ -37,8 +38,12 @@ def test_blend_keeps_position_velocity_acceleration_continuous(fr3):
     r = q.push(chunk_of(lambda t: 0.2 * np.sin(2 * t), 0.0, fr3, fr3.dof + 1), 0.0, CDT, 0.05)
     assert r.accepted
     # A second chunk that disagrees: 5 cm-scale offset and a different velocity, arriving late.
-    r = q.push(chunk_of(lambda t: 0.05 + 0.2 * np.sin(2 * t) + 0.3 * t, 0.3, fr3, fr3.dof + 1),
-               0.3, CDT, 0.37)
+    r = q.push(
+        chunk_of(lambda t: 0.05 + 0.2 * np.sin(2 * t) + 0.3 * t, 0.3, fr3, fr3.dof + 1),
+        0.3,
+        CDT,
+        0.37,
+    )
     assert r.accepted and r.delay == pytest.approx(0.07)
     old = ChunkQueue(fr3, dim=fr3.dof + 1)
     old.reset(0.0, np.append(fr3.home, 1.0))
@@ -64,10 +69,10 @@ def test_late_chunk_keeps_its_own_time_axis_and_drops_past_steps(fr3):
     q.reset(0.0, fr3.home)
     # Linear in time, so its C2 spline is exact: value at t is home + 0.1 t.
     r = q.push(chunk_of(lambda t: 0.1 * t, 0.0, fr3), 0.0, CDT, 0.2)
-    assert r.accepted and r.dropped_steps == 3   # steps at 0, 1/15, 2/15 < 0.2 s
+    assert r.accepted and r.dropped_steps == 3  # steps at 0, 1/15, 2/15 < 0.2 s
     assert q.dropped_steps == 3
     before = q.sample(0.2)[0].copy()
-    np.testing.assert_allclose(before, fr3.home, atol=1e-12)   # hand-over starts where we are
+    np.testing.assert_allclose(before, fr3.home, atol=1e-12)  # hand-over starts where we are
     after = q.sample(0.3)[0]
     # Step i is executed at t0 + i*dt (aligned to its frame), not shifted by the 0.2 s delay.
     np.testing.assert_allclose(after, fr3.home + 0.1 * 0.3, atol=1e-12)
@@ -79,10 +84,10 @@ def test_stale_and_bad_chunks_are_rejected_and_change_nothing(fr3):
     assert q.push(chunk_of(lambda t: 0.1 * t, 1.0, fr3), 1.0, CDT, 1.05).accepted
     ref = q.peek(1.4)
     cases = [
-        (chunk_of(lambda t: 0 * t, 0.5, fr3), 0.5, CDT, 0.9, "stale"),           # 0.4 s late
-        (chunk_of(lambda t: 0 * t, 0.0, fr3), 0.0, CDT, 1.1, "stale"),           # all past, too
-        (chunk_of(lambda t: 0 * t, 0.9, fr3), 0.9, CDT, 1.1, "older"),           # older frame
-        (chunk_of(lambda t: 0 * t, 1.2, fr3)[:, :6], 1.2, CDT, 1.25, "shape"),   # wrong width
+        (chunk_of(lambda t: 0 * t, 0.5, fr3), 0.5, CDT, 0.9, "stale"),  # 0.4 s late
+        (chunk_of(lambda t: 0 * t, 0.0, fr3), 0.0, CDT, 1.1, "stale"),  # all past, too
+        (chunk_of(lambda t: 0 * t, 0.9, fr3), 0.9, CDT, 1.1, "older"),  # older frame
+        (chunk_of(lambda t: 0 * t, 1.2, fr3)[:, :6], 1.2, CDT, 1.25, "shape"),  # wrong width
         (np.full((H, fr3.dof), np.nan), 1.2, CDT, 1.25, "NaN"),
         (chunk_of(lambda t: 0 * t, 1.2, fr3), 1.2, 0.0, 1.25, "timing"),
     ]
@@ -112,7 +117,7 @@ def test_running_dry_decelerates_smoothly_to_a_hold(fr3):
     A = np.array([s[2][0] for s in S])
     P = np.array([s[0][0] for s in S])
     assert V[0] == pytest.approx(1.5, abs=1e-6)
-    assert np.all(np.diff(V) <= 1e-12) and np.all(V >= -1e-12)     # slows down, never reverses
+    assert np.all(np.diff(V) <= 1e-12) and np.all(V >= -1e-12)  # slows down, never reverses
     assert np.max(np.abs(A)) <= fr3.limits.acceleration[0] + 1e-9
     assert np.max(np.abs(np.diff(A)) / 0.001) <= fr3.limits.jerk[0] * 1.01
     assert V[-1] == 0.0 and P[-1] == P[-2] and q.running_dry(ts[-1])
@@ -134,7 +139,7 @@ def test_running_dry_with_joints_at_different_speeds(fr3):
     assert np.all(V * np.sign(speeds) >= -1e-12)
     np.testing.assert_array_equal(V[-1], 0.0)
     np.testing.assert_allclose(Q[-1], Q[-50], atol=1e-12)
-    assert np.all(np.abs(Q[-1] - Q[0]) < np.abs(speeds) * 0.6 + 1e-9)   # no runaway polynomial
+    assert np.all(np.abs(Q[-1] - Q[0]) < np.abs(speeds) * 0.6 + 1e-9)  # no runaway polynomial
 
 
 def test_sample_reuses_its_buffers(fr3):
@@ -187,8 +192,8 @@ def test_prepare_outside_commit_inside_starts_blend_no_earlier_than_now(fr3):
     q = ChunkQueue(fr3, blend_window=0.1)
     q.reset(0.0, fr3.home)
     prepared = q.prepare(chunk_of(lambda t: 0.05 + 0 * t, 0.0, fr3), 0.0, CDT, 0.02)
-    assert prepared.reason == "" and q.accepted == 0      # nothing changed yet
-    streamed = q.sample(0.03)[0].copy()                    # the loop went on meanwhile
+    assert prepared.reason == "" and q.accepted == 0  # nothing changed yet
+    streamed = q.sample(0.03)[0].copy()  # the loop went on meanwhile
     assert q.commit(prepared, t_now=0.03).accepted
     np.testing.assert_allclose(q.peek(0.03)[0], streamed, atol=1e-15)
     dq, dqd, dqdd = jump_at(q, 0.03)

@@ -1,5 +1,6 @@
 """The plain-Python parts of encoder_node / planner_node (no ROS): latent wire format, state from
 joint_states by name, plan timing, latest-only mailbox, model path resolution."""
+
 import threading
 import time
 from types import SimpleNamespace
@@ -7,8 +8,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from clap_ros.nodes.clap_logic import (InputError, LatestSlot, latent_from_image, latent_to_bytes,
-                                       plan_points, resolve_model_dir, state_from_joint_state)
+from clap_ros.nodes.clap_logic import (
+    InputError,
+    LatestSlot,
+    latent_from_image,
+    latent_to_bytes,
+    plan_points,
+    resolve_model_dir,
+    state_from_joint_state,
+)
 from clap_ros.robots import ProfileError, load_profile
 
 FR3 = load_profile("fr3")
@@ -18,26 +26,34 @@ def image(lat, big=False, pad=0, encoding="32FC1"):
     h, w = lat.shape
     rows = lat.astype(">f4" if big else "<f4").view(np.uint8).reshape(h, w * 4)
     rows = np.concatenate([rows, np.zeros((h, pad), np.uint8)], axis=1)
-    return SimpleNamespace(encoding=encoding, height=h, width=w, step=w * 4 + pad,
-                           is_bigendian=int(big), data=rows.tobytes())
+    return SimpleNamespace(
+        encoding=encoding,
+        height=h,
+        width=w,
+        step=w * 4 + pad,
+        is_bigendian=int(big),
+        data=rows.tobytes(),
+    )
 
 
 def test_latent_round_trip_endianness_and_row_padding():
     lat = np.random.default_rng(0).standard_normal((16, 64)).astype(np.float32)
     h, w, step, data = latent_to_bytes(lat)
-    msg = SimpleNamespace(encoding="32FC1", height=h, width=w, step=step, is_bigendian=0,
-                          data=data)
+    msg = SimpleNamespace(encoding="32FC1", height=h, width=w, step=step, is_bigendian=0, data=data)
     assert (h, w, step) == (16, 64, 256)
     np.testing.assert_array_equal(latent_from_image(msg, 16, 64), lat)
     np.testing.assert_array_equal(latent_from_image(image(lat, big=True), 16, 64), lat)
     np.testing.assert_array_equal(latent_from_image(image(lat, pad=8), 16, 64), lat)
 
 
-@pytest.mark.parametrize("msg, needle", [
-    (image(np.zeros((16, 64), np.float32), encoding="rgb8"), "encoding"),
-    (image(np.zeros((8, 64), np.float32)), "8x64"),
-    (image(np.full((16, 64), np.nan, np.float32)), "non-finite"),
-])
+@pytest.mark.parametrize(
+    "msg, needle",
+    [
+        (image(np.zeros((16, 64), np.float32), encoding="rgb8"), "encoding"),
+        (image(np.zeros((8, 64), np.float32)), "8x64"),
+        (image(np.full((16, 64), np.nan, np.float32)), "non-finite"),
+    ],
+)
 def test_bad_latents_are_rejected_with_a_reason(msg, needle):
     with pytest.raises(InputError, match=needle):
         latent_from_image(msg, 16, 64)

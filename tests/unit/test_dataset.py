@@ -1,20 +1,32 @@
 """DatasetWriter / Dataset round trip without bags, statistics, and clear errors."""
+
 import json
 
 import numpy as np
 import pytest
 
-from clap_ros.data.dataset import (Dataset, DatasetError, DatasetWriter, EpisodeRecord, ImageStats,
-                                   data_relpath, video_relpath)
+from clap_ros.data.dataset import (
+    Dataset,
+    DatasetError,
+    DatasetWriter,
+    EpisodeRecord,
+    ImageStats,
+    data_relpath,
+    video_relpath,
+)
 
 NAMES = ["j1", "j2", "j3"]
 
 
 def _episode(n, seed, instruction="push the block"):
     rng = np.random.default_rng(seed)
-    return EpisodeRecord(state=rng.normal(size=(n, 4)), action=rng.normal(size=(n, 4)),
-                         timestamp=np.arange(n) / 10.0, instruction=instruction,
-                         meta={"seed": seed, "success": bool(seed % 2)})
+    return EpisodeRecord(
+        state=rng.normal(size=(n, 4)),
+        action=rng.normal(size=(n, 4)),
+        timestamp=np.arange(n) / 10.0,
+        instruction=instruction,
+        meta={"seed": seed, "success": bool(seed % 2)},
+    )
 
 
 def _frames(n, value):
@@ -54,9 +66,14 @@ def test_round_trip(tmp_path):
         assert frames.shape == (len(ep.state), 16, 24, 3)
         assert abs(frames[..., 0].mean() - 40 * (i + 1)) < 4
     allstate = np.concatenate([e.state for e in eps]).astype(np.float32)
-    np.testing.assert_allclose(ds.stats_array("observation.state", "std"), allstate.std(0), rtol=1e-5)
-    np.testing.assert_allclose(ds.stats_array("observation.state", "q99"),
-                               np.quantile(allstate.astype(np.float64), 0.99, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(
+        ds.stats_array("observation.state", "std"), allstate.std(0), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        ds.stats_array("observation.state", "q99"),
+        np.quantile(allstate.astype(np.float64), 0.99, axis=0),
+        rtol=1e-5,
+    )
     assert ds.stats["observation.state"]["count"] == [12]
     with pytest.raises(IndexError):
         ds.load_episode(2)
@@ -107,6 +124,7 @@ def test_reader_errors_name_the_file(tmp_path):
         Dataset(tmp_path / "ds").load_episode(1)
     v = tmp_path / "ds" / video_relpath("observation.images.scene", 0)
     from clap_ros.data.video import write_video
+
     v.unlink()
     write_video(v, _frames(2, 5), fps=10)
     with pytest.raises(DatasetError, match="2 frames"):

@@ -1,9 +1,10 @@
 """DiagnosticsState bookkeeping (no ROS) and the DiagnosticArray the publisher builds."""
+
 import threading
 
 import pytest
 
-from clap_ros.nodes.diagnostics import OK, WARN, ERROR, DiagnosticsState
+from clap_ros.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsState
 
 
 class FakeClock:
@@ -76,6 +77,7 @@ def test_concurrent_ticks_are_all_counted():
         for _ in range(1000):
             d.tick("x")
             d.latency("l", 0.001)
+
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
         t.start()
@@ -87,13 +89,16 @@ def test_concurrent_ticks_are_all_counted():
 def test_publisher_message_has_node_name_level_and_extra():
     rclpy = pytest.importorskip("rclpy")
     from rclpy.node import Node
+
     from clap_ros.nodes.diagnostics import DiagnosticsPublisher, status_values
+
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     try:
         node = Node("diag_probe", context=ctx)
-        pub = DiagnosticsPublisher(node, period_s=10.0, hardware_id="cam0",
-                                   extra=lambda: {"queue_depth": 3})
+        pub = DiagnosticsPublisher(
+            node, period_s=10.0, hardware_id="cam0", extra=lambda: {"queue_depth": 3}
+        )
         pub.watch("joint_states", 0.1)
         pub.tick("plans")
         msg = pub.make_message()

@@ -1,4 +1,5 @@
 """sensor_msgs/Image <-> numpy without cv_bridge: encodings, padded rows, byte order, errors."""
+
 from types import SimpleNamespace
 
 import cv2
@@ -6,8 +7,14 @@ import numpy as np
 import pytest
 
 from clap_ros.data import bags
-from clap_ros.data.images import (ImageEncodingError, compressed_to_rgb, image_to_numpy,
-                                  image_to_rgb, message_to_rgb, numpy_to_image_fields)
+from clap_ros.data.images import (
+    ImageEncodingError,
+    compressed_to_rgb,
+    image_to_numpy,
+    image_to_rgb,
+    message_to_rgb,
+    numpy_to_image_fields,
+)
 
 RNG = np.random.default_rng(3)
 RGB = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
@@ -22,8 +29,14 @@ def _msg(arr, encoding, pad=0, bigendian=False):
     rows = a.reshape(h, -1).view(np.uint8).reshape(h, -1)
     junk = np.full((h, pad), 0xAB, np.uint8)
     data = np.hstack([rows, junk]).tobytes()
-    return SimpleNamespace(height=h, width=a.shape[1], encoding=encoding,
-                           is_bigendian=int(bigendian), step=rows.shape[1] + pad, data=data)
+    return SimpleNamespace(
+        height=h,
+        width=a.shape[1],
+        encoding=encoding,
+        is_bigendian=int(bigendian),
+        step=rows.shape[1] + pad,
+        data=data,
+    )
 
 
 @pytest.mark.parametrize("pad", [0, 3, 16])
@@ -54,8 +67,9 @@ def test_round_trip_through_real_message_and_cdr():
     back = bags.deserialize(bags.serialize(msg), "sensor_msgs/msg/Image")
     assert back.step == 21 and np.array_equal(image_to_rgb(back), RGB)
     f = RNG.normal(size=(4, 5)).astype(np.float32)
-    back = bags.deserialize(bags.serialize(bags.image_msg(f, 1, encoding="32FC1")),
-                            "sensor_msgs/msg/Image")
+    back = bags.deserialize(
+        bags.serialize(bags.image_msg(f, 1, encoding="32FC1")), "sensor_msgs/msg/Image"
+    )
     assert np.array_equal(image_to_numpy(back), f)
 
 

@@ -1,6 +1,7 @@
 """Backend selection (with injected provider lists, so every branch runs on a CPU-only machine),
 onnxruntime CPU sessions, and the GPU paths (CUDA EP, TensorRT EP, native TensorRT engines), which
 skip cleanly where there is no GPU."""
+
 import shutil
 from pathlib import Path
 
@@ -8,8 +9,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from clap_ros.inference.backends import (CPU_EP, CUDA_EP, TRT_EP, BackendError, create_session,
-                                         select_backend)
+from clap_ros.inference.backends import (
+    CPU_EP,
+    CUDA_EP,
+    TRT_EP,
+    BackendError,
+    create_session,
+    select_backend,
+)
 from clap_ros.inference.tensorrt_engine import engine_cache_key, tensorrt_available
 
 DEFAULT = Path(__file__).resolve().parents[2] / "models" / "default"
@@ -33,7 +40,11 @@ def test_auto_on_a_cpu_only_machine_says_why():
 
 def test_auto_prefers_tensorrt_then_cuda():
     c = select_backend("auto", [TRT_EP, CUDA_EP, CPU_EP], no_native)
-    assert (c.backend, c.engine, c.providers) == ("tensorrt", "onnxruntime", (TRT_EP, CUDA_EP, CPU_EP))
+    assert (c.backend, c.engine, c.providers) == (
+        "tensorrt",
+        "onnxruntime",
+        (TRT_EP, CUDA_EP, CPU_EP),
+    )
     c = select_backend("auto", [CUDA_EP, CPU_EP], no_native)
     assert (c.backend, c.providers) == ("cuda", (CUDA_EP, CPU_EP))
     assert "tensorrt: no TensorrtExecutionProvider" in c.reason and "auto -> cuda" in c.reason
@@ -49,9 +60,13 @@ def test_explicit_backends():
 
 
 def test_explicit_unavailable_backend_is_an_error_not_a_fallback():
-    with pytest.raises(BackendError, match="backend 'cuda' requested but unavailable: no CUDAExecutionProvider"):
+    with pytest.raises(
+        BackendError, match="backend 'cuda' requested but unavailable: no CUDAExecutionProvider"
+    ):
         select_backend("cuda", [CPU_EP], native_ok)
-    with pytest.raises(BackendError, match="backend 'tensorrt' requested but unavailable.*not importable"):
+    with pytest.raises(
+        BackendError, match="backend 'tensorrt' requested but unavailable.*not importable"
+    ):
         select_backend("tensorrt", [CUDA_EP, CPU_EP], no_native)
     with pytest.raises(BackendError, match="unknown backend 'gpu'"):
         select_backend("gpu", [CPU_EP], no_native)
@@ -92,14 +107,17 @@ def test_create_session_errors(tmp_path):
 def test_engine_cache_key_depends_on_every_part():
     base = engine_cache_key("NVIDIA H100", "10.3.0", "abc", "fp16")
     assert base == engine_cache_key("NVIDIA H100", "10.3.0", "abc", "fp16")
-    others = {engine_cache_key("NVIDIA L4", "10.3.0", "abc", "fp16"),
-              engine_cache_key("NVIDIA H100", "10.4.0", "abc", "fp16"),
-              engine_cache_key("NVIDIA H100", "10.3.0", "abd", "fp16"),
-              engine_cache_key("NVIDIA H100", "10.3.0", "abc", "fp32")}
+    others = {
+        engine_cache_key("NVIDIA L4", "10.3.0", "abc", "fp16"),
+        engine_cache_key("NVIDIA H100", "10.4.0", "abc", "fp16"),
+        engine_cache_key("NVIDIA H100", "10.3.0", "abd", "fp16"),
+        engine_cache_key("NVIDIA H100", "10.3.0", "abc", "fp32"),
+    }
     assert base not in others and len(others) == 4
 
 
 # -- GPU paths (device machine) -------------------------------------------------------------------
+
 
 def _encoder_feeds():
     x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
@@ -138,6 +156,7 @@ def test_native_tensorrt_engine_build_cache_and_run(tmp_path):
     if why is not None:
         pytest.skip(why)
     from clap_ros.inference.tensorrt_engine import TensorRTEngineSession, build_tensorrt_engine
+
     onnx_path = DEFAULT / "encoder.onnx"
     path = build_tensorrt_engine(onnx_path, tmp_path, "fp32")
     assert path.is_file() and path.stat().st_size > 0
@@ -153,8 +172,9 @@ def test_native_tensorrt_engine_build_cache_and_run(tmp_path):
     x3 = {"image": np.random.default_rng(1).random((3, 3, 64, 64), dtype=np.float32)}
     np.testing.assert_allclose(eng.run(x3)["latent"], cpu.run(x3)["latent"], atol=1e-3)
     eng.close()
-    s = create_session(DEFAULT / "rf_policy.onnx", "tensorrt", cache_dir=tmp_path,
-                       available_providers=[CPU_EP])
+    s = create_session(
+        DEFAULT / "rf_policy.onnx", "tensorrt", cache_dir=tmp_path, available_providers=[CPU_EP]
+    )
     assert s.choice.engine == "tensorrt-native"
     out = s.run(s.dummy_feeds())
     assert out["actions"].shape == (1, 16, 8) and np.all(np.isfinite(out["actions"]))
@@ -163,10 +183,12 @@ def test_native_tensorrt_engine_build_cache_and_run(tmp_path):
 def test_native_tensorrt_absence_is_explained():
     try:
         import tensorrt  # noqa: F401
+
         pytest.skip("tensorrt is installed here; its absence cannot be tested")
     except ImportError:
         pass
     from clap_ros.inference.tensorrt_engine import TensorRTError, build_tensorrt_engine
+
     assert "tensorrt" in tensorrt_available()
     with pytest.raises(TensorRTError, match="native TensorRT needs the 'tensorrt' package"):
         build_tensorrt_engine(DEFAULT / "encoder.onnx", "/tmp/unused-engines")
@@ -174,7 +196,7 @@ def test_native_tensorrt_absence_is_explained():
 
 def test_session_casts_inputs_to_the_graph_dtypes():
     s = create_session(DEFAULT / "codebook_decoder.onnx", "cpu", warmup=False)
-    a = s.run({"indices": [[0, 1, 2, 3]]})["chunk"]               # python ints
+    a = s.run({"indices": [[0, 1, 2, 3]]})["chunk"]  # python ints
     b = s.run({"indices": np.array([[0, 1, 2, 3]], np.int32)})["chunk"]
     np.testing.assert_array_equal(a, b)
 
@@ -185,10 +207,18 @@ def test_auto_moves_on_when_a_listed_provider_cannot_start():
     while an explicit request for it fails."""
     if CUDA_EP in ort.get_available_providers() or tensorrt_available() is None:
         pytest.skip("a usable GPU backend is present here")
-    s = create_session(DEFAULT / "codebook_decoder.onnx", "auto",
-                       available_providers=[CUDA_EP, CPU_EP], warmup=False)
+    s = create_session(
+        DEFAULT / "codebook_decoder.onnx",
+        "auto",
+        available_providers=[CUDA_EP, CPU_EP],
+        warmup=False,
+    )
     assert s.backend == "cpu"
     assert "cuda listed but failed" in s.reason and s.reason.endswith("auto -> cpu")
     with pytest.raises(BackendError, match="asked onnxruntime for CUDAExecutionProvider"):
-        create_session(DEFAULT / "codebook_decoder.onnx", "cuda",
-                       available_providers=[CUDA_EP, CPU_EP], warmup=False)
+        create_session(
+            DEFAULT / "codebook_decoder.onnx",
+            "cuda",
+            available_providers=[CUDA_EP, CPU_EP],
+            warmup=False,
+        )

@@ -1,4 +1,5 @@
 """Bundle loading and verification on the shipped models/default and on broken copies of it."""
+
 import shutil
 from pathlib import Path
 
@@ -6,8 +7,13 @@ import onnx
 import pytest
 import yaml
 
-from clap_ros.inference.bundle import (GRAPH_FILES, BundleError, load_bundle, sha256_file,
-                                       verify_files)
+from clap_ros.inference.bundle import (
+    GRAPH_FILES,
+    BundleError,
+    load_bundle,
+    sha256_file,
+    verify_files,
+)
 
 DEFAULT = Path(__file__).resolve().parents[2] / "models" / "default"
 
@@ -108,15 +114,20 @@ def test_manifest_shape_that_disagrees_with_the_graph(tmp_path):
             for t in m["graphs"][g]["inputs"]:
                 if t["name"] == "state":
                     t["shape"] = ["batch", 9]
+
     edit_manifest(b, wrong_state)
-    with pytest.raises(BundleError, match=r"planner\.onnx: inputs do not match the manifest.*state"):
+    with pytest.raises(
+        BundleError, match=r"planner\.onnx: inputs do not match the manifest.*state"
+    ):
         load_bundle(b)
 
 
 def test_manifest_inconsistent_with_itself(tmp_path):
     b = copy_bundle(tmp_path)
     edit_manifest(b, lambda m: m["latent"].update(tokens=99))
-    with pytest.raises(BundleError, match=r"graphs\.encoder\.outputs 'latent' has shape \[batch, 16, 64\]"):
+    with pytest.raises(
+        BundleError, match=r"graphs\.encoder\.outputs 'latent' has shape \[batch, 16, 64\]"
+    ):
         load_bundle(b)
 
 
@@ -131,7 +142,9 @@ def test_graph_with_other_input_names(tmp_path):
         node.input[:] = ["tokens" if i == old else i for i in node.input]
     onnx.save(model, str(b / "codebook_decoder.onnx"))
     edit_manifest(b, lambda m: None, rehash=["codebook_decoder"])
-    with pytest.raises(BundleError, match=r"codebook_decoder\.onnx: inputs do not match.*tokens\[batch, 4\]"):
+    with pytest.raises(
+        BundleError, match=r"codebook_decoder\.onnx: inputs do not match.*tokens\[batch, 4\]"
+    ):
         load_bundle(b)
 
 
@@ -141,7 +154,9 @@ def test_unknown_robot_and_wrong_joint_names(tmp_path):
     with pytest.raises(BundleError, match="robot 'kuka_iiwa'.*unknown robot"):
         load_bundle(b)
     edit_manifest(b, lambda m: m.update(robot="panda"))
-    with pytest.raises(BundleError, match=r"joint_names \['fr3_joint1'.*do not match robot profile 'panda'"):
+    with pytest.raises(
+        BundleError, match=r"joint_names \['fr3_joint1'.*do not match robot profile 'panda'"
+    ):
         load_bundle(b)
     # the structural checks alone still pass: the exporter uses them for bundles of any robot
     assert load_bundle(b, check_robot=False).robot == "panda"

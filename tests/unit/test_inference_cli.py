@@ -1,4 +1,5 @@
 """`clap-ros bundle check`: verifies a bundle, times every graph, fails with a clear message."""
+
 import json
 from pathlib import Path
 

@@ -1,6 +1,7 @@
 """make_feasible near a joint limit: a chunk clipped at the limit but still heading outwards
 (velocities from the chunk queue) must not give a trajectory whose cubic segments swing past the
 limit between points, which the controller (TrajectoryFollower, like the JTC) refuses whole."""
+
 import numpy as np
 import pytest
 
@@ -14,11 +15,11 @@ FR3 = load_profile("fr3")
 def outward_chunk():
     # joint 7 runs at 1 rad/s towards its upper limit; the last points are clipped there
     up = FR3.limits.upper[6]
-    t = 0.2 * np.arange(1, 11)              # coarse points: v * T large enough to swing out
+    t = 0.2 * np.arange(1, 11)  # coarse points: v * T large enough to swing out
     q = np.tile(FR3.home, (t.size, 1))
     q[:, 6] = up - 0.6 + 1.0 * t
     qd = np.zeros_like(q)
-    qd[:-1, 6] = 1.0                       # the last point at rest, as a JointTrajectory ends
+    qd[:-1, 6] = 1.0  # the last point at rest, as a JointTrajectory ends
     return t, q, qd
 
 
@@ -48,7 +49,7 @@ def test_clipped_outward_chunk_stays_inside_between_points():
     f = make_feasible(FR3, t, q, qd, margin=0.02)
     assert "overshoot" in f.intervened and "position" in f.intervened
     assert hermite_max(f.times, f.positions, f.velocities, 6) <= up + 1e-9
-    follower_accepts(f)                                     # accepted as a whole
+    follower_accepts(f)  # accepted as a whole
 
 
 def test_trajectories_away_from_the_limits_are_unchanged():
@@ -68,5 +69,6 @@ def test_the_follower_does_refuse_an_overshooting_spline():
     qc = np.clip(q, FR3.limits.lower + 0.02, FR3.limits.upper - 0.02)
     fol = TrajectoryFollower(FR3, qc[0])
     with pytest.raises(TrajectoryRejected, match="leaves the limits"):
-        fol.set_trajectory(list(FR3.joint_names), [(float(x), qc[i], qd[i])
-                                                   for i, x in enumerate(t)], now_s=0.0)
+        fol.set_trajectory(
+            list(FR3.joint_names), [(float(x), qc[i], qd[i]) for i, x in enumerate(t)], now_s=0.0
+        )

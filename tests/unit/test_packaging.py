@@ -4,6 +4,7 @@
 through the ament index; pip ignores setup.cfg's install_scripts, so setup.py ships wrappers there
 as data files. Here a real wheel is built, installed into a fresh prefix, and the wrappers run.
 """
+
 import configparser
 import os
 import subprocess
@@ -40,8 +41,17 @@ def test_package_xml_is_format3_ament_python_with_message_deps():
     for py in (ROOT / "clap_ros").rglob("*.py"):
         for line in py.read_text().splitlines():
             line = line.strip()
-            for pkg in ("rclpy", "std_msgs", "std_srvs", "sensor_msgs", "trajectory_msgs",
-                        "diagnostic_msgs", "rosgraph_msgs", "builtin_interfaces", "rcl_interfaces"):
+            for pkg in (
+                "rclpy",
+                "std_msgs",
+                "std_srvs",
+                "sensor_msgs",
+                "trajectory_msgs",
+                "diagnostic_msgs",
+                "rosgraph_msgs",
+                "builtin_interfaces",
+                "rcl_interfaces",
+            ):
                 if line.startswith(("import %s" % pkg, "from %s" % pkg)):
                     imported.add(pkg)
     assert imported <= deps, "undeclared exec_depends: %s" % (imported - deps)
@@ -59,9 +69,20 @@ def installed_prefix(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pkg")
     wheel_dir = tmp / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(wheel_dir), str(ROOT)],
-        check=True, cwd=tmp,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheel_dir),
+            str(ROOT),
+        ],
+        check=True,
+        cwd=tmp,
     )
     wheel = next(wheel_dir.glob("clap_ros-*.whl"))
     prefix = tmp / "venv"
@@ -72,9 +93,20 @@ def installed_prefix(tmp_path_factory):
     (site / "zz_deps.pth").write_text("\n".join(deps_site) + "\n")
     subprocess.run(
         # --ignore-installed: without it pip would first uninstall the running venv's clap_ros.
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed",
-         "--prefix", str(prefix), str(wheel)],
-        check=True, cwd=tmp,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--ignore-installed",
+            "--prefix",
+            str(prefix),
+            str(wheel),
+        ],
+        check=True,
+        cwd=tmp,
     )
     return wheel, prefix
 
@@ -95,10 +127,17 @@ def test_pip_install_lets_ros2_run_and_ament_index_resolve(installed_prefix):
     env = dict(os.environ, AMENT_PREFIX_PATH=str(prefix))
     # Run from a directory without the source tree, so the installed copy is what imports.
     out = subprocess.run(
-        [str(prefix / "bin" / "python"), "-c",
-         "from ament_index_python.packages import get_package_share_directory as g;"
-         "import clap_ros; print(g('clap_ros')); print(clap_ros.__file__)"],
-        capture_output=True, text=True, env=env, cwd=prefix, check=True,
+        [
+            str(prefix / "bin" / "python"),
+            "-c",
+            "from ament_index_python.packages import get_package_share_directory as g;"
+            "import clap_ros; print(g('clap_ros')); print(clap_ros.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=prefix,
+        check=True,
     ).stdout.split()
     assert Path(out[0]) == prefix / "share" / "clap_ros"
     assert (Path(out[0]) / "package.xml").is_file()
@@ -106,15 +145,17 @@ def test_pip_install_lets_ros2_run_and_ament_index_resolve(installed_prefix):
     for node in _nodes():
         exe = prefix / "lib" / "clap_ros" / node
         assert os.access(exe, os.X_OK)
-        res = subprocess.run([str(exe), "--help"], capture_output=True, text=True, env=env,
-                             cwd=prefix, timeout=60)
+        res = subprocess.run(
+            [str(exe), "--help"], capture_output=True, text=True, env=env, cwd=prefix, timeout=60
+        )
         assert res.returncode == 0, res.stderr
         assert "robot" in res.stdout  # the node's parameter help, from the installed module
 
 
 def test_clap_ros_console_script_help():
-    res = subprocess.run([sys.executable, "-m", "clap_ros.cli", "--help"], capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "clap_ros.cli", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0
     for word in ("sim", "robots"):
         assert word in res.stdout

@@ -1,6 +1,7 @@
 """The node parameter schemas (clap_ros.runtime.params): every parameter declared once with a
 description, unit and range; bad values refused naming the parameter and its range; the shipped
 config files valid against them; and no second copy of a default in the evaluators."""
+
 import dataclasses
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def test_every_parameter_is_described_typed_and_its_default_is_allowed(schema):
     for p in specs:
         assert p.description and len(p.description) > 8, p.name
         assert p.kind in (bool, int, float, str)
-        assert p.check(p.default) == p.default        # the default passes its own range
+        assert p.check(p.default) == p.default  # the default passes its own range
         if p.kind is float and p.name.endswith("_s"):
             assert p.unit == "s", p.name
         if p.kind is float and p.name.endswith("_hz"):
@@ -39,11 +40,17 @@ def test_every_parameter_is_described_typed_and_its_default_is_allowed(schema):
 
 
 def test_a_bad_value_is_refused_naming_the_parameter_and_its_range():
-    with pytest.raises(ParamError, match=r"parameter 'watchdog_latent_s' = 100.0: out of range, "
-                                         r"allowed 0.001 .. 60 s"):
+    with pytest.raises(
+        ParamError,
+        match=r"parameter 'watchdog_latent_s' = 100.0: out of range, "
+        r"allowed 0.001 .. 60 s",
+    ):
         ActionParams.from_mapping({"watchdog_latent_s": 100.0})
-    with pytest.raises(ParamError, match=r"'command_mode' = 'velocity': must be one of: "
-                                         r"joint_trajectory, forward_position"):
+    with pytest.raises(
+        ParamError,
+        match=r"'command_mode' = 'velocity': must be one of: "
+        r"joint_trajectory, forward_position",
+    ):
         ActionParams(command_mode="velocity").validate()
     with pytest.raises(ParamError, match=r"'threads' = 1.5: must be an integer"):
         EncoderParams.from_mapping({"threads": 1.5})
@@ -84,9 +91,9 @@ def test_generic_machinery_for_another_schema():
     assert Demo.spec("rate_hz") == Param("rate_hz", 10.0, "how often", "Hz", 1.0, 100.0)
     assert "1 .. 100 Hz" in Demo.spec("rate_hz").describe()
     assert "| `rate_hz` |" in Demo.markdown_table()
-    assert check_params_file({"demo": {"ros__parameters": {"rate_hz": 500.0}}},
-                             {"demo": Demo}) == [
-        "demo: parameter 'rate_hz' = 500.0: out of range, allowed 1 .. 100 Hz"]
+    assert check_params_file({"demo": {"ros__parameters": {"rate_hz": 500.0}}}, {"demo": Demo}) == [
+        "demo: parameter 'rate_hz' = 500.0: out of range, allowed 1 .. 100 Hz"
+    ]
 
 
 def test_config_files_are_valid_against_the_schemas():
@@ -109,9 +116,11 @@ def test_config_files_are_valid_against_the_schemas():
 
 
 def test_a_broken_config_is_reported():
-    data = {"action_node": {"ros__parameters": {"position_margin": 0.9, "margin": 0.1}},
-            "planner_node": {"ros__parameters": {"planner_rate_hz": 0.0}},
-            "someone_else": {"ros__parameters": {"anything": 1}}}
+    data = {
+        "action_node": {"ros__parameters": {"position_margin": 0.9, "margin": 0.1}},
+        "planner_node": {"ros__parameters": {"planner_rate_hz": 0.0}},
+        "someone_else": {"ros__parameters": {"anything": 1}},
+    }
     problems = check_params_file(data)
     assert len(problems) == 2
     assert "unknown parameter(s) margin" in problems[0]
@@ -123,13 +132,16 @@ def test_evaluator_defaults_come_from_the_schemas():
 
     from clap_ros.eval.bag_data import BagEvalConfig, stack_params
     from clap_ros.robots import load_profile
+
     cfg = BagEvalConfig(bags=["x"], out="y")
     data = SimpleNamespace(has_camera_info=True, arm_kind="traj")
     sp = stack_params(cfg, data, load_profile("fr3"))
     assert sp.planner.planner_rate_hz == PlannerParams().planner_rate_hz
     assert sp.action.watchdog_latent_s == ActionParams().watchdog_latent_s
-    assert sp.action.enable_on_start and sp.action.tracking_tolerance_rad == \
-        ActionParams.spec("tracking_tolerance_rad").high
+    assert (
+        sp.action.enable_on_start
+        and sp.action.tracking_tolerance_rad == ActionParams.spec("tracking_tolerance_rad").high
+    )
     assert sp.encoder.require_camera_info
 
 
@@ -137,6 +149,7 @@ def test_launch_argument_defaults_agree_with_the_schemas():
     # bringup's launch arguments feed node parameters; a default there that differed from the
     # schema's would be a second source of truth
     from clap_ros.launching.graph import BRINGUP, Arg
+
     coerce = {bool: lambda s: str(s).lower() == "true", int: int, float: float, str: str}
     checked = 0
     for spec in BRINGUP.nodes:

@@ -1,4 +1,5 @@
 """`clap-ros sim record --direct`: one real MuJoCo episode into a bag, then bag2dataset on it."""
+
 import json
 
 import numpy as np
@@ -18,6 +19,7 @@ pytest.importorskip("mujoco")
 def _ros_recorder_topics(profile, mode):
     """Topic -> type of what the ROS recorder (episode_runner) records, for comparison."""
     from clap_ros.nodes.episode_runner import _recorded_topics
+
     topics = {k: v[2] for k, v in _recorded_topics(profile, mode, False).items()}
     topics[T.EPISODE_OUTCOME] = T.TYPES["string"]
     return topics
@@ -29,9 +31,30 @@ def test_direct_record_then_bag2dataset(tmp_path, capsys, mode):
     fr3 = load_profile("fr3")
     out = tmp_path / "bags"
     # small, slow camera: rendering dominates the cost of an episode on a CPU
-    rc = cli_main(["sim", "record", "--direct", "--robot", "fr3", "--task", "pick_place",
-                   "--episodes", "1", "--seed", "3", "--out", str(out), "--camera-size", "64x48",
-                   "--camera-rate", "4", "--command-mode", mode, "--quiet"])
+    rc = cli_main(
+        [
+            "sim",
+            "record",
+            "--direct",
+            "--robot",
+            "fr3",
+            "--task",
+            "pick_place",
+            "--episodes",
+            "1",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--camera-size",
+            "64x48",
+            "--camera-rate",
+            "4",
+            "--command-mode",
+            mode,
+            "--quiet",
+        ]
+    )
     stdout = capsys.readouterr().out
     assert rc == 0, stdout
     assert "recorded 1 episode" in stdout and "MB written" in stdout
@@ -56,8 +79,9 @@ def test_direct_record_then_bag2dataset(tmp_path, capsys, mode):
     assert list(js[0][1].name) == fr3.joint_names + fr3.gripper.joint_names
     assert (imgs[0][1].width, imgs[0][1].height, imgs[0][1].encoding) == (64, 48, "rgb8")
 
-    rc = cli_main(["bag2dataset", "--bags", str(out), "--out", str(tmp_path / "ds"), "--fps", "4",
-                   "--quiet"])
+    rc = cli_main(
+        ["bag2dataset", "--bags", str(out), "--out", str(tmp_path / "ds"), "--fps", "4", "--quiet"]
+    )
     assert rc == 0
     ds = Dataset(tmp_path / "ds")
     ep = ds.load_episode(0)
@@ -78,6 +102,7 @@ def test_direct_record_then_bag2dataset(tmp_path, capsys, mode):
 def test_parse_size():
     assert parse_size("128x96") == (128, 96)
     import argparse
+
     for bad in ("128", "0x10", "127x128", "axb"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_size(bad)

@@ -1,4 +1,5 @@
 """Robot profiles: published facts, name-based indexing and forward kinematics."""
+
 import math
 
 import numpy as np

@@ -1,5 +1,6 @@
 """The runtime cores (clap_ros.runtime) import without ROS: every module of the package imports
 in a fresh interpreter in which importing rclpy (or any ROS message package) fails."""
+
 import pkgutil
 import subprocess
 import sys
@@ -30,23 +31,30 @@ print("ok", len(sys.argv) - 1)
 
 def runtime_modules():
     path = Path(clap_ros.runtime.__file__).parent
-    return ["clap_ros.runtime"] + ["clap_ros.runtime.%s" % m.name
-                                   for m in pkgutil.iter_modules([str(path)])]
+    return ["clap_ros.runtime"] + [
+        "clap_ros.runtime.%s" % m.name for m in pkgutil.iter_modules([str(path)])
+    ]
 
 
 def test_every_runtime_module_imports_with_rclpy_blocked():
     mods = runtime_modules()
-    assert {"clap_ros.runtime.params", "clap_ros.runtime.virtual_stack",
-            "clap_ros.runtime.action_core", "clap_ros.runtime.encoder_core",
-            "clap_ros.runtime.planner_core"} <= set(mods)
-    r = subprocess.run([sys.executable, "-c", BLOCKER] + mods, capture_output=True, text=True,
-                       timeout=120)
+    assert {
+        "clap_ros.runtime.params",
+        "clap_ros.runtime.virtual_stack",
+        "clap_ros.runtime.action_core",
+        "clap_ros.runtime.encoder_core",
+        "clap_ros.runtime.planner_core",
+    } <= set(mods)
+    r = subprocess.run(
+        [sys.executable, "-c", BLOCKER] + mods, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip() == "ok %d" % len(mods)
 
 
 def test_the_blocker_does_block_rclpy():
     # the check above means something only if importing rclpy really fails under the blocker
-    r = subprocess.run([sys.executable, "-c", BLOCKER, "rclpy"], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", BLOCKER, "rclpy"], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode != 0 and "blocked in this test: rclpy" in r.stderr

@@ -1,4 +1,5 @@
 """SafetyFilter, StopProfile and make_feasible against the robot profiles' limits (no ROS)."""
+
 import numpy as np
 import pytest
 
@@ -60,6 +61,7 @@ def test_velocity_limit_alone(fr3):
     def ramp(t):
         v = np.minimum(5.0 * t, 1.5 * fr3.limits.velocity[0])
         return np.cumsum(v) * DT - v[0] * DT
+
     refs = one_joint(fr3, 320, ramp)
     refs[:, 0] -= 1.2
     f, Q = run_filter(fr3, refs, q0=refs[0])
@@ -99,7 +101,7 @@ def test_position_limit_alone(fr3):
     q0[0] = 2.55
     refs = one_joint(fr3, 1500, lambda t: 0.0)
     t = np.arange(1500) * DT
-    refs[:, 0] = 2.55 + 0.2 * t * t / (0.1 + t)   # starts at rest, tends to 0.2 rad/s
+    refs[:, 0] = 2.55 + 0.2 * t * t / (0.1 + t)  # starts at rest, tends to 0.2 rad/s
     f, Q = run_filter(fr3, refs, q0=q0)
     assert only(f.counts, "position"), f.counts
     assert Q[:, 0].max() <= fr3.limits.upper[0] - 0.02 + 1e-12
@@ -230,8 +232,8 @@ def test_smooth_stop_never_overshoots_position_limits(fr3):
 def test_make_feasible_time_scales_and_clamps(fr3):
     t = np.arange(1, 21) * 0.05
     Q = np.tile(fr3.home, (20, 1))
-    Q[:, 1] += np.linspace(0.0, 1.5, 20)          # 1.5 rad in 1 s with a sudden start: too fast
-    Q[-3:, 0] = 3.5                                # and beyond joint 1's upper limit
+    Q[:, 1] += np.linspace(0.0, 1.5, 20)  # 1.5 rad in 1 s with a sudden start: too fast
+    Q[-3:, 0] = 3.5  # and beyond joint 1's upper limit
     ft = make_feasible(fr3, t, Q, margin=0.02, start_positions=fr3.home)
     assert ft.time_scale > 1.0
     assert ft.clamped_points == 3 and "position" in ft.intervened
@@ -265,7 +267,7 @@ def test_stop_profile_from_filter_state_passes_through_the_filter(fr3):
     f = SafetyFilter(fr3, dt=DT)
     f.reset(fr3.home)
     k = 0
-    for k in range(400):   # accelerate joints 1 and 5 to about 1 rad/s
+    for k in range(400):  # accelerate joints 1 and 5 to about 1 rad/s
         t = k * DT
         ref = fr3.home.copy()
         ref[[0, 4]] += 0.5 * (t - np.sin(2 * t) / 2)
@@ -276,7 +278,7 @@ def test_stop_profile_from_filter_state_passes_through_the_filter(fr3):
     Q = []
     for i in range(1, int(sp.duration / DT) + 50):
         Q.append(f.filter(sp.sample(t_stop + i * DT)[0]).q.copy())
-    assert f.counts == before          # nothing to clamp: the stop is feasible as planned
+    assert f.counts == before  # nothing to clamp: the stop is feasible as planned
     np.testing.assert_allclose(Q[-1], sp.q_final, atol=1e-4)
     assert f.at_rest(vel_tol=1e-3, acc_tol=0.05)
     assert_within(fr3, np.array(Q))
@@ -286,8 +288,10 @@ def test_stop_with_opposing_initial_acceleration_stays_short_and_near():
     # Reported case: a joint braking hard (acceleration opposing a small velocity). The stop must
     # not wander off towards a joint limit; it ends close to where the joint is.
     import numpy as np
+
     from clap_ros.control.safety import StopProfile
     from clap_ros.robots import load_profile
+
     fr3 = load_profile("fr3")
     q = fr3.home.copy()
     qd = np.zeros(7)

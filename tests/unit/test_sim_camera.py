@@ -1,5 +1,6 @@
 """camera_info() must describe the MuJoCo camera: a known world point projected with K and the
 camera pose lands where the renderer draws a small marker placed there."""
+
 import math
 
 import numpy as np
@@ -67,8 +68,9 @@ def test_projection_with_K_hits_the_rendered_marker(randomize):
 
 
 def test_wrist_camera_intrinsics_and_pose():
-    world = SimWorld(robot="ur5e", task="reach", seed=0, randomize=False, image_size=(96, 128),
-                     wrist_camera=True)
+    world = SimWorld(
+        robot="ur5e", task="reach", seed=0, randomize=False, image_size=(96, 128), wrist_camera=True
+    )
     tcp = world.tcp_pose()
     # A point 10 cm below the fingertips, slightly off-centre, is in the wrist camera's view.
     point = tcp[:3, 3] + tcp[:3, :3] @ np.array([0.02, -0.015, 0.1])

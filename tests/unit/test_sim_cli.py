@@ -1,4 +1,5 @@
 """`clap-ros sim render` and `clap-ros sim bench` through the real CLI entry point."""
+
 import json
 
 import numpy as np
@@ -22,8 +23,28 @@ def test_render_writes_a_picture_of_the_scene(tmp_path):
     from PIL import Image
 
     out = tmp_path / "pic.png"
-    assert main(["sim", "render", "--robot", "ur5e", "--task", "push", "--seed", "1",
-                 "--size", "96x128", "--at", "reset", "--no-shadows", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sim",
+                "render",
+                "--robot",
+                "ur5e",
+                "--task",
+                "push",
+                "--seed",
+                "1",
+                "--size",
+                "96x128",
+                "--at",
+                "reset",
+                "--no-shadows",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     img = np.asarray(Image.open(out))
     assert img.shape == (96, 128, 3)
     assert img.std() > 10  # a scene, not a blank frame
@@ -33,8 +54,23 @@ def test_render_the_human_hand_at_its_grasp(tmp_path):
     from PIL import Image
 
     out = tmp_path / "hand.png"
-    assert main(["sim", "render", "--hand", "--task", "stack", "--size", "64x64", "--no-shadows",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sim",
+                "render",
+                "--hand",
+                "--task",
+                "stack",
+                "--size",
+                "64x64",
+                "--no-shadows",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert np.asarray(Image.open(out)).shape == (64, 64, 3)
 
 
@@ -51,8 +87,27 @@ def test_render_rejects_bad_arguments(tmp_path, capsys):
 
 def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["sim", "bench", "--robots", "fr3", "--task", "reach", "--size", "64x64",
-                 "--frames", "5", "--steps", "200", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sim",
+                "bench",
+                "--robots",
+                "fr3",
+                "--task",
+                "reach",
+                "--size",
+                "64x64",
+                "--frames",
+                "5",
+                "--steps",
+                "200",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "images/s" in text and "fr3" in text
     rows = json.loads(out.read_text())

@@ -1,6 +1,7 @@
 """clap_ros.eval.sim_eval without ROS: configuration checks, task selection, the result summary and
 Markdown report, and the command line's errors. The closed loop itself runs in
 tests/e2e/test_closed_loop.py."""
+
 import json
 
 import pytest
@@ -15,15 +16,18 @@ def test_tasks_parse_from_repeats_commas_and_all():
     assert E.parse_tasks(["all"]) == sorted(TASKS)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(tasks=["fly"]), "unknown task fly"),
-    (dict(tasks=["reach", "reach"]), "listed twice"),
-    (dict(tasks=[]), "no task"),
-    (dict(episodes=0), "episodes must be >= 1"),
-    (dict(command_mode="teleport"), "command_mode"),
-    (dict(backend="tpu"), "backend"),
-    (dict(real_time_factor=0.0), "real_time_factor"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(tasks=["fly"]), "unknown task fly"),
+        (dict(tasks=["reach", "reach"]), "listed twice"),
+        (dict(tasks=[]), "no task"),
+        (dict(episodes=0), "episodes must be >= 1"),
+        (dict(command_mode="teleport"), "command_mode"),
+        (dict(backend="tpu"), "backend"),
+        (dict(real_time_factor=0.0), "real_time_factor"),
+    ],
+)
 def test_bad_configs_are_refused_with_the_field_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         E.EvalConfig(**kwargs).validate()
@@ -45,14 +49,30 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
 def _episodes():
     return [
-        E.EpisodeOutcome("reach", 0, "reach the red target", True, 4.0, 4.0, 5.0, 120, 10, 20,
-                         0.6, 0),
-        E.EpisodeOutcome("reach", 1, "reach the blue target", False, None, 20.0, 21.0, 600, 50,
-                         100, 0.9, 2),
-        E.EpisodeOutcome("reach", 2, "reach the red target", True, 6.0, 6.0, 7.0, 150, 12, 30,
-                         0.5, 0),
-        E.EpisodeOutcome("push", 0, "push the cube", False, None, 1.0, 3.0, 0, 0, 0, 0.0, 0,
-                         error="action_node exited (code 1)\nTraceback ..."),
+        E.EpisodeOutcome(
+            "reach", 0, "reach the red target", True, 4.0, 4.0, 5.0, 120, 10, 20, 0.6, 0
+        ),
+        E.EpisodeOutcome(
+            "reach", 1, "reach the blue target", False, None, 20.0, 21.0, 600, 50, 100, 0.9, 2
+        ),
+        E.EpisodeOutcome(
+            "reach", 2, "reach the red target", True, 6.0, 6.0, 7.0, 150, 12, 30, 0.5, 0
+        ),
+        E.EpisodeOutcome(
+            "push",
+            0,
+            "push the cube",
+            False,
+            None,
+            1.0,
+            3.0,
+            0,
+            0,
+            0,
+            0.0,
+            0,
+            error="action_node exited (code 1)\nTraceback ...",
+        ),
     ]
 
 
@@ -80,12 +100,14 @@ def test_summary_counts_successes_per_task(tmp_path):
 
 def test_goal_distance_and_progress_are_medians_over_episodes():
     eps = _episodes()[:3]
-    for e, (start, end, closest) in zip(eps, [(0.2, 0.01, 0.01), (0.2, 0.3, 0.15),
-                                              (0.1, 0.02, 0.02)]):
+    for e, (start, end, closest) in zip(
+        eps, [(0.2, 0.01, 0.01), (0.2, 0.3, 0.15), (0.1, 0.02, 0.02)]
+    ):
         e.goal_distance_start_m, e.goal_distance_end_m, e.goal_distance_min_m = start, end, closest
     assert [E.goal_progress(e) for e in eps] == pytest.approx([0.95, -0.5, 0.8])
-    r = E.summarize(E.EvalConfig(tasks=["reach", "push"], episodes=3), "/m", _episodes()[3:] + eps,
-                    wall_s=1.0)
+    r = E.summarize(
+        E.EvalConfig(tasks=["reach", "push"], episodes=3), "/m", _episodes()[3:] + eps, wall_s=1.0
+    )
     reach = r["tasks"]["reach"]
     assert reach["median_final_goal_distance_m"] == pytest.approx(0.02)
     assert reach["median_min_goal_distance_m"] == pytest.approx(0.02)
@@ -102,11 +124,15 @@ def test_runtime_figures_are_medians_over_episodes_and_reach_the_report():
     eps = [dict(e.to_dict()) for e in _episodes()[:3]]
     eps[0]["figures"] = {"action_node": {"commands_rate_hz": "100", "inference_p50_ms": "30"}}
     eps[1]["figures"] = {"action_node": {"commands_rate_hz": "90", "inference_p50_ms": "nan"}}
-    eps[2]["figures"] = {"action_node": {"commands_rate_hz": "80", "inference_p50_ms": "n/a"},
-                         "planner_node": {"plans_rate_hz": "5"}}
+    eps[2]["figures"] = {
+        "action_node": {"commands_rate_hz": "80", "inference_p50_ms": "n/a"},
+        "planner_node": {"plans_rate_hz": "5"},
+    }
     figs = E.runtime_figures(eps)
-    assert figs == {"action_node": {"commands_rate_hz": 90.0, "inference_p50_ms": 30.0},
-                    "planner_node": {"plans_rate_hz": 5.0}}
+    assert figs == {
+        "action_node": {"commands_rate_hz": 90.0, "inference_p50_ms": 30.0},
+        "planner_node": {"plans_rate_hz": 5.0},
+    }
     r = E.summarize(E.EvalConfig(tasks=["reach"], episodes=3), "/m", _episodes()[:3], wall_s=1.0)
     r["episodes"] = eps
     md = E.report_markdown(r)
@@ -117,12 +143,15 @@ def test_complete_only_when_every_episode_ran_without_error():
     eps = [e for e in _episodes() if e.task == "reach"]
     cfg = E.EvalConfig(tasks=["reach"], episodes=3)
     assert E.summarize(cfg, "/m", eps, wall_s=1.0)["complete"] is True
-    assert E.summarize(E.EvalConfig(tasks=["reach"], episodes=4), "/m", eps,
-                       wall_s=1.0)["complete"] is False
+    assert (
+        E.summarize(E.EvalConfig(tasks=["reach"], episodes=4), "/m", eps, wall_s=1.0)["complete"]
+        is False
+    )
 
 
 def test_cli_help_and_argument_errors(capsys, tmp_path):
     from clap_ros.cli import main
+
     with pytest.raises(SystemExit) as e:
         main(["eval-sim", "--help"])
     assert e.value.code == 0
@@ -130,16 +159,28 @@ def test_cli_help_and_argument_errors(capsys, tmp_path):
     assert "--episodes" in text and "result.json" in text and "exit status" in text
     assert main(["eval-sim", "--task", "fly", "--out", str(tmp_path / "x")]) == 2
     assert "unknown task fly" in capsys.readouterr().err
-    assert main(["eval-sim", "--model", str(tmp_path / "none"), "--out",
-                 str(tmp_path / "y")]) == 2
+    assert main(["eval-sim", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "y")]) == 2
     assert "no manifest.yaml" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_demo_model_policy_refuses_a_missing_bundle(capsys, tmp_path):
     from clap_ros.cli import main
-    assert main(["demo", "--policy", "model", "--model", str(tmp_path / "none"),
-                 "--out", str(tmp_path / "d")]) == 2
+
+    assert (
+        main(
+            [
+                "demo",
+                "--policy",
+                "model",
+                "--model",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "d"),
+            ]
+        )
+        == 2
+    )
     assert "no manifest.yaml" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
     # the model drives by default
@@ -158,7 +199,11 @@ def test_an_earlier_result_or_bag_is_never_overwritten(tmp_path):
     bag = tmp_path / "b" / "bags" / "fr3_reach_seed000005"
     bag.mkdir(parents=True)
     with pytest.raises(E.EvalError, match="never overwritten.*fr3_reach_seed000005"):
-        E.SimEvaluator(E.EvalConfig(tasks=["reach"], out=str(tmp_path / "b"), seed=4,
-                                    episodes=2, record_bags=True))
-    E.SimEvaluator(E.EvalConfig(tasks=["reach"], out=str(tmp_path / "b"), seed=4, episodes=1,
-                                record_bags=True))  # seed 4 only: nothing taken
+        E.SimEvaluator(
+            E.EvalConfig(
+                tasks=["reach"], out=str(tmp_path / "b"), seed=4, episodes=2, record_bags=True
+            )
+        )
+    E.SimEvaluator(
+        E.EvalConfig(tasks=["reach"], out=str(tmp_path / "b"), seed=4, episodes=1, record_bags=True)
+    )  # seed 4 only: nothing taken

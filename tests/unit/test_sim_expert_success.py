@@ -2,6 +2,7 @@
 
 No rendering here: success is a physics question, and the sweep must stay fast.
 """
+
 import pytest
 
 from clap_ros.sim import TASKS, SimWorld, make_expert, run_plan

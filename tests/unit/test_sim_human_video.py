@@ -1,5 +1,6 @@
 """Human-video renderer: a floating hand does the tasks; clips are real H.264 mp4 files and
 labels.json follows docs/INTERFACES.md with no actions or proprioception."""
+
 import json
 
 import numpy as np
@@ -9,7 +10,15 @@ from clap_ros.cli import main
 from clap_ros.sim import TASKS, SimWorld, make_expert, run_plan
 from clap_ros.sim.embodiments import FloatingHandEmbodiment
 
-CLIP_KEYS = {"file", "action_category", "instruction", "scene_id", "appearance", "num_frames", "seed"}
+CLIP_KEYS = {
+    "file",
+    "action_category",
+    "instruction",
+    "scene_id",
+    "appearance",
+    "num_frames",
+    "seed",
+}
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -31,8 +40,27 @@ def _decode(path):
 
 def test_cli_writes_clips_and_labels_and_reuses_scenes(tmp_path):
     out = tmp_path / "human"
-    assert main(["sim", "human-videos", "--task", "push", "--episodes", "2", "--scenes", "1",
-                 "--size", "64x80", "--fps", "15", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sim",
+                "human-videos",
+                "--task",
+                "push",
+                "--episodes",
+                "2",
+                "--scenes",
+                "1",
+                "--size",
+                "64x80",
+                "--fps",
+                "15",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     labels = json.loads((out / "labels.json").read_text())
     assert set(labels) == {"format", "version", "fps", "clips"}
     assert labels["format"] == "clap_ros_human_videos" and labels["version"] == 1
@@ -57,20 +85,57 @@ def test_cli_writes_clips_and_labels_and_reuses_scenes(tmp_path):
     # Running again into the same directory is refused (nothing is overwritten) ...
     before = (out / "labels.json").read_text()
     with pytest.raises(SystemExit):
-        main(["sim", "human-videos", "--task", "stack", "--episodes", "1", "--size", "64x80",
-              "--fps", "15", "--out", str(out)])
+        main(
+            [
+                "sim",
+                "human-videos",
+                "--task",
+                "stack",
+                "--episodes",
+                "1",
+                "--size",
+                "64x80",
+                "--fps",
+                "15",
+                "--out",
+                str(out),
+            ]
+        )
     assert (out / "labels.json").read_text() == before
     # ... unless appending: a different task in the same scene keeps the look.
-    assert main(["sim", "human-videos", "--task", "stack", "--episodes", "1", "--scenes", "1",
-                 "--size", "64x80", "--fps", "15", "--out", str(out), "--append"]) == 0
+    assert (
+        main(
+            [
+                "sim",
+                "human-videos",
+                "--task",
+                "stack",
+                "--episodes",
+                "1",
+                "--scenes",
+                "1",
+                "--size",
+                "64x80",
+                "--fps",
+                "15",
+                "--out",
+                str(out),
+                "--append",
+            ]
+        )
+        == 0
+    )
     labels = json.loads((out / "labels.json").read_text())
     assert [c["file"] for c in labels["clips"]] == ["videos/%06d.mp4" % i for i in range(3)]
     stack = labels["clips"][2]
     assert stack["action_category"] == "stack"
     for key in ("table_texture", "wall_texture", "light", "camera_jitter"):
         assert stack["appearance"][key] == a[key]
-    assert sorted(p.name for p in (out / "videos").iterdir()) == ["000000.mp4", "000001.mp4",
-                                                                  "000002.mp4"]
+    assert sorted(p.name for p in (out / "videos").iterdir()) == [
+        "000000.mp4",
+        "000001.mp4",
+        "000002.mp4",
+    ]
 
 
 def test_cli_rejects_bad_arguments(tmp_path):
@@ -78,7 +143,19 @@ def test_cli_rejects_bad_arguments(tmp_path):
         main(["sim", "human-videos", "--task", "juggle", "--episodes", "1", "--out", str(tmp_path)])
     assert "juggle" in str(e.value)
     with pytest.raises(SystemExit) as e:
-        main(["sim", "human-videos", "--task", "push", "--episodes", "1", "--size", "63x64",
-              "--out", str(tmp_path)])
+        main(
+            [
+                "sim",
+                "human-videos",
+                "--task",
+                "push",
+                "--episodes",
+                "1",
+                "--size",
+                "63x64",
+                "--out",
+                str(tmp_path),
+            ]
+        )
     assert "even" in str(e.value)
     assert not (tmp_path / "labels.json").exists()

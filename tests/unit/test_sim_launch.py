@@ -6,6 +6,7 @@ translation (clap_ros.launching.ros_launch) by running it against small recordin
 the launch API classes it calls; the real import test runs wherever launch_ros exists (a Jazzy
 workspace) and is skipped only without it.
 """
+
 import ast
 import dataclasses
 import importlib.util
@@ -42,11 +43,17 @@ def test_every_launch_file_is_a_shared_graph():
     for path in files:
         tree = ast.parse(path.read_text())
         imports = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-        assert any(n.module == "clap_ros.launching.ros_launch"
-                   and "launch_description" in [a.name for a in n.names] for n in imports), path
-        graph = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
-                 and any(getattr(t, "id", "") == "GRAPH" for t in n.targets)]
-        assert graph and graph[0] == path.name[:-len(".launch.py")] and graph[0] in GRAPHS
+        assert any(
+            n.module == "clap_ros.launching.ros_launch"
+            and "launch_description" in [a.name for a in n.names]
+            for n in imports
+        ), path
+        graph = [
+            ast.literal_eval(n.value)
+            for n in tree.body
+            if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "GRAPH" for t in n.targets)
+        ]
+        assert graph and graph[0] == path.name[: -len(".launch.py")] and graph[0] in GRAPHS
         funcs = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
         assert "generate_launch_description" in funcs
         # one source of truth: no node or argument declared in the file itself
@@ -89,6 +96,7 @@ def launch_stand_ins(monkeypatch):
 
 def test_translation_builds_the_sim_graph(launch_stand_ins):
     from clap_ros.launching.ros_launch import launch_description
+
     L = launch_stand_ins
     ld = launch_description("sim")
     entities = ld.args[0]
@@ -96,11 +104,14 @@ def test_translation_builds_the_sim_graph(launch_stand_ins):
     nodes = [e for e in entities if isinstance(e, L.Node)]
     assert [d.args[0] for d in decls] == [a.name for a in SIM.arguments]
     by_name = {d.args[0]: d.kwargs for d in decls}
-    assert by_name["robot"] == {"default_value": "fr3",
-                                "description": SIM.argument("robot").description}
+    assert by_name["robot"] == {
+        "default_value": "fr3",
+        "description": SIM.argument("robot").description,
+    }
     assert by_name["command_mode"]["choices"] == ["joint_trajectory", "forward_position"]
     assert by_name["params_file"]["default_value"] == L.PathJoinSubstitution(
-        [L.FindPackageShare("clap_ros"), "config", "sim_driver.yaml"])
+        [L.FindPackageShare("clap_ros"), "config", "sim_driver.yaml"]
+    )
     assert [n.kwargs["name"] for n in nodes] == ["sim_driver", "expert_node"]
     driver, expert = (n.kwargs for n in nodes)
     assert driver["package"] == "clap_ros" and driver["executable"] == "sim_driver"
@@ -109,19 +120,31 @@ def test_translation_builds_the_sim_graph(launch_stand_ins):
     params_file, overrides = driver["parameters"]
     assert params_file == L.LaunchConfiguration("params_file")
     assert overrides["seed"] == L.ParameterValue(L.LaunchConfiguration("seed"), value_type=int)
-    assert overrides["randomize"] == L.ParameterValue(L.LaunchConfiguration("randomize"),
-                                                      value_type=bool)
+    assert overrides["randomize"] == L.ParameterValue(
+        L.LaunchConfiguration("randomize"), value_type=bool
+    )
     assert overrides["camera_rate_hz"] == L.ParameterValue(
-        L.LaunchConfiguration("camera_rate_hz"), value_type=float)
+        L.LaunchConfiguration("camera_rate_hz"), value_type=float
+    )
     assert set(overrides) == set(SIM.nodes[0].parameters)
     assert expert["parameters"][1]["command_mode"] == L.ParameterValue(
-        L.LaunchConfiguration("command_mode"), value_type=str)
+        L.LaunchConfiguration("command_mode"), value_type=str
+    )
 
 
 def test_launch_arguments_cover_the_documented_ones():
     names = [a.name for a in SIM.arguments]
-    for name in ("robot", "task", "seed", "use_sim_time", "camera_width", "camera_height",
-                 "camera_rate_hz", "expert", "params_file"):
+    for name in (
+        "robot",
+        "task",
+        "seed",
+        "use_sim_time",
+        "camera_width",
+        "camera_height",
+        "camera_rate_hz",
+        "expert",
+        "params_file",
+    ):
         assert name in names
     assert SIM.argument("params_file").default == PackageFile("config", "sim_driver.yaml")
     cfg = yaml.safe_load(CONFIG.read_text())["sim_driver"]["ros__parameters"]
@@ -132,6 +155,7 @@ def test_launch_arguments_cover_the_documented_ones():
 
 def test_params_file_keys_are_sim_driver_parameters():
     from clap_ros.nodes.sim_driver import SimDriverConfig
+
     fields = {f.name for f in dataclasses.fields(SimDriverConfig)}
     cfg = yaml.safe_load(CONFIG.read_text())
     keys = set(cfg["sim_driver"]["ros__parameters"])
@@ -140,15 +164,18 @@ def test_params_file_keys_are_sim_driver_parameters():
     for k in keys:
         assert cfg["sim_driver"]["ros__parameters"][k] == getattr(defaults, k), k
     from node_source import declares
+
     for k in cfg["expert_node"]["ros__parameters"]:
         assert declares(["expert_node.py"], k), "expert_node declares no parameter %s" % k
 
 
 def test_launch_file_imports_and_builds_with_launch_ros():
     pytest.importorskip("launch_ros")
-    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument
     from launch_ros.actions import Node
+
+    from launch import LaunchDescription
+
     spec = importlib.util.spec_from_file_location("sim_launch", LAUNCH)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -1,5 +1,6 @@
 """The MuJoCo robot models are generated from the robot profiles: kinematics, limits, gripper units
 and joint servos must agree with the profile facts."""
+
 import numpy as np
 import pytest
 
@@ -39,8 +40,9 @@ def test_joint_limits_and_timestep_come_from_profile(robot):
     prof = load_profile(robot)
     m = world.model
     for i, name in enumerate(prof.joint_names):
-        np.testing.assert_allclose(m.jnt_range[m.joint(name).id], [prof.limits.lower[i],
-                                                                    prof.limits.upper[i]])
+        np.testing.assert_allclose(
+            m.jnt_range[m.joint(name).id], [prof.limits.lower[i], prof.limits.upper[i]]
+        )
     assert 0.001 <= world.timestep <= 0.0025
     np.testing.assert_allclose(world.arm_qpos(), prof.home)
 

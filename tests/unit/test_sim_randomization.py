@@ -1,11 +1,17 @@
 """Visual randomisation changes pixels, never physics; appearance seeds are separate from
 layouts."""
+
 import numpy as np
 import pytest
 
 from clap_ros.sim import SimWorld, make_expert, run_plan
-from clap_ros.sim.appearance import (CAMERA_JITTER, DISTRACTOR_SLOTS, LIGHTS, TABLE_TEXTURES,
-                                     WALL_TEXTURES)
+from clap_ros.sim.appearance import (
+    CAMERA_JITTER,
+    DISTRACTOR_SLOTS,
+    LIGHTS,
+    TABLE_TEXTURES,
+    WALL_TEXTURES,
+)
 
 
 def _trajectory(world):
@@ -59,10 +65,14 @@ def test_appearance_factors_are_discrete_ids_in_range_and_vary_over_seeds():
         assert len(app["distractors"]) == len(app["distractor_colors"])
         n_distractors.add(len(app["distractors"]))
         assert set(app["object_colors"]) == {"cube", "bowl"}
-    assert seen["table_texture"] <= set(range(len(TABLE_TEXTURES))) and len(seen["table_texture"]) > 1
+    assert (
+        seen["table_texture"] <= set(range(len(TABLE_TEXTURES))) and len(seen["table_texture"]) > 1
+    )
     assert seen["wall_texture"] <= set(range(len(WALL_TEXTURES))) and len(seen["wall_texture"]) > 1
     assert seen["light"] <= set(range(len(LIGHTS))) and len(seen["light"]) > 1
-    assert seen["camera_jitter"] <= set(range(len(CAMERA_JITTER))) and len(seen["camera_jitter"]) > 1
+    assert (
+        seen["camera_jitter"] <= set(range(len(CAMERA_JITTER))) and len(seen["camera_jitter"]) > 1
+    )
     assert len(n_distractors) > 1
 
 

@@ -1,5 +1,6 @@
 """Tasks, seeds and scripted experts: determinism, success predicates, plan smoothness and
 limits."""
+
 import numpy as np
 import pytest
 
@@ -125,8 +126,9 @@ def test_instruction_names_the_rendered_colours(task):
     for role, name in colors.items():
         assert name in world.instruction
         geoms = world._objects[role]["geoms"]
-        np.testing.assert_allclose(world.model.geom_rgba[geoms, :3],
-                                   np.tile(PALETTE[name], (len(geoms), 1)))
+        np.testing.assert_allclose(
+            world.model.geom_rgba[geoms, :3], np.tile(PALETTE[name], (len(geoms), 1))
+        )
     assert len(set(colors.values())) == len(colors)
     assert not set(world.appearance["distractor_colors"]) & set(colors.values())
 

@@ -1,4 +1,5 @@
 """clap_ros.nodes.spawn: command lines ROS parses back to the same types, and clean stopping."""
+
 import sys
 import textwrap
 import time
@@ -10,6 +11,7 @@ from clap_ros.nodes.spawn import NodeProcess, format_param, node_command, wait_f
 
 def test_format_param_keeps_types_when_parsed_as_yaml():
     import yaml
+
     for value in (True, False, 3, 0.5, 1e-3, "fr3", "1.0", "true", "", [1.0, 2.0], ["a", "b"]):
         assert yaml.safe_load(format_param(value)) == value
         assert type(yaml.safe_load(format_param(value))) is type(value)
@@ -18,8 +20,13 @@ def test_format_param_keeps_types_when_parsed_as_yaml():
 
 
 def test_node_command_layout(tmp_path):
-    cmd = node_command("clap_ros.nodes.sim_driver", {"seed": 3, "robot": "ur5e"},
-                       params_file=tmp_path / "p.yaml", name="drv", remaps={"/a": "/b"})
+    cmd = node_command(
+        "clap_ros.nodes.sim_driver",
+        {"seed": 3, "robot": "ur5e"},
+        params_file=tmp_path / "p.yaml",
+        name="drv",
+        remaps={"/a": "/b"},
+    )
     assert cmd[:4] == [sys.executable, "-m", "clap_ros.nodes.sim_driver", "--ros-args"]
     assert cmd[4:8] == ["-r", "__node:=drv", "-r", "/a:=/b"]
     assert cmd[8:10] == ["--params-file", str(tmp_path / "p.yaml")]
@@ -34,13 +41,16 @@ def _script(tmp_path, body):
 
 
 def test_stop_escalates_from_sigint_to_sigterm(tmp_path, monkeypatch):
-    _script(tmp_path, """
+    _script(
+        tmp_path,
+        """
         import signal, sys, time
         signal.signal(signal.SIGINT, signal.SIG_IGN)   # a node stuck in cleanup ignores SIGINT
         print("up", flush=True)
         while True:
             time.sleep(0.05)
-    """)
+    """,
+    )
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     p = NodeProcess("fake_node_mod", log_path=tmp_path / "log.txt", domain_id=42)
     assert p.env["ROS_DOMAIN_ID"] == "42" and p.env["ROS_AUTOMATIC_DISCOVERY_RANGE"]
@@ -54,11 +64,14 @@ def test_stop_escalates_from_sigint_to_sigterm(tmp_path, monkeypatch):
 
 
 def test_exit_code_and_log_capture(tmp_path, monkeypatch):
-    _script(tmp_path, """
+    _script(
+        tmp_path,
+        """
         import sys
         print("args:", sys.argv[1:], flush=True)
         sys.exit(3)
-    """)
+    """,
+    )
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     with NodeProcess("fake_node_mod", params={"seed": 7}, log_path=tmp_path / "l.txt") as p:
         assert p.wait(timeout=20) == 3

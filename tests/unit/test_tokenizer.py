@@ -1,4 +1,5 @@
 """The word-level instruction tokenizer shared by training and the planner node (no torch)."""
+
 import json
 import sys
 
@@ -7,8 +8,12 @@ import pytest
 
 from clap_ros.inference.tokenizer import InstructionTokenizer, TokenizerError, normalize
 
-CORPUS = ["Put the red cube in the blue bowl.", "push the green block to the left",
-          "put the blue cube in the red bowl", "open the drawer"]
+CORPUS = [
+    "Put the red cube in the blue bowl.",
+    "push the green block to the left",
+    "put the blue cube in the red bowl",
+    "open the drawer",
+]
 
 
 def test_round_trip_of_known_words():
@@ -67,7 +72,9 @@ def test_bad_files_give_clear_errors(tmp_path):
 def test_runtime_module_does_not_import_torch():
     import subprocess
 
-    code = ("import sys; import clap_ros.inference.tokenizer as t; "
-            "t.InstructionTokenizer.fit(['a b']).encode_batch(['a']); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; import clap_ros.inference.tokenizer as t; "
+        "t.InstructionTokenizer.fit(['a b']).encode_batch(['a']); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,5 @@
 """JointTrajectoryController rules and interpolation (clap_ros.control.trajectory), no ROS."""
+
 import math
 from types import SimpleNamespace
 
@@ -6,8 +7,15 @@ import numpy as np
 import pytest
 
 from clap_ros.control.trajectory import (
-    Trajectory, TrajectoryFollower, TrajectoryRejected, TrajectoryRules, points_from_msg,
-    validate_forward_command, validate_gripper_command, validate_points)
+    Trajectory,
+    TrajectoryFollower,
+    TrajectoryRejected,
+    TrajectoryRules,
+    points_from_msg,
+    validate_forward_command,
+    validate_gripper_command,
+    validate_points,
+)
 from clap_ros.robots import load_profile
 
 FR3 = load_profile("fr3")
@@ -31,6 +39,7 @@ def reject(match, *args, **kw):
 
 
 # --- validation ------------------------------------------------------------------------------
+
 
 def test_valid_trajectory_accepted_and_reaches_last_point():
     tr = make(pts((0.5, 0.1, None), (1.0, 0.2, np.zeros(7))))
@@ -56,8 +65,11 @@ def test_missing_joint_rejected_unless_partial_allowed():
 
 
 def test_unknown_and_duplicate_names_rejected():
-    reject(r"incoming joints \['panda_joint1'\]", pts((0.5, 0.1, None)),
-           names=["panda_joint1"] + NAMES[1:])
+    reject(
+        r"incoming joints \['panda_joint1'\]",
+        pts((0.5, 0.1, None)),
+        names=["panda_joint1"] + NAMES[1:],
+    )
     reject("duplicate joint names", pts((0.5, 0.1, None)), names=NAMES[:6] + [NAMES[0]])
 
 
@@ -69,10 +81,8 @@ def test_aliases_are_known_names_and_reordering_by_name():
 
 
 def test_wrong_vector_lengths_rejected():
-    reject(r"joint_names size \(7\) and positions \(6\) at point #0",
-           [(0.5, list(HOME[:6]), None)])
-    reject(r"velocities \(3\) at point #1",
-           [(0.5, list(HOME), None), (1.0, list(HOME), [0, 0, 0])])
+    reject(r"joint_names size \(7\) and positions \(6\) at point #0", [(0.5, list(HOME[:6]), None)])
+    reject(r"velocities \(3\) at point #1", [(0.5, list(HOME), None), (1.0, list(HOME), [0, 0, 0])])
     reject("no positions", [(0.5, [], None)])
 
 
@@ -93,8 +103,7 @@ def test_positions_beyond_limits_rejected_with_joint_name():
     reject(r"fr3_joint4 = .* beyond its limits", [(0.5, list(p), None)])
     # inside the limits but inside the margin
     p[3] = FR3.limits.upper[3] - 0.01
-    reject("beyond its limits", [(0.5, list(p), None)],
-           rules=TrajectoryRules(position_margin=0.05))
+    reject("beyond its limits", [(0.5, list(p), None)], rules=TrajectoryRules(position_margin=0.05))
 
 
 def test_time_from_start_strictly_increasing_and_first_positive():
@@ -107,7 +116,9 @@ def test_time_from_start_strictly_increasing_and_first_positive():
 def test_last_point_velocity_must_be_zero_unless_allowed():
     v = [0.1] + [0.0] * 6
     reject("velocity of last trajectory point of joint fr3_joint1", pts((0.5, 0.1, v)))
-    tr = make(pts((0.5, 0.1, v)), rules=TrajectoryRules(allow_nonzero_velocity_at_trajectory_end=True))
+    tr = make(
+        pts((0.5, 0.1, v)), rules=TrajectoryRules(allow_nonzero_velocity_at_trajectory_end=True)
+    )
     assert tr.end_time_s == pytest.approx(10.5)
 
 
@@ -121,10 +132,18 @@ def test_trajectory_ending_in_past_or_starting_in_past_rejected():
 
 def test_effort_fields_rejected_from_message():
     msg = SimpleNamespace(
-        joint_names=NAMES, header=SimpleNamespace(stamp=SimpleNamespace(sec=0, nanosec=0)),
-        points=[SimpleNamespace(time_from_start=SimpleNamespace(sec=0, nanosec=500_000_000),
-                                positions=list(HOME), velocities=[], accelerations=[],
-                                effort=[1.0] * 7)])
+        joint_names=NAMES,
+        header=SimpleNamespace(stamp=SimpleNamespace(sec=0, nanosec=0)),
+        points=[
+            SimpleNamespace(
+                time_from_start=SimpleNamespace(sec=0, nanosec=500_000_000),
+                positions=list(HOME),
+                velocities=[],
+                accelerations=[],
+                effort=[1.0] * 7,
+            )
+        ],
+    )
     with pytest.raises(TrajectoryRejected, match="effort"):
         points_from_msg(msg)
     msg.points[0].effort = []
@@ -134,13 +153,19 @@ def test_effort_fields_rejected_from_message():
 
 
 def test_validate_points_fills_partial_goal_velocities_with_zero():
-    out = validate_points(NAMES[:2], [(0.5, [0.1, -0.5], [0.0, 0.0])], FR3, HOME,
-                          TrajectoryRules(allow_partial_joints_goal=True))
+    out = validate_points(
+        NAMES[:2],
+        [(0.5, [0.1, -0.5], [0.0, 0.0])],
+        FR3,
+        HOME,
+        TrajectoryRules(allow_partial_joints_goal=True),
+    )
     np.testing.assert_allclose(out[0].velocities, 0.0)
     np.testing.assert_allclose(out[0].positions[2:], HOME[2:])
 
 
 # --- forward and gripper commands ------------------------------------------------------------
+
 
 def test_forward_command_rules():
     np.testing.assert_allclose(validate_forward_command(list(HOME + 0.01), FR3, HOME), HOME + 0.01)
@@ -160,13 +185,19 @@ def test_forward_command_rules():
 
 def test_gripper_command_rules():
     assert validate_gripper_command([0.25]) == 0.25
-    for bad, match in (([], "exactly 1"), ([0.1, 0.2], "exactly 1"), ([math.nan], "not in"),
-                       ([1.5], "not in"), ([-0.1], "not in")):
+    for bad, match in (
+        ([], "exactly 1"),
+        ([0.1, 0.2], "exactly 1"),
+        ([math.nan], "not in"),
+        ([1.5], "not in"),
+        ([-0.1], "not in"),
+    ):
         with pytest.raises(TrajectoryRejected, match=match):
             validate_gripper_command(bad)
 
 
 # --- interpolation ---------------------------------------------------------------------------
+
 
 def _dense(tr, t0, t1, n=4001):
     ts = np.linspace(t0, t1, n)
@@ -201,8 +232,10 @@ def test_cubic_hermite_matches_points_and_velocities_and_is_continuous():
 
 def test_quintic_when_accelerations_given():
     a = np.full(7, 0.5)
-    p = [(1.0, list(HOME + 0.1), list(np.full(7, 0.2)), list(a)),
-         (2.0, list(HOME + 0.3), [0.0] * 7, [0.0] * 7)]
+    p = [
+        (1.0, list(HOME + 0.1), list(np.full(7, 0.2)), list(a)),
+        (2.0, list(HOME + 0.3), [0.0] * 7, [0.0] * 7),
+    ]
     tr = Trajectory(NAMES, p, FR3, 0.0, HOME)
     h = 1e-5
     for t, q_exp, v_exp, a_exp in ((1.0, HOME + 0.1, 0.2, 0.5), (2.0, HOME + 0.3, 0.0, 0.0)):
@@ -222,6 +255,7 @@ def test_holds_last_point_with_zero_velocity_after_end():
 
 
 # --- follower: replace on receive ------------------------------------------------------------
+
 
 def test_follower_replacement_starts_from_commanded_state_without_jump():
     f = TrajectoryFollower(FR3, HOME)
@@ -261,15 +295,18 @@ def test_follower_forward_command_replaces_trajectory_and_holds():
 
 # --- expert chunks (what the expert node and the direct recorder send) -------------------------
 
+
 @pytest.fixture(scope="module")
 def real_plan():
     from clap_ros.sim import SimWorld, make_expert
+
     world = SimWorld(robot="fr3", task="reach", seed=1, image_size=(32, 32))
     return make_expert(world).plan()
 
 
 def test_trajectory_chunks_obey_the_controller_rules(real_plan):
     from clap_ros.control.trajectory import trajectory_chunk
+
     f = TrajectoryFollower(FR3, real_plan.sample(0.0)[0])
     taus = np.arange(0.0, real_plan.duration + 0.3, 0.1)
     worst = 0.0
@@ -280,16 +317,20 @@ def test_trajectory_chunks_obey_the_controller_rules(real_plan):
         # accepted by the same rules the driver applies, replacing the previous chunk
         f.set_trajectory(NAMES, pts_, now_s=float(tau))
         q_cmd, _ = f.sample(float(tau) + 0.05)
-        worst = max(worst, float(np.max(np.abs(q_cmd - real_plan.sample(
-            min(tau + 0.05, real_plan.duration))[0]))))
+        worst = max(
+            worst,
+            float(np.max(np.abs(q_cmd - real_plan.sample(min(tau + 0.05, real_plan.duration))[0]))),
+        )
     # replacing every 0.1 s, the commanded motion follows the plan closely
     assert worst < 0.01
-    np.testing.assert_allclose(f.sample(taus[-1] + 2.0)[0],
-                               real_plan.sample(real_plan.duration)[0], atol=1e-9)
+    np.testing.assert_allclose(
+        f.sample(taus[-1] + 2.0)[0], real_plan.sample(real_plan.duration)[0], atol=1e-9
+    )
 
 
 def test_trajectory_chunk_at_plan_end_holds_final_point(real_plan):
     from clap_ros.control.trajectory import trajectory_chunk
+
     end = trajectory_chunk(real_plan, real_plan.duration + 1.0, 1.0, 0.1)
     assert len(end) == 1 and end[0][0] == pytest.approx(0.1)
     np.testing.assert_allclose(end[0][1], real_plan.sample(real_plan.duration)[0])

@@ -1,8 +1,16 @@
 """mp4 round trip with PyAV: H.264, yuv420p, constant fps; frames close after lossy coding."""
+
 import numpy as np
 import pytest
 
-from clap_ros.data.video import VideoError, VideoWriter, iter_video, read_video, video_info, write_video
+from clap_ros.data.video import (
+    VideoError,
+    VideoWriter,
+    iter_video,
+    read_video,
+    video_info,
+    write_video,
+)
 
 
 def _frames(n=24, h=64, w=96):
@@ -13,7 +21,7 @@ def _frames(n=24, h=64, w=96):
         f[..., 0] = (xx * 2 + i * 5) % 256
         f[..., 1] = (yy * 3) % 256
         f[..., 2] = 40
-        f[10:30, (i * 2) % (w - 20):(i * 2) % (w - 20) + 20] = (250, 250, 0)  # a moving block
+        f[10:30, (i * 2) % (w - 20) : (i * 2) % (w - 20) + 20] = (250, 250, 0)  # a moving block
         out.append(f)
     return out
 

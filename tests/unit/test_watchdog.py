@@ -1,4 +1,5 @@
 """Watchdog staleness checks and the HOLD / RUN / STOPPING state machine (no ROS)."""
+
 import pytest
 
 from clap_ros.control.watchdog import DEFAULT_THRESHOLDS, State, Watchdog
@@ -58,7 +59,7 @@ def test_each_stale_input_stops_then_holds_with_reason(name):
 
 def test_dead_planner_is_a_stale_plan():
     w = running(0.0)
-    for k in range(1, 200):   # camera/latent/joint_states at 100 Hz, planner died at t = 0
+    for k in range(1, 200):  # camera/latent/joint_states at 100 Hz, planner died at t = 0
         t = k * 0.01
         feed_all(w, t, skip=("plan",))
         if w.update(t) is State.STOPPING:
@@ -110,9 +111,9 @@ def test_disable_and_stop_request_need_enable_to_resume():
 
 def test_stop_completes_before_resume_and_resume_needs_fresh_inputs():
     w = running(0.0)
-    assert w.update(0.6) is State.STOPPING       # camera, latent and joint_states went stale
-    feed_all(w, 0.65)                            # inputs are back mid-stop ...
-    assert w.update(0.65) is State.STOPPING      # ... but the stop finishes first
+    assert w.update(0.6) is State.STOPPING  # camera, latent and joint_states went stale
+    feed_all(w, 0.65)  # inputs are back mid-stop ...
+    assert w.update(0.65) is State.STOPPING  # ... but the stop finishes first
     w.stop_finished(0.8)
     assert w.state is State.HOLD
     # Fresh again (fed at 0.65, joint_states limit 0.2 s): resumes at once.
@@ -123,10 +124,10 @@ def test_stop_completes_before_resume_and_resume_needs_fresh_inputs():
 
 def test_stale_while_holding_stays_hold_and_future_or_bad_stamps():
     w = running(0.0)
-    w.feed("camera", 5.0)          # stamp far in the future: clocks disagree
+    w.feed("camera", 5.0)  # stamp far in the future: clocks disagree
     ok, reasons = w.check(0.01)
     assert not ok and any("in the future" in r for r in reasons)
-    w.feed("camera", 0.005)        # older than what we have: ignored, not rewinding
+    w.feed("camera", 0.005)  # older than what we have: ignored, not rewinding
     assert w.age("camera", 5.0) == 0.0
     with pytest.raises(KeyError, match="unknown watchdog input 'lidar'"):
         w.feed("lidar", 0.0)
@@ -172,7 +173,7 @@ def test_the_pieces_compose_into_a_jump_free_command_loop():
     for k in range(2000):
         now = k * dt
         camera_ok = not camera_dies_at <= now < camera_back_at
-        if k % 15 == 0:                                    # 33 Hz inputs
+        if k % 15 == 0:  # 33 Hz inputs
             if camera_ok:
                 w.feed("camera", now)
                 w.feed("latent", now)
@@ -181,9 +182,9 @@ def test_the_pieces_compose_into_a_jump_free_command_loop():
         before = w.state
         state = w.update(now)
         if state is State.RUN and before is State.HOLD:
-            queue.reset(now, measured)                     # start from where the arm is
+            queue.reset(now, measured)  # start from where the arm is
             filt.reset(measured)
-        if state is State.RUN and camera_ok and k % 50 == 0:   # a chunk every 0.1 s, 40 ms late
+        if state is State.RUN and camera_ok and k % 50 == 0:  # a chunk every 0.1 s, 40 ms late
             t0 = now - 0.04
             c = profile.home + 0.3 * np.sin(t0 + np.arange(H) * cdt)[:, None] * 0.5
             queue.push(c, t0, cdt, now)
@@ -198,7 +199,7 @@ def test_the_pieces_compose_into_a_jump_free_command_loop():
                 stop = None
         else:
             cmd = filt.hold().q if filt.started else measured
-        measured = cmd.copy()                              # a perfect position servo
+        measured = cmd.copy()  # a perfect position servo
         out.append(cmd.copy())
         states.append(state)
     seq = [t.target for t in w.transitions]
@@ -212,5 +213,5 @@ def test_the_pieces_compose_into_a_jump_free_command_loop():
     assert np.max(np.abs(A) / lim.acceleration) <= 1 + 1e-6
     assert np.max(np.abs(np.diff(A, axis=0) / dt) / lim.jerk) <= 1 + 1e-6
     hold = [i for i, s in enumerate(states) if s is State.HOLD and i > 100]
-    assert hold and np.ptp(Q[hold[0]:hold[-1] + 1], axis=0).max() < 1e-6   # still while holding
-    assert np.max(np.abs(V[:750])) > 0.05                                 # it did move before
+    assert hold and np.ptp(Q[hold[0] : hold[-1] + 1], axis=0).max() < 1e-6  # still while holding
+    assert np.max(np.abs(V[:750])) > 0.05  # it did move before
