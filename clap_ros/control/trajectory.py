@@ -53,6 +53,12 @@ from clap_ros.rostime import stamp_to_s
 PointTuple = Tuple
 
 
+# How far (rad) the first segment of a trajectory, from the controller's own start state to the
+# first point, may swing past a joint limit before the trajectory is refused; sampling clips it.
+# A few mrad are normal when the start is the measured state of an arm moving near a limit.
+START_SEGMENT_SLACK_RAD = 0.01
+
+
 class TrajectoryRejected(ValueError):
     """A command the driver refuses; ``reason`` says why in words a user can act on."""
 
@@ -432,9 +438,13 @@ class Trajectory:
                     b.velocities,
                     b.accelerations if both else None,
                 )
-            # an end already outside the limits (a start pose at the limit) does not count
-            lo = np.minimum(lim.lower, np.minimum(a.positions, b.positions)) - 1e-6
-            hi = np.maximum(lim.upper, np.maximum(a.positions, b.positions)) + 1e-6
+            # an end already outside the limits (a start pose at the limit) does not count; the
+            # first segment starts from the controller's own state (measured by default), which
+            # the sender cannot shape, so a small swing past a limit there is clipped in sample()
+            # instead of refusing the whole trajectory
+            slack = START_SEGMENT_SLACK_RAD if k == 0 else 1e-6
+            lo = np.minimum(lim.lower, np.minimum(a.positions, b.positions)) - slack
+            hi = np.maximum(lim.upper, np.maximum(a.positions, b.positions)) + slack
             bad = ~np.isfinite(q) | (q < lo) | (q > hi)
             if bad.any():
                 j = int(np.nonzero(bad.any(axis=0))[0][0])
@@ -470,7 +480,7 @@ class Trajectory:
         T = tb - ta
         if a.velocities is not None and b.velocities is not None:
             both_acc = a.accelerations is not None and b.accelerations is not None
-            return _hermite(
+            q, qd = _hermite(
                 t - ta,
                 T,
                 a.positions,
@@ -480,6 +490,12 @@ class Trajectory:
                 b.velocities,
                 b.accelerations if both_acc else None,
             )
+            if k == 0:  # the start segment's tolerated swing (_check_curve) stays in the limits
+                lim = self.profile.limits
+                lo = np.minimum(lim.lower, np.minimum(a.positions, b.positions))
+                hi = np.maximum(lim.upper, np.maximum(a.positions, b.positions))
+                q = np.clip(q, lo, hi)
+            return q, qd
         s = (t - ta) / T
         return a.positions + s * (b.positions - a.positions), (b.positions - a.positions) / T
 
