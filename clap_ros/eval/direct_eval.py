@@ -282,8 +282,10 @@ class DirectEpisodes:
                 randomize=self.cfg.randomize,
                 real_time_factor=0.0,
                 use_sim_time=True,
-            ).validate()
-            self._cores[task] = SimDriverCore(params)
+            )
+            if self.cfg.reflexes is not None:
+                params = params.replace(reflexes=self.cfg.reflexes)
+            self._cores[task] = SimDriverCore(params.validate())
         return self._cores[task]
 
     def runtime(self):

@@ -257,6 +257,8 @@ class SimEvaluator:
         }
         if self.cfg.params_file:
             overrides["params_file"] = str(Path(self.cfg.params_file).resolve())
+        if self.cfg.reflexes is not None:
+            overrides["reflexes"] = str(self.cfg.reflexes).lower()
         return resolve_arguments(BRINGUP, overrides)
 
     def _start_graph(self, task: str):
@@ -709,6 +711,17 @@ def register(subparsers) -> None:
         help="turn the sim's visual randomisation off (on by default)",
     )
     p.add_argument(
+        "--reflexes",
+        dest="reflexes",
+        action="store_true",
+        default=None,
+        help="turn the sim driver's reflex emulation on (Franka collision/motion reflexes, UR "
+        "protective stop; an episode with a reflex fails; default: the driver's, off for now)",
+    )
+    p.add_argument(
+        "--no-reflexes", dest="reflexes", action="store_false", help="turn it off explicitly"
+    )
+    p.add_argument(
         "--real-time-factor",
         type=float,
         default=1.0,
@@ -787,6 +800,7 @@ def run(args) -> int:
             out=args.out,
             timeout_s=args.timeout,
             randomize=not args.no_randomize,
+            reflexes=args.reflexes,
             real_time_factor=args.real_time_factor,
             record_bags=args.record_bags,
             domain_id=args.domain_id,

@@ -41,6 +41,8 @@ class EvalConfig:
     out: Optional[str] = None  # result directory (default: eval_results/<stamp>)
     timeout_s: float = 0.0  # sim seconds per episode; 0 = TASK_TIMEOUT_S[task]
     randomize: bool = True
+    # The sim driver's reflex emulation: None = the driver's default (sim_driver's schema).
+    reflexes: Optional[bool] = None
     real_time_factor: float = 1.0  # other than 1: every node runs on sim time
     settle_s: float = 0.5  # wait after the first post-reset plan before enabling
     plan_timeout_s: float = 60.0  # wall seconds for the first plan of an episode

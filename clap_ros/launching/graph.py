@@ -427,6 +427,12 @@ BRINGUP = Graph(
             "randomize", "true", "sim visual randomisation per seed (use_sim:=true only)", "bool"
         ),
         Argument(
+            "reflexes",
+            "false",
+            "sim_driver emulates the robot profile's reflexes (use_sim:=true only)",
+            "bool",
+        ),
+        Argument(
             "real_time_factor",
             "1.0",
             "sim seconds per wall second (use_sim:=true only; other than 1 needs "
@@ -462,7 +468,11 @@ BRINGUP = Graph(
             "sim_driver",
             "clap_ros.nodes.sim_driver",
             "sim_driver",
-            parameters=dict(_SIM_SHARED, real_time_factor=Arg("real_time_factor")),
+            parameters=dict(
+                _SIM_SHARED,
+                real_time_factor=Arg("real_time_factor"),
+                reflexes=Arg("reflexes"),
+            ),
             params_file_arg="sim_params_file",
             remaps=(
                 ("/camera/image_raw", Arg("image_topic")),

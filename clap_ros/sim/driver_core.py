@@ -144,10 +144,14 @@ class SimDriverParams(Schema):
         "state (the default, as ros2_control's JTC)",
         read_only=True,
     )
+    # Off by default for now: over DDS on a 2-core machine the motion-discontinuity checks trip
+    # even for the scripted expert (wall-clock jitter at trajectory hand-overs), and the shipped
+    # bundle trips them within 0.5 s; calibrating them and making the action node's commands
+    # consistent with the measured state is issue 13 item 4.
     reflexes: bool = param(
-        True,
+        False,
         "emulate the robot profile's reflexes (Franka collision/motion reflexes, UR protective "
-        "stop); false only to study a policy without them",
+        "stop; recovery: ~/error_recovery)",
         read_only=True,
     )
     trajectory_controller: str = param(

@@ -40,6 +40,7 @@ def ros(tmp_path_factory):
             "seed": 0,
             "camera_rate_hz": 0.0,
             "joint_states_rate_hz": 100.0,
+            "reflexes": True,
         },
     )
     h = RosHarness(domain)

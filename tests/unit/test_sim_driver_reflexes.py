@@ -35,7 +35,7 @@ def make_core(robot="fr3", **kw):
             camera_rate_hz=0.0,
             real_time_factor=0.0,
             use_sim_time=True,
-            **kw,
+            **dict(dict(reflexes=True), **kw),
         )
     )
 
@@ -213,7 +213,9 @@ def test_direct_evaluator_fails_an_episode_with_a_reflex():
     from clap_ros.eval.direct_eval import DirectEpisodes
     from clap_ros.eval.sim_results import EvalConfig, report_markdown, summarize
 
-    cfg = EvalConfig(robot="fr3", tasks=["reach"], episodes=1, policy="expert", mode="direct")
+    cfg = EvalConfig(
+        robot="fr3", tasks=["reach"], episodes=1, policy="expert", mode="direct", reflexes=True
+    )
     ep = DirectEpisodes(cfg)
     core = ep.core("reach")
     step = core.step
