@@ -423,6 +423,7 @@ class SimEvaluator:
                 start_status.get("sim_time", 0.0)
             )
             if int(end.get("resets", 0)) == int(start_status.get("resets", 0)):
+                out.first_point = end.get("first_point")  # the driver's, since the reset
                 out.goal_distance_end_m = status_goal_distance(end)
                 if out.goal_distance_end_m is not None and out.goal_distance_min_m is not None:
                     out.goal_distance_min_m = min(out.goal_distance_min_m, out.goal_distance_end_m)
@@ -609,6 +610,7 @@ class SimEvaluator:
                 goal_distance_start_m=r.goal_distance_start_m,
                 goal_distance_end_m=r.goal_distance_end_m,
                 goal_distance_min_m=r.goal_distance_min_m,
+                first_point=r.first_point,
                 bag=r.bag if self.cfg.record_bags else "",
                 error=r.error,
             )

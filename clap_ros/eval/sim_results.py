@@ -131,6 +131,9 @@ class EpisodeOutcome:
     worst_diagnostics: Dict[str, dict] = field(default_factory=dict)  # node -> level, message
     # each node's last rates and latencies before the stop (keys *_rate_hz, *_p50_ms, *_p99_ms)
     figures: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    # every trajectory the driver received in the episode: |first point - measured| and the
+    # implied joint velocity (clap_ros.control.first_point summary, from the driver's status)
+    first_point: Optional[dict] = None
     bag: str = ""
     error: str = ""
 
@@ -194,6 +197,7 @@ def summarize(
             "median_final_goal_distance_m": _median(e.goal_distance_end_m for e in eps),
             "median_min_goal_distance_m": _median(e.goal_distance_min_m for e in eps),
             "median_goal_progress": _median(goal_progress(e) for e in eps),
+            "first_point": pooled_first_points(e.first_point for e in eps),
         }
     config = asdict(cfg)
     config["tasks"] = list(cfg.tasks)
@@ -318,6 +322,7 @@ def report_markdown(result: dict) -> str:
             "- %s seed %d: %s" % (e["task"], e["seed"], e["error"].splitlines()[0]) for e in errors
         ]
         lines.append("")
+    lines += first_point_lines(result)
     figures = runtime_figures(result["episodes"])
     if figures:
         lines += [
@@ -330,6 +335,53 @@ def report_markdown(result: dict) -> str:
         lines.append("")
     lines.append("Wall time %.0f s. Per-episode details in result.json." % result["wall_s"])
     return "\n".join(lines) + "\n"
+
+
+def pooled_first_points(summaries) -> Optional[dict]:
+    from clap_ros.control.first_point import pooled
+
+    return pooled(summaries)
+
+
+def first_point_lines(result: dict) -> List[str]:
+    """The report's table of trajectory first points vs the measured state, per task."""
+    rows = [(task, t.get("first_point")) for task, t in result["tasks"].items()]
+    rows = [(task, fp) for task, fp in rows if fp and fp.get("count")]
+    if not rows:
+        return []
+    lines = [
+        "Trajectory first points vs the measured state (every JointTrajectory the driver "
+        "received, accepted or rejected; a real JTC starts from the measured state, so "
+        "|first - measured| / time_from_start is the joint velocity it asks for):",
+        "",
+        "| task | trajectories | rejected | abs(first - measured) p50 / p99 / max (rad) | "
+        "implied velocity p50 / p99 / max (x limit) | over the limit |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, fp in rows:
+        d, f = fp["deviation_rad"], fp["velocity_fraction"]
+        lines.append(
+            "| %s | %d | %d | %.3g / %.3g / %.3g | %.3g / %.3g / %.3g | %d |"
+            % (
+                task,
+                fp["count"],
+                fp.get("rejected", 0),
+                d["p50"],
+                d["p99"],
+                d["max"],
+                f["p50"],
+                f["p99"],
+                f["max"],
+                fp.get("over_limit", 0),
+            )
+        )
+    lines += [
+        "",
+        "Percentiles pooled over episodes from log histograms (upper bin edge, at most 12 % "
+        "above the exact value); per-episode exact figures in result.json.",
+        "",
+    ]
+    return lines
 
 
 def runtime_figures(episodes: Sequence[dict]) -> Dict[str, Dict[str, float]]:

@@ -47,6 +47,9 @@ class EpisodeResult:
     goal_distance_end_m: Optional[float] = None
     goal_distance_min_m: Optional[float] = None
     time_to_success_s: Optional[float] = None
+    # the driver's first-point summary (clap_ros.control.first_point) from its last status of
+    # the episode (None when that status is another episode's)
+    first_point: Optional[dict] = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -551,6 +554,9 @@ def _record_one(
         time_to_success_s=None
         if first_success is None
         else first_success - float(start.get("sim_time", 0.0)),
+        first_point=status.get("first_point")
+        if status.get("resets") == start.get("resets")
+        else None,
     )
 
 

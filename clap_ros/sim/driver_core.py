@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from clap_ros.control.first_point import FirstPointStats, trajectory_first_point
 from clap_ros.control.trajectory import (
     PointTuple,
     TrajectoryFollower,
@@ -304,6 +305,8 @@ class SimDriverCore:
             self.profile, world, self.control_dt, enabled=params.reflexes, log=self._log
         )
         self.reflex_events = 0
+        # every received trajectory's first point vs the measured state, since the last reset
+        self.first_points = FirstPointStats()
         self.epoch = 0.0
         self.rejected = 0
         self.last_rejection = ""
@@ -337,6 +340,7 @@ class SimDriverCore:
         self._last_gripper_q = gq
         self._last_success = bool(w.success())
         self.safety.restart()
+        self.first_points.reset()
         self.status_dirty = True
 
     def reset(self, seed: int) -> str:
@@ -368,18 +372,16 @@ class SimDriverCore:
         ``gripper``: [opening].
         """
         now = self.clock_s if now is None else float(now)
-        if kind in ("trajectory", "forward"):
+        if kind == "trajectory":
+            reason = self._trajectory(payload, now, stamp_s)
+            self._record_first_point(payload, now, stamp_s, reason is None)
+            return reason
+        if kind == "forward":
             refused = self.safety.refusal()
             if refused is not None:
                 return self.reject(kind, refused)
         try:
-            if kind == "trajectory":
-                names, points = payload
-                self.follower.set_trajectory(
-                    names, points, now_s=now, stamp_s=stamp_s, measured=self.safety.measured()
-                )
-                self.safety.trajectory_started(self.follower)
-            elif kind == "forward":
+            if kind == "forward":
                 if self.follower.trajectory is not None:
                     self.safety.forward_started()
                 self.follower.set_forward(list(payload), now_s=now)
@@ -390,6 +392,39 @@ class SimDriverCore:
         except TrajectoryRejected as e:
             return self.reject(kind, e.reason)
         return None
+
+    def _trajectory(self, payload, now: float, stamp_s: float) -> Optional[str]:
+        refused = self.safety.refusal()
+        if refused is not None:
+            return self.reject("trajectory", refused)
+        try:
+            names, points = payload
+            self.follower.set_trajectory(
+                names, points, now_s=now, stamp_s=stamp_s, measured=self.safety.measured()
+            )
+            self.safety.trajectory_started(self.follower)
+        except TrajectoryRejected as e:
+            return self.reject("trajectory", e.reason)
+        return None
+
+    def _record_first_point(self, payload, now: float, stamp_s: float, accepted: bool) -> None:
+        """|first point - measured| and the implied joint velocity of a received trajectory
+        (accepted or not; the world has not stepped since receipt, so the measured state is the
+        one the JTC starts from). An unreadable payload is no record."""
+        try:
+            names, points = payload
+        except (TypeError, ValueError):
+            return
+        fp = trajectory_first_point(
+            self.profile,
+            names,
+            points,
+            self.world.arm_qpos(),
+            now_s=now,
+            stamp_s=stamp_s,
+            accepted=accepted,
+        )
+        self.first_points.add(fp)
 
     def reject(self, kind: str, reason: str) -> str:
         """Count a refused command (also used for messages refused before ``command``)."""
@@ -486,6 +521,9 @@ class SimDriverCore:
             "reflexes": len(self.safety.monitor.history),
             "commands_refused_in_reflex": int(self.safety.refused),
             "trajectory_aborts": int(self.safety.tolerance_aborts),
+            # since the last reset: |first point - measured| and the implied joint velocity
+            # (clap_ros.control.first_point; the episode's distribution in both evaluators)
+            "first_point": self.first_points.summary(),
             "camera_frames": int(camera_frames),
             "camera_dropped": int(camera_dropped),
         }
