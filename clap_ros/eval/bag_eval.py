@@ -183,6 +183,31 @@ def _js_at(data: BagData, grid_ns: np.ndarray) -> np.ndarray:
     return np.stack(data.js_q)[i]
 
 
+def first_points(profile, commands, data: BagData) -> Dict[str, Any]:
+    """|first point - measured| and the implied joint velocity (clap_ros.control.first_point) of
+    each JointTrajectory in ``commands`` ((log time ns, kind, msg)), against the bag's latest
+    joint_states at or before the message's log time (its receipt). The lead is the first
+    point's time_from_start: header stamps may be on another clock than the log times."""
+    from clap_ros.control.first_point import FirstPointStats, trajectory_first_point
+    from clap_ros.control.trajectory import TrajectoryRejected, points_from_msg
+    from clap_ros.data.bag2dataset import latest_index
+
+    st = FirstPointStats()
+    trajs = [(t, msg) for t, kind, msg in commands if kind == "traj"]
+    if trajs and data.js_t:
+        idx = latest_index(data.js_t, np.array([t for t, _ in trajs], dtype=np.int64))
+        for (t, msg), i in zip(trajs, idx):
+            if i < 0:
+                continue  # no measurement yet
+            try:
+                names, pts, _ = points_from_msg(msg)
+            except TrajectoryRejected:
+                continue
+            lead = pts[0][0] if pts else 0.0
+            st.add(trajectory_first_point(profile, names, pts, data.js_q[int(i)], lead_s=lead))
+    return st.summary()
+
+
 def score(data: BagData, rep: Replay, profile, chunk_horizon_s: float) -> Dict[str, Any]:
     """metrics for one bag (see bag_metrics); plus the series the report plots under "_series"."""
     from clap_ros.control.trajectory import points_from_msg
@@ -309,6 +334,12 @@ def score(data: BagData, rep: Replay, profile, chunk_horizon_s: float) -> Dict[s
         refc[valid] = ref_flat[np.searchsorted(flat, t_steps)[valid]]
         m["rf_chunk"] = M.chunk_errors(pred, refc, valid, names)
         m["rf_chunk"]["source"] = "raw CLAP-RF chunks (step i at frame + i * chunk_dt)"
+    # first points vs the measured state: the bag's own trajectories (closed loop when it was
+    # recorded), and the replay's (open loop: the arm followed the recording, not these)
+    m["first_point"] = {
+        "recorded": first_points(profile, data.commands, data),
+        "replay": first_points(profile, rep.arm, data),
+    }
     m["latency_ms"] = M.distribution(rep.latency_s, 1e3)
     m["latency_ms"]["source"] = rep.latency_source
     cmd_t = [t * 1e-9 for t, _, _ in rep.arm]

@@ -206,6 +206,13 @@ SUMMARY_FIELDS = (
     ("chunks", ("counts", "chunks_accepted"), ""),
     ("safety interventions", ("counts", "safety_interventions"), ""),
     ("watchdog stops", ("counts", "watchdog_stops"), ""),
+    # the bag's own JointTrajectories vs its joint_states (clap_ros.control.first_point)
+    ("first point |Δ| p99", ("first_point", "recorded", "deviation_rad", "p99"), "rad"),
+    (
+        "first point velocity p99",
+        ("first_point", "recorded", "velocity_fraction", "p99"),
+        "x limit",
+    ),
 )
 
 

@@ -114,6 +114,7 @@ def write_report(
 ) -> Path:
     """Write report.html: the summary table (per bag + aggregate), then per bag its key numbers,
     per-joint table and plots."""
+    from clap_ros.control.first_point import describe
     from clap_ros.eval.bag_metrics import SUMMARY_FIELDS
 
     path = Path(path)
@@ -186,6 +187,11 @@ def write_report(
                 "; ".join("%.2f s: %s" % (s["t_s"], s["reason"]) for s in m.get("stops") or [])
                 or "none",
             ),
+        ]
+        fp = m.get("first_point") or {}
+        keys += [
+            ("recorded trajectories' first point vs joint_states", describe(fp.get("recorded"))),
+            ("replayed trajectories' first point (open loop)", describe(fp.get("replay"))),
         ]
         if m.get("output_bag"):
             keys.append(("recorded stack output", m["output_bag"]))
