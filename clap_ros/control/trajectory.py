@@ -419,6 +419,41 @@ class Trajectory:
         """Refuse a spline that leaves the joint limits between its points: velocities too large
         for the point spacing make the Hermite segments swing far out (1e300 rad/s gave 1e299
         rad positions), though every point itself is inside."""
+        if self._curve_inside():
+            return
+        self._check_curve_each()  # finds the first bad segment and says why
+
+    def _curve_inside(self) -> bool:
+        """True when every Hermite segment stays inside (the check of ``_check_curve_each``,
+        for all segments at once: one trajectory per chunk reaches the driver at 15 Hz)."""
+        lim = self.profile.limits
+        segs = [
+            (k, a, b)
+            for k, ((_, a), (_, b)) in enumerate(zip(self._knots[:-1], self._knots[1:]))
+            if a.velocities is not None and b.velocities is not None
+        ]
+        if not segs:
+            return True
+        quintic = [a.accelerations is not None and b.accelerations is not None for _, a, b in segs]
+        if any(quintic) and not all(quintic):
+            return False  # mixed: the per-segment check handles it
+        ks = np.array([k for k, _, _ in segs])
+        T = (self._times[ks + 1] - self._times[ks])[None, :, None]
+        u = np.linspace(0.0, 1.0, 17)[1:-1, None, None]
+        qa = np.stack([a.positions for _, a, _ in segs])
+        qb = np.stack([b.positions for _, _, b in segs])
+        va = np.stack([a.velocities for _, a, _ in segs])
+        vb = np.stack([b.velocities for _, _, b in segs])
+        aa = np.stack([a.accelerations for _, a, _ in segs]) if quintic[0] else None
+        ab = np.stack([b.accelerations for _, _, b in segs]) if quintic[0] else None
+        with np.errstate(over="ignore", invalid="ignore"):
+            q, _ = _hermite(u * T, T, qa, va, aa, qb, vb, ab)
+        slack = np.where(ks == 0, START_SEGMENT_SLACK_RAD, 1e-6)[:, None]
+        lo = np.minimum(lim.lower, np.minimum(qa, qb)) - slack
+        hi = np.maximum(lim.upper, np.maximum(qa, qb)) + slack
+        return not bool((~np.isfinite(q) | (q < lo) | (q > hi)).any())
+
+    def _check_curve_each(self) -> None:
         lim = self.profile.limits
         u = np.linspace(0.0, 1.0, 17)[1:-1, None]
         for k in range(len(self._knots) - 1):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -131,6 +131,44 @@ def check_latent_array(latent: Any, tokens: int, dim: int, finite: bool = True) 
     return lat
 
 
+# (profile, names) -> (profile, arm indices, gripper indices). A driver sends the same names in
+# every message (500 Hz - 1 kHz), so their checks and lookup run once per layout.
+_LAYOUTS: Dict[Tuple[int, tuple], Tuple[Any, np.ndarray, np.ndarray]] = {}
+_MAX_LAYOUTS = 64
+
+
+def _joint_layout(profile, names: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+    """(arm indices in profile order, indices of the gripper joints present) into ``names``;
+    InputError for a name listed twice, ProfileError for missing arm joints."""
+    try:
+        key: Optional[Tuple[int, tuple]] = (id(profile), tuple(names))
+        hit = _LAYOUTS.get(key)  # type: ignore[arg-type]
+    except TypeError:  # unhashable names: checked every time
+        key, hit = None, None
+    if hit is not None and hit[0] is profile:
+        return hit[1], hit[2]
+    canon = [profile.canonical_name(str(n)) for n in names]
+    if len(set(canon)) != len(canon):
+        seen, dup = set(), []
+        for n in canon:
+            if n in seen and n not in dup:
+                dup.append(n)
+            seen.add(n)
+        raise InputError(
+            "joint_states lists joint(s) %s more than once" % clip_text(", ".join(dup))
+        )
+    arm_idx = np.asarray(profile.index_map([str(n) for n in names]), dtype=np.intp)
+    where = {n: i for i, n in enumerate(canon)}
+    grip_idx = np.asarray(
+        [where[n] for n in profile.gripper.joint_names if n in where], dtype=np.intp
+    )
+    if key is not None:
+        if len(_LAYOUTS) >= _MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = (profile, arm_idx, grip_idx)
+    return arm_idx, grip_idx
+
+
 def check_joint_state(
     profile, names: Sequence[str], positions: Sequence[float]
 ) -> Tuple[np.ndarray, bool]:
@@ -144,34 +182,32 @@ def check_joint_state(
     ``gripper_measured = False`` and an opening of 1.0 (open), which the caller should report.
     """
     try:
-        names = [str(n) for n in names]
-        pos = np.asarray(list(positions), dtype=np.float64).reshape(-1)
+        if not isinstance(names, (list, tuple)):
+            names = list(names)
+        pos = np.asarray(
+            positions if isinstance(positions, np.ndarray) else list(positions), dtype=np.float64
+        ).reshape(-1)
     except (TypeError, ValueError) as e:
         raise InputError("joint_states positions are not numbers: %s" % e) from None
     if pos.shape[0] != len(names):
         raise InputError("joint_states has %d positions for %d names" % (pos.shape[0], len(names)))
-    canon = [profile.canonical_name(n) for n in names]
-    if len(set(canon)) != len(canon):
-        seen, dup = set(), []
-        for n in canon:
-            if n in seen and n not in dup:
-                dup.append(n)
-            seen.add(n)
-        raise InputError(
-            "joint_states lists joint(s) %s more than once" % clip_text(", ".join(dup))
-        )
-    arm = profile.reorder(names, pos)
-    idx = {n: i for i, n in enumerate(canon)}
-    g = [pos[idx[n]] for n in profile.gripper.joint_names if n in idx]
-    if g and not all(math.isfinite(v) for v in g):
-        raise InputError(
-            "joint_states has non-finite gripper positions: %s" % [float(v) for v in g]
-        )
-    opening = profile.gripper.command_from_position(float(np.mean(g))) if g else 1.0
-    state = np.concatenate([arm, [opening]])
-    if not np.all(np.isfinite(state)):
+    arm_idx, grip_idx = _joint_layout(profile, names)
+    dof = arm_idx.shape[0]
+    state = np.empty(dof + 1, dtype=np.float64)
+    state[:dof] = pos[arm_idx]
+    if grip_idx.shape[0]:
+        g = pos[grip_idx].tolist()
+        if not all(math.isfinite(v) for v in g):
+            raise InputError("joint_states has non-finite gripper positions: %s" % g)
+        state[dof] = profile.gripper.command_from_position(sum(g) / len(g))
+    else:
+        state[dof] = 1.0
+    if not np.isfinite(state).all():
         raise InputError("joint_states has non-finite positions: %s" % state.tolist())
-    return state, bool(g)
+    return state, bool(grip_idx.shape[0])
+
+
+_PLAUSIBLE: Dict[int, Tuple[Any, np.ndarray, np.ndarray]] = {}  # id(profile) -> bounds
 
 
 def check_plausible(profile, state: np.ndarray) -> None:
@@ -180,7 +216,11 @@ def check_plausible(profile, state: np.ndarray) -> None:
     be planned on). The cores apply it to every joint state they take as a measurement."""
     arm = np.asarray(state, dtype=np.float64)[: profile.dof]
     lim = profile.limits
-    out = (arm < lim.lower - OUTSIDE_LIMITS_RAD) | (arm > lim.upper + OUTSIDE_LIMITS_RAD)
+    hit = _PLAUSIBLE.get(id(profile))
+    if hit is None or hit[0] is not profile:
+        hit = (profile, lim.lower - OUTSIDE_LIMITS_RAD, lim.upper + OUTSIDE_LIMITS_RAD)
+        _PLAUSIBLE[id(profile)] = hit
+    out = (arm < hit[1]) | (arm > hit[2])
     if out.any():
         j = int(np.nonzero(out)[0][0])
         raise InputError(

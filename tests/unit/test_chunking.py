@@ -167,6 +167,26 @@ def test_trajectory_points_are_jtc_valid(fr3):
     assert len(pts) == 1 and np.all(pts[0][2] == 0.0)
 
 
+def test_trajectory_points_equal_point_by_point_sampling_during_blends(fr3):
+    """The vectorised look-ahead gives exactly what peek() gives at each point's time, on the
+    spline, inside several cross-fades at once and on the stop tail (gripper column too)."""
+    dim = fr3.dof + 1
+    q = ChunkQueue(fr3, dim=dim, blend_window=0.2)
+    q.reset(0.0, np.concatenate([fr3.home, [1.0]]))
+    for k, t0 in enumerate((0.0, 0.07, 0.13, 0.2)):
+        amp = 0.1 + 0.05 * k
+        q.push(chunk_of(lambda t, a=amp: a * np.sin(3 * t), t0, fr3, dim), t0, CDT, t0 + 0.04)
+    for t_now in (0.05, 0.15, 0.21, 0.9, q.rest_time() - 0.3):
+        pts = q.trajectory_points(t_now, horizon=1.5, period=0.02)
+        for j, (tf, pos, vel) in enumerate(pts):
+            ref_q, ref_qd, _ = q.peek(t_now + tf)
+            assert np.array_equal(pos, ref_q[: fr3.dof])
+            if j < len(pts) - 1:
+                assert np.array_equal(vel, ref_qd[: fr3.dof])
+    # the last window ran into the stop tail and ended where the queue comes to rest
+    assert t_now + pts[-1][0] >= q.rest_time() and np.all(pts[-1][2] == 0.0)
+
+
 def test_bad_configuration(fr3):
     with pytest.raises(ValueError, match="blend_window"):
         ChunkQueue(fr3, blend_window=0.0)
