@@ -270,6 +270,7 @@ class DirectEpisodes:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self._cores: Dict[str, object] = {}
         self._runtime = None
+        self._oracle = None
 
     def core(self, task: str):
         from clap_ros.sim.driver_core import SimDriverCore, SimDriverParams
@@ -295,8 +296,18 @@ class DirectEpisodes:
         return self._runtime
 
     def policy(self, core, seed: int):
+        from clap_ros.eval.oracle_policy import OraclePolicy, OracleRuntime, is_oracle
+
         if self.cfg.policy == "expert":
             return ExpertPolicy(core.world, self.cfg.command_mode)
+        if is_oracle(self.cfg.policy):
+            if self._oracle is None:
+                self._oracle = OracleRuntime(
+                    self.runtime(), core.world, self.cfg.policy, lambda: core.clock_s
+                )
+            self._oracle.reset(core.world, lambda: core.clock_s)
+            stack = StackPolicy(self._stack_params, self.profile, self._oracle, self.cfg.latency_ms)
+            return OraclePolicy(stack, self._oracle)
         return StackPolicy(self._stack_params, self.profile, self.runtime(), self.cfg.latency_ms)
 
     def run(self, task: str, seed: int) -> EpisodeOutcome:
@@ -368,7 +379,9 @@ class DirectEpisodes:
             )
             out.bag = str(path)
         render = policy.needs_frames or bag is not None
+        pixels = getattr(policy, "needs_pixels", True) or bag is not None
         info = world.camera_info("scene")
+        blank = np.zeros((int(info["height"]), int(info["width"]), 3), dtype=np.uint8)
         arm_topic = (
             core.trajectory_topic if cfg.command_mode == "joint_trajectory" else core.forward_topic
         )
@@ -397,7 +410,7 @@ class DirectEpisodes:
                             core.joint_states_topic, now, js.names, js.positions, js.velocities
                         )
                 elif event == "cam" and render:
-                    rgb = world.render("scene")
+                    rgb = world.render("scene") if pixels else blank
                     policy.on_frame(rgb, info, now, now)
                     if bag is not None:
                         bag.image(now, rgb, info)

@@ -757,9 +757,12 @@ def register(subparsers) -> None:
     p.add_argument(
         "--policy",
         default="model",
-        choices=POLICIES,
+        metavar="{%s,oracle-expert,oracle:FILE.onnx}" % ",".join(POLICIES),
         help="model (default): the bundle drives; expert: the scripted expert, "
-        "streamed as expert_node streams it",
+        "streamed as expert_node streams it; --mode direct only, the diagnostic ladder: "
+        "oracle-expert (the expert's plan as every RF chunk, through the action core) "
+        "and oracle:FILE.onnx (a learned state-oracle: object positions + state -> chunk, "
+        "from clap-train oracle)",
     )
     p.add_argument(
         "--jobs",

@@ -52,7 +52,9 @@ class EvalConfig:
     params_file: str = ""  # ros__parameters for the CLAP nodes ("" = package's)
     progress: bool = True
     mode: str = "ros"  # ros: the bringup graph over DDS; direct: one process
-    policy: str = "model"  # model: the bundle; expert: the scripted expert
+    # model: the bundle; expert: the scripted expert; oracle-expert / oracle:<onnx>: the
+    # diagnostic ladder's ground-truth rungs (clap_ros.eval.oracle_policy, direct mode)
+    policy: str = "model"
     jobs: int = 1  # direct mode: episodes run in this many processes
     latency_ms: Optional[float] = None  # direct mode: fixed inference latency (None: measured)
 
@@ -85,10 +87,20 @@ class EvalConfig:
             raise ValueError("backend must be auto, cpu, cuda or tensorrt, not %r" % self.backend)
         if self.mode not in MODES:
             raise ValueError("mode must be one of %s, not %r" % (", ".join(MODES), self.mode))
-        if self.policy not in POLICIES:
+        from clap_ros.eval.oracle_policy import ORACLE_PREFIX, is_oracle
+
+        if self.policy not in POLICIES and not is_oracle(self.policy):
             raise ValueError(
-                "policy must be one of %s, not %r" % (", ".join(POLICIES), self.policy)
+                "policy must be one of %s, oracle-expert or oracle:<file.onnx>, not %r"
+                % (", ".join(POLICIES), self.policy)
             )
+        if is_oracle(self.policy) and self.mode != "direct":
+            raise ValueError("the oracle policies (diagnostic ladder) run in --mode direct only")
+        if self.policy.startswith(ORACLE_PREFIX):
+            from pathlib import Path
+
+            if not Path(self.policy[len(ORACLE_PREFIX) :]).is_file():
+                raise ValueError("oracle model %s not found" % self.policy[len(ORACLE_PREFIX) :])
         if self.jobs < 1:
             raise ValueError("jobs must be >= 1, not %d" % self.jobs)
         if self.latency_ms is not None and not (0.0 <= self.latency_ms < 60000.0):

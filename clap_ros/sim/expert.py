@@ -254,15 +254,24 @@ class ArmExpert:
         self.waypoints = world.task.waypoints(world.layout, world.home_yaw())
 
     def plan(self) -> Plan:
+        return self.plan_from(self.profile.home, 1.0)
+
+    def plan_from(self, q_start, gripper: float, first_waypoint: int = 0) -> Plan:
+        """The plan from joint state ``q_start`` with gripper opening ``gripper`` through the
+        waypoints from ``first_waypoint`` on: the expert replanning from where the arm is (a
+        DART / DAgger label for a state off its own path)."""
         prof = self.profile
         lim = prof.limits
-        q = prof.home.copy()
+        q = np.asarray(q_start, dtype=np.float64).copy()
         pos, R = self.ik.fk(q)
-        yaw = self.world.home_yaw()
-        grip = 1.0
+        # the TCP's yaw now (it points down along the expert's paths), where a linear segment's
+        # interpolation starts; the home plan keeps the world's home yaw exactly
+        at_home = bool(np.array_equal(q, prof.home))
+        yaw = self.world.home_yaw() if at_home else math.atan2(R[0, 1], R[0, 0])
+        grip = float(gripper)
         segments: List[Segment] = []
         t = 0.0
-        for wp in self.waypoints:
+        for wp in self.waypoints[first_waypoint:]:
             target = np.asarray(wp.pos, dtype=np.float64)
             if wp.gripper_only:
                 knots = np.array([q, q])

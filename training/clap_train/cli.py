@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiments.cli import add_parser as add_experiment_parser
 
     add_experiment_parser(sub)
+    from .oracle import add_parser as add_oracle_parser
+
+    add_oracle_parser(sub)
     p = sub.add_parser(
         "show-config",
         help="print the resolved config (preset + overrides) as YAML",
@@ -142,6 +145,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .experiments.cli import main as experiment_main
 
         return experiment_main(args)
+    if args.stage == "oracle":
+        from .oracle import main as oracle_main
+
+        return oracle_main(args)
     from .common.dist import init_from_env, is_main
     from .config import ConfigError, load_config
     from .data import DataError

@@ -1,0 +1,334 @@
+"""The state-oracle rung of the diagnostic ladder (issue 14): learning without perception.
+
+``clap-train oracle --task reach`` learns  (object positions, measured state) -> absolute joint
+chunk  from the scripted expert, exports it to ONNX (inputs ``obs [1, F]``, ``state [1, S]``;
+output ``chunk [1, H, A]``, the bundle's chunk shape and action space) and, when asked, selects
+the checkpoint by closed-loop success in ``clap-ros eval-sim --mode direct --policy
+oracle:<onnx>`` on validation seeds (never by the loss).
+
+Data (no rendering, no physics: the expert's plans are functions of time):
+
+* on-path samples: the expert's plan from home, at the chunk rate; the label is the plan at the
+  chunk's step times;
+* DART-style samples: the state perturbed off the path (joint noise, gripper noise), labelled by
+  the expert replanning from that state (``ArmExpert.plan_from``), so the policy learns how to
+  come back. Only for single-waypoint tasks (reach) the replan's waypoint is known; other
+  tasks get on-path samples only for now.
+
+Training seeds start at 100000 (eval-sim's held-out seeds are 0, 1, ...); validation seeds for
+checkpoint selection at 50000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+TRAIN_SEED0 = 100000
+VALID_SEED0 = 50000
+
+
+@dataclass
+class OracleConfig:
+    robot: str = "fr3"
+    task: str = "reach"
+    layouts: int = 1500  # training layouts (seeds TRAIN_SEED0 ...)
+    perturbed_per_layout: int = 12  # DART samples per layout (reach only)
+    joint_noise_rad: float = 0.15  # std of the joint perturbation
+    steps: int = 6000
+    batch: int = 512
+    lr: float = 1e-3
+    hidden: int = 256
+    eval_every: int = 2000  # closed-loop validation every so many steps (0: only at the end)
+    eval_episodes: int = 10  # validation episodes (seeds VALID_SEED0 ...)
+    seed: int = 0
+    out: str = "runs/oracle_reach"
+    model: str = "models/default"  # the bundle whose shapes the chunk takes
+
+
+def build_samples(cfg: OracleConfig, progress: bool = True):
+    """(obs [N, F], state [N, S], chunk [N, H, A]) from the expert."""
+    from clap_ros.eval.oracle_policy import oracle_features
+    from clap_ros.inference.bundle import load_bundle
+    from clap_ros.sim.driver_core import SimDriverCore, SimDriverParams
+    from clap_ros.sim.expert import ArmExpert, ExpertError
+
+    b = load_bundle(cfg.model)
+    H, dt = b.chunk_length, b.chunk_dt_s
+    core = SimDriverCore(
+        SimDriverParams(
+            robot=cfg.robot,
+            task=cfg.task,
+            seed=TRAIN_SEED0,
+            real_time_factor=0.0,
+            use_sim_time=True,
+            camera_rate_hz=0.0,
+        ).validate()
+    )
+    prof = core.profile
+    lim = prof.limits
+    rng = np.random.default_rng(cfg.seed)
+    obs: List[np.ndarray] = []
+    states: List[np.ndarray] = []
+    chunks: List[np.ndarray] = []
+    steps_i = np.arange(H) * dt
+
+    def add(feat, q, g, plan, tau0):
+        qs, _, gs = plan.sample_many(tau0 + steps_i)
+        obs.append(feat)
+        states.append(np.concatenate([q, [g]]))
+        chunks.append(np.hstack([qs, np.asarray(gs)[:, None]]))
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.layouts, desc="oracle data %s %s" % (cfg.robot, cfg.task))
+    single = None
+    for k in range(cfg.layouts):
+        core.reset(TRAIN_SEED0 + k)
+        world = core.world
+        feat = oracle_features(world)
+        expert = ArmExpert(world)
+        if single is None:
+            single = len(expert.waypoints) == 1
+        plan = expert.plan()
+        taus = np.arange(0.0, plan.duration + 0.5, dt)
+        qs, _, gs = plan.sample_many(taus)
+        for tau, q, g in zip(taus, qs, gs):
+            add(feat, q, float(g), plan, tau)
+        if single:
+            for _ in range(cfg.perturbed_per_layout):
+                tau = float(rng.uniform(0.0, plan.duration + 0.5))
+                q0, _, g0 = plan.sample(tau)
+                q = np.clip(
+                    q0 + rng.normal(0.0, cfg.joint_noise_rad, prof.dof), lim.lower, lim.upper
+                )
+                g = float(np.clip(g0 + rng.normal(0.0, 0.1), 0.0, 1.0))
+                try:
+                    replan = expert.plan_from(q, g)
+                except ExpertError:
+                    continue
+                add(feat, q, g, replan, 0.0)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return (
+        np.asarray(obs, np.float32),
+        np.asarray(states, np.float32),
+        np.asarray(chunks, np.float32),
+    )
+
+
+def make_net(feat_dim: int, state_dim: int, H: int, A: int, hidden: int, stats: Dict):
+    import torch
+    from torch import nn
+
+    class OracleNet(nn.Module):
+        """Normalised inputs -> chunk as an offset from the measured state (absolute out)."""
+
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("obs_mu", torch.tensor(stats["obs_mu"]))
+            self.register_buffer("obs_sd", torch.tensor(stats["obs_sd"]))
+            self.register_buffer("st_mu", torch.tensor(stats["st_mu"]))
+            self.register_buffer("st_sd", torch.tensor(stats["st_sd"]))
+            self.register_buffer("d_sd", torch.tensor(stats["d_sd"]))
+            self.net = nn.Sequential(
+                nn.Linear(feat_dim + state_dim, hidden),
+                nn.GELU(),
+                nn.Linear(hidden, hidden),
+                nn.GELU(),
+                nn.Linear(hidden, hidden),
+                nn.GELU(),
+                nn.Linear(hidden, H * A),
+            )
+            self.H, self.A = H, A
+
+        def forward(self, obs, state):
+            x = torch.cat(
+                [(obs - self.obs_mu) / self.obs_sd, (state - self.st_mu) / self.st_sd], dim=-1
+            )
+            d = self.net(x).view(-1, self.H, self.A) * self.d_sd
+            return state[:, None, :] + d
+
+    return OracleNet()
+
+
+def _stats(obs, st, ch) -> Dict:
+    d = ch - st[:, None, :]
+    return {
+        "obs_mu": obs.mean(0).tolist(),
+        "obs_sd": (obs.std(0) + 1e-3).tolist(),
+        "st_mu": st.mean(0).tolist(),
+        "st_sd": (st.std(0) + 1e-3).tolist(),
+        "d_sd": (d.reshape(-1, d.shape[-1]).std(0) + 1e-3).tolist(),
+    }
+
+
+def export_onnx(net, feat_dim: int, state_dim: int, path: Path) -> None:
+    import torch
+
+    net.eval()
+    torch.onnx.export(
+        net,
+        (torch.zeros(1, feat_dim), torch.zeros(1, state_dim)),
+        str(path),
+        input_names=["obs", "state"],
+        output_names=["chunk"],
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def closed_loop(cfg: OracleConfig, onnx_path: Path, seed0: int, episodes: int) -> Dict:
+    """Success and median progress of the oracle in eval-sim --mode direct."""
+    from clap_ros.eval import direct_eval
+    from clap_ros.eval.sim_results import EvalConfig
+
+    ec = EvalConfig(
+        robot=cfg.robot,
+        tasks=(cfg.task,),
+        episodes=episodes,
+        model=cfg.model,
+        backend="cpu",
+        seed=seed0,
+        progress=False,
+        mode="direct",
+        policy="oracle:%s" % onnx_path,
+        reflexes=False,
+    )
+    res = direct_eval.run_episodes(ec)
+    eps = res["episodes"]
+    prog = [
+        1.0 - e["goal_distance_end_m"] / e["goal_distance_start_m"]
+        for e in eps
+        if e.get("goal_distance_start_m")
+    ]
+    return {
+        "success": sum(bool(e["success"]) for e in eps),
+        "episodes": len(eps),
+        "median_progress": float(np.median(prog)) if prog else math.nan,
+        "errors": [e["error"] for e in eps if e.get("error")][:3],
+    }
+
+
+def train(cfg: OracleConfig, progress: bool = True) -> Dict:
+    import torch
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    t0 = time.time()
+    obs, st, ch = build_samples(cfg, progress)
+    n = obs.shape[0]
+    perm = np.random.default_rng(cfg.seed).permutation(n)
+    n_val = max(1, n // 20)
+    val, tr = perm[:n_val], perm[n_val:]
+    stats = _stats(obs[tr], st[tr], ch[tr])
+    H, A = ch.shape[1], ch.shape[2]
+    net = make_net(obs.shape[1], st.shape[1], H, A, cfg.hidden, stats)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    Ob, S, C = (torch.from_numpy(x) for x in (obs, st, ch))
+    w = torch.tensor(stats["d_sd"])
+    history: List[Dict] = []
+    best: Optional[Tuple[int, float, int]] = None  # (success, progress, step)
+    rng = np.random.default_rng(cfg.seed + 1)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, desc="oracle training")
+    for step in range(1, cfg.steps + 1):
+        idx = torch.from_numpy(rng.choice(tr, cfg.batch))
+        pred = net(Ob[idx], S[idx])
+        loss = (((pred - C[idx]) / w) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if bar is not None:
+            bar.update(1)
+            if step % 100 == 0:
+                bar.set_postfix(loss="%.4f" % float(loss.detach()))
+        due = cfg.eval_every and step % cfg.eval_every == 0
+        if due or step == cfg.steps:
+            with torch.no_grad():
+                vi = torch.from_numpy(val)
+                vloss = float((((net(Ob[vi], S[vi]) - C[vi]) / w) ** 2).mean())
+            path = out / ("oracle_step%d.onnx" % step)
+            export_onnx(net, obs.shape[1], st.shape[1], path)
+            net.train()
+            entry = {"step": step, "train_loss": float(loss.detach()), "val_loss": vloss}
+            if cfg.eval_episodes > 0:
+                entry["closed_loop"] = cl = closed_loop(cfg, path, VALID_SEED0, cfg.eval_episodes)
+                key = (cl["success"], cl["median_progress"], step)
+                if best is None or key[:2] > best[:2]:
+                    best = (key[0], key[1], step)
+            history.append(entry)
+            msg = "step %d: loss %.4f, val %.4f" % (step, float(loss.detach()), vloss)
+            if "closed_loop" in entry:
+                msg += ", closed loop %d/%d (progress %.0f %%)" % (
+                    entry["closed_loop"]["success"],
+                    entry["closed_loop"]["episodes"],
+                    100 * entry["closed_loop"]["median_progress"],
+                )
+            (bar.write if bar is not None else print)(msg)
+    if bar is not None:
+        bar.close()
+    chosen = best[2] if best is not None else cfg.steps
+    final = out / "oracle.onnx"
+    final.write_bytes((out / ("oracle_step%d.onnx" % chosen)).read_bytes())
+    summary = {
+        "config": asdict(cfg),
+        "samples": int(n),
+        "history": history,
+        "chosen_step": chosen,
+        "chosen_by": "closed-loop success on validation seeds"
+        if best is not None
+        else "last step (no closed-loop validation)",
+        "onnx": str(final),
+        "seconds": time.time() - t0,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "oracle",
+        help="the diagnostic ladder's state-oracle: object positions + state -> chunk (ONNX)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d = OracleConfig()
+    for name, val in asdict(d).items():
+        flag = "--" + name.replace("_", "-")
+        p.add_argument(flag, type=type(val), default=val, help="(default %(default)s)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def main(args) -> int:
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    kw = {k: getattr(args, k) for k in asdict(OracleConfig())}
+    cfg = OracleConfig(**kw)
+    try:
+        s = train(cfg, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as e:
+        print("clap-train oracle: error: %s" % e, file=sys.stderr)
+        return 1
+    print(json.dumps({k: s[k] for k in ("samples", "chosen_step", "onnx", "seconds")}))
+    return 0
