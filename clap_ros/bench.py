@@ -51,8 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--modes",
-        default="ros,direct",
-        help="eval-sim modes of the closed-loop figures (default ros,direct)",
+        default="ros,direct,direct-jobs",
+        help="eval-sim modes of the closed-loop figures: ros, direct (one process) and "
+        "direct-jobs (direct mode in 2 processes: run wall time / episodes); default all three",
     )
     p.add_argument(
         "--command-mode",
@@ -83,11 +84,13 @@ def run(args: argparse.Namespace) -> int:
     only = [x.strip() for x in args.only.split(",") if x.strip()] or list(SECTIONS)
     unknown = [x for x in only if x not in SECTIONS]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    bad_modes = [m for m in modes if m not in ("ros", "direct")]
+    from clap_ros.bench_closed_loop import MODES
+
+    bad_modes = [m for m in modes if m not in MODES]
     problem = (
         "unknown section %s (known: %s)" % (", ".join(unknown), ", ".join(SECTIONS))
         if unknown
-        else "unknown mode %s (known: ros, direct)" % ", ".join(bad_modes)
+        else "unknown mode %s (known: %s)" % (", ".join(bad_modes), ", ".join(MODES))
         if bad_modes
         else "--episodes must be >= 0"
         if args.episodes < 0

@@ -67,8 +67,21 @@ def test_ratio_needs_both_modes_to_have_run():
     assert ros.wall_per_episode_mean_s is None
     assert B.speed_ratio(ros, direct) is None
     text = B.format_comparison([ros, direct])
-    assert "speed-up: -" in text and "ros run incomplete: sim_driver exited" in text
+    assert "speed-up ros/direct: -" in text and "ros run incomplete: sim_driver exited" in text
     assert "speed-up" not in B.format_comparison([direct])
+
+
+def test_direct_jobs_row_shares_the_run_wall_time_out_over_its_episodes():
+    ros = B.mode_figures("ros", {"wall_s": 100.0, "episodes": [_ros_episode(24.0)] * 4})
+    # 4 episodes of 5 s each, 2 at a time: 10 s of run wall time, 2.5 s per episode
+    jobs = B.mode_figures(
+        "direct-jobs", {"wall_s": 10.0, "throughput": True, "episodes": [{"wall_s": 5.0}] * 4}
+    )
+    assert jobs.wall_per_episode_mean_s == pytest.approx(2.5)
+    assert B.speed_ratio(ros, jobs) == pytest.approx(9.6)
+    assert "speed-up ros/direct-jobs (mean wall s per episode): 9.6x" in B.format_comparison(
+        [ros, jobs]
+    )
 
 
 def test_pooled_figure_is_the_run_long_one_with_its_sample_count():
