@@ -349,6 +349,8 @@ def stack_params(cfg: BagEvalConfig, data: BagData, profile) -> StackParams:
     """The three nodes' parameters for replaying ``data``: the schemas' defaults, except what a
     replay needs: the evaluator's backend, the bag's command mode, enabled on start (nobody
     calls ~/enable in a replay), the tracking check relaxed (REPLAY_TRACKING_TOLERANCE_RAD),
+    trajectories from the last command (interpolate_from_desired_state: the measured arm is the
+    operator's),
     frames dropped until a CameraInfo only when the bag has one."""
     runtime = {"backend": cfg.backend, "threads": 1}
     planner = dict(runtime, robot=profile.name)
@@ -367,6 +369,9 @@ def stack_params(cfg: BagEvalConfig, data: BagData, profile) -> StackParams:
                     command_mode=command_mode(cfg, data),
                     enable_on_start=True,
                     tracking_tolerance_rad=REPLAY_TRACKING_TOLERANCE_RAD,
+                    # open loop: the measured arm is the operator's, so trajectories start
+                    # from the last command, not from it
+                    interpolate_from_desired_state=True,
                     seed=cfg.seed,
                 )
             ),

@@ -47,7 +47,14 @@ import numpy as np
 
 from clap_ros.control.watchdog import State, Watchdog
 from clap_ros.runtime.action_inputs import ActionInputs, InferenceJob
-from clap_ros.runtime.chunk_stream import ChunkStream, TrajectoryCommand
+from clap_ros.runtime.chunk_stream import (
+    FIRST_POINT_MIN_S,
+    FIRST_SEGMENT_SHARE,
+    ChunkStream,
+    FirstPointUnreachable,
+    TrajectoryCommand,
+)
+from clap_ros.runtime.measured_start import MeasuredMotion
 from clap_ros.runtime.messages import InputError
 from clap_ros.runtime.params import COMMAND_MODES, WATCHED_INPUTS, ActionParams, ParamError
 from clap_ros.runtime.position_stream import PositionStream
@@ -139,6 +146,12 @@ class ActionController:
         self.filter = self.stream.filter
         self.tracking = TrackingMonitor(profile.joint_names, cfg)
         self.stops = StopPlanner(profile, cfg)
+        # joint_trajectory mode, unless interpolate_from_desired_state: trajectories and stops
+        # start from the measured state (position + finite-difference velocity)
+        self.from_measured = not self.forward and not cfg.interpolate_from_desired_state
+        self.motion = MeasuredMotion(dof)
+        self.first_point_stops = 0
+        self.stops_from_measured = 0
         self.rng = np.random.default_rng(cfg.seed)
         self.lock = threading.Lock()  # queue, filter, stop profile, state handling
         self._last_gripper_t = -math.inf
@@ -208,6 +221,10 @@ class ActionController:
             self.events.append(("info", "joint_states match the profile again"))
         self.inputs.joint_error = ""
         self.watchdog.feed("joint_states", stamp, now)
+        if self.from_measured:
+            q, st = self.inputs.measured_at()
+            if q is not None:
+                self.motion.update(q, st)
         return True
 
     def on_latent(self, latent: np.ndarray, stamp: float, now: float) -> bool:
@@ -368,6 +385,51 @@ class ActionController:
             return self.stream.q.copy(), self.stream.qd.copy()
         return self.chunks.commanded(now)
 
+    def measured_state(self, now: float) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """The arm's (position, velocity) expected at ``now`` from joint states no older than
+        the watchdog allows; None when there are none (or trajectories start from the command:
+        interpolate_from_desired_state, forward_position)."""
+        if not self.from_measured:
+            return None
+        return self.motion.at(now, self.cfg.watchdog_joint_states_s)
+
+    def _deviation(self, now: float) -> str:
+        """Why a trajectory from the measured state would not continue the command ("" when
+        it would): the newest joint state further than tracking_tolerance_rad from every
+        command of the tracking lag window (a blocked or pushed arm). The tracking check waits
+        tracking_persist_s for the same; a new trajectory cannot wait: from where the arm is
+        it would have to jump back to the command."""
+        q_meas, stamp = self.inputs.measured_at()
+        if q_meas is None:
+            return ""
+        err = self.tracking.deviation(now, q_meas, stamp)
+        j = int(np.argmax(err))
+        tol = self.cfg.tracking_tolerance_rad
+        if err[j] <= tol:
+            return ""
+        return (
+            "the arm deviates from its command: %s measured %.3f rad from its commands of the "
+            "last %.2f s (tracking_tolerance_rad %.3f; blocked or pushed?); a new trajectory "
+            "would have to jump back to the command, stopping from the measured position and "
+            "holding until ~/enable"
+            % (
+                self.profile.joint_names[j],
+                err[j],
+                max(now - stamp, 0.0) + self.cfg.tracking_lag_s,
+                tol,
+            )
+        )
+
+    def _first_point_fault(self, now: float, reason: str) -> TickOutput:
+        """A trajectory cannot start where the arm is: log, count, stop from the measured
+        state, hold until ~/enable (as a lost tracking)."""
+        self.first_point_stops += 1
+        self.events.append(("error", reason))
+        self.stops.at_measured = True
+        self.watchdog.report_fault(now, reason)
+        self._last_state = self.watchdog.state
+        return self._start_stop(now)
+
     def _tracking_lost(self, now: float) -> bool:
         self.tracking.record(now, self.stream.q if self.forward else self.commanded(now)[0])
         q_meas, stamp = self.inputs.measured_at()
@@ -403,7 +465,15 @@ class ActionController:
         traj = None
         if self.chunks.pending:
             self.chunks.pending = False
-            traj, problem = self.chunks.trajectory(now)
+            ms = self.measured_state(now)
+            if ms is not None:
+                deviates = self._deviation(now)
+                if deviates:
+                    return self._first_point_fault(now, deviates)
+            try:
+                traj, problem = self.chunks.trajectory(now, ms)
+            except FirstPointUnreachable as e:
+                return self._first_point_fault(now, str(e))
             if traj is not None:
                 self.chunks.first_command(now)
             else:
@@ -423,7 +493,15 @@ class ActionController:
             self.watchdog.stop_finished(now)
             return TickOutput(self.watchdog.state)
         traj_mode = not self.forward
-        if self.stops.at_measured:
+        ms = self.measured_state(now)
+        if ms is not None:
+            # The JTC starts the stop where the arm is, so the stop starts there too (also when
+            # tracking is lost: holding where the arm is instead of gliding from the command).
+            self.stops_from_measured += 1
+            tr = self.stops.start_stop(
+                now, ms[0], ms[1], True, FIRST_POINT_MIN_S, FIRST_SEGMENT_SHARE
+            )
+        elif self.stops.at_measured:
             q_meas = self.inputs.measured()
             assert q_meas is not None
             tr = self.stops.start_glide(now, self.commanded(now)[0], q_meas, traj_mode)
@@ -487,6 +565,9 @@ class ActionController:
         d["inference_errors"] = self.inference_errors
         d["commands"] = self.commands
         d["trajectories"] = self.chunks.trajectories
+        if self.from_measured:
+            d["first_point_stops"] = self.first_point_stops
+            d["stops_from_measured"] = self.stops_from_measured
         if not math.isnan(self.last_inference_s):
             d["inference_last_s"] = round(self.last_inference_s, 4)
         if not math.isnan(self.chunks.last_delay_s):

@@ -372,6 +372,14 @@ class ActionParams(RuntimeParams):
     trajectory_point_period_s: float = param(
         0.05, "spacing of JointTrajectory points", "s", low=0.001, high=1.0
     )
+    interpolate_from_desired_state: bool = param(
+        False,
+        "as the trajectory controller's parameter: false (ros2_control's default) = it starts "
+        "each trajectory from the measured state, so every trajectory starts there, within the "
+        "velocity/acceleration limits, and an arm further than tracking_tolerance_rad from "
+        "its command stops from where it is; true = from the last command (also open-loop "
+        "replays, where the measured arm is not ours)",
+    )
     gripper_period_s: float = param(
         0.05, "gripper command period while running", "s", low=0.001, high=10.0
     )

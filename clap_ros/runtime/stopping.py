@@ -39,22 +39,34 @@ class StopPlanner:
         self.at_measured = False
 
     def start_stop(
-        self, now: float, q: np.ndarray, qd: np.ndarray, trajectory: bool
+        self,
+        now: float,
+        q: np.ndarray,
+        qd: np.ndarray,
+        trajectory: bool,
+        first_point_s: float = 0.0,
+        scale: float = 1.0,
     ) -> Optional[TrajectoryCommand]:
-        """Begin a stop from (q, qd); the stop trajectory when ``trajectory`` (JTC mode)."""
+        """Begin a stop from (q, qd); the stop trajectory when ``trajectory`` (JTC mode).
+
+        From the measured state (the JTC's start): ``first_point_s`` keeps the first point at
+        least that far ahead (an older measurement then asks for less), ``scale`` the share of
+        the acceleration and jerk limits the stop uses (the JTC's spline through its points
+        rounds the profile's corners)."""
         # The stop starts from zero acceleration: StopProfile stretches its duration when a
         # large initial acceleration opposes the velocity (it refuses to reverse) and can then
         # travel far to a position limit. Dropping qdd is one jerk-limited step for the filter
         # (forward mode) and irrelevant to the JTC, which gets positions + velocities only.
-        sp = StopProfile(self.profile, q, qd, None, now, margin=self.p.position_margin)
+        sp = StopProfile(self.profile, q, qd, None, now, margin=self.p.position_margin, scale=scale)
         self.profile_stop = sp
         self.deadline = sp.end_time + 1.0
         if not trajectory:
             return None
         period = self.p.trajectory_point_period_s
-        n = max(1, int(math.ceil(sp.duration / period)))
+        k0 = max(1, int(math.ceil(first_point_s / period - 1e-9)))
+        n = max(k0, int(math.ceil(sp.duration / period)))
         points = []
-        for k in range(1, n + 1):
+        for k in range(k0, n + 1):
             tf = k * period
             sq, sqd, _ = sp.sample(now + tf)
             points.append((tf, sq, sqd if k < n else np.zeros(self.dof)))

@@ -58,12 +58,19 @@ class TrackingMonitor:
         """Whether a sample stamped ``stamp`` is to be compared at ``now``."""
         return stamp != self.checked_stamp and now - self.checked_at >= TRACKING_CHECK_PERIOD_S
 
+    def deviation(self, now: float, q_meas: np.ndarray, stamp: float) -> np.ndarray:
+        """Per joint: the distance of the measured ``q_meas`` (stamped ``stamp``) from the
+        nearest command of the lag window (no state changes; zeros before any command)."""
+        recent = self._q[self._t >= min(stamp, now) - self.p.tracking_lag_s - 1e-9]
+        if recent.shape[0] == 0:
+            return np.zeros(len(self.names))
+        return np.min(np.abs(recent - q_meas), axis=0)
+
     def check(self, now: float, q_meas: np.ndarray, stamp: float) -> Optional[str]:
         """The fault's reason (counted) when tracking is lost, else None."""
         p = self.p
         self.checked_stamp, self.checked_at = stamp, now
-        recent = self._q[self._t >= min(stamp, now) - p.tracking_lag_s - 1e-9]
-        err = np.min(np.abs(recent - q_meas), axis=0)
+        err = self.deviation(now, q_meas, stamp)
         self.error = float(err.max())
         over = err > p.tracking_tolerance_rad
         if not over.any():

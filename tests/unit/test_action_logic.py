@@ -48,8 +48,10 @@ class Loop:
     ``lag`` s late (a driver trailing its command); ``stuck`` freezes it (a driver that drops
     our commands)."""
 
-    def __init__(self, ctl, delay=0.03, latent_seed=0, lag=0.0):
+    def __init__(self, ctl, delay=0.03, latent_seed=0, lag=0.0, stamped_late=False):
         self.ctl, self.delay, self.lag = ctl, delay, lag
+        # the joint_states carry the time of their measurement (else: of their arrival)
+        self.stamped_late = stamped_late
         self.stuck = False
         self.history = []  # (t, q) of the arm, for the lagged measurement
         self.traj = None  # (t_sent, times, positions) being executed
@@ -87,7 +89,8 @@ class Loop:
         if self.joints_on:
             pos = list(self.measured(t)) + [PROFILE.gripper.position_from_command(self.grip)] * 2
             # one position per name (a driver without finger joints sends the arm's only)
-            ctl.on_joint_state(self.names, pos[: len(self.names)], t, t)
+            stamp = t - self.lag if self.stamped_late else t
+            ctl.on_joint_state(self.names, pos[: len(self.names)], stamp, t)
         if self.latent_on and t >= self.next_frame:
             self.next_frame += 1 / 15
             ctl.on_latent(self.rng.standard_normal(self.latent_shape).astype(np.float32), t, t)
@@ -353,11 +356,23 @@ def test_bad_inputs_are_rejected_with_a_reason(runtime):
     assert "non-finite" in ctl.joint_error
 
 
-@pytest.mark.parametrize("mode", ["forward_position", "joint_trajectory"])
-def test_a_driver_trailing_its_command_is_not_a_tracking_fault(runtime, mode):
+@pytest.mark.parametrize(
+    "mode,desired,stamped_late",
+    [
+        ("forward_position", False, False),
+        ("joint_trajectory", True, False),
+        ("joint_trajectory", False, True),
+    ],
+)
+def test_a_driver_trailing_its_command_is_not_a_tracking_fault(
+    runtime, mode, desired, stamped_late
+):
     # 80 ms behind the command, seen through fresh joint_states: inside the lag allowance.
-    ctl = ActionController(PROFILE, runtime, ActionConfig(command_mode=mode))
-    loop = Loop(ctl, lag=0.08)
+    # Trajectories from the measured state (joint_trajectory, the JTC's default) need its stamp
+    # to be the measurement's: they start where the arm is now, extrapolated from the sample.
+    cfg = ActionConfig(command_mode=mode, interpolate_from_desired_state=desired)
+    ctl = ActionController(PROFILE, runtime, cfg)
+    loop = Loop(ctl, lag=0.08, stamped_late=stamped_late)
     loop.plan()
     ctl.enable(loop.t)
     loop.run(2.0)
@@ -380,12 +395,22 @@ def test_arm_not_following_stops_where_it_is_and_holds_until_enabled(runtime, mo
     loop.q[1] += 0.3
     held = loop.q.copy()
     n_arm, n_traj = len(loop.arm), len(loop.trajs)
-    loop.run(0.05)  # shorter than tracking_persist_s: still running
-    assert ctl.state is State.RUN and ctl.tracking_faults == 0
-    loop.run(1.0)
-    assert ctl.tracking_faults == 1 and ctl.state is State.HOLD
-    assert "tracking lost: fr3_joint2" in ctl.reason() and "~/enable" in ctl.reason()
-    assert any("tracking lost" in text for level, text in ctl.events if level == "error")
+    loop.run(0.05)
+    if mode == "forward_position":
+        # shorter than tracking_persist_s: still running
+        assert ctl.state is State.RUN and ctl.tracking_faults == 0
+        loop.run(1.0)
+        assert ctl.tracking_faults == 1 and ctl.state is State.HOLD
+        assert "tracking lost: fr3_joint2" in ctl.reason() and "~/enable" in ctl.reason()
+        assert any("tracking lost" in text for level, text in ctl.events if level == "error")
+    else:
+        # the next trajectory would start 0.3 rad from its command (the JTC starts where the
+        # arm is): no trajectory from the command, the stop from where the arm is, at once
+        loop.run(1.0)
+        assert ctl.state is State.HOLD and ctl.first_point_stops == 1
+        assert "deviates from its command: fr3_joint2" in ctl.reason()
+        assert "~/enable" in ctl.reason()
+        assert any("deviates" in text for level, text in ctl.events if level == "error")
     if mode == "forward_position":
         # The command glides to where the arm is (not along the command it never followed),
         # within every limit (no jump in the stream), and holds there.
@@ -398,8 +423,9 @@ def test_arm_not_following_stops_where_it_is_and_holds_until_enabled(runtime, mo
         sp = stops[0]
         np.testing.assert_allclose(sp.points[-1][1], held, atol=1e-9)
         np.testing.assert_array_equal(sp.points[-1][2], 0.0)
-        # it starts where the controller was (the last trajectory's command), within the JTC rules
+        # it starts where the arm is (the JTC's start), within the JTC rules and the limits
         validate_points(sp.joint_names, sp.points, PROFILE, held, TrajectoryRules())
+        np.testing.assert_allclose(sp.points[0][1], held, atol=1e-6)
         assert all(np.all(np.abs(p[2]) <= LIM.velocity + 1e-9) for p in sp.points)
     # A fault needs ~/enable: fresh inputs alone do not move the arm again.
     loop.stuck = False

@@ -141,6 +141,7 @@ def test_evaluator_defaults_come_from_the_schemas():
     assert (
         sp.action.enable_on_start
         and sp.action.tracking_tolerance_rad == ActionParams.spec("tracking_tolerance_rad").high
+        and sp.action.interpolate_from_desired_state  # open loop: the arm is the operator's
     )
     assert sp.encoder.require_camera_info
 
