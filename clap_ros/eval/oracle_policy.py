@@ -5,6 +5,9 @@ replaced by the simulator's ground truth, so a failure can be placed above or be
   own step times (frame stamp + i * chunk_dt). Nothing is learned: it tests the execution path
   (RF job timing, the chunk queue's hand-over, the safety filter, trajectory streaming, the
   driver's JTC) under perfect predictions.
+* ``--policy oracle-field``: every RF chunk is the feedback expert's (clap_ros.sim.expert.
+  field_chunk: from the measured state straight towards the goal pose), a function of the state
+  alone: what a state-oracle is trained to imitate. Reach only.
 * ``--policy oracle:<file.onnx>``: a learned state-oracle (training/clap_train/oracle.py): the
   objects' positions + the measured state -> an absolute joint chunk. Learning without
   perception.
@@ -22,11 +25,13 @@ from typing import Callable, List, Optional
 import numpy as np
 
 ORACLE_EXPERT = "oracle-expert"
+ORACLE_FIELD = "oracle-field"
 ORACLE_PREFIX = "oracle:"
+FIELD_TASKS = ("reach",)  # tasks whose feedback expert exists (one goal pose)
 
 
 def is_oracle(policy: str) -> bool:
-    return policy == ORACLE_EXPERT or policy.startswith(ORACLE_PREFIX)
+    return policy in (ORACLE_EXPERT, ORACLE_FIELD) or policy.startswith(ORACLE_PREFIX)
 
 
 def oracle_features(world) -> np.ndarray:
@@ -74,9 +79,14 @@ class OracleRuntime:
         self.clock = clock
         self.t_enable = None
         self._plan = None
-        if self.policy == ORACLE_EXPERT:
+        if self.policy in (ORACLE_EXPERT, ORACLE_FIELD):
             from clap_ros.sim.expert import make_expert
 
+            if self.policy == ORACLE_FIELD and world.task_name not in FIELD_TASKS:
+                raise ValueError(
+                    "oracle-field has a feedback expert for %s only, not %s"
+                    % (", ".join(FIELD_TASKS), world.task_name)
+                )
             self._plan = make_expert(world).plan()
 
     def encode(self, image) -> np.ndarray:
@@ -103,6 +113,13 @@ class OracleRuntime:
             return np.asarray(out[0], dtype=np.float64)
         if self._plan is None or self.t_enable is None:
             return np.tile(st, (b.chunk_length, 1))  # not enabled yet: hold where measured
+        if self.policy == ORACLE_FIELD:
+            from clap_ros.sim.expert import field_chunk
+
+            goal, _, g = self._plan.sample(self._plan.duration)
+            lim = self.world.profile.limits.velocity
+            q = field_chunk(st[:-1], goal, lim, b.chunk_length, b.chunk_dt_s)
+            return np.hstack([q, np.full((b.chunk_length, 1), float(g))])
         tau = float(lat[1, 0]) - self.t_enable + np.arange(b.chunk_length) * b.chunk_dt_s
         q, _, g = self._plan.sample_many(tau)
         return np.hstack([q, np.asarray(g, dtype=np.float64)[:, None]])

@@ -37,6 +37,41 @@ def test_oracle_expert_chunks_through_the_action_core_succeed(tmp_path):
         assert "inference_p50_ms" in ep["figures"]["action_node"]
 
 
+def test_feedback_expert_through_the_action_core_succeeds_and_is_reach_only(tmp_path):
+    result = direct_eval.run_direct(_cfg(tmp_path, policy="oracle-field"), log=lambda t: None)
+    assert [ep["success"] for ep in result["episodes"]] == [True, True]
+    assert all(ep["commands"] >= 5 for ep in result["episodes"])
+    result = direct_eval.run_direct(
+        _cfg(tmp_path, policy="oracle-field", tasks=("push",), episodes=1, out=str(tmp_path / "p")),
+        log=lambda t: None,
+    )
+    assert "feedback expert for reach only" in result["episodes"][0]["error"]
+
+
+def test_field_chunk_is_a_capped_straight_line_from_the_state():
+    from clap_ros.robots import load_profile
+    from clap_ros.sim.expert import FIELD_SPEED, field_chunk
+
+    prof = load_profile("fr3")
+    q0 = prof.home.copy()
+    goal = q0 + np.array([0.6, 0.4, -0.2, 0.5, 0.1, 0.3, -0.4])
+    dt = 1.0 / 15.0
+    c = field_chunk(q0, goal, prof.limits.velocity, 16, dt)
+    assert c.shape == (16, 7) and np.array_equal(c[0], q0)
+    speed = np.abs(np.diff(c, axis=0)) / dt
+    assert np.all(speed <= FIELD_SPEED * prof.limits.velocity + 1e-9)
+    err = np.linalg.norm(c - goal, axis=1)
+    assert np.all(np.diff(err) < 0) and err[-1] < 0.5 * err[0]
+    # straight line in joint space: every step is along the initial direction
+    d = (c[1:] - q0) / np.linalg.norm(c[1:] - q0, axis=1, keepdims=True)
+    np.testing.assert_allclose(
+        d, np.tile((goal - q0) / np.linalg.norm(goal - q0), (15, 1)), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        field_chunk(goal, goal, prof.limits.velocity, 4, dt), np.tile(goal, (4, 1))
+    )
+
+
 def test_oracle_policies_are_direct_mode_only_and_need_their_file(tmp_path):
     with pytest.raises(ValueError, match="--mode direct only"):
         _cfg(tmp_path, mode="ros").validate()

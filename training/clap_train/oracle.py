@@ -11,9 +11,9 @@ Data (no rendering, no physics: the expert's plans are functions of time):
 * on-path samples: the expert's plan from home, at the chunk rate; the label is the plan at the
   chunk's step times;
 * DART-style samples: the state perturbed off the path (joint noise, gripper noise), labelled by
-  the expert replanning from that state (``ArmExpert.plan_from``), so the policy learns how to
-  come back. Only for single-waypoint tasks (reach) the replan's waypoint is known; other
-  tasks get on-path samples only for now.
+  the expert's own motion from there on with the offset decaying to zero within CORRECTION_S,
+  so the policy learns how to come back without losing the path's speed. (Labels that replan
+  from rest, ``ArmExpert.plan_from``, made the policy crawl and stall: 24/50 on reach.)
 
 Training seeds start at 100000 (eval-sim's held-out seeds are 0, 1, ...); validation seeds for
 checkpoint selection at 50000.
@@ -34,6 +34,11 @@ import numpy as np
 
 TRAIN_SEED0 = 100000
 VALID_SEED0 = 50000
+CORRECTION_S = 0.5  # how fast a DART label brings a perturbed state back onto the path
+
+
+def _smoothstep(u: np.ndarray) -> np.ndarray:
+    return u * u * u * (10.0 + u * (-15.0 + 6.0 * u))
 
 
 @dataclass
@@ -41,8 +46,15 @@ class OracleConfig:
     robot: str = "fr3"
     task: str = "reach"
     layouts: int = 1500  # training layouts (seeds TRAIN_SEED0 ...)
-    perturbed_per_layout: int = 12  # DART samples per layout (reach only)
+    perturbed_per_layout: int = 12  # DART samples per layout ("plan" data)
     joint_noise_rad: float = 0.15  # std of the joint perturbation
+    # "executed": the expert run through the sim driver, measured states (the arm lags its
+    # command) labelled with the commands; "plan": states read off the plan (perfect tracking)
+    # "field": states around the straight joint-space path, labelled by the feedback expert
+    # (clap_ros.sim.expert.field_chunk; reach), the default where it exists
+    data: str = "field"
+    noisy_fraction: float = 0.7  # executed: share of episodes with DART noise on the commands
+    noise_rad: float = 0.08  # executed: amplitude of the smooth command offset
     steps: int = 6000
     batch: int = 512
     lr: float = 1e-3
@@ -59,7 +71,7 @@ def build_samples(cfg: OracleConfig, progress: bool = True):
     from clap_ros.eval.oracle_policy import oracle_features
     from clap_ros.inference.bundle import load_bundle
     from clap_ros.sim.driver_core import SimDriverCore, SimDriverParams
-    from clap_ros.sim.expert import ArmExpert, ExpertError
+    from clap_ros.sim.expert import ArmExpert
 
     b = load_bundle(cfg.model)
     H, dt = b.chunk_length, b.chunk_dt_s
@@ -92,32 +104,176 @@ def build_samples(cfg: OracleConfig, progress: bool = True):
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.layouts, desc="oracle data %s %s" % (cfg.robot, cfg.task))
-    single = None
     for k in range(cfg.layouts):
         core.reset(TRAIN_SEED0 + k)
         world = core.world
         feat = oracle_features(world)
-        expert = ArmExpert(world)
-        if single is None:
-            single = len(expert.waypoints) == 1
-        plan = expert.plan()
+        plan = ArmExpert(world).plan()
         taus = np.arange(0.0, plan.duration + 0.5, dt)
         qs, _, gs = plan.sample_many(taus)
         for tau, q, g in zip(taus, qs, gs):
             add(feat, q, float(g), plan, tau)
-        if single:
-            for _ in range(cfg.perturbed_per_layout):
-                tau = float(rng.uniform(0.0, plan.duration + 0.5))
-                q0, _, g0 = plan.sample(tau)
-                q = np.clip(
-                    q0 + rng.normal(0.0, cfg.joint_noise_rad, prof.dof), lim.lower, lim.upper
-                )
-                g = float(np.clip(g0 + rng.normal(0.0, 0.1), 0.0, 1.0))
-                try:
-                    replan = expert.plan_from(q, g)
-                except ExpertError:
-                    continue
-                add(feat, q, g, replan, 0.0)
+        for _ in range(cfg.perturbed_per_layout):
+            tau = float(rng.uniform(0.0, plan.duration + 0.5))
+            q0, _, g0 = plan.sample(tau)
+            dq = rng.normal(0.0, cfg.joint_noise_rad, prof.dof)
+            q = np.clip(q0 + dq, lim.lower, lim.upper)
+            g = float(np.clip(g0 + rng.normal(0.0, 0.1), 0.0, 1.0))
+            # DART label: the expert's own motion from tau on, with the offset from its path
+            # decaying smoothly to zero over CORRECTION_S. Not a replan from rest: executing a
+            # chunk's first 1/15 s again and again, from-rest labels crawled and stalled.
+            qs_n, _, gs_n = plan.sample_many(tau + steps_i)
+            w = 1.0 - _smoothstep(np.minimum(steps_i / CORRECTION_S, 1.0))
+            obs.append(feat)
+            states.append(np.concatenate([q, [g]]))
+            chunk = np.hstack([qs_n, np.asarray(gs_n)[:, None]])
+            chunk += np.concatenate([q - q0, [g - g0]])[None, :] * w[:, None]
+            chunks.append(chunk)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return (
+        np.asarray(obs, np.float32),
+        np.asarray(states, np.float32),
+        np.asarray(chunks, np.float32),
+    )
+
+
+def build_field_samples(cfg: OracleConfig, progress: bool = True):
+    """(obs, state, chunk): states along the straight joint-space line from home to the goal
+    pose (and past it), with joint noise, each labelled by the feedback expert's chunk from
+    that state (the label is a function of the state: DAgger-style relabelling for free)."""
+    from clap_ros.eval.oracle_policy import FIELD_TASKS, oracle_features
+    from clap_ros.inference.bundle import load_bundle
+    from clap_ros.sim.driver_core import SimDriverCore, SimDriverParams
+    from clap_ros.sim.expert import ArmExpert, field_chunk
+
+    if cfg.task not in FIELD_TASKS:
+        raise ValueError("data=field needs a feedback expert: tasks %s" % ", ".join(FIELD_TASKS))
+    b = load_bundle(cfg.model)
+    H, dt = b.chunk_length, b.chunk_dt_s
+    core = SimDriverCore(
+        SimDriverParams(
+            robot=cfg.robot,
+            task=cfg.task,
+            seed=TRAIN_SEED0,
+            real_time_factor=0.0,
+            use_sim_time=True,
+            camera_rate_hz=0.0,
+        ).validate()
+    )
+    prof = core.profile
+    lim = prof.limits
+    rng = np.random.default_rng(cfg.seed)
+    obs: List[np.ndarray] = []
+    states: List[np.ndarray] = []
+    chunks: List[np.ndarray] = []
+    per_layout = 30 + cfg.perturbed_per_layout
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.layouts, desc="oracle data (field) %s %s" % (cfg.robot, cfg.task))
+    for k in range(cfg.layouts):
+        core.reset(TRAIN_SEED0 + k)
+        world = core.world
+        feat = oracle_features(world)
+        plan = ArmExpert(world).plan()
+        goal, _, g = plan.sample(plan.duration)
+        home = prof.home
+        for j in range(per_layout):
+            a = rng.uniform(-0.05, 1.1)
+            noise = cfg.joint_noise_rad if j >= 30 else 0.02
+            q = np.clip(
+                home + a * (goal - home) + rng.normal(0, noise, prof.dof), lim.lower, lim.upper
+            )
+            qs = field_chunk(q, goal, lim.velocity, H, dt)
+            obs.append(feat)
+            states.append(np.concatenate([q, [g]]))
+            chunks.append(np.hstack([qs, np.full((H, 1), float(g))]))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return (
+        np.asarray(obs, np.float32),
+        np.asarray(states, np.float32),
+        np.asarray(chunks, np.float32),
+    )
+
+
+def build_executed_samples(cfg: OracleConfig, progress: bool = True):
+    """(obs, state, chunk) from expert episodes run through the sim driver (forward commands at
+    100 Hz): the state is the *measured* joint state at each camera frame (15 Hz), the label the
+    expert's intended commands from that frame on (its plan at the chunk's step times). In
+    ``noisy_fraction`` of the episodes a smooth random offset (DART) is added to what is sent,
+    never to the label, so the data shows how to come back onto the plan from off it."""
+    from clap_ros.eval.oracle_policy import oracle_features
+    from clap_ros.inference.bundle import load_bundle
+    from clap_ros.runtime.messages import check_joint_state
+    from clap_ros.sim.driver_core import SimDriverCore, SimDriverParams
+    from clap_ros.sim.expert import ArmExpert
+
+    b = load_bundle(cfg.model)
+    H, dt = b.chunk_length, b.chunk_dt_s
+    core = SimDriverCore(
+        SimDriverParams(
+            robot=cfg.robot,
+            task=cfg.task,
+            seed=TRAIN_SEED0,
+            real_time_factor=0.0,
+            use_sim_time=True,
+            camera_rate_hz=0.0,
+        ).validate()
+    )
+    prof = core.profile
+    lim = prof.limits
+    rng = np.random.default_rng(cfg.seed)
+    steps_i = np.arange(H) * dt
+    obs: List[np.ndarray] = []
+    states: List[np.ndarray] = []
+    chunks: List[np.ndarray] = []
+    cmd_period = 0.01
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.layouts, desc="oracle data (executed) %s %s" % (cfg.robot, cfg.task))
+    for k in range(cfg.layouts):
+        core.reset(TRAIN_SEED0 + k)
+        world = core.world
+        feat = oracle_features(world)
+        plan = ArmExpert(world).plan()
+        noisy = rng.random() < cfg.noisy_fraction
+        # smooth offset: a few sinusoids per joint, fading in and out over the episode
+        freqs = rng.uniform(0.3, 1.5, (3, prof.dof))
+        phases = rng.uniform(0, 2 * np.pi, (3, prof.dof))
+        amps = rng.uniform(0.3, 1.0, (3, prof.dof)) * cfg.noise_rad / 1.5
+        end = plan.duration + 0.7
+        t0 = core.clock_s
+        next_cmd, next_frame = t0, t0
+        while core.clock_s - t0 < end:
+            now = core.clock_s
+            tau = now - t0
+            if now >= next_cmd - 1e-9:
+                q, _, g = plan.sample(tau)
+                if noisy:
+                    env = math.sin(math.pi * min(tau / end, 1.0))
+                    off = env * np.sum(amps * np.sin(2 * np.pi * freqs * tau + phases), axis=0)
+                    q = np.clip(q + off, lim.lower, lim.upper)
+                core.command("forward", [float(x) for x in q])
+                core.command("gripper", [float(min(max(g, 0.0), 1.0))])
+                next_cmd += cmd_period
+            if now >= next_frame - 1e-9:
+                js = core.joint_state(core.js_period)
+                state, _ = check_joint_state(prof, js.names, js.positions)
+                qs, _, gs = plan.sample_many(tau + steps_i)
+                obs.append(feat)
+                states.append(state)
+                chunks.append(np.hstack([qs, np.asarray(gs)[:, None]]))
+                next_frame += dt
+            core.step()
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -229,7 +385,15 @@ def train(cfg: OracleConfig, progress: bool = True) -> Dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
-    obs, st, ch = build_samples(cfg, progress)
+    builders = {
+        "field": build_field_samples,
+        "executed": build_executed_samples,
+        "plan": build_samples,
+    }
+    if cfg.data not in builders:
+        raise ValueError("data must be one of %s, not %r" % (", ".join(builders), cfg.data))
+    build = builders[cfg.data]
+    obs, st, ch = build(cfg, progress)
     n = obs.shape[0]
     perm = np.random.default_rng(cfg.seed).permutation(n)
     n_val = max(1, n // 20)
