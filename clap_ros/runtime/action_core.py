@@ -49,7 +49,7 @@ from clap_ros.control.watchdog import State, Watchdog
 from clap_ros.runtime.action_inputs import ActionInputs, InferenceJob
 from clap_ros.runtime.chunk_stream import (
     FIRST_POINT_MIN_S,
-    FIRST_SEGMENT_SHARE,
+    SENT_SHARE,
     ChunkStream,
     FirstPointUnreachable,
     TrajectoryCommand,
@@ -498,9 +498,7 @@ class ActionController:
             # The JTC starts the stop where the arm is, so the stop starts there too (also when
             # tracking is lost: holding where the arm is instead of gliding from the command).
             self.stops_from_measured += 1
-            tr = self.stops.start_stop(
-                now, ms[0], ms[1], True, FIRST_POINT_MIN_S, FIRST_SEGMENT_SHARE
-            )
+            tr = self.stops.start_stop(now, ms[0], ms[1], True, FIRST_POINT_MIN_S, SENT_SHARE)
         elif self.stops.at_measured:
             q_meas = self.inputs.measured()
             assert q_meas is not None

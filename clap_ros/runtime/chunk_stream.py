@@ -5,18 +5,17 @@ samples (forward_position) or one feasible JointTrajectory per new chunk (joint_
 Where a trajectory starts. Given the measured state (``measured``: the action core passes it
 unless ``interpolate_from_desired_state``), there, as ros2_control's JointTrajectoryController
 does (it interpolates from the measured state to the first point, whatever the sender meant).
-Two paths are kept:
+Two paths follow the chunk reference on a TRACK_DT grid (measured_start.track: the reference's
+acceleration plus a critically damped correction, saturated at SENT_SHARE of the scaled
+velocity and acceleration limits, so a reference asking for more is lagged, not jumped to):
 
-* the commanded path (``desired``): the chunk reference joined smoothly from the command's own
-  position and velocity (measured_start.blend_into), made feasible and kept within the limits
-  left beside the correction below; the arm should follow it, and the tracking and deviation
-  checks compare the measured state with it;
-* what is sent: that path with the measured error (position and velocity) decaying over a blend,
-  made feasible from the measured position, with knot velocities of the C2 spline that starts
-  at the measured position and velocity (so the JTC's Hermite interpolation is that spline), and
-  slowed down until the JTC's interpolation of its first CHECKED_S, first segment included, is
-  within FIRST_SEGMENT_SHARE of the profile's velocity and acceleration limits (scaled by
-  velocity_scale / acceleration_scale). Its first point is at least FIRST_POINT_MIN_S ahead.
+* the commanded path (``desired``), from the command's own position and velocity: what the arm
+  should do; the tracking and deviation checks compare the measured state with it;
+* what is sent, from the measured position and velocity: sampled at the trajectory's points
+  (the first at least FIRST_POINT_MIN_S ahead, the last where both paths are at rest), with the
+  knot velocities of the C2 spline from the measured state (the JTC's interpolation is then that
+  spline), slowed down until the JTC's interpolation of its first CHECKED_S is within
+  CHECK_SHARE of the limits (rare; the command then is what was sent).
 
 When no slow-down brings it within the limits, ``FirstPointUnreachable`` says why: the core stops
 from where the arm is instead of sending a jump (as it does, before asking for a trajectory,
@@ -35,20 +34,28 @@ import numpy as np
 
 from clap_ros.control.chunking import ChunkQueue
 from clap_ros.control.safety import make_feasible
-from clap_ros.runtime.measured_start import blend_into, blend_time, spline_peaks, spline_slopes
+from clap_ros.runtime.measured_start import hermite_grid, spline_peaks, spline_slopes, track
 from clap_ros.runtime.params import ActionParams
 
 # The first point is at least this far ahead: the JTC's first segment starts from a measured
 # state that is a few ms newer than the one the trajectory was made from (transport), and the
 # acceleration that difference asks for falls with the square of this time.
 FIRST_POINT_MIN_S = 0.1
-# What is sent stays within this share of the (scaled) velocity and acceleration limits: room
-# for the measured state moving on between the joint state and the receipt.
-FIRST_SEGMENT_SHARE = 0.8
-# An error (command vs reference, measured vs command) decays within at least FIRST_POINT_MIN_S
-# and at most this long, using at most this share of the acceleration limits.
-BLEND_MAX_S = 1.0
-BLEND_ACC_SHARE = 0.3
+# Both the commanded path and what is sent follow the reference within SENT_SHARE of the
+# (scaled) velocity and acceleration limits (the same limits: from the same state they are the
+# same path, and under saturation they do not drift apart), and the JTC's interpolation of what
+# is sent (its cubic segments through the points) is checked against CHECK_SHARE: room for the
+# spline through the samples overshooting the path's acceleration (up to ~1.5x), and for the
+# measured state moving on between the joint state and the receipt (a velocity error dv changes
+# the first segment's acceleration by about 4 dv / FIRST_POINT_MIN_S).
+SENT_SHARE = 0.55
+CHECK_SHARE = 0.85
+# Both paths are computed on this grid, and correct towards what they follow with this natural
+# frequency (rad/s; critically damped: an error of 1 cm asks for about 2.5 rad/s^2).
+TRACK_DT = 0.025
+TRACK_OMEGA = 2.0 * np.pi * 2.5
+# The paths are followed this long past the reference's last point, to come to rest.
+SETTLE_S = 0.5
 # A trajectory that needs a slow-down beyond this is not sent.
 MAX_FIRST_SEGMENT_SLOWDOWN = 8.0
 # The limits are checked on the JTC's interpolation of this first part of each trajectory: what
@@ -152,6 +159,8 @@ class ChunkStream:
         lim = profile.limits
         self._vlim = np.asarray(lim.velocity, dtype=np.float64) * params.velocity_scale
         self._alim = np.asarray(lim.acceleration, dtype=np.float64) * params.acceleration_scale
+        self._lo = np.asarray(lim.lower, dtype=np.float64) + params.position_margin
+        self._hi = np.asarray(lim.upper, dtype=np.float64) - params.position_margin
 
     def reset(self, now: float, q: np.ndarray, gripper: float) -> None:
         self.queue.reset(now, np.append(q, gripper).tolist())
@@ -235,89 +244,95 @@ class ChunkStream:
         return TrajectoryCommand(list(self.profile.joint_names), points, "chunk", f.time_scale), ""
 
     def _from_measured(self, now: float, measured, pts):
-        """The trajectory from the measured state (module docstring): the commanded path, the
-        reference joined smoothly from where the command is, kept as ``desired``; what is sent
-        joins that path from the measured state, within the limits where the JTC executes it."""
-        p = self.p
+        """The trajectory from the measured state (module docstring): the commanded path
+        follows the reference from the command's own state, kept as ``desired``; what is sent
+        follows that path from the measured state; both within the limits, sampled at the
+        trajectory's points."""
         # the JTC reaches the first point from the measured state: not too soon
         pts = [x for x in pts if x[0] >= FIRST_POINT_MIN_S - 1e-9] or pts[-1:]
         times = np.array([x[0] for x in pts])
-        Q = np.array([x[1] for x in pts])
-        QD = np.array([x[2] for x in pts])
-        budget = BLEND_ACC_SHARE * self._alim
-        # the commanded path: from the command's position and velocity into the reference,
-        # within what the limits leave beside the measured error's correction
-        c_q, c_qd = self.commanded(now)
+        # beyond the reference's last point (at rest) the paths may still be catching up
+        n = int(np.ceil((times[-1] + SETTLE_S) / TRACK_DT - 1e-9)) + 1
+        grid = TRACK_DT * np.arange(n)
+        # the reference on the grid: the JTC-style interpolation of its points from now
         r0, rd0, _ = self.queue.peek(now)
-        e_c, ed_c = c_q - r0[: self.dof], c_qd - rd0[: self.dof]
-        tb = blend_time(e_c, ed_c, budget, FIRST_POINT_MIN_S, BLEND_MAX_S)
-        Qc, QDc = blend_into(times, Q, QD, e_c, ed_c, min(tb, float(times[-1])))
-        f = make_feasible(
-            self.profile, times.tolist(), Qc, QDc, margin=p.position_margin, start_positions=c_q
+        ref_q, ref_qd = hermite_grid(
+            np.concatenate([[0.0], times]),
+            np.vstack([r0[: self.dof], [x[1] for x in pts]]),
+            np.vstack([rd0[: self.dof], [x[2] for x in pts]]),
+            grid,
         )
-        c_times, c_vel, slow_c = self._within_limits(
-            c_q, c_qd, f.times, f.positions, FIRST_SEGMENT_SHARE - BLEND_ACC_SHARE, "command"
-        )
-        c_pos = np.vstack([c_q, f.positions])
-        # what is sent: from the measured position and velocity into the commanded path
+        c_q, c_qd = self.commanded(now)
         q_m = np.asarray(measured[0], dtype=np.float64)
         v_m = np.asarray(measured[1], dtype=np.float64)
-        e0, ed0 = q_m - c_q, v_m - c_qd
-        self.first_point_deviation_rad = float(np.max(np.abs(e0)))
-        tb = blend_time(e0, ed0, budget, FIRST_POINT_MIN_S, BLEND_MAX_S)
-        Qs, QDs = blend_into(c_times[1:], f.positions, c_vel[1:], e0, ed0, min(tb, c_times[-1]))
-        g = make_feasible(
-            self.profile,
-            c_times[1:].tolist(),
-            Qs,
-            QDs,
-            margin=p.position_margin,
-            start_positions=q_m,
+        self.first_point_deviation_rad = float(np.max(np.abs(q_m - c_q)))
+        # path 0: the command's, from where it is; path 1: what is sent, from the measured state
+        Pq, Pv = track(
+            TRACK_DT,
+            ref_q,
+            ref_qd,
+            np.array([[c_q, c_qd], [q_m, v_m]]),
+            np.tile(SENT_SHARE * self._vlim, (2, 1)),
+            np.tile(SENT_SHARE * self._alim, (2, 1)),
+            TRACK_OMEGA,
+            self._lo,
+            self._hi,
         )
-        s_times, s_vel, slow_s = self._within_limits(
-            q_m, v_m, g.times, g.positions, FIRST_SEGMENT_SHARE, "measured state"
-        )
-        if slow_s > 1.0:
-            self.first_point_slowed += 1
-        for k in set(f.intervened) | set(g.intervened):
-            self.interventions[k] = self.interventions.get(k, 0) + 1
-        scale = float(f.time_scale * slow_c * g.time_scale * slow_s)
-        self.time_scales.append(scale)
-        points = [
-            (float(t), g.positions[i].copy(), s_vel[i + 1].copy())
-            for i, t in enumerate(s_times[1:])
-        ]
+        cq, cv, sq = Pq[0], Pv[0], Pq[1]
+        # points until both paths are at rest (the last one's velocity is 0, as the JTC wants)
+        moving = np.max(np.abs(Pv), axis=(0, 2)) > 1e-3
+        t_rest = float(grid[np.nonzero(moving)[0][-1]]) if moving.any() else 0.0
+        period = self.p.trajectory_point_period_s
+        n_more = int(np.ceil((t_rest - times[-1]) / period - 1e-9))
+        if n_more > 0:
+            times = np.concatenate([times, times[-1] + period * np.arange(1, n_more + 1)])
+        k = np.minimum(np.round(times / TRACK_DT).astype(int), n - 1)
+        pos = sq[k]
+        s_times, vel = self._within_limits(q_m, v_m, times, pos)
+        slow = float(s_times[0] / times[0])
+        self.time_scales.append(slow)
+        points = [(float(t), pos[i].copy(), vel[i].copy()) for i, t in enumerate(s_times)]
         self.cmd_q[:] = c_q
-        # The command runs at its own pace: a sent trajectory slowed for the measured state
-        # (a blocked arm) falls behind it, and the deviation check sees that.
-        self.desired = (now, c_times, c_pos, c_vel)
-        self.sent = sent_trajectory(now, q_m, s_times[1:], g.positions)
+        if slow > 1.0:
+            # What is sent had to be slower than planned: the command is what was sent (a
+            # slowed-down command would start with a velocity step).
+            self.first_point_slowed += 1
+            self.desired = (
+                now,
+                np.concatenate([[0.0], s_times]),
+                np.vstack([q_m, pos]),
+                np.vstack([v_m, vel]),
+            )
+        else:
+            # The command runs at its own pace from its own state: where the arm is held
+            # back (blocked, pushed) it falls behind, and the deviation check sees that.
+            self.desired = (now, grid, cq, cv)
+        self.sent = sent_trajectory(now, q_m, s_times, pos)
         self.trajectories += 1
-        return TrajectoryCommand(list(self.profile.joint_names), points, "chunk", scale), ""
+        return TrajectoryCommand(list(self.profile.joint_names), points, "chunk", slow), ""
 
-    def _within_limits(self, start, v_start, times, positions, share, what):
-        """(times from 0 with the start, knot velocities, slow-down): the C2 spline from
-        (start, v_start) through ``positions``, slowed down until the JTC's interpolation of it
-        stays within ``share`` of the limits over the first CHECKED_S (the velocity it starts
-        with is the arm's or the command's, not asked for: only what goes beyond it counts)."""
-        vlim = np.maximum(share * self._vlim, np.abs(v_start))
-        alim = share * self._alim
-        pos = np.vstack([start, positions])
+    def _within_limits(self, start, v_start, times, pos):
+        """(times, knot velocities): the C2 spline from (start, v_start) through the points,
+        to rest at the last, slowed down until the JTC's interpolation of it stays within
+        CHECK_SHARE of the limits over the first CHECKED_S (the velocity it starts with is the
+        arm's, not asked for: only what goes beyond it counts)."""
+        vlim = np.maximum(CHECK_SHARE * self._vlim, np.abs(v_start))
+        alim = CHECK_SHARE * self._alim
+        P = np.vstack([start, pos])
         s = 1.0
         while True:
-            t = np.concatenate([[0.0], np.asarray(times) * s])
-            vel = spline_slopes(t, pos, v_start)
-            vp, ap = spline_peaks(t, pos, vel, CHECKED_S)
+            t = np.concatenate([[0.0], times * s])
+            V = spline_slopes(t, P, v_start)
+            vp, ap = spline_peaks(t, P, V, CHECKED_S)
             if np.all(vp <= vlim) and np.all(ap <= alim):
                 break
             if s * 1.25 > MAX_FIRST_SEGMENT_SLOWDOWN:
                 j = int(np.argmax(np.maximum(vp / vlim, ap / alim)))
                 raise FirstPointUnreachable(
-                    "no trajectory from the %s within the limits: it asks %s for %.2f rad/s "
-                    "and %.1f rad/s^2 (limits %.2f, %.1f) even %.0fx slower; stopping from the "
-                    "measured position and holding until ~/enable"
+                    "no trajectory from the measured state within the limits: it asks %s for "
+                    "%.2f rad/s and %.1f rad/s^2 (limits %.2f, %.1f) even %.0fx slower; "
+                    "stopping from the measured position and holding until ~/enable"
                     % (
-                        what,
                         self.profile.joint_names[j],
                         vp[j],
                         ap[j],
@@ -327,14 +342,13 @@ class ChunkStream:
                     )
                 )
             s *= 1.25
-        if what != "command":
-            self.first_point_velocity_ratio_max = max(
-                self.first_point_velocity_ratio_max, float(np.max(vp / self._vlim))
-            )
-            self.first_point_acceleration_ratio_max = max(
-                self.first_point_acceleration_ratio_max, float(np.max(ap / self._alim))
-            )
-        return t, vel, s
+        self.first_point_velocity_ratio_max = max(
+            self.first_point_velocity_ratio_max, float(np.max(vp / self._vlim))
+        )
+        self.first_point_acceleration_ratio_max = max(
+            self.first_point_acceleration_ratio_max, float(np.max(ap / self._alim))
+        )
+        return t[1:], V[1:]
 
     def diagnostics(self) -> Dict[str, object]:
         d: Dict[str, object] = dict(self.queue.diagnostics())

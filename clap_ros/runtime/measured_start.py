@@ -12,12 +12,14 @@ them within the profile's limits:
   velocity field of a JointState is not read by the cores);
 * ``segment_peaks``: peak |velocity| and |acceleration| per joint of the cubic Hermite segment
   the JTC interpolates from (q0, v0) to (q1, v1) in T;
-* ``blend_into``: the commanded path's points with the error between the measured state and the
-  command decaying to zero (a cubic from (e0, ė0) to (0, 0) over ``blend_s``), so the planned
-  motion starts exactly at the measured position and velocity (the JTC's spline has an
-  acceleration step at every point anyway; a smoother decay would correct too slowly for
-  trajectories that are replaced every chunk);
-* ``blend_time``: the decay time that keeps the correction's acceleration within a budget.
+* ``spline_slopes`` / ``spline_peaks``: knot velocities of the C2 spline through a trajectory's
+  points from a given start velocity (with them the JTC's interpolation has no acceleration
+  corners), and the peak velocity / acceleration of the JTC's interpolation over its first
+  segments;
+* ``hermite_grid``: the JTC-style cubic interpolation of points onto a grid;
+* ``track``: a path from a given state that follows a reference within velocity and
+  acceleration limits (saturated feed-forward + critically damped correction), lagging where
+  the reference asks for more instead of slowing the whole trajectory down.
 
 Pure numpy; the ChunkStream applies it (chunk_stream.py).
 """
@@ -34,9 +36,6 @@ MIN_DIFF_S = 1e-3
 MAX_DIFF_S = 0.1
 # The newest measurement is extrapolated by its velocity for at most this long.
 MAX_EXTRAPOLATION_S = 0.1
-# Cubic decay: its acceleration is at most 6 |e0| / T^2 + 4 |ė0| / T (at its start).
-_E_ACC = 6.0
-_ED_ACC = 4.0
 
 
 class MeasuredMotion:
@@ -103,43 +102,6 @@ def segment_peaks(
     return vel, acc
 
 
-def blend_time(
-    e0: np.ndarray, ed0: np.ndarray, acc_budget: np.ndarray, t_min: float, t_max: float
-) -> float:
-    """The shortest decay time in [t_min, t_max] whose correction acceleration (position part
-    plus velocity part) stays within ``acc_budget`` on every joint."""
-    half = 0.5 * np.asarray(acc_budget, dtype=np.float64)
-    t_pos = np.sqrt(_E_ACC * np.abs(e0) / half)
-    t_vel = _ED_ACC * np.abs(ed0) / half
-    t = float(max(np.max(t_pos), np.max(t_vel), t_min))
-    return min(t, t_max)
-
-
-def blend_into(
-    times: np.ndarray,
-    positions: np.ndarray,
-    velocities: np.ndarray,
-    e0: np.ndarray,
-    ed0: np.ndarray,
-    blend_s: float,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Command points plus the error (measured - command at 0: ``e0``, its rate ``ed0``)
-    decaying over ``blend_s``: the cubic with value e0 and slope ed0 at 0, both zero at
-    ``blend_s``."""
-    t = np.asarray(times, dtype=np.float64).reshape(-1, 1)
-    Tb = float(blend_s)
-    u = np.clip(t / Tb, 0.0, 1.0)
-    h0 = 1.0 - 3.0 * u**2 + 2.0 * u**3
-    h1 = u - 2.0 * u**2 + u**3
-    dh0 = (-6.0 * u + 6.0 * u**2) / Tb
-    dh1 = 1.0 - 4.0 * u + 3.0 * u**2
-    e0 = np.asarray(e0, dtype=np.float64).reshape(1, -1)
-    ed0 = np.asarray(ed0, dtype=np.float64).reshape(1, -1)
-    pos = np.asarray(positions, dtype=np.float64) + e0 * h0 + ed0 * Tb * h1
-    vel = np.asarray(velocities, dtype=np.float64) + e0 * dh0 + ed0 * dh1
-    return pos, vel
-
-
 def spline_slopes(times: np.ndarray, positions: np.ndarray, v_start: np.ndarray) -> np.ndarray:
     """Velocities at the knots of the clamped cubic spline through ``positions`` [N, J] at
     ``times`` [N] (from 0) that starts with ``v_start`` and ends at rest: with them, the JTC's
@@ -194,3 +156,65 @@ def spline_peaks(
         vel = np.maximum(vel, v)
         acc = np.maximum(acc, a)
     return vel, acc
+
+
+def hermite_grid(times: np.ndarray, pos: np.ndarray, vel: np.ndarray, grid: np.ndarray):
+    """Positions and velocities [len(grid), J] of the cubic Hermite interpolation of points
+    (times [N] increasing, positions, velocities [N, J]) at ``grid`` (clamped to the points)."""
+    t = np.clip(np.asarray(grid, dtype=np.float64), times[0], times[-1])
+    k = np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(times) - 2)
+    h = (times[k + 1] - times[k])[:, None]
+    u = ((t - times[k])[:, None]) / h
+    q0, q1 = pos[k], pos[k + 1]
+    m0, m1 = vel[k] * h, vel[k + 1] * h
+    u2, u3 = u * u, u * u * u
+    q = (2 * u3 - 3 * u2 + 1) * q0 + (u3 - 2 * u2 + u) * m0 + (-2 * u3 + 3 * u2) * q1
+    q += (u3 - u2) * m1
+    qd = (6 * u2 - 6 * u) * q0 + (3 * u2 - 4 * u + 1) * m0 + (-6 * u2 + 6 * u) * q1
+    qd = (qd + (3 * u2 - 2 * u) * m1) / h
+    return q, qd
+
+
+def track(
+    dt: float,
+    ref_q: np.ndarray,
+    ref_qd: np.ndarray,
+    starts: np.ndarray,
+    vmax: np.ndarray,
+    amax: np.ndarray,
+    omega: float,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Paths on a grid of step ``dt`` from 0 that follow the reference (positions, velocities
+    [N, J]) from each of ``starts`` [P, 2, J] ((q, v) each), path p within ``vmax[p]`` /
+    ``amax[p]`` [P, J]: each step the reference's acceleration plus a critically damped
+    correction (natural frequency ``omega``), saturated (a start faster than vmax is braked,
+    not cut). Where the reference asks for more than the limits a path lags it and catches up,
+    instead of the whole trajectory slowing down. Returns positions, velocities [P, N, J]
+    (grid index 0 = the starts), positions kept inside [lo, hi]."""
+    starts = np.asarray(starts, dtype=np.float64)
+    n_p = starts.shape[0]
+    n, dof = ref_q.shape
+    q = np.empty((n_p, n, dof))
+    v = np.empty((n_p, n, dof))
+    q[:, 0] = starts[:, 0]
+    v[:, 0] = starts[:, 1]
+    kp, kd = omega * omega, 2.0 * omega
+    amax = np.asarray(amax, dtype=np.float64)
+    vmax = np.asarray(vmax, dtype=np.float64)
+    adt = amax * dt
+    ref_a = np.zeros_like(ref_qd)
+    ref_a[1:] = np.diff(ref_qd, axis=0) / dt
+    p_ = q[:, 0].copy()
+    w_ = v[:, 0].copy()
+    for i in range(1, n):
+        a = ref_a[i] + kp * (ref_q[i - 1] - p_) + kd * (ref_qd[i - 1] - w_)
+        a = np.minimum(np.maximum(a, -amax), amax)
+        vcap = np.maximum(vmax, np.abs(w_) - adt)
+        w_new = np.minimum(np.maximum(w_ + a * dt, -vcap), vcap)
+        p_ = np.minimum(np.maximum(p_ + 0.5 * (w_ + w_new) * dt, lo), hi)
+        w_ = w_new
+        q[:, i] = p_
+        v[:, i] = w_
+    return q, v

@@ -84,6 +84,7 @@ class Bench:
         self.ctl = ctl
         self.t = 10.0
         self.q = FR3.home.copy()
+        self.qd = np.zeros(FR3.dof)
         self.last_arm = None
         self.traj = None
         b = ctl.runtime.bundle
@@ -99,10 +100,10 @@ class Bench:
         assert ctl.on_plan(t, t)
 
     def follow(self):
-        """The JTC's linear interpolation of the trajectory being executed."""
+        """The JTC's interpolation of the trajectory being executed (the sim driver's
+        TrajectoryFollower: from the measured state, splines through the points)."""
         if self.traj is not None:
-            t0, times, pos = self.traj
-            self.q = np.array([np.interp(self.t - t0, times, pos[:, j]) for j in range(FR3.dof)])
+            self.q, self.qd = self.traj.sample(self.t)
 
     def tick(self, n, feed=True):
         ctl = self.ctl
@@ -128,6 +129,7 @@ class Bench:
                 step = np.max(np.abs(q - self.last_arm))
                 assert step <= ctl.filter.max_step + 1e-9, "streamed command jumped %.4f rad" % step
             self.last_arm = q.copy()
+            self.qd = np.zeros(FR3.dof)
             self.q = q.copy()
         if out.trajectory is not None:
             tr = out.trajectory
@@ -137,12 +139,9 @@ class Bench:
                 assert np.all(np.isfinite(pos)) and np.all(np.isfinite(vel))
             validate_points(tr.joint_names, pts, FR3, self.q, self.rules)  # JTC would accept
             # and the sim driver too (its follower also refuses a spline leaving the limits)
-            TrajectoryFollower(FR3, self.q).set_trajectory(tr.joint_names, pts, self.t)
-            self.traj = (
-                self.t,
-                np.array([0.0] + [p[0] for p in pts]),
-                np.vstack([self.q] + [p[1] for p in pts]),
-            )
+            follower = TrajectoryFollower(FR3, self.q)
+            follower.set_trajectory(tr.joint_names, pts, self.t, measured=(self.q, self.qd))
+            self.traj = follower
         if out.gripper is not None:
             assert math.isfinite(out.gripper) and 0.0 <= out.gripper <= 1.0
         if out.state is State.HOLD:

@@ -15,13 +15,14 @@ from clap_ros.control.watchdog import State
 from clap_ros.inference.policy import ClapRuntime
 from clap_ros.robots import load_profile
 from clap_ros.runtime.action_core import ActionController
-from clap_ros.runtime.chunk_stream import FIRST_POINT_MIN_S
+from clap_ros.runtime.chunk_stream import CHECK_SHARE, FIRST_POINT_MIN_S
 from clap_ros.runtime.measured_start import (
     MAX_EXTRAPOLATION_S,
     MeasuredMotion,
-    blend_into,
-    blend_time,
+    hermite_grid,
     segment_peaks,
+    spline_peaks,
+    track,
 )
 from clap_ros.runtime.params import ActionParams
 
@@ -66,22 +67,54 @@ def test_segment_peaks_known_answers():
     assert v[0] > LIM.velocity[0] and a[0] > 30 * LIM.acceleration[0]
 
 
-def test_blend_starts_at_the_measured_state_and_joins_the_reference():
-    t = np.linspace(0.0, 1.0, 101)
-    ref = np.stack([np.sin(t), t], axis=1)
-    refd = np.stack([np.cos(t), np.ones_like(t)], axis=1)
-    e0, ed0 = np.array([0.02, -0.01]), np.array([0.1, 0.0])
-    tb = blend_time(e0, ed0, np.array([3.0, 3.0]), 0.1, 1.0)
-    assert 0.1 <= tb <= 1.0
-    pos, vel = blend_into(t, ref, refd, e0, ed0, tb)
-    np.testing.assert_allclose(pos[0], ref[0] + e0)
-    np.testing.assert_allclose(vel[0], refd[0] + ed0)
-    after = t >= tb
-    np.testing.assert_allclose(pos[after], ref[after], atol=1e-12)
-    # the correction's acceleration is within the budget
-    corr = pos - ref
-    acc = np.diff(corr, 2, axis=0) / (t[1] - t[0]) ** 2
-    assert np.max(np.abs(acc)) <= 3.0 * 1.02
+def test_hermite_grid_reproduces_a_cubic():
+    t = np.array([0.0, 0.5, 1.0])
+    f = lambda x: x**3 - x  # noqa: E731
+    df = lambda x: 3 * x**2 - 1  # noqa: E731
+    grid = np.linspace(0.0, 1.0, 11)
+    q, qd = hermite_grid(t, f(t)[:, None], df(t)[:, None], grid)
+    np.testing.assert_allclose(q[:, 0], f(grid), atol=1e-12)
+    np.testing.assert_allclose(qd[:, 0], df(grid), atol=1e-12)
+    vp, ap = spline_peaks(t, f(t)[:, None], df(t)[:, None], 1.0)
+    assert vp[0] == pytest.approx(2.0) and ap[0] == pytest.approx(6.0)
+
+
+def test_track_follows_a_feasible_reference_and_lags_an_infeasible_one():
+    dt = 0.025
+    grid = dt * np.arange(81)
+    # feasible: 0.5 rad/s ramp; from its own state the path is the reference
+    rq = np.stack([0.5 * grid, -0.2 * grid], axis=1)
+    rqd = np.tile([0.5, -0.2], (grid.size, 1))
+    lim_v, lim_a = np.full((2, 2), 2.0), np.full((2, 2), 10.0)
+    lo, hi = np.full(2, -10.0), np.full(2, 10.0)
+    starts = np.array([[rq[0], rqd[0]], [rq[0] + [0.02, 0.0], [0.0, 0.0]]])
+    q, v = track(dt, rq, rqd, starts, lim_v, lim_a, 15.7, lo, hi)
+    np.testing.assert_allclose(q[0], rq, atol=1e-9)
+    # from 2 cm off and at rest: joins it within the limits, and stays joined
+    acc = np.abs(np.diff(v[1], axis=0)) / dt
+    assert np.max(acc) <= 10.0 + 1e-9 and np.max(np.abs(v[1])) <= 2.0 + 1e-9
+    np.testing.assert_allclose(q[1, -20:], rq[-20:], atol=1e-3)
+    # a step of 1 rad: the path lags, never beyond the limits, and arrives
+    step = np.ones((grid.size, 2))
+    q, v = track(
+        dt, step, np.zeros_like(step), np.zeros((1, 2, 2)), lim_v[:1], lim_a[:1], 15.7, lo, hi
+    )
+    acc = np.abs(np.diff(v[0], axis=0)) / dt
+    assert np.max(acc) <= 10.0 + 1e-9 and np.max(np.abs(v[0])) <= 2.0 + 1e-9
+    assert q[0, 10, 0] < 0.9 and q[0, -1, 0] == pytest.approx(1.0, abs=1e-3)
+    # position limits hold
+    q, _ = track(
+        dt,
+        5 * step,
+        np.zeros_like(step),
+        np.zeros((1, 2, 2)),
+        lim_v[:1],
+        lim_a[:1],
+        15.7,
+        lo,
+        np.full(2, 0.5),
+    )
+    assert np.max(q) <= 0.5
 
 
 # --- the controller ---------------------------------------------------------------------------
@@ -235,7 +268,7 @@ def test_an_arm_off_its_command_never_gets_a_jump_and_stops_where_it_is(runtime,
     np.testing.assert_array_equal(sp.points[-1][2], 0.0)
     d = ctl.diagnostics(arm.t)
     assert d["first_point_stops"] == 1 and d["stops_from_measured"] == 1
-    assert 0.0 < d["first_point_acceleration_ratio_max"] <= 0.8 + 1e-9
+    assert 0.0 < d["first_point_acceleration_ratio_max"] <= CHECK_SHARE + 1e-9
     assert any(level == "error" and "deviates" in text for level, text in ctl.events)
     # nothing more until ~/enable
     k = len(arm.sent)
