@@ -423,9 +423,8 @@ def field_chunk(
     joint-space line, at ``gain`` x error, capped so that no joint exceeds ``speed`` of its
     limit (step 0 is ``q``). A function of the state alone: a policy that only sees the state
     can imitate it exactly, and executing the first part of each chunk again and again still
-    progresses. A time-indexed plan that starts from rest cannot be imitated like that: its
-    label at the start pose is "barely move", and a policy whose arm lags its command stays
-    there (measured: 5/8 reach with the plan anchored at the measured state, 10/10 with this)."""
+    progresses; a time-indexed min-jerk plan from rest labels the start pose "barely move"
+    (docs/LADDER.md has the closed-loop comparison)."""
     q = np.array(q, dtype=np.float64).reshape(-1)
     goal = np.asarray(q_goal, dtype=np.float64).reshape(-1)
     vmax = np.asarray(velocity_limits, dtype=np.float64) * speed

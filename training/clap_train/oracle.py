@@ -6,14 +6,16 @@ output ``chunk [1, H, A]``, the bundle's chunk shape and action space) and, when
 the checkpoint by closed-loop success in ``clap-ros eval-sim --mode direct --policy
 oracle:<onnx>`` on validation seeds (never by the loss).
 
-Data (no rendering, no physics: the expert's plans are functions of time):
+Data (``--data``):
 
-* on-path samples: the expert's plan from home, at the chunk rate; the label is the plan at the
-  chunk's step times;
-* DART-style samples: the state perturbed off the path (joint noise, gripper noise), labelled by
+* ``plan`` (any task; no rendering, no physics): on-path samples of the expert's plan from home
+  at the chunk rate, labelled with the plan at the chunk's step times, and DART-style samples: the state perturbed off the path (joint noise, gripper noise), labelled by
   the expert's own motion from there on with the offset decaying to zero within CORRECTION_S,
-  so the policy learns how to come back without losing the path's speed. (Labels that replan
-  from rest, ``ArmExpert.plan_from``, made the policy crawl and stall: 24/50 on reach.)
+  so the policy learns how to come back without losing the path's speed;
+* ``field`` (the default, reach): states around the straight joint-space path labelled by the
+  feedback expert (``clap_ros.sim.expert.field_chunk``), a function of the state alone;
+* ``executed``: the expert run through the sim driver, measured states, DART noise on the
+  commands. docs/LADDER.md has what each gave closed loop.
 
 Training seeds start at 100000 (eval-sim's held-out seeds are 0, 1, ...); validation seeds for
 checkpoint selection at 50000.
