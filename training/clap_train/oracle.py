@@ -9,9 +9,9 @@ oracle:<onnx>`` on validation seeds (never by the loss).
 Data (``--data``):
 
 * ``plan`` (any task; no rendering, no physics): on-path samples of the expert's plan from home
-  at the chunk rate, labelled with the plan at the chunk's step times, and DART-style samples: the state perturbed off the path (joint noise, gripper noise), labelled by
-  the expert's own motion from there on with the offset decaying to zero within CORRECTION_S,
-  so the policy learns how to come back without losing the path's speed;
+  at the chunk rate, labelled with the plan at the chunk's step times, and DART-style samples:
+  the state perturbed off the path (joint noise, gripper noise), labelled by the expert's own
+  motion from there on with the offset decaying to zero within CORRECTION_S;
 * ``field`` (the default, reach): states around the straight joint-space path labelled by the
   feedback expert (``clap_ros.sim.expert.field_chunk``), a function of the state alone;
 * ``executed``: the expert run through the sim driver, measured states, DART noise on the
