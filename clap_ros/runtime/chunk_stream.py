@@ -12,10 +12,10 @@ velocity and acceleration limits, so a reference asking for more is lagged, not 
 * the commanded path (``desired``), from the command's own position and velocity: what the arm
   should do; the tracking and deviation checks compare the measured state with it;
 * what is sent, from the measured position and velocity: sampled at the trajectory's points
-  (the first at least FIRST_POINT_MIN_S ahead, the last where both paths are at rest), with the
-  knot velocities of the C2 spline from the measured state (the JTC's interpolation is then that
-  spline), slowed down until the JTC's interpolation of its first CHECKED_S is within
-  CHECK_SHARE of the limits (rare; the command then is what was sent).
+  (the first at least FIRST_POINT_MIN_S ahead, the last where both paths are at rest) with its
+  velocities there; the JTC's interpolation of its first CHECKED_S is checked against
+  CHECK_SHARE of the limits and slowed down if needed (a last resort; the command then is what
+  was sent).
 
 When no slow-down brings it within the limits, ``FirstPointUnreachable`` says why: the core stops
 from where the arm is instead of sending a jump (as it does, before asking for a trajectory,
@@ -34,7 +34,7 @@ import numpy as np
 
 from clap_ros.control.chunking import ChunkQueue
 from clap_ros.control.safety import make_feasible
-from clap_ros.runtime.measured_start import hermite_grid, spline_peaks, spline_slopes, track
+from clap_ros.runtime.measured_start import hermite_grid, spline_peaks, track
 from clap_ros.runtime.params import ActionParams
 
 # The first point is at least this far ahead: the JTC's first segment starts from a measured
@@ -44,11 +44,11 @@ FIRST_POINT_MIN_S = 0.1
 # Both the commanded path and what is sent follow the reference within SENT_SHARE of the
 # (scaled) velocity and acceleration limits (the same limits: from the same state they are the
 # same path, and under saturation they do not drift apart), and the JTC's interpolation of what
-# is sent (its cubic segments through the points) is checked against CHECK_SHARE: room for the
-# spline through the samples overshooting the path's acceleration (up to ~1.5x), and for the
-# measured state moving on between the joint state and the receipt (a velocity error dv changes
-# the first segment's acceleration by about 4 dv / FIRST_POINT_MIN_S).
-SENT_SHARE = 0.55
+# is sent (its cubic segments through the points) is checked against CHECK_SHARE: the cubic
+# through exact samples of a path with acceleration within A stays within 5/3 A (0.83 here), and
+# a little room for the measured state moving on between the joint state and the receipt (a
+# velocity error dv changes the first segment's acceleration by about 4 dv / FIRST_POINT_MIN_S).
+SENT_SHARE = 0.5
 CHECK_SHARE = 0.85
 # Both paths are computed on this grid, and correct towards what they follow with this natural
 # frequency (rad/s; critically damped: an error of 1 cm asks for about 2.5 rad/s^2).
@@ -278,7 +278,7 @@ class ChunkStream:
             self._lo,
             self._hi,
         )
-        cq, cv, sq = Pq[0], Pv[0], Pq[1]
+        cq, cv, sq, sv = Pq[0], Pv[0], Pq[1], Pv[1]
         # points until both paths are at rest (the last one's velocity is 0, as the JTC wants)
         moving = np.max(np.abs(Pv), axis=(0, 2)) > 1e-3
         t_rest = float(grid[np.nonzero(moving)[0][-1]]) if moving.any() else 0.0
@@ -288,7 +288,7 @@ class ChunkStream:
             times = np.concatenate([times, times[-1] + period * np.arange(1, n_more + 1)])
         k = np.minimum(np.round(times / TRACK_DT).astype(int), n - 1)
         pos = sq[k]
-        s_times, vel = self._within_limits(q_m, v_m, times, pos)
+        s_times, vel = self._within_limits(q_m, v_m, times, pos, sv[k])
         slow = float(s_times[0] / times[0])
         self.time_scales.append(slow)
         points = [(float(t), pos[i].copy(), vel[i].copy()) for i, t in enumerate(s_times)]
@@ -311,18 +311,21 @@ class ChunkStream:
         self.trajectories += 1
         return TrajectoryCommand(list(self.profile.joint_names), points, "chunk", slow), ""
 
-    def _within_limits(self, start, v_start, times, pos):
-        """(times, knot velocities): the C2 spline from (start, v_start) through the points,
-        to rest at the last, slowed down until the JTC's interpolation of it stays within
+    def _within_limits(self, start, v_start, times, pos, vel):
+        """(times, velocities): the points with the tracked path's velocities (at rest at the
+        last), slowed down until the JTC's interpolation from (start, v_start) stays within
         CHECK_SHARE of the limits over the first CHECKED_S (the velocity it starts with is the
-        arm's, not asked for: only what goes beyond it counts)."""
+        arm's, not asked for: only what goes beyond it counts). The JTC's cubic through exact
+        samples of a path whose acceleration is within A stays within 5/3 A, so with
+        SENT_SHARE * 5/3 <= CHECK_SHARE the slow-down is a last resort."""
         vlim = np.maximum(CHECK_SHARE * self._vlim, np.abs(v_start))
         alim = CHECK_SHARE * self._alim
         P = np.vstack([start, pos])
         s = 1.0
         while True:
             t = np.concatenate([[0.0], times * s])
-            V = spline_slopes(t, P, v_start)
+            V = np.vstack([v_start, vel / s])
+            V[-1] = 0.0
             vp, ap = spline_peaks(t, P, V, CHECKED_S)
             if np.all(vp <= vlim) and np.all(ap <= alim):
                 break

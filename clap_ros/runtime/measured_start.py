@@ -12,10 +12,8 @@ them within the profile's limits:
   velocity field of a JointState is not read by the cores);
 * ``segment_peaks``: peak |velocity| and |acceleration| per joint of the cubic Hermite segment
   the JTC interpolates from (q0, v0) to (q1, v1) in T;
-* ``spline_slopes`` / ``spline_peaks``: knot velocities of the C2 spline through a trajectory's
-  points from a given start velocity (with them the JTC's interpolation has no acceleration
-  corners), and the peak velocity / acceleration of the JTC's interpolation over its first
-  segments;
+* ``spline_peaks``: the peak velocity / acceleration of the JTC's interpolation of a whole
+  trajectory over its first segments;
 * ``hermite_grid``: the JTC-style cubic interpolation of points onto a grid;
 * ``track``: a path from a given state that follows a reference within velocity and
   acceleration limits (saturated feed-forward + critically damped correction), lagging where
@@ -100,44 +98,6 @@ def segment_peaks(
     v_in = np.abs(v0 + 2.0 * a2 * ts + 3.0 * a3 * ts**2)
     vel = np.where(inside, np.maximum(vel, v_in), vel)
     return vel, acc
-
-
-def spline_slopes(times: np.ndarray, positions: np.ndarray, v_start: np.ndarray) -> np.ndarray:
-    """Velocities at the knots of the clamped cubic spline through ``positions`` [N, J] at
-    ``times`` [N] (from 0) that starts with ``v_start`` and ends at rest: with them, the JTC's
-    cubic Hermite interpolation is that C2 spline (no acceleration step at the points), which
-    the chunk queue's own velocities do not guarantee at the trajectory's point spacing."""
-    t = np.asarray(times, dtype=np.float64).reshape(-1)
-    y = np.asarray(positions, dtype=np.float64)
-    n = t.size - 1
-    m = np.zeros_like(y)
-    m[0] = v_start
-    if n < 2:
-        return m
-    h = np.diff(t)
-    delta = np.diff(y, axis=0) / h[:, None]
-    # interior knots i = 1..n-1: m[i-1]/h[i-1] + 2 (1/h[i-1] + 1/h[i]) m[i] + m[i+1]/h[i]
-    #   = 3 (delta[i-1]/h[i-1] + delta[i]/h[i]), with m[0] = v_start, m[n] = 0 known
-    a = 1.0 / h[:-1]  # sub-diagonal (coefficient of m[i-1])
-    c = 1.0 / h[1:]  # super-diagonal (coefficient of m[i+1])
-    b = 2.0 * (a + c)
-    d = 3.0 * (delta[:-1] * a[:, None] + delta[1:] * c[:, None])
-    d[0] -= a[0] * m[0]
-    # Thomas algorithm over the n - 1 unknowns, every joint at once
-    cp = np.zeros(n - 1)
-    dp = np.zeros((n - 1, y.shape[1]))
-    cp[0] = c[0] / b[0]
-    dp[0] = d[0] / b[0]
-    for i in range(1, n - 1):
-        den = b[i] - a[i] * cp[i - 1]
-        cp[i] = c[i] / den
-        dp[i] = (d[i] - a[i] * dp[i - 1]) / den
-    x = np.zeros_like(dp)
-    x[-1] = dp[-1]
-    for i in range(n - 3, -1, -1):
-        x[i] = dp[i] - cp[i] * x[i + 1]
-    m[1:n] = x
-    return m
 
 
 def spline_peaks(
