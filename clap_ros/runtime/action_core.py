@@ -49,7 +49,8 @@ from clap_ros.control.watchdog import State, Watchdog
 from clap_ros.runtime.action_inputs import ActionInputs, InferenceJob
 from clap_ros.runtime.chunk_stream import (
     FIRST_POINT_MIN_S,
-    SENT_SHARE,
+    STOP_SHARE,
+    TRANSPORT_S,
     ChunkStream,
     FirstPointUnreachable,
     TrajectoryCommand,
@@ -149,7 +150,8 @@ class ActionController:
         # joint_trajectory mode, unless interpolate_from_desired_state: trajectories and stops
         # start from the measured state (position + finite-difference velocity)
         self.from_measured = not self.forward and not cfg.interpolate_from_desired_state
-        self.motion = MeasuredMotion(dof)
+        # (the arm cannot move faster than its limits, and does not accelerate beyond them)
+        self.motion = MeasuredMotion(dof, profile.limits.velocity, profile.limits.acceleration)
         self.first_point_stops = 0
         self.stops_from_measured = 0
         self.rng = np.random.default_rng(cfg.seed)
@@ -393,33 +395,6 @@ class ActionController:
             return None
         return self.motion.at(now, self.cfg.watchdog_joint_states_s)
 
-    def _deviation(self, now: float) -> str:
-        """Why a trajectory from the measured state would not continue the command ("" when
-        it would): the newest joint state further than tracking_tolerance_rad from every
-        command of the tracking lag window (a blocked or pushed arm). The tracking check waits
-        tracking_persist_s for the same; a new trajectory cannot wait: from where the arm is
-        it would have to jump back to the command."""
-        q_meas, stamp = self.inputs.measured_at()
-        if q_meas is None:
-            return ""
-        err = self.tracking.deviation(now, q_meas, stamp)
-        j = int(np.argmax(err))
-        tol = self.cfg.tracking_tolerance_rad
-        if err[j] <= tol:
-            return ""
-        return (
-            "the arm deviates from its command: %s measured %.3f rad from its commands of the "
-            "last %.2f s (tracking_tolerance_rad %.3f; blocked or pushed?); a new trajectory "
-            "would have to jump back to the command, stopping from the measured position and "
-            "holding until ~/enable"
-            % (
-                self.profile.joint_names[j],
-                err[j],
-                max(now - stamp, 0.0) + self.cfg.tracking_lag_s,
-                tol,
-            )
-        )
-
     def _first_point_fault(self, now: float, reason: str) -> TickOutput:
         """A trajectory cannot start where the arm is: log, count, stop from the measured
         state, hold until ~/enable (as a lost tracking)."""
@@ -465,11 +440,7 @@ class ActionController:
         traj = None
         if self.chunks.pending:
             self.chunks.pending = False
-            ms = self.measured_state(now)
-            if ms is not None:
-                deviates = self._deviation(now)
-                if deviates:
-                    return self._first_point_fault(now, deviates)
+            ms = self.measured_state(now + TRANSPORT_S)
             try:
                 traj, problem = self.chunks.trajectory(now, ms)
             except FirstPointUnreachable as e:
@@ -493,12 +464,15 @@ class ActionController:
             self.watchdog.stop_finished(now)
             return TickOutput(self.watchdog.state)
         traj_mode = not self.forward
-        ms = self.measured_state(now)
+        ms = self.measured_state(now + TRANSPORT_S)
         if ms is not None:
             # The JTC starts the stop where the arm is, so the stop starts there too (also when
-            # tracking is lost: holding where the arm is instead of gliding from the command).
+            # tracking is lost: holding where the arm is instead of gliding from the command),
+            # planned for its arrival.
             self.stops_from_measured += 1
-            tr = self.stops.start_stop(now, ms[0], ms[1], True, FIRST_POINT_MIN_S, SENT_SHARE)
+            tr = self.stops.start_stop(
+                now + TRANSPORT_S, ms[0], ms[1], True, FIRST_POINT_MIN_S, STOP_SHARE
+            )
         elif self.stops.at_measured:
             q_meas = self.inputs.measured()
             assert q_meas is not None

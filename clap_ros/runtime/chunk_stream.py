@@ -4,24 +4,25 @@ samples (forward_position) or one feasible JointTrajectory per new chunk (joint_
 
 Where a trajectory starts. Given the measured state (``measured``: the action core passes it
 unless ``interpolate_from_desired_state``), there, as ros2_control's JointTrajectoryController
-does (it interpolates from the measured state to the first point, whatever the sender meant).
-Two paths follow the chunk reference on a TRACK_DT grid (measured_start.track: the reference's
-acceleration plus a critically damped correction, saturated at SENT_SHARE of the scaled
-velocity and acceleration limits, so a reference asking for more is lagged, not jumped to):
+does (it interpolates from the measured state to the first point, whatever the sender meant):
 
-* the commanded path (``desired``), from the command's own position and velocity: what the arm
-  should do; the tracking and deviation checks compare the measured state with it;
-* what is sent, from the measured position and velocity: sampled at the trajectory's points
-  (the first at least FIRST_POINT_MIN_S ahead, the last where both paths are at rest) with its
-  velocities there; the JTC's interpolation of its first CHECKED_S is checked against
-  CHECK_SHARE of the limits and slowed down if needed (a last resort; the command then is what
-  was sent).
+* the commanded path follows the chunk reference from the command's own position and velocity
+  on a TRACK_DT grid (measured_start.track: the reference's acceleration plus a critically
+  damped correction, saturated at COMMAND_SHARE of the scaled velocity and acceleration limits,
+  so a reference asking for more is lagged, not jumped to);
+* its samples, with its velocities, are the trajectory's points: the first at least
+  FIRST_POINT_MIN_S ahead, the last where it is at rest; the whole is planned for its arrival
+  TRANSPORT_S after it is made;
+* the JTC's interpolation from the measured position and velocity through them, first segment
+  included, is checked over its first CHECKED_S against CHECK_SHARE of the limits and slowed
+  down until it is within them;
+* the same points reached from the command's state are the command the arm should follow
+  (``desired``): the arm joins it at the first point, and an arm held back (blocked, pushed)
+  falls behind it, which the tracking check sees (and the stop then starts where the arm is).
 
-When no slow-down brings it within the limits, ``FirstPointUnreachable`` says why: the core stops
-from where the arm is instead of sending a jump (as it does, before asking for a trajectory,
-when the arm is further than ``tracking_tolerance_rad`` from its recent commands: blocked or
-pushed). Without a measured state: from what the controller is executing (``commanded``), never
-with a jump from the last command.
+When no slow-down brings a trajectory within the limits, ``FirstPointUnreachable`` says why: the
+core stops from where the arm is instead of sending a jump. Without a measured state: from
+what the controller is executing (``commanded``), never with a jump from the last command.
 """
 
 from __future__ import annotations
@@ -40,21 +41,28 @@ from clap_ros.runtime.params import ActionParams
 # The first point is at least this far ahead: the JTC's first segment starts from a measured
 # state that is a few ms newer than the one the trajectory was made from (transport), and the
 # acceleration that difference asks for falls with the square of this time.
-FIRST_POINT_MIN_S = 0.1
-# Both the commanded path and what is sent follow the reference within SENT_SHARE of the
-# (scaled) velocity and acceleration limits (the same limits: from the same state they are the
-# same path, and under saturation they do not drift apart), and the JTC's interpolation of what
-# is sent (its cubic segments through the points) is checked against CHECK_SHARE: the cubic
-# through exact samples of a path with acceleration within A stays within 5/3 A (0.83 here), and
-# a little room for the measured state moving on between the joint state and the receipt (a
-# velocity error dv changes the first segment's acceleration by about 4 dv / FIRST_POINT_MIN_S).
-SENT_SHARE = 0.5
+FIRST_POINT_MIN_S = 0.15
+# The commanded path follows the reference within COMMAND_SHARE of the (scaled) velocity and
+# acceleration limits, and its samples are the points sent: the JTC's cubic through exact
+# samples of a path with acceleration within A stays within 5/3 A (0.67 here); its first
+# segment starts from the measured state instead, and the whole interpolation is checked
+# against CHECK_SHARE, which leaves room for a measured state a little off the command (an
+# error e asks for about 6 e / T^2 more in a first segment of T) and for the state moving on
+# between the joint state and the receipt (a velocity error dv: about 4 dv / T).
+COMMAND_SHARE = 0.4
 CHECK_SHARE = 0.85
-# Both paths are computed on this grid, and correct towards what they follow with this natural
+# joint_trajectory stops (from the measured state) use this share of the acceleration and jerk
+# limits.
+STOP_SHARE = 0.45
+# The path is computed on this grid, and corrects towards the reference with this natural
 # frequency (rad/s; critically damped: an error of 1 cm asks for about 2.5 rad/s^2).
 TRACK_DT = 0.025
 TRACK_OMEGA = 2.0 * np.pi * 2.5
-# The paths are followed this long past the reference's last point, to come to rest.
+# A trajectory reaches the controller about this long after it is made (DDS on loopback: a
+# few ms; the direct evaluator: the next physics step): it is planned from the state expected
+# then, else every hand-over would cost the arm the motion of the transport time.
+TRANSPORT_S = 0.002
+# The path is followed this long past the reference's last point, to come to rest.
 SETTLE_S = 0.5
 # A trajectory that needs a slow-down beyond this is not sent.
 MAX_FIRST_SEGMENT_SLOWDOWN = 8.0
@@ -205,17 +213,23 @@ class ChunkStream:
     ) -> Tuple[Optional[TrajectoryCommand], str]:
         """(the trajectory for the newest chunk, "") or (None, why it cannot be sent).
 
-        ``measured``: the arm's (position, velocity) now; the trajectory then starts from it
-        (see the module docstring) and FirstPointUnreachable says when it cannot."""
+        ``measured``: the arm's (position, velocity) expected when the trajectory reaches the
+        controller, ``now + TRANSPORT_S``; the trajectory then starts from it (see the module
+        docstring) and FirstPointUnreachable says when it cannot."""
         p = self.p
-        pts = self.queue.trajectory_points(now, p.trajectory_horizon_s, p.trajectory_point_period_s)
         if measured is not None:
+            # planned for its arrival at the controller (time_from_start counts from there)
+            t0 = now + TRANSPORT_S
+            pts = self.queue.trajectory_points(
+                t0, p.trajectory_horizon_s, p.trajectory_point_period_s
+            )
             try:
-                return self._from_measured(now, measured, pts)
+                return self._from_measured(t0, measured, pts)
             except FirstPointUnreachable:
                 raise
             except ValueError as e:
                 return None, "trajectory not sent: %s" % e
+        pts = self.queue.trajectory_points(now, p.trajectory_horizon_s, p.trajectory_point_period_s)
         times = [x[0] for x in pts]
         # Start from what the controller is executing now: where the previous trajectory has
         # got to, which trails the queue whenever make_feasible slowed it down. Starting from
@@ -266,47 +280,47 @@ class ChunkStream:
         q_m = np.asarray(measured[0], dtype=np.float64)
         v_m = np.asarray(measured[1], dtype=np.float64)
         self.first_point_deviation_rad = float(np.max(np.abs(q_m - c_q)))
-        # path 0: the command's, from where it is; path 1: what is sent, from the measured state
-        Pq, Pv = track(
+        # the command's path: the reference followed from where the command is (independent
+        # of the arm: a blocked arm falls behind it, and the tracking check sees that)
+        Pc, Vc = track(
             TRACK_DT,
             ref_q,
             ref_qd,
-            np.array([[c_q, c_qd], [q_m, v_m]]),
-            np.tile(SENT_SHARE * self._vlim, (2, 1)),
-            np.tile(SENT_SHARE * self._alim, (2, 1)),
+            np.array([[c_q, c_qd]]),
+            (COMMAND_SHARE * self._vlim)[None],
+            (COMMAND_SHARE * self._alim)[None],
             TRACK_OMEGA,
             self._lo,
             self._hi,
         )
-        cq, cv, sq, sv = Pq[0], Pv[0], Pq[1], Pv[1]
-        # points until both paths are at rest (the last one's velocity is 0, as the JTC wants)
-        moving = np.max(np.abs(Pv), axis=(0, 2)) > 1e-3
+        cq, cv = Pc[0], Vc[0]
+        # points on it until it is at rest (the last one's velocity is 0, as the JTC wants)
+        moving = np.max(np.abs(cv), axis=1) > 1e-3
         t_rest = float(grid[np.nonzero(moving)[0][-1]]) if moving.any() else 0.0
         period = self.p.trajectory_point_period_s
         n_more = int(np.ceil((t_rest - times[-1]) / period - 1e-9))
         if n_more > 0:
             times = np.concatenate([times, times[-1] + period * np.arange(1, n_more + 1)])
         k = np.minimum(np.round(times / TRACK_DT).astype(int), n - 1)
-        pos = sq[k]
-        s_times, vel = self._within_limits(q_m, v_m, times, pos, sv[k])
+        pos = cq[k]
+        # the JTC reaches the first point from the measured state: that segment, and what
+        # follows, within the limits (slowed down when not)
+        s_times, vel = self._within_limits(q_m, v_m, times, pos, cv[k])
         slow = float(s_times[0] / times[0])
         self.time_scales.append(slow)
+        if slow > 1.0:
+            self.first_point_slowed += 1
         points = [(float(t), pos[i].copy(), vel[i].copy()) for i, t in enumerate(s_times)]
         self.cmd_q[:] = c_q
-        if slow > 1.0:
-            # What is sent had to be slower than planned: the command is what was sent (a
-            # slowed-down command would start with a velocity step).
-            self.first_point_slowed += 1
-            self.desired = (
-                now,
-                np.concatenate([[0.0], s_times]),
-                np.vstack([q_m, pos]),
-                np.vstack([v_m, vel]),
-            )
-        else:
-            # The command runs at its own pace from its own state: where the arm is held
-            # back (blocked, pushed) it falls behind, and the deviation check sees that.
-            self.desired = (now, grid, cq, cv)
+        # The command is the same points reached from where the command was: the arm, which
+        # reaches them from where it is, joins it at the first point; an arm held back
+        # (blocked, pushed) falls behind it, and the tracking check sees that.
+        self.desired = (
+            now,
+            np.concatenate([[0.0], s_times]),
+            np.vstack([c_q, pos]),
+            np.vstack([c_qd, vel]),
+        )
         self.sent = sent_trajectory(now, q_m, s_times, pos)
         self.trajectories += 1
         return TrajectoryCommand(list(self.profile.joint_names), points, "chunk", slow), ""
@@ -317,7 +331,7 @@ class ChunkStream:
         CHECK_SHARE of the limits over the first CHECKED_S (the velocity it starts with is the
         arm's, not asked for: only what goes beyond it counts). The JTC's cubic through exact
         samples of a path whose acceleration is within A stays within 5/3 A, so with
-        SENT_SHARE * 5/3 <= CHECK_SHARE the slow-down is a last resort."""
+        COMMAND_SHARE * 5/3 < CHECK_SHARE the slow-down is for a measured state off the command."""
         vlim = np.maximum(CHECK_SHARE * self._vlim, np.abs(v_start))
         alim = CHECK_SHARE * self._alim
         P = np.vstack([start, pos])

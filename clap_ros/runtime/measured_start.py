@@ -7,9 +7,10 @@ arm spends its whole life in such first segments, so their velocity and accelera
 a Franka's motion generator checks. This module gives the action core what it needs to keep
 them within the profile's limits:
 
-* ``MeasuredMotion``: the newest measured position, its finite-difference velocity, extrapolated
-  to the moment a trajectory is made (joint states carry positions the core trusts; the
-  velocity field of a JointState is not read by the cores);
+* ``MeasuredMotion``: the newest measured position, its velocity (and, from >= 100 Hz streams,
+  acceleration), extrapolated to when a trajectory arrives; jumps and clock jumps restart it
+  (joint states carry positions the core trusts; their velocity field is not read by the
+  cores);
 * ``segment_peaks``: peak |velocity| and |acceleration| per joint of the cubic Hermite segment
   the JTC interpolates from (q0, v0) to (q1, v1) in T;
 * ``spline_peaks``: the peak velocity / acceleration of the JTC's interpolation of a whole
@@ -24,59 +25,95 @@ Pure numpy; the ChunkStream applies it (chunk_stream.py).
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from collections import deque
+from typing import Deque, Optional, Tuple
 
 import numpy as np
 
-# Velocity by differences over at least this long (bursts of joint states closer than this
-# would amplify noise), and not across gaps longer than MAX_DIFF_S (then: unknown, zero).
-MIN_DIFF_S = 1e-3
+# Velocity and acceleration from three samples at least SPAN_S apart (closer ones would amplify
+# encoder noise: 1e-5 rad over 10 ms is 1 mrad/s), none older than MAX_DIFF_S (else: unknown,
+# zero). At 1 kHz the samples are 10 ms apart; a 50 Hz stream uses its own spacing.
+SPAN_S = 0.01
 MAX_DIFF_S = 0.1
-# The newest measurement is extrapolated by its velocity for at most this long.
+# The acceleration is estimated only from samples spanning at most this long (>= ~100 Hz).
+ACC_SPAN_MAX_S = 0.03
+# A sample further from the previous one than this many times the velocity limits allow is a
+# jump, not motion.
+JUMP_FACTOR = 1.5
+# The newest measurement is extrapolated for at most this long.
 MAX_EXTRAPOLATION_S = 0.1
+_HISTORY = 256
 
 
 class MeasuredMotion:
-    """Newest measured arm position (in arrival order, as the action core's inputs take it) and
-    its finite-difference velocity (thread-safe by replacing one tuple: the joint-state callback
-    writes, the command loop reads)."""
+    """Newest measured arm position (in arrival order, as the action core's inputs take it),
+    and its velocity and acceleration from a quadratic through the newest sample and two older
+    ones (each at least SPAN_S before the next), so that the state expected at ``now`` does not
+    lag an accelerating arm. The joint-state callback appends (a deque append is atomic: no
+    lock); the command loop computes in ``at`` when it needs a state."""
 
-    def __init__(self, dof: int):
+    def __init__(self, dof: int, vmax=None, amax=None):
         self.dof = int(dof)
+        # estimates beyond what the arm can do (a jump in the measurement) are clipped to these
+        self.vmax = np.full(self.dof, np.inf) if vmax is None else np.asarray(vmax, dtype=float)
+        self.amax = np.full(self.dof, np.inf) if amax is None else np.asarray(amax, dtype=float)
         self.reset()
 
     def reset(self) -> None:
-        # (q, qd, stamp) of the newest sample, and the reference sample the velocity is from
-        self._state: Optional[Tuple[np.ndarray, np.ndarray, float]] = None
-        self._ref: Optional[Tuple[np.ndarray, float]] = None
+        self._hist: Deque[Tuple[float, np.ndarray]] = deque(maxlen=_HISTORY)
 
     def update(self, q: np.ndarray, stamp: float) -> None:
-        q = np.array(q, dtype=np.float64).reshape(-1)
         stamp = float(stamp)
-        st = self._state
-        qd = np.zeros(self.dof) if st is None else st[1]
-        ref = self._ref
-        if ref is None or not (0.0 <= stamp - ref[1] <= MAX_DIFF_S):
-            # the first sample, a gap, or a stamp that runs backwards (a clock jump, a stamp
-            # far ahead before): the newest arrival is the measurement, its velocity unknown
-            qd = np.zeros(self.dof)
-            self._ref = (q, stamp)
-        elif stamp - ref[1] >= MIN_DIFF_S:
-            qd = (q - ref[0]) / (stamp - ref[1])
-            self._ref = (q, stamp)
-        self._state = (q, qd, stamp)
+        h = self._hist
+        q = np.array(q, dtype=np.float64).reshape(-1)
+        if h and not (0.0 <= stamp - h[-1][0] <= MAX_DIFF_S):
+            # a gap, or a stamp that runs backwards (a clock jump, a stamp far ahead before):
+            # the newest arrival is the measurement, its motion unknown
+            h.clear()
+        elif h and np.any(np.abs(q - h[-1][1]) > JUMP_FACTOR * self.vmax * (stamp - h[-1][0])):
+            # faster than the arm can move: a jump in the measurement (a knock, a re-zeroed
+            # encoder), not motion to carry on: from here, motion unknown
+            h.clear()
+        h.append((stamp, q))
+
+    def _motion(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        h = list(self._hist)
+        t2, q2 = h[-1]
+        picks = [(t2, q2)]
+        for t, q in reversed(h[:-1]):
+            if picks[-1][0] - t >= SPAN_S:
+                picks.append((t, q))
+                if len(picks) == 3:
+                    break
+        zero = np.zeros(self.dof)
+        if len(picks) == 1:
+            return q2, zero, zero
+        t1, q1 = picks[1]
+        v21 = (q2 - q1) / (t2 - t1)
+        if len(picks) == 2:
+            return q2, v21, zero
+        t0, q0 = picks[2]
+        if t2 - t0 > ACC_SPAN_MAX_S:
+            # a slow stream (50 Hz): its second differences are too coarse and too sensitive
+            # to stamp jitter to extrapolate with
+            return q2, v21, zero
+        acc = (v21 - (q1 - q0) / (t1 - t0)) / (0.5 * (t2 - t0))
+        return q2, v21 + 0.5 * acc * (t2 - t1), acc
 
     def at(self, now: float, max_age: float) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """(position, velocity) expected at ``now``, or None without a sample newer than
         ``max_age``."""
-        st = self._state
-        if st is None:
+        h = self._hist
+        if not h:
             return None
-        q, qd, stamp = st
-        age = float(now) - stamp
+        age = float(now) - h[-1][0]
         if not age <= max_age:
             return None
-        return q + qd * min(max(age, 0.0), MAX_EXTRAPOLATION_S), qd.copy()
+        q, v, a = self._motion()
+        v = np.clip(v, -self.vmax, self.vmax)
+        a = np.clip(a, -self.amax, self.amax)
+        dt = min(max(age, 0.0), MAX_EXTRAPOLATION_S)
+        return q + v * dt + 0.5 * a * dt * dt, np.clip(v + a * dt, -self.vmax, self.vmax)
 
 
 def segment_peaks(
@@ -152,7 +189,8 @@ def track(
     correction (natural frequency ``omega``), saturated (a start faster than vmax is braked,
     not cut). Where the reference asks for more than the limits a path lags it and catches up,
     instead of the whole trajectory slowing down. Returns positions, velocities [P, N, J]
-    (grid index 0 = the starts), positions kept inside [lo, hi]."""
+    (grid index 0 = the starts), positions kept inside [lo, hi], braked for them in time.
+    """
     starts = np.asarray(starts, dtype=np.float64)
     n_p = starts.shape[0]
     n, dof = ref_q.shape
@@ -172,7 +210,10 @@ def track(
         a = ref_a[i] + kp * (ref_q[i - 1] - p_) + kd * (ref_qd[i - 1] - w_)
         a = np.minimum(np.maximum(a, -amax), amax)
         vcap = np.maximum(vmax, np.abs(w_) - adt)
-        w_new = np.minimum(np.maximum(w_ + a * dt, -vcap), vcap)
+        # and never faster towards a position limit than braking at amax allows
+        up = np.minimum(vcap, np.sqrt(2.0 * amax * np.maximum(hi - p_, 0.0)))
+        down = np.minimum(vcap, np.sqrt(2.0 * amax * np.maximum(p_ - lo, 0.0)))
+        w_new = np.minimum(np.maximum(w_ + a * dt, -down), up)
         p_ = np.minimum(np.maximum(p_ + 0.5 * (w_ + w_new) * dt, lo), hi)
         w_ = w_new
         q[:, i] = p_

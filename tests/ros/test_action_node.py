@@ -46,6 +46,7 @@ class StandIn:
         self.pub_plan = n.create_publisher(JointTrajectory, T.PLAN, STATE_QOS)
         self.pub_js = n.create_publisher(JointState, PROFILE.driver.joint_states_topic, STATE_QOS)
         self.q = PROFILE.home.copy()
+        self.qd = np.zeros(PROFILE.dof)
         self.grip = 1.0
         self.names = NAMES
         self.latent_on = True
@@ -53,7 +54,7 @@ class StandIn:
         # joint state would anchor the node's first command away from the real arm.
         self.joints_on = joints
         self.rng = np.random.default_rng(0)
-        self.traj = None  # (monotonic receipt time, times, positions) being followed
+        self.traj = None  # the TrajectoryFollower being executed (monotonic clock)
         self.frozen = False  # a driver that ignores our commands
         self.lock = threading.Lock()  # the publishing thread vs the test changing the arm
         self._stop = threading.Event()
@@ -64,6 +65,7 @@ class StandIn:
         with self.lock:
             if not self.frozen:
                 self.q = np.asarray(q, dtype=float).copy()
+                self.qd = np.zeros(PROFILE.dof)
 
     def shove_and_freeze(self, joint, delta):
         """A collision: the arm jumps by ``delta`` on ``joint`` and ignores commands from now."""
@@ -71,20 +73,23 @@ class StandIn:
             self.frozen = True
             self.q = self.q.copy()
             self.q[joint] += delta
+            self.qd = np.zeros(PROFILE.dof)
             return self.q.copy()
 
     def follow(self, msg):
-        """A JointTrajectory, executed from the current position like a JTC (linear between
-        points, which is enough for a stand-in)."""
-        _, points, _ = points_from_msg(msg)
+        """A JointTrajectory, executed like a JTC: the sim driver's TrajectoryFollower from the
+        measured state (the stand-in's position and velocity), on the monotonic clock."""
+        from clap_ros.control.trajectory import TrajectoryFollower
+
+        names, points, _ = points_from_msg(msg)
         with self.lock:
             if self.frozen:
                 return
-            self.traj = (
-                time.monotonic(),
-                np.array([0.0] + [p[0] for p in points]),
-                np.vstack([self.q] + [p[1] for p in points]),
+            follower = TrajectoryFollower(PROFILE, self.q)
+            follower.set_trajectory(
+                names, points, now_s=time.monotonic(), measured=(self.q, self.qd)
             )
+            self.traj = follower
 
     def _stamp(self):
         return self.h.node.get_clock().now().to_msg()
@@ -101,13 +106,7 @@ class StandIn:
             k += 1
             with self.lock:
                 if self.traj is not None and not self.frozen:
-                    t0, times, pos = self.traj
-                    self.q = np.array(
-                        [
-                            np.interp(time.monotonic() - t0, times, pos[:, j])
-                            for j in range(PROFILE.dof)
-                        ]
-                    )
+                    self.q, self.qd = self.traj.sample(time.monotonic())
                 q_now = self.q.copy()
             if self.joints_on:
                 js = JointState()
@@ -366,8 +365,9 @@ def test_joint_trajectory_mode_sends_valid_trajectories(traj):
 @pytest.mark.parametrize("fixture", ["fwd", "traj"])
 def test_arm_that_stops_following_is_a_tracking_fault(request, fixture):
     """A collision shoves the arm 0.3 rad and the driver stops following: the node notices
-    within its tracking window, glides the command to where the arm is, holds, and needs
-    ~/enable again."""
+    within its tracking window, glides the command to where the arm is (forward_position) or
+    stops from there (joint_trajectory, where trajectories start from the measured state),
+    holds, and needs ~/enable again."""
     h = request.getfixturevalue(fixture)
     h.stand_in.latent_on = True
     enable_and_run(h, 1.0)

@@ -15,7 +15,7 @@ from clap_ros.control.watchdog import State
 from clap_ros.inference.policy import ClapRuntime
 from clap_ros.robots import load_profile
 from clap_ros.runtime.action_core import ActionController
-from clap_ros.runtime.chunk_stream import CHECK_SHARE, FIRST_POINT_MIN_S
+from clap_ros.runtime.chunk_stream import CHECK_SHARE, FIRST_POINT_MIN_S, TRANSPORT_S
 from clap_ros.runtime.measured_start import (
     MAX_EXTRAPOLATION_S,
     MeasuredMotion,
@@ -38,20 +38,30 @@ def test_measured_motion_differences_and_extrapolates():
     m.update([0.0, 1.0], 1.0)
     q, qd = m.at(1.0, 0.1)
     np.testing.assert_allclose(q, [0.0, 1.0]) and np.testing.assert_allclose(qd, 0.0)
-    m.update([0.01, 1.0], 1.002)  # 5 rad/s on joint 1
-    m.update([0.0105, 1.0], 1.0021)  # closer than MIN_DIFF_S: newest position, same velocity
-    q, qd = m.at(1.0021, 0.1)
-    np.testing.assert_allclose(qd, [5.0, 0.0])
-    np.testing.assert_allclose(q, [0.0105, 1.0])
-    q, _ = m.at(1.0121, 0.1)  # 10 ms later: extrapolated
-    np.testing.assert_allclose(q, [0.0105 + 0.05, 1.0])
-    q, _ = m.at(1.1521, 0.2)  # extrapolated at most MAX_EXTRAPOLATION_S
-    np.testing.assert_allclose(q, [0.0105 + 5.0 * MAX_EXTRAPOLATION_S, 1.0])
+    # joint 1 accelerating at 10 rad/s^2 from rest, sampled at 1 kHz: q = 5 t^2
+    for k in range(1, 41):
+        t = 0.001 * k
+        m.update([5.0 * t * t, 1.0], 1.0 + t)
+    q, qd = m.at(1.04, 0.1)
+    np.testing.assert_allclose(qd, [0.4, 0.0], atol=1e-9)  # no lag behind the arm
+    np.testing.assert_allclose(q, [5.0 * 0.04**2, 1.0], atol=1e-12)
+    q, qd = m.at(1.05, 0.1)  # 10 ms later: extrapolated with velocity and acceleration
+    np.testing.assert_allclose(qd, [0.5, 0.0], atol=1e-9)
+    np.testing.assert_allclose(q, [5.0 * 0.05**2, 1.0], atol=1e-9)
+    q, _ = m.at(1.19, 0.2)  # extrapolated at most MAX_EXTRAPOLATION_S
+    t = 0.04 + MAX_EXTRAPOLATION_S
+    np.testing.assert_allclose(q, [5.0 * t * t, 1.0], atol=1e-9)
     assert m.at(1.2, 0.1) is None  # stale (older than max_age)
-    m.update([0.0, 0.0], 1.0)  # stamped before the newest (a clock jump): taken, velocity 0
+    # a 50 Hz stream: its own spacing, velocity only (no second differences)
+    m.reset()
+    for k in range(5):
+        t = 0.02 * k
+        m.update([0.3 * t + 2.0 * t * t, 0.0], 2.0 + t)
+    np.testing.assert_allclose(m.at(2.08, 0.1)[1], [0.3 + 2.0 * (0.08 + 0.06), 0.0], atol=1e-9)
+    m.update([0.0, 0.0], 1.0)  # stamped before the newest (a clock jump): taken, motion unknown
     q, qd = m.at(1.0, 0.1)
     np.testing.assert_allclose(q, [0.0, 0.0]) and np.testing.assert_allclose(qd, 0.0)
-    m.update([0.5, 0.0], 2.0)  # after a gap: velocity unknown, zero
+    m.update([0.5, 0.0], 2.0)  # after a gap: motion unknown
     np.testing.assert_allclose(m.at(2.0, 0.1)[1], 0.0)
 
 
@@ -129,7 +139,7 @@ class RampRuntime:
     """The bundle's shapes, but chunks that move joint 1 at ``speed`` rad/s from where the run
     started whatever the arm does (a plan that goes on without the arm)."""
 
-    def __init__(self, rt, speed=0.4):
+    def __init__(self, rt, speed=1.0):
         self.bundle, self.speed = rt.bundle, speed
         self.start = None
         self.calls = 0
@@ -195,7 +205,7 @@ class DriftingArm:
             job = ctl.take_job()
             if job is not None:
                 ctl.infer_once(job, lambda: t + 0.02)
-            ms = ctl.measured_state(t)
+            ms = ctl.measured_state(t + TRANSPORT_S)  # what the trajectory is planned from
             out = ctl.tick(t)
             if out.trajectory is not None:
                 tr = out.trajectory
@@ -254,8 +264,8 @@ def test_an_arm_off_its_command_never_gets_a_jump_and_stops_where_it_is(runtime,
     else:
         arm.blocked = True  # stuck where it is while the chunks move on
     arm.run(2.0)
-    assert ctl.state is State.HOLD and ctl.first_point_stops == 1, ctl.reason()
-    assert "deviates from its command" in ctl.reason() and "~/enable" in ctl.reason()
+    assert ctl.state is State.HOLD and ctl.tracking_faults == 1, ctl.reason()
+    assert "tracking lost" in ctl.reason() and "~/enable" in ctl.reason()
     if how == "pushed":
         assert "fr3_joint2" in ctl.reason()
     chunks = [s for s in arm.sent if s[0] == "chunk"]
@@ -267,9 +277,9 @@ def test_an_arm_off_its_command_never_gets_a_jump_and_stops_where_it_is(runtime,
     assert np.max(np.abs(sp.points[-1][1] - qm)) <= np.max(np.abs(qdm)) * 0.5 + 0.01
     np.testing.assert_array_equal(sp.points[-1][2], 0.0)
     d = ctl.diagnostics(arm.t)
-    assert d["first_point_stops"] == 1 and d["stops_from_measured"] == 1
+    assert d["first_point_stops"] == 0 and d["stops_from_measured"] == 1
     assert 0.0 < d["first_point_acceleration_ratio_max"] <= CHECK_SHARE + 1e-9
-    assert any(level == "error" and "deviates" in text for level, text in ctl.events)
+    assert any(level == "error" and "tracking lost" in text for level, text in ctl.events)
     # nothing more until ~/enable
     k = len(arm.sent)
     arm.push[:] = 0.0
@@ -281,9 +291,13 @@ def test_an_arm_off_its_command_never_gets_a_jump_and_stops_where_it_is(runtime,
 def test_a_small_tracking_error_is_blended_out_within_the_limits(runtime):
     ctl = ActionController(FR3, runtime, ActionParams())
     arm = run_until_enabled(ctl)
-    arm.q = arm.q + np.where(np.arange(7) % 2, 0.04, -0.04)  # knocked 0.04 rad off, once
+    # pushed 0.04 rad off over 0.4 s (a faster push gives the arm momentum, which a start from
+    # the measured velocity within the limits has to carry on for a while)
+    arm.push[:] = np.where(np.arange(7) % 2, 0.1, -0.1)
+    arm.run(0.4)
+    arm.push[:] = 0.0
     arm.run(1.0)
-    assert ctl.state is State.RUN and ctl.first_point_stops == 0
+    assert ctl.state is State.RUN and ctl.tracking_faults == 0
     check_all(arm)
     assert np.max(np.abs(arm.q - ctl.commanded(arm.t)[0])) < 0.01  # back on its command
 
@@ -294,14 +308,16 @@ def test_a_steady_push_is_followed_or_stopped_never_jumped(runtime):
     arm.push[3] = 0.1  # a gentle, steady push on joint 4
     arm.run(2.0)
     if ctl.state is not State.RUN:
-        assert "deviates from its command: fr3_joint4" in ctl.reason()
+        assert "tracking lost: fr3_joint4" in ctl.reason()
     check_all(arm)
 
 
 def test_a_stale_input_stop_starts_from_the_measured_state(runtime):
     ctl = ActionController(FR3, runtime, ActionParams())
     arm = run_until_enabled(ctl)
-    arm.q = arm.q + 0.02  # tracking a little off, within the tolerance
+    arm.push[:] = 0.1  # pushed 0.02 rad off in 0.2 s: a little off, within the tolerance
+    arm.run(0.2)
+    arm.push[:] = 0.0
     arm.run(0.3)
     assert ctl.state is State.RUN
     arm.next_frame = np.inf  # the camera stops: stale latent -> smooth stop
