@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Deque, Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 # A first point at or before its receipt (lead <= 0) asks for its jump within one controller
 # cycle; the implied velocity is taken over this floor instead of dividing by zero.
@@ -57,10 +58,10 @@ class FirstPoint:
 
 
 def first_point(
-    q_first: Sequence[float],
-    q_measured: Sequence[float],
+    q_first: ArrayLike,
+    q_measured: ArrayLike,
     lead_s: float,
-    velocity_limits: Sequence[float],
+    velocity_limits: ArrayLike,
     accepted: bool = True,
 ) -> FirstPoint:
     """The record for a first point ``q_first`` reached ``lead_s`` after receipt from

@@ -442,10 +442,10 @@ class Trajectory:
         u = np.linspace(0.0, 1.0, 17)[1:-1, None, None]
         qa = np.stack([a.positions for _, a, _ in segs])
         qb = np.stack([b.positions for _, _, b in segs])
-        va = np.stack([a.velocities for _, a, _ in segs])
-        vb = np.stack([b.velocities for _, _, b in segs])
-        aa = np.stack([a.accelerations for _, a, _ in segs]) if quintic[0] else None
-        ab = np.stack([b.accelerations for _, _, b in segs]) if quintic[0] else None
+        va = np.stack([a.velocities for _, a, _ in segs])  # type: ignore[misc]
+        vb = np.stack([b.velocities for _, _, b in segs])  # type: ignore[misc]
+        aa = np.stack([a.accelerations for _, a, _ in segs]) if quintic[0] else None  # type: ignore[misc]
+        ab = np.stack([b.accelerations for _, _, b in segs]) if quintic[0] else None  # type: ignore[misc]
         with np.errstate(over="ignore", invalid="ignore"):
             q, _ = _hermite(u * T, T, qa, va, aa, qb, vb, ab)
         slack = np.where(ks == 0, START_SEGMENT_SLACK_RAD, 1e-6)[:, None]
