@@ -16,9 +16,10 @@ does (it interpolates from the measured state to the first point, whatever the s
 * the JTC's interpolation from the measured position and velocity through them, first segment
   included, is checked over its first CHECKED_S against CHECK_SHARE of the limits and slowed
   down until it is within them;
-* the same points reached from the command's state are the command the arm should follow
-  (``desired``): the arm joins it at the first point, and an arm held back (blocked, pushed)
-  falls behind it, which the tracking check sees (and the stop then starts where the arm is).
+* the same points reached from the command's state (leaning COMMAND_LEAK towards the measured
+  state) are the command the arm should follow (``desired``): the arm joins it at the first
+  point, and an arm pushed off it or blocked while it moves on fast falls behind it, which the
+  tracking check sees (and the stop then starts where the arm is).
 
 When no slow-down brings a trajectory within the limits, ``FirstPointUnreachable`` says why: the
 core stops from where the arm is instead of sending a jump. Without a measured state: from
@@ -62,6 +63,8 @@ TRACK_OMEGA = 2.0 * np.pi * 2.5
 # few ms; the direct evaluator: the next physics step): it is planned from the state expected
 # then, else every hand-over would cost the arm the motion of the transport time.
 TRANSPORT_S = 0.002
+# How far the command leans towards the measured state at each trajectory.
+COMMAND_LEAK = 0.3
 # The path is followed this long past the reference's last point, to come to rest.
 SETTLE_S = 0.5
 # A trajectory that needs a slow-down beyond this is not sent.
@@ -280,6 +283,13 @@ class ChunkStream:
         q_m = np.asarray(measured[0], dtype=np.float64)
         v_m = np.asarray(measured[1], dtype=np.float64)
         self.first_point_deviation_rad = float(np.max(np.abs(q_m - c_q)))
+        # The command leans COMMAND_LEAK of the way towards the arm at each trajectory: a
+        # real arm trails its setpoint, and the JTC restarts that setpoint where the arm is at
+        # every hand-over, so without it the arm would fall further behind the command than it
+        # trails its controller. An arm held back for good (blocked: the command moving on at
+        # v) still falls about v T (1 - COMMAND_LEAK) / COMMAND_LEAK behind (T: chunk period).
+        c_q = c_q + COMMAND_LEAK * (q_m - c_q)
+        c_qd = c_qd + COMMAND_LEAK * (v_m - c_qd)
         # the command's path: the reference followed from where the command is (independent
         # of the arm: a blocked arm falls behind it, and the tracking check sees that)
         Pc, Vc = track(

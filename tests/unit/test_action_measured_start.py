@@ -139,7 +139,7 @@ class RampRuntime:
     """The bundle's shapes, but chunks that move joint 1 at ``speed`` rad/s from where the run
     started whatever the arm does (a plan that goes on without the arm)."""
 
-    def __init__(self, rt, speed=1.0):
+    def __init__(self, rt, speed=2.0):
         self.bundle, self.speed = rt.bundle, speed
         self.start = None
         self.calls = 0
@@ -253,21 +253,34 @@ def run_until_enabled(ctl):
     return arm
 
 
-@pytest.mark.parametrize("how", ["pushed", "blocked"])
-def test_an_arm_off_its_command_never_gets_a_jump_and_stops_where_it_is(runtime, how):
+def test_a_blocked_arm_gets_trajectories_from_where_it_is_never_a_jump(runtime):
+    """Stuck while the chunks move on (1 rad/s on joint 1): every trajectory starts where the
+    arm is and stays within the limits. The command leans towards the arm at each trajectory
+    (COMMAND_LEAK), so this slow a blockage is no tracking fault: the arm is pushed gently,
+    never jumped; the robot's own contact reflexes judge the force (the sim emulates them)."""
+    rt = RampRuntime(runtime, speed=1.0)
+    ctl = ActionController(FR3, rt, ActionParams())
+    arm = run_until_enabled(ctl)
+    n = len(arm.sent)
+    arm.blocked = True
+    arm.run(2.0)
+    assert len([s for s in arm.sent[n:] if s[0] == "chunk"]) >= 20
+    check_all(arm)
+    d = ctl.diagnostics(arm.t)
+    assert 0.0 < d["first_point_acceleration_ratio_max"] <= CHECK_SHARE + 1e-9
+
+
+def test_an_arm_pushed_off_its_command_never_gets_a_jump_and_stops_where_it_is(runtime):
+    """Shoved at 2 rad/s on joint 2: a tracking fault, the stop from where the arm is, the
+    hold until ~/enable, and no trajectory on the way that the JTC could not reach."""
     ctl = ActionController(FR3, RampRuntime(runtime), ActionParams())
     assert ctl.from_measured
     arm = run_until_enabled(ctl)
     n = len(arm.sent)
-    if how == "pushed":
-        arm.push[1] = 1.0  # joint 2 shoved at 1 rad/s
-    else:
-        arm.blocked = True  # stuck where it is while the chunks move on
+    arm.push[1] = 2.0
     arm.run(2.0)
     assert ctl.state is State.HOLD and ctl.tracking_faults == 1, ctl.reason()
-    assert "tracking lost" in ctl.reason() and "~/enable" in ctl.reason()
-    if how == "pushed":
-        assert "fr3_joint2" in ctl.reason()
+    assert "tracking lost: fr3_joint2" in ctl.reason() and "~/enable" in ctl.reason()
     chunks = [s for s in arm.sent if s[0] == "chunk"]
     stops = [s for s in arm.sent[n:] if s[0] == "stop"]
     assert len(chunks) >= 10 and len(stops) == 1 and arm.sent[-1][0] == "stop"
@@ -283,7 +296,6 @@ def test_an_arm_off_its_command_never_gets_a_jump_and_stops_where_it_is(runtime,
     # nothing more until ~/enable
     k = len(arm.sent)
     arm.push[:] = 0.0
-    arm.blocked = False
     arm.run(0.5)
     assert len(arm.sent) == k and ctl.state is State.HOLD
 
