@@ -64,6 +64,7 @@ class ExpertPolicy:
     streaming period the ExpertStreamer's commands (chunk + gripper), until the plan is done."""
 
     needs_frames = False
+    needs_pixels = False
 
     def __init__(self, world, command_mode: str):
         from clap_ros.sim.expert import ExpertStreamConfig, ExpertStreamer, make_expert
@@ -110,6 +111,7 @@ class StackPolicy:
     overrides: model, backend, robot, command_mode, not enabled on start)."""
 
     needs_frames = True
+    needs_pixels = True  # the encoder reads the rendered frame (an OraclePolicy does not)
 
     def __init__(self, stack_params, profile, runtime, latency_ms: Optional[float]):
         from clap_ros.runtime.virtual_stack import VirtualStack
@@ -170,6 +172,21 @@ class StackPolicy:
         if r.stops:
             t_stop, reason = r.stops[0]
             self.counters.diagnostics["action_node"] = {"level": 1, "message": reason}
+
+
+class OraclePolicy(StackPolicy):
+    """The cores over a clap_ros.eval.oracle_policy.OracleRuntime (the diagnostic ladder): the
+    oracle learns when the arm is enabled; no frame is rendered (it reads the world)."""
+
+    needs_pixels = False
+
+    def __init__(self, stack_params, profile, oracle, latency_ms: Optional[float]):
+        super().__init__(stack_params, profile, oracle, latency_ms)
+        self.oracle = oracle
+
+    def enable(self, t: float) -> None:
+        self.oracle.t_enable = t
+        super().enable(t)
 
 
 def camera_info_fields(info: dict):
@@ -296,7 +313,7 @@ class DirectEpisodes:
         return self._runtime
 
     def policy(self, core, seed: int):
-        from clap_ros.eval.oracle_policy import OraclePolicy, OracleRuntime, is_oracle
+        from clap_ros.eval.oracle_policy import OracleRuntime, is_oracle
 
         if self.cfg.policy == "expert":
             return ExpertPolicy(core.world, self.cfg.command_mode)
@@ -306,8 +323,7 @@ class DirectEpisodes:
                     self.runtime(), core.world, self.cfg.policy, lambda: core.clock_s
                 )
             self._oracle.reset(core.world, lambda: core.clock_s)
-            stack = StackPolicy(self._stack_params, self.profile, self._oracle, self.cfg.latency_ms)
-            return OraclePolicy(stack, self._oracle)
+            return OraclePolicy(self._stack_params, self.profile, self._oracle, self.cfg.latency_ms)
         return StackPolicy(self._stack_params, self.profile, self.runtime(), self.cfg.latency_ms)
 
     def run(self, task: str, seed: int) -> EpisodeOutcome:
@@ -379,7 +395,7 @@ class DirectEpisodes:
             )
             out.bag = str(path)
         render = policy.needs_frames or bag is not None
-        pixels = getattr(policy, "needs_pixels", True) or bag is not None
+        pixels = policy.needs_pixels or bag is not None
         info = world.camera_info("scene")
         blank = np.zeros((int(info["height"]), int(info["width"]), 3), dtype=np.uint8)
         arm_topic = (

@@ -20,7 +20,7 @@ positions, the frame's sim time) in the bundle's latent shape; no camera frame i
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -123,44 +123,3 @@ class OracleRuntime:
         tau = float(lat[1, 0]) - self.t_enable + np.arange(b.chunk_length) * b.chunk_dt_s
         q, _, g = self._plan.sample_many(tau)
         return np.hstack([q, np.asarray(g, dtype=np.float64)[:, None]])
-
-
-class OraclePolicy:
-    """StackPolicy over an OracleRuntime (built per episode by direct_eval)."""
-
-    def __init__(self, stack_policy, oracle: OracleRuntime):
-        self._p = stack_policy
-        self.oracle = oracle
-        self.counters = stack_policy.counters
-        self.needs_frames = True
-        self.needs_pixels = False  # encode() reads the world, not the image
-
-    def on_instruction(self, text: str, t: float) -> None:
-        self._p.on_instruction(text, t)
-
-    def on_joint_state(self, js, t: float) -> None:
-        self._p.on_joint_state(js, t)
-
-    def on_frame(self, rgb, info, stamp: float, t: float) -> None:
-        self._p.on_frame(rgb, info, stamp, t)
-
-    def ready(self, t: float) -> bool:
-        return self._p.ready(t)
-
-    def enable(self, t: float) -> None:
-        self.oracle.t_enable = t
-        self._p.enable(t)
-
-    def stop(self, t: float) -> None:
-        self._p.stop(t)
-
-    def advance_to(self, t: float) -> List:
-        return self._p.advance_to(t)
-
-    def finish(self, t: float) -> None:
-        self._p.finish(t)
-
-
-def placeholder_frame(info: dict) -> np.ndarray:
-    """A black frame of the camera's size (what the encoder core admits; the oracle ignores it)."""
-    return np.zeros((int(info["height"]), int(info["width"]), 3), dtype=np.uint8)

@@ -100,22 +100,13 @@ def hermite(
     path: Tuple[float, np.ndarray, np.ndarray, np.ndarray], now: float
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Position and velocity at ``now`` of (t0, times from 0, positions, velocities) as the
-    JTC's cubic spline through points with velocities (held after the last point)."""
+    JTC's cubic spline through points with velocities (held, at rest, after the last point)."""
     t0, times, pos, vel = path
-    t = min(max(now - t0, 0.0), float(times[-1]))
-    k = int(np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(times) - 2))
-    T = float(times[k + 1] - times[k])
-    if T <= 0.0 or t >= times[-1]:
-        return pos[-1].copy() if t >= times[-1] else pos[k].copy(), np.zeros(pos.shape[1])
-    u = (t - float(times[k])) / T
-    q0, q1, v0, v1 = pos[k], pos[k + 1], vel[k] * T, vel[k + 1] * T
-    h00, h10 = 2 * u**3 - 3 * u**2 + 1, u**3 - 2 * u**2 + u
-    h01, h11 = -2 * u**3 + 3 * u**2, u**3 - u**2
-    q = h00 * q0 + h10 * v0 + h01 * q1 + h11 * v1
-    d00, d10 = 6 * u**2 - 6 * u, 3 * u**2 - 4 * u + 1
-    d01, d11 = -6 * u**2 + 6 * u, 3 * u**2 - 2 * u
-    qd = (d00 * q0 + d10 * v0 + d01 * q1 + d11 * v1) / T
-    return q, qd
+    t = now - t0
+    if t >= times[-1]:
+        return pos[-1].copy(), np.zeros(pos.shape[1])
+    q, qd = hermite_grid(times, pos, vel, np.array([t]))
+    return q[0], qd[0]
 
 
 def interpolate(

@@ -14,8 +14,7 @@ Data (``--data``):
   motion from there on with the offset decaying to zero within CORRECTION_S;
 * ``field`` (the default, reach): states around the straight joint-space path labelled by the
   feedback expert (``clap_ros.sim.expert.field_chunk``), a function of the state alone;
-* ``executed``: the expert run through the sim driver, measured states, DART noise on the
-  commands. docs/LADDER.md has what each gave closed loop.
+docs/LADDER.md has what each gave closed loop.
 
 Training seeds start at 100000 (eval-sim's held-out seeds are 0, 1, ...); validation seeds for
 checkpoint selection at 50000.
@@ -47,36 +46,33 @@ def _smoothstep(u: np.ndarray) -> np.ndarray:
 class OracleConfig:
     robot: str = "fr3"
     task: str = "reach"
-    layouts: int = 1500  # training layouts (seeds TRAIN_SEED0 ...)
+    layouts: int = 600  # training layouts (seeds TRAIN_SEED0 ...)
     perturbed_per_layout: int = 12  # DART samples per layout ("plan" data)
     joint_noise_rad: float = 0.15  # std of the joint perturbation
-    # "executed": the expert run through the sim driver, measured states (the arm lags its
-    # command) labelled with the commands; "plan": states read off the plan (perfect tracking)
+    # "plan": states read off the expert's plan (any task)
     # "field": states around the straight joint-space path, labelled by the feedback expert
     # (clap_ros.sim.expert.field_chunk; reach), the default where it exists
     data: str = "field"
-    noisy_fraction: float = 0.7  # executed: share of episodes with DART noise on the commands
-    noise_rad: float = 0.08  # executed: amplitude of the smooth command offset
-    steps: int = 6000
+    steps: int = 5000
     batch: int = 512
     lr: float = 1e-3
     hidden: int = 256
-    eval_every: int = 2000  # closed-loop validation every so many steps (0: only at the end)
-    eval_episodes: int = 10  # validation episodes (seeds VALID_SEED0 ...)
+    eval_every: int = 2500  # closed-loop validation every so many steps (0: only at the end)
+    eval_episodes: int = 20  # validation episodes (seeds VALID_SEED0 ...)
     seed: int = 0
     out: str = "runs/oracle_reach"
     model: str = "models/default"  # the bundle whose shapes the chunk takes
 
 
-def build_samples(cfg: OracleConfig, progress: bool = True):
-    """(obs [N, F], state [N, S], chunk [N, H, A]) from the expert."""
+def _expert_layouts(cfg: OracleConfig, progress: bool):
+    """(bundle chunk steps, profile, rng, and per training layout: object features, the
+    expert's plan from home)."""
     from clap_ros.eval.oracle_policy import oracle_features
     from clap_ros.inference.bundle import load_bundle
     from clap_ros.sim.driver_core import SimDriverCore, SimDriverParams
     from clap_ros.sim.expert import ArmExpert
 
     b = load_bundle(cfg.model)
-    H, dt = b.chunk_length, b.chunk_dt_s
     core = SimDriverCore(
         SimDriverParams(
             robot=cfg.robot,
@@ -87,204 +83,73 @@ def build_samples(cfg: OracleConfig, progress: bool = True):
             camera_rate_hz=0.0,
         ).validate()
     )
-    prof = core.profile
+
+    def layouts():
+        it = range(cfg.layouts)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, desc="oracle data (%s) %s %s" % (cfg.data, cfg.robot, cfg.task))
+        for k in it:
+            core.reset(TRAIN_SEED0 + k)
+            yield oracle_features(core.world), ArmExpert(core.world).plan()
+
+    steps = np.arange(b.chunk_length) * b.chunk_dt_s
+    return steps, core.profile, np.random.default_rng(cfg.seed), layouts()
+
+
+def build_samples(cfg: OracleConfig, progress: bool = True):
+    """(obs [N, F], state [N, S], chunk [N, H, A]), data "plan": states read off the expert's
+    plan, labelled with the plan from there; DART samples off it, labelled with the plan's own
+    motion and the offset decaying to zero over CORRECTION_S (not a replan from rest)."""
+    steps, prof, rng, layouts = _expert_layouts(cfg, progress)
     lim = prof.limits
-    rng = np.random.default_rng(cfg.seed)
-    obs: List[np.ndarray] = []
-    states: List[np.ndarray] = []
-    chunks: List[np.ndarray] = []
-    steps_i = np.arange(H) * dt
-
-    def add(feat, q, g, plan, tau0):
-        qs, _, gs = plan.sample_many(tau0 + steps_i)
-        obs.append(feat)
-        states.append(np.concatenate([q, [g]]))
-        chunks.append(np.hstack([qs, np.asarray(gs)[:, None]]))
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.layouts, desc="oracle data %s %s" % (cfg.robot, cfg.task))
-    for k in range(cfg.layouts):
-        core.reset(TRAIN_SEED0 + k)
-        world = core.world
-        feat = oracle_features(world)
-        plan = ArmExpert(world).plan()
-        taus = np.arange(0.0, plan.duration + 0.5, dt)
-        qs, _, gs = plan.sample_many(taus)
-        for tau, q, g in zip(taus, qs, gs):
-            add(feat, q, float(g), plan, tau)
-        for _ in range(cfg.perturbed_per_layout):
-            tau = float(rng.uniform(0.0, plan.duration + 0.5))
+    out: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    w = 1.0 - _smoothstep(np.minimum(steps / CORRECTION_S, 1.0))
+    for feat, plan in layouts:
+        samples = [(tau, 0.0) for tau in np.arange(0.0, plan.duration + 0.5, steps[1])]
+        taus = rng.uniform(0.0, plan.duration + 0.5, cfg.perturbed_per_layout)
+        samples += [(float(tau), 1.0) for tau in taus]
+        for tau, noisy in samples:
             q0, _, g0 = plan.sample(tau)
-            dq = rng.normal(0.0, cfg.joint_noise_rad, prof.dof)
-            q = np.clip(q0 + dq, lim.lower, lim.upper)
-            g = float(np.clip(g0 + rng.normal(0.0, 0.1), 0.0, 1.0))
-            # DART label: the expert's own motion from tau on, with the offset from its path
-            # decaying smoothly to zero over CORRECTION_S. Not a replan from rest: executing a
-            # chunk's first 1/15 s again and again, from-rest labels crawled and stalled.
-            qs_n, _, gs_n = plan.sample_many(tau + steps_i)
-            w = 1.0 - _smoothstep(np.minimum(steps_i / CORRECTION_S, 1.0))
-            obs.append(feat)
-            states.append(np.concatenate([q, [g]]))
-            chunk = np.hstack([qs_n, np.asarray(gs_n)[:, None]])
+            q = np.clip(
+                q0 + noisy * rng.normal(0.0, cfg.joint_noise_rad, prof.dof), lim.lower, lim.upper
+            )
+            g = float(np.clip(g0 + noisy * rng.normal(0.0, 0.1), 0.0, 1.0))
+            qs, _, gs = plan.sample_many(tau + steps)
+            chunk = np.hstack([qs, np.asarray(gs)[:, None]])
             chunk += np.concatenate([q - q0, [g - g0]])[None, :] * w[:, None]
-            chunks.append(chunk)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return (
-        np.asarray(obs, np.float32),
-        np.asarray(states, np.float32),
-        np.asarray(chunks, np.float32),
-    )
+            out.append((feat, np.concatenate([q, [g]]), chunk))
+    return _arrays(out)
 
 
 def build_field_samples(cfg: OracleConfig, progress: bool = True):
-    """(obs, state, chunk): states along the straight joint-space line from home to the goal
-    pose (and past it), with joint noise, each labelled by the feedback expert's chunk from
-    that state (the label is a function of the state: DAgger-style relabelling for free)."""
-    from clap_ros.eval.oracle_policy import FIELD_TASKS, oracle_features
-    from clap_ros.inference.bundle import load_bundle
-    from clap_ros.sim.driver_core import SimDriverCore, SimDriverParams
-    from clap_ros.sim.expert import ArmExpert, field_chunk
+    """Data "field" (reach): states along the straight joint-space line from home to the goal
+    pose (and a little past it), with joint noise, each labelled by the feedback expert's chunk
+    from that state (a function of the state: DAgger-style relabelling for free)."""
+    from clap_ros.eval.oracle_policy import FIELD_TASKS
+    from clap_ros.sim.expert import field_chunk
 
     if cfg.task not in FIELD_TASKS:
         raise ValueError("data=field needs a feedback expert: tasks %s" % ", ".join(FIELD_TASKS))
-    b = load_bundle(cfg.model)
-    H, dt = b.chunk_length, b.chunk_dt_s
-    core = SimDriverCore(
-        SimDriverParams(
-            robot=cfg.robot,
-            task=cfg.task,
-            seed=TRAIN_SEED0,
-            real_time_factor=0.0,
-            use_sim_time=True,
-            camera_rate_hz=0.0,
-        ).validate()
-    )
-    prof = core.profile
+    steps, prof, rng, layouts = _expert_layouts(cfg, progress)
     lim = prof.limits
-    rng = np.random.default_rng(cfg.seed)
-    obs: List[np.ndarray] = []
-    states: List[np.ndarray] = []
-    chunks: List[np.ndarray] = []
-    per_layout = 30 + cfg.perturbed_per_layout
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.layouts, desc="oracle data (field) %s %s" % (cfg.robot, cfg.task))
-    for k in range(cfg.layouts):
-        core.reset(TRAIN_SEED0 + k)
-        world = core.world
-        feat = oracle_features(world)
-        plan = ArmExpert(world).plan()
+    out: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for feat, plan in layouts:
         goal, _, g = plan.sample(plan.duration)
-        home = prof.home
-        for j in range(per_layout):
+        for j in range(30 + cfg.perturbed_per_layout):
             a = rng.uniform(-0.05, 1.1)
             noise = cfg.joint_noise_rad if j >= 30 else 0.02
-            q = np.clip(
-                home + a * (goal - home) + rng.normal(0, noise, prof.dof), lim.lower, lim.upper
-            )
-            qs = field_chunk(q, goal, lim.velocity, H, dt)
-            obs.append(feat)
-            states.append(np.concatenate([q, [g]]))
-            chunks.append(np.hstack([qs, np.full((H, 1), float(g))]))
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return (
-        np.asarray(obs, np.float32),
-        np.asarray(states, np.float32),
-        np.asarray(chunks, np.float32),
-    )
+            q = prof.home + a * (goal - prof.home) + rng.normal(0, noise, prof.dof)
+            q = np.clip(q, lim.lower, lim.upper)
+            qs = field_chunk(q, goal, lim.velocity, steps.shape[0], float(steps[1]))
+            out.append((feat, np.concatenate([q, [g]]), np.hstack([qs, np.full((len(qs), 1), g)])))
+    return _arrays(out)
 
 
-def build_executed_samples(cfg: OracleConfig, progress: bool = True):
-    """(obs, state, chunk) from expert episodes run through the sim driver (forward commands at
-    100 Hz): the state is the *measured* joint state at each camera frame (15 Hz), the label the
-    expert's intended commands from that frame on (its plan at the chunk's step times). In
-    ``noisy_fraction`` of the episodes a smooth random offset (DART) is added to what is sent,
-    never to the label, so the data shows how to come back onto the plan from off it."""
-    from clap_ros.eval.oracle_policy import oracle_features
-    from clap_ros.inference.bundle import load_bundle
-    from clap_ros.runtime.messages import check_joint_state
-    from clap_ros.sim.driver_core import SimDriverCore, SimDriverParams
-    from clap_ros.sim.expert import ArmExpert
-
-    b = load_bundle(cfg.model)
-    H, dt = b.chunk_length, b.chunk_dt_s
-    core = SimDriverCore(
-        SimDriverParams(
-            robot=cfg.robot,
-            task=cfg.task,
-            seed=TRAIN_SEED0,
-            real_time_factor=0.0,
-            use_sim_time=True,
-            camera_rate_hz=0.0,
-        ).validate()
-    )
-    prof = core.profile
-    lim = prof.limits
-    rng = np.random.default_rng(cfg.seed)
-    steps_i = np.arange(H) * dt
-    obs: List[np.ndarray] = []
-    states: List[np.ndarray] = []
-    chunks: List[np.ndarray] = []
-    cmd_period = 0.01
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.layouts, desc="oracle data (executed) %s %s" % (cfg.robot, cfg.task))
-    for k in range(cfg.layouts):
-        core.reset(TRAIN_SEED0 + k)
-        world = core.world
-        feat = oracle_features(world)
-        plan = ArmExpert(world).plan()
-        noisy = rng.random() < cfg.noisy_fraction
-        # smooth offset: a few sinusoids per joint, fading in and out over the episode
-        freqs = rng.uniform(0.3, 1.5, (3, prof.dof))
-        phases = rng.uniform(0, 2 * np.pi, (3, prof.dof))
-        amps = rng.uniform(0.3, 1.0, (3, prof.dof)) * cfg.noise_rad / 1.5
-        end = plan.duration + 0.7
-        t0 = core.clock_s
-        next_cmd, next_frame = t0, t0
-        while core.clock_s - t0 < end:
-            now = core.clock_s
-            tau = now - t0
-            if now >= next_cmd - 1e-9:
-                q, _, g = plan.sample(tau)
-                if noisy:
-                    env = math.sin(math.pi * min(tau / end, 1.0))
-                    off = env * np.sum(amps * np.sin(2 * np.pi * freqs * tau + phases), axis=0)
-                    q = np.clip(q + off, lim.lower, lim.upper)
-                core.command("forward", [float(x) for x in q])
-                core.command("gripper", [float(min(max(g, 0.0), 1.0))])
-                next_cmd += cmd_period
-            if now >= next_frame - 1e-9:
-                js = core.joint_state(core.js_period)
-                state, _ = check_joint_state(prof, js.names, js.positions)
-                qs, _, gs = plan.sample_many(tau + steps_i)
-                obs.append(feat)
-                states.append(state)
-                chunks.append(np.hstack([qs, np.asarray(gs)[:, None]]))
-                next_frame += dt
-            core.step()
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return (
-        np.asarray(obs, np.float32),
-        np.asarray(states, np.float32),
-        np.asarray(chunks, np.float32),
-    )
+def _arrays(samples):
+    obs, states, chunks = zip(*samples)
+    return tuple(np.asarray(x, np.float32) for x in (obs, states, chunks))
 
 
 def make_net(feat_dim: int, state_dim: int, H: int, A: int, hidden: int, stats: Dict):
@@ -389,7 +254,6 @@ def train(cfg: OracleConfig, progress: bool = True) -> Dict:
     t0 = time.time()
     builders = {
         "field": build_field_samples,
-        "executed": build_executed_samples,
         "plan": build_samples,
     }
     if cfg.data not in builders:
@@ -470,6 +334,26 @@ def train(cfg: OracleConfig, progress: bool = True) -> Dict:
     return summary
 
 
+OPTION_HELP = {
+    "robot": "robot profile",
+    "task": "sim task (data field: reach only)",
+    "layouts": "training layouts, seeds %d.." % TRAIN_SEED0,
+    "perturbed_per_layout": "samples per layout with joint noise (DART)",
+    "joint_noise_rad": "std of that joint noise, rad",
+    "data": "labels: field (the feedback expert, reach) or plan (the expert's time-indexed plan)",
+    "steps": "optimiser steps",
+    "batch": "batch size",
+    "lr": "AdamW learning rate (cosine decay)",
+    "hidden": "width of the MLP's 3 hidden layers",
+    "eval_every": "closed-loop validation every so many steps (0: at the end only)",
+    "eval_episodes": "validation episodes, seeds %d.. (0: none; then the last step ships)"
+    % VALID_SEED0,
+    "seed": "data and training seed",
+    "out": "run folder: oracle_step<N>.onnx, oracle.onnx (the chosen one), summary.json",
+    "model": "bundle whose chunk shape and action space the oracle takes",
+}
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "oracle",
@@ -480,7 +364,8 @@ def add_parser(sub) -> None:
     d = OracleConfig()
     for name, val in asdict(d).items():
         flag = "--" + name.replace("_", "-")
-        p.add_argument(flag, type=type(val), default=val, help="(default %(default)s)")
+        text = OPTION_HELP.get(name, "")
+        p.add_argument(flag, type=type(val), default=val, help=text + " (default %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
