@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = [
     "clap_ros.launching.cli",  # clap-ros launch
     "clap_ros.eval.sim_eval",  # clap-ros eval-sim
     "clap_ros.eval.bag_eval",  # clap-ros eval-bag
+    "clap_ros.eval.filmstrip",  # clap-ros filmstrip
     "clap_ros.calibration.cli",  # clap-ros calibrate {intrinsics,handeye,render-board,sim-views}
 ]
 
@@ -38,6 +39,7 @@ Typical use:
   clap-ros sim human-videos --task push --episodes 100 --out human/
   clap-ros launch bringup use_sim:=true robot:=fr3    the CLAP nodes + sim driver (no ros2 CLI)
   clap-ros eval-sim --robot fr3 --task reach --episodes 20 --model models/default
+  clap-ros filmstrip --task reach --seed 0 --out film.png   watch one closed-loop episode
   clap-ros bundle check models/default            verify a model bundle, time each graph
   clap-ros eval-bag --bag recordings/ --model models/default --out eval/   replay bags: report.html
   clap-ros dataset import-lerobot ~/lerobot/my_set --out datasets/my_set --robot fr3

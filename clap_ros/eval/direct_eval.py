@@ -27,7 +27,7 @@ import multiprocessing as mp
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -288,8 +288,12 @@ class DirectEpisodes:
         self._cores: Dict[str, object] = {}
         self._runtime = None
         self._oracle = None
+        # called with (world, sim time) at every camera tick (e.g. clap-ros filmstrip)
+        self.on_camera: Optional[Callable[[object, float], None]] = None
+        self.wrist_camera = False  # build the worlds with the wrist camera (vision: always)
 
     def core(self, task: str):
+        from clap_ros.eval.vision_policy import is_vision
         from clap_ros.sim.driver_core import SimDriverCore, SimDriverParams
 
         if task not in self._cores:
@@ -303,6 +307,8 @@ class DirectEpisodes:
             )
             if self.cfg.reflexes is not None:
                 params = params.replace(reflexes=self.cfg.reflexes)
+            if is_vision(self.cfg.policy) or self.wrist_camera:
+                params = params.replace(wrist_camera=True)
             self._cores[task] = SimDriverCore(params.validate())
         return self._cores[task]
 
@@ -314,9 +320,17 @@ class DirectEpisodes:
 
     def policy(self, core, seed: int):
         from clap_ros.eval.oracle_policy import OracleRuntime, is_oracle
+        from clap_ros.eval.vision_policy import VisionRuntime, is_vision
 
         if self.cfg.policy == "expert":
             return ExpertPolicy(core.world, self.cfg.command_mode)
+        if is_vision(self.cfg.policy):
+            if self._oracle is None:
+                self._oracle = VisionRuntime(
+                    self.runtime(), core.world, self.cfg.policy, lambda: core.clock_s
+                )
+            self._oracle.reset(core.world, lambda: core.clock_s)
+            return OraclePolicy(self._stack_params, self.profile, self._oracle, self.cfg.latency_ms)
         if is_oracle(self.cfg.policy):
             if self._oracle is None:
                 self._oracle = OracleRuntime(
@@ -425,11 +439,14 @@ class DirectEpisodes:
                         bag.joint_state(
                             core.joint_states_topic, now, js.names, js.positions, js.velocities
                         )
-                elif event == "cam" and render:
-                    rgb = world.render("scene") if pixels else blank
-                    policy.on_frame(rgb, info, now, now)
-                    if bag is not None:
-                        bag.image(now, rgb, info)
+                elif event == "cam":
+                    if self.on_camera is not None:
+                        self.on_camera(world, now)
+                    if render:
+                        rgb = world.render("scene") if pixels else blank
+                        policy.on_frame(rgb, info, now, now)
+                        if bag is not None:
+                            bag.image(now, rgb, info)
                 elif event == "status":
                     st = core.status_dict()
                     state.status = st

@@ -757,12 +757,15 @@ def register(subparsers) -> None:
     p.add_argument(
         "--policy",
         default="model",
-        metavar="{%s,oracle-expert,oracle:FILE.onnx}" % ",".join(POLICIES),
+        metavar="{%s,oracle-expert,oracle-field,oracle:FILE.onnx,vision:FILE.onnx}"
+        % ",".join(POLICIES),
         help="model (default): the bundle drives; expert: the scripted expert, "
         "streamed as expert_node streams it; --mode direct only, the diagnostic ladder: "
         "oracle-expert (the expert's plan as every RF chunk, through the action core) "
-        "and oracle:FILE.onnx (a learned state-oracle: object positions + state -> chunk, "
-        "from clap-train oracle)",
+        "oracle-field (the feedback expert's chunk from the measured state, reach), "
+        "oracle:FILE.onnx (a learned state-oracle: object positions + state -> chunk, "
+        "from clap-train oracle) and vision:FILE.onnx (an image policy without the planner: "
+        "workspace + wrist camera, instruction words, state -> chunk, from clap-train vision)",
     )
     p.add_argument(
         "--jobs",

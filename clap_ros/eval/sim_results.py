@@ -52,8 +52,9 @@ class EvalConfig:
     params_file: str = ""  # ros__parameters for the CLAP nodes ("" = package's)
     progress: bool = True
     mode: str = "ros"  # ros: the bringup graph over DDS; direct: one process
-    # model: the bundle; expert: the scripted expert; oracle-expert / oracle:<onnx>: the
-    # diagnostic ladder's ground-truth rungs (clap_ros.eval.oracle_policy, direct mode)
+    # model: the bundle; expert: the scripted expert; oracle-expert / oracle-field /
+    # oracle:<onnx> / vision:<onnx>: the diagnostic ladder's rungs (clap_ros.eval.oracle_policy,
+    # clap_ros.eval.vision_policy; direct mode)
     policy: str = "model"
     jobs: int = 1  # direct mode: episodes run in this many processes
     latency_ms: Optional[float] = None  # direct mode: fixed inference latency (None: measured)
@@ -88,19 +89,22 @@ class EvalConfig:
         if self.mode not in MODES:
             raise ValueError("mode must be one of %s, not %r" % (", ".join(MODES), self.mode))
         from clap_ros.eval.oracle_policy import ORACLE_PREFIX, is_oracle
+        from clap_ros.eval.vision_policy import VISION_PREFIX, is_vision
 
-        if self.policy not in POLICIES and not is_oracle(self.policy):
+        ladder = is_oracle(self.policy) or is_vision(self.policy)
+        if self.policy not in POLICIES and not ladder:
             raise ValueError(
-                "policy must be one of %s, oracle-expert or oracle:<file.onnx>, not %r"
-                % (", ".join(POLICIES), self.policy)
+                "policy must be one of %s, oracle-expert, oracle-field, oracle:<file.onnx> or "
+                "vision:<file.onnx>, not %r" % (", ".join(POLICIES), self.policy)
             )
-        if is_oracle(self.policy) and self.mode != "direct":
-            raise ValueError("the oracle policies (diagnostic ladder) run in --mode direct only")
-        if self.policy.startswith(ORACLE_PREFIX):
-            from pathlib import Path
+        if ladder and self.mode != "direct":
+            raise ValueError("the diagnostic ladder's policies run in --mode direct only")
+        for prefix in (ORACLE_PREFIX, VISION_PREFIX):
+            if self.policy.startswith(prefix):
+                from pathlib import Path
 
-            if not Path(self.policy[len(ORACLE_PREFIX) :]).is_file():
-                raise ValueError("oracle model %s not found" % self.policy[len(ORACLE_PREFIX) :])
+                if not Path(self.policy[len(prefix) :]).is_file():
+                    raise ValueError("policy model %s not found" % self.policy[len(prefix) :])
         if self.jobs < 1:
             raise ValueError("jobs must be >= 1, not %d" % self.jobs)
         if self.latency_ms is not None and not (0.0 <= self.latency_ms < 60000.0):

@@ -19,6 +19,7 @@ from clap_ros.sim.scene import (
     CUBE_HALF,
     DISTRACTOR_AREA,
     SCENE_CAMERA,
+    WORKSPACE_CAMERA,
     build_scene_xml,
     camera_quat,
 )
@@ -119,6 +120,7 @@ class SimWorld:
         ]
         self._lights = (m.light("key").id, m.light("fill").id)
         self._scene_cam = m.camera("scene").id
+        self._workspace_cam = m.camera("workspace").id
         self._distractor_geoms = [
             m.geom("distractor%d" % i).id for i in range(len(app.DISTRACTOR_SLOTS))
         ]
@@ -223,6 +225,9 @@ class SimWorld:
         pos, quat = camera_quat(SCENE_CAMERA, a.camera_jitter)
         m.cam_pos[self._scene_cam] = pos
         m.cam_quat[self._scene_cam] = quat
+        pos, quat = camera_quat(WORKSPACE_CAMERA, a.camera_jitter)
+        m.cam_pos[self._workspace_cam] = pos
+        m.cam_quat[self._workspace_cam] = quat
 
     # --- task-facing state ------------------------------------------------------------------
     @property
@@ -327,6 +332,18 @@ class SimWorld:
     def step(self, n: int = 1) -> None:
         self._mj.mj_step(self.model, self.data, nstep=int(n))
 
+    def set_arm_pose(self, q) -> None:
+        """Kinematic: put the arm at ``q`` (profile order) at rest, targets there, and update
+        the derived quantities (poses, cameras) without stepping time. For rendering states
+        that were not reached by simulation (training data)."""
+        q = np.asarray(q, dtype=np.float64)
+        if self.profile is None or q.shape != (self.profile.dof,):
+            raise ValueError("set_arm_pose needs %s joint values" % getattr(self.profile, "dof", 0))
+        self.data.qpos[self._arm_qadr] = q
+        self.data.qvel[self._arm_dadr] = 0.0
+        self.set_arm_target(q)
+        self._mj.mj_forward(self.model, self.data)
+
     def arm_qpos(self) -> np.ndarray:
         return self.data.qpos[self._arm_qadr].copy()
 
@@ -353,7 +370,7 @@ class SimWorld:
         cid = self._mj.mj_name2id(self.model, self._mj.mjtObj.mjOBJ_CAMERA, camera)
         if cid < 0:
             raise ValueError(
-                "unknown camera '%s' (have: scene%s)"
+                "unknown camera '%s' (have: scene, workspace%s)"
                 % (camera, ", wrist" if self.wrist_camera else "")
             )
         return cid

@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .oracle import add_parser as add_oracle_parser
 
     add_oracle_parser(sub)
+    from .vision import add_parser as add_vision_parser
+
+    add_vision_parser(sub)
     p = sub.add_parser(
         "show-config",
         help="print the resolved config (preset + overrides) as YAML",
@@ -149,6 +152,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .oracle import main as oracle_main
 
         return oracle_main(args)
+    if args.stage == "vision":
+        from .vision import main as vision_main
+
+        return vision_main(args)
     from .common.dist import init_from_env, is_main
     from .config import ConfigError, load_config
     from .data import DataError

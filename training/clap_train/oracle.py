@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -214,35 +213,10 @@ def export_onnx(net, feat_dim: int, state_dim: int, path: Path) -> None:
 
 
 def closed_loop(cfg: OracleConfig, onnx_path: Path, seed0: int, episodes: int) -> Dict:
-    """Success and median progress of the oracle in eval-sim --mode direct."""
-    from clap_ros.eval import direct_eval
-    from clap_ros.eval.sim_results import EvalConfig
+    """Success and median progress of the policy in eval-sim --mode direct."""
+    from .closed_loop import success_on
 
-    ec = EvalConfig(
-        robot=cfg.robot,
-        tasks=(cfg.task,),
-        episodes=episodes,
-        model=cfg.model,
-        backend="cpu",
-        seed=seed0,
-        progress=False,
-        mode="direct",
-        policy="oracle:%s" % onnx_path,
-        reflexes=False,
-    )
-    res = direct_eval.run_episodes(ec)
-    eps = res["episodes"]
-    prog = [
-        1.0 - e["goal_distance_end_m"] / e["goal_distance_start_m"]
-        for e in eps
-        if e.get("goal_distance_start_m")
-    ]
-    return {
-        "success": sum(bool(e["success"]) for e in eps),
-        "episodes": len(eps),
-        "median_progress": float(np.median(prog)) if prog else math.nan,
-        "errors": [e["error"] for e in eps if e.get("error")][:3],
-    }
+    return success_on(cfg.robot, cfg.task, cfg.model, "oracle:%s" % onnx_path, seed0, episodes)
 
 
 def train(cfg: OracleConfig, progress: bool = True) -> Dict:
