@@ -332,6 +332,12 @@ class SimWorld:
     def step(self, n: int = 1) -> None:
         self._mj.mj_step(self.model, self.data, nstep=int(n))
 
+    def set_shadows(self, on: bool) -> None:
+        """Shadow maps on or off from now on (kept over resets); the key light casts them."""
+        self.shadows = bool(on)
+        for lid, key in zip(self._lights, ("key", "fill")):
+            self.model.light_castshadow[lid] = self.shadows and key == "key"
+
     def set_arm_pose(self, q) -> None:
         """Kinematic: put the arm at ``q`` (profile order) at rest, targets there, and update
         the derived quantities (poses, cameras) without stepping time. For rendering states

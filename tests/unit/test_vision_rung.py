@@ -44,6 +44,12 @@ def test_workspace_and_wrist_views_show_the_arm_where_it_is_put():
         changed = np.abs(moved[v].astype(int) - home[v].astype(int)).max(axis=-1) > 30
         assert changed.mean() > 0.01, (v, changed.mean())
     r.close()
+    # shadows (a depth cue) are the world's from then on, over resets too
+    shaded = vp.ViewRenderer(w, shadows=True)
+    w.reset(3)
+    w.set_arm_pose(q)
+    assert w.shadows and not np.array_equal(shaded.render()[0], moved[0])
+    shaded.close()
     with pytest.raises(ValueError, match="wrist camera"):
         vp.ViewRenderer(SimWorld("fr3", "reach", seed=3))
 
